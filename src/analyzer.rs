@@ -1,0 +1,353 @@
+//! Checks across stages: dependencies, cycles, and what each expression may read (SPEC 4).
+use super::*;
+use crate::workflow::{Expression, Input, Stage, StageKind, Workflow};
+use std::collections::HashMap;
+
+const STAGE_NAMES: &[&str] = &["parameters", "stages", "env", "run", "workflow", "memory"];
+const ENV_NAMES: &[&str] = &["parameters", "env", "run", "workflow"];
+const STAGE_FIELDS: &[&str] = &["outputs", "status", "attempts"];
+
+/// Runs every cross-stage check and returns what is wrong.
+pub fn analyze(workflow: &Workflow) -> Diagnostics {
+  let mut analyzer = Analyzer {
+    workflow,
+    index: workflow
+      .stages
+      .iter()
+      .enumerate()
+      .map(|(i, s)| (s.id.as_str(), i))
+      .collect(),
+    diagnostics: Diagnostics::default(),
+  };
+  let deps = analyzer.dependencies();
+  let acyclic = analyzer.cycles(&deps);
+  analyzer.expressions(&deps, acyclic);
+  analyzer.diagnostics
+}
+
+/// Where an expression sits, which decides the names it may read.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+  /// A stage's `if`.
+  Condition(&'a Stage),
+  /// A stage's `with`, compensation or gate message.
+  Stage(&'a Stage),
+  /// `config.env`.
+  Env,
+  /// Workflow `outputs`.
+  Outputs,
+}
+
+struct Analyzer<'a> {
+  workflow: &'a Workflow,
+  index: HashMap<&'a str, usize>,
+  diagnostics: Diagnostics,
+}
+
+impl<'a> Analyzer<'a> {
+  fn error(&mut self, span: Span, kind: ErrorKind) {
+    self
+      .diagnostics
+      .push(Diagnostic::new(&self.workflow.source, span, kind));
+  }
+
+  /// Resolves `depends_on` to indexes, reporting unknown, self and repeated entries.
+  fn dependencies(&mut self) -> Vec<Vec<(usize, Span)>> {
+    let workflow = self.workflow;
+    workflow
+      .stages
+      .iter()
+      .map(|stage| {
+        let mut out: Vec<(usize, Span)> = Vec::with_capacity(stage.depends_on.len());
+        for (dep, &span) in stage.depends_on.iter().zip(&stage.depends_on_spans) {
+          if *dep == stage.id {
+            self.error(
+              span,
+              ErrorKind::SelfDependency {
+                id: stage.id.clone(),
+              },
+            );
+            continue;
+          }
+          let Some(&target) = self.index.get(dep.as_str()) else {
+            let suggestion = suggest::suggest(dep, workflow.stages.iter().map(|s| s.id.as_str()))
+              .map(str::to_string);
+            self.error(
+              span,
+              ErrorKind::UnknownDependency {
+                id: stage.id.clone(),
+                on: dep.clone(),
+                suggestion,
+              },
+            );
+            continue;
+          };
+          if out.iter().any(|(t, _)| *t == target) {
+            self.error(
+              span,
+              ErrorKind::DuplicateDependency {
+                id: stage.id.clone(),
+                on: dep.clone(),
+              },
+            );
+            continue;
+          }
+          out.push((target, span));
+        }
+        out
+      })
+      .collect()
+  }
+
+  /// Reports each cycle once, at the `depends_on` entry that closes it; true when there are none.
+  fn cycles(&mut self, deps: &[Vec<(usize, Span)>]) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+      New,
+      Open,
+      Done,
+    }
+    let mut marks = vec![Mark::New; deps.len()];
+    let mut acyclic = true;
+    for root in 0..deps.len() {
+      if marks[root] != Mark::New {
+        continue;
+      }
+      // An explicit stack of (stage, next dependency to visit) so deep graphs cannot overflow.
+      let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+      marks[root] = Mark::Open;
+      while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+        let Some(&(dep, span)) = deps[node].get(*next) else {
+          marks[node] = Mark::Done;
+          stack.pop();
+          continue;
+        };
+        *next += 1;
+        match marks[dep] {
+          Mark::New => {
+            marks[dep] = Mark::Open;
+            stack.push((dep, 0));
+          }
+          Mark::Open => {
+            acyclic = false;
+            let start = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
+            let mut path: Vec<String> = stack[start..]
+              .iter()
+              .map(|(n, _)| self.workflow.stages[*n].id.clone())
+              .collect();
+            path.push(self.workflow.stages[dep].id.clone());
+            self.error(span, ErrorKind::Cycle { path });
+          }
+          Mark::Done => {}
+        }
+      }
+    }
+    acyclic
+  }
+
+  fn expressions(&mut self, deps: &[Vec<(usize, Span)>], acyclic: bool) {
+    let workflow = self.workflow;
+    let mut reach = Reach::new(deps);
+    for (name, input) in &workflow.config.env {
+      let _ = name;
+      for e in input.expressions() {
+        self.expression(e, Place::Env, &mut reach, acyclic);
+      }
+    }
+    for stage in &workflow.stages {
+      if let Some(condition) = &stage.condition {
+        self.expression(condition, Place::Condition(stage), &mut reach, acyclic);
+      }
+      let inputs: Vec<&Input> = match &stage.kind {
+        StageKind::Skill(call) => call.with.values().collect(),
+        StageKind::Gate(_) => Vec::new(),
+      };
+      let compensation = stage.compensate.iter().flat_map(|c| c.with.values());
+      for input in inputs.into_iter().chain(compensation) {
+        for e in input.expressions() {
+          self.expression(e, Place::Stage(stage), &mut reach, acyclic);
+        }
+      }
+      if let Some(message) = stage.gate().and_then(|g| g.message.as_ref()) {
+        self.expression(message, Place::Stage(stage), &mut reach, acyclic);
+      }
+    }
+    for input in workflow.outputs.values() {
+      for e in input.expressions() {
+        self.expression(e, Place::Outputs, &mut reach, acyclic);
+      }
+    }
+  }
+
+  fn expression(&mut self, e: &Expression, place: Place<'_>, reach: &mut Reach<'_>, acyclic: bool) {
+    let source = Arc::clone(&self.workflow.source);
+    for (expr, body) in e.template.exprs() {
+      if !matches!(place, Place::Condition(_)) && expr.uses_status_function() {
+        self.error(
+          e.file_span(&source, body, expr.span),
+          ErrorKind::StatusOutsideIf,
+        );
+      }
+      for path in expr.paths() {
+        let at = |i: usize| e.file_span(&source, body, path.segments[i].1);
+        self.path(&path, place, reach, acyclic, at);
+      }
+    }
+  }
+
+  fn path(
+    &mut self,
+    path: &expr::Path,
+    place: Place<'_>,
+    reach: &mut Reach<'_>,
+    acyclic: bool,
+    at: impl Fn(usize) -> Span,
+  ) {
+    let workflow = self.workflow;
+    let segment = |i: usize| path.segments.get(i).map(|(s, _)| s.as_str());
+    let Some(name) = segment(0) else { return };
+    let name = name.to_ascii_lowercase();
+    let (allowed, where_) = match place {
+      Place::Condition(_) => (STAGE_NAMES, "in `if`"),
+      Place::Stage(_) => (STAGE_NAMES, "in a stage"),
+      Place::Env => (ENV_NAMES, "in `config.env`"),
+      Place::Outputs => (STAGE_NAMES, "in workflow `outputs`"),
+    };
+    if !allowed.contains(&name.as_str()) {
+      self.error(
+        at(0),
+        ErrorKind::UnknownNamespace {
+          suggestion: suggest::suggest(&name, allowed.iter().copied()).map(str::to_string),
+          name: segment(0).unwrap_or_default().to_string(),
+          where_: where_.to_string(),
+          available: allowed.to_vec(),
+        },
+      );
+      return;
+    }
+    match name.as_str() {
+      "parameters" => {
+        let Some(param) = segment(1) else { return };
+        if !workflow
+          .parameters
+          .keys()
+          .any(|k| k.eq_ignore_ascii_case(param))
+        {
+          self.error(
+            at(1),
+            ErrorKind::UnknownParameter {
+              name: param.to_string(),
+              suggestion: suggest::suggest(param, workflow.parameters.keys().map(String::as_str))
+                .map(str::to_string),
+            },
+          );
+        }
+      }
+      "stages" => {
+        let Some(id) = segment(1) else { return };
+        let Some(&target) = self
+          .index
+          .get(id)
+          .or_else(|| self.index.get(id.to_ascii_lowercase().as_str()))
+        else {
+          self.error(
+            at(1),
+            ErrorKind::UnknownStage {
+              id: id.to_string(),
+              suggestion: suggest::suggest(id, workflow.stages.iter().map(|s| s.id.as_str()))
+                .map(str::to_string),
+            },
+          );
+          return;
+        };
+        if let Place::Condition(stage) | Place::Stage(stage) = place {
+          // Only meaningful once cycles are ruled out; a cycle was already reported.
+          if acyclic && !reach.is_ancestor(target, stage.index) {
+            self.error(
+              at(1),
+              ErrorKind::NotAnAncestor {
+                stage: stage.id.clone(),
+                other: workflow.stages[target].id.clone(),
+              },
+            );
+            return;
+          }
+        }
+        let Some(field) = segment(2) else { return };
+        if !STAGE_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(field)) {
+          self.error(
+            at(2),
+            ErrorKind::UnknownStageField {
+              id: workflow.stages[target].id.clone(),
+              field: field.to_string(),
+            },
+          );
+          return;
+        }
+        let (Some(output), true) = (segment(3), field.eq_ignore_ascii_case("outputs")) else {
+          return;
+        };
+        let producer = &workflow.stages[target];
+        let declared: Vec<&String> = match &producer.kind {
+          StageKind::Skill(_) => producer.outputs.keys().collect(),
+          StageKind::Gate(gate) => gate.inputs.keys().collect(),
+        };
+        if producer.skill().is_some()
+          && !declared.is_empty()
+          && !declared.iter().any(|d| d.eq_ignore_ascii_case(output))
+        {
+          self.error(
+            at(3),
+            ErrorKind::UndeclaredOutput {
+              id: producer.id.clone(),
+              output: output.to_string(),
+              declared: declared.into_iter().cloned().collect(),
+            },
+          );
+        }
+      }
+      _ => {}
+    }
+  }
+}
+
+/// Answers "is `a` an ancestor of `b`" over the dependency graph, reusing its scratch space.
+struct Reach<'a> {
+  deps: &'a [Vec<(usize, Span)>],
+  seen: Vec<u32>,
+  generation: u32,
+  stack: Vec<usize>,
+}
+
+impl<'a> Reach<'a> {
+  fn new(deps: &'a [Vec<(usize, Span)>]) -> Self {
+    Self {
+      deps,
+      seen: vec![0; deps.len()],
+      generation: 0,
+      stack: Vec::new(),
+    }
+  }
+
+  fn is_ancestor(&mut self, a: usize, b: usize) -> bool {
+    // Most reads are of a direct dependency; answer those without a walk.
+    if self.deps[b].iter().any(|(d, _)| *d == a) {
+      return true;
+    }
+    self.generation += 1;
+    self.stack.clear();
+    self.stack.push(b);
+    while let Some(n) = self.stack.pop() {
+      for &(d, _) in &self.deps[n] {
+        if d == a {
+          return true;
+        }
+        if self.seen[d] != self.generation {
+          self.seen[d] = self.generation;
+          self.stack.push(d);
+        }
+      }
+    }
+    false
+  }
+}

@@ -1,0 +1,290 @@
+//! Runs a parsed command line; the one place that prints errors and picks exit codes.
+use super::*;
+use crate::{
+  cli::{Cli, Command, Format, PlanFormat},
+  loader::LoadError,
+};
+use clap::Parser as _;
+use indexmap::IndexMap;
+use std::{
+  ffi::OsString,
+  io::{IsTerminal, Write},
+  path::Path,
+};
+
+/// Failures of a command, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+  /// Errors with positions in a file or argument.
+  #[error("{0}")]
+  Diagnostics(Diagnostics),
+  /// A file that could not be read.
+  #[error("{path}: {message}")]
+  Io {
+    /// The path.
+    path: String,
+    /// The reason.
+    message: String,
+  },
+  /// Writing output failed (a closed pipe, usually).
+  #[error("cannot write output: {0}")]
+  Output(#[from] std::io::Error),
+}
+
+impl From<LoadError> for Error {
+  fn from(error: LoadError) -> Self {
+    match error {
+      LoadError::Io { path, error } => Self::Io {
+        path,
+        message: error.to_string(),
+      },
+      LoadError::Invalid(d) => Self::Diagnostics(d),
+    }
+  }
+}
+
+impl Error {
+  fn exit_code(&self) -> i32 {
+    match self {
+      Self::Diagnostics(_) | Self::Io { .. } => exit::INVALID,
+      Self::Output(_) => exit::FAILED,
+    }
+  }
+}
+
+/// Whether to colour text written to stderr.
+fn stderr_color() -> bool {
+  std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Whether to colour text written to stdout.
+fn stdout_color() -> bool {
+  std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Parses `args` (program name first), runs the command and returns the process exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+  I: IntoIterator<Item = T>,
+  T: Into<OsString> + Clone,
+{
+  let cli = match Cli::try_parse_from(args) {
+    Ok(cli) => cli,
+    Err(error) => {
+      let _ = error.print();
+      return error.exit_code();
+    }
+  };
+  let result = match cli.command {
+    Command::Validate { files, format } => validate(&files, format),
+    Command::Plan {
+      file,
+      params,
+      format,
+    } => plan(&file, &params, format),
+    Command::Eval { expr, context } => eval(&expr, context.as_deref()),
+  };
+  match result {
+    Ok(code) => code,
+    Err(error) => {
+      let text = match &error {
+        Error::Diagnostics(d) => d.render(stderr_color()),
+        other => format!("error: {other}\n"),
+      };
+      let _ = std::io::stderr().write_all(text.as_bytes());
+      error.exit_code()
+    }
+  }
+}
+
+fn validate(files: &[std::path::PathBuf], format: Format) -> Result<i32, Error> {
+  let mut reports = Vec::new();
+  let mut all_valid = true;
+  let mut stdout = std::io::stdout().lock();
+  let mut stderr = std::io::stderr().lock();
+  for file in files {
+    let name = file.display().to_string();
+    match loader::load_file(file) {
+      Ok(workflow) => {
+        let plan = plan::plan(&workflow, &defaults_only(&workflow));
+        if format == Format::Text {
+          writeln!(
+            stdout,
+            "{name}: valid ({} stages, {} batches)",
+            workflow.stages.len(),
+            plan.batches.len()
+          )?;
+        }
+        reports.push(serde_json::json!({ "file": name, "valid": true, "errors": [] }));
+      }
+      Err(error) => {
+        all_valid = false;
+        let errors: Vec<serde_json::Value> = match &error {
+          LoadError::Invalid(d) => d.0.iter().map(Diagnostic::to_json).collect(),
+          LoadError::Io { .. } => vec![serde_json::json!({ "file": name, "message": error.to_string() })],
+        };
+        if format == Format::Text {
+          let text = match &error {
+            LoadError::Invalid(d) => d.render(stderr_color()),
+            LoadError::Io { .. } => format!("error: {error}\n"),
+          };
+          stderr.write_all(text.as_bytes())?;
+        }
+        reports.push(serde_json::json!({ "file": name, "valid": false, "errors": errors }));
+      }
+    }
+  }
+  if format == Format::Json {
+    let doc = serde_json::json!({ "valid": all_valid, "files": reports });
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default())?;
+  }
+  Ok(if all_valid { exit::OK } else { exit::INVALID })
+}
+
+/// Parameter values from defaults alone, for views that take no `--param`.
+fn defaults_only(workflow: &workflow::Workflow) -> IndexMap<String, serde_json::Value> {
+  workflow
+    .parameters
+    .values()
+    .map(|p| (p.name.clone(), p.default.clone().unwrap_or(serde_json::Value::Null)))
+    .collect()
+}
+
+fn plan(file: &Path, params: &[String], format: PlanFormat) -> Result<i32, Error> {
+  let workflow = loader::load_file(file)?;
+  let values = params::resolve(&workflow, params).map_err(Error::Diagnostics)?;
+  let plan = plan::plan(&workflow, &values);
+  let text = match format {
+    PlanFormat::Text => plan.to_text(stdout_color()),
+    PlanFormat::Json => {
+      let mut json = serde_json::to_string_pretty(&plan).unwrap_or_default();
+      json.push('\n');
+      json
+    }
+    PlanFormat::Dot => plan.to_dot(),
+    PlanFormat::Mermaid => plan.to_mermaid(),
+  };
+  std::io::stdout().lock().write_all(text.as_bytes())?;
+  Ok(exit::OK)
+}
+
+/// Namespaces every expression may name, even when the context file does not supply them.
+const EVAL_NAMESPACES: &[&str] = &[
+  "parameters",
+  "stages",
+  "env",
+  "run",
+  "workflow",
+  "memory",
+  "failure",
+  "gate",
+];
+
+fn eval(text: &str, context: Option<&Path>) -> Result<i32, Error> {
+  let mut names: IndexMap<String, expr::Value> = IndexMap::new();
+  if let Some(path) = context {
+    names = read_context(path)?;
+  }
+  let source = Source::new("<expr>", text);
+  let fail = |span: Span, kind: expr::ExprErrorKind| {
+    Error::Diagnostics(Diagnostics(vec![Diagnostic::new(&source, span, ErrorKind::Expr(kind))]))
+  };
+  // With delimiters the argument is a template (so text around them interpolates).
+  let template = if text.contains("$<<") {
+    expr::Template::parse(text).map_err(|e| fail(e.span, e.kind))?
+  } else {
+    let parsed = expr::parse(text).map_err(|e| fail(e.span, e.kind))?;
+    expr::Template {
+      segments: vec![expr::Segment::Expr {
+        expr: parsed,
+        offset: 0,
+      }],
+    }
+  };
+  let known = |name: &str| {
+    EVAL_NAMESPACES.iter().any(|n| n.eq_ignore_ascii_case(name))
+      || names.keys().any(|k| k.eq_ignore_ascii_case(name))
+  };
+  let mut unknown = Diagnostics::default();
+  for (e, offset) in template.exprs() {
+    for error in e.check_names(&known) {
+      unknown.push(Diagnostic::new(
+        &source,
+        error.span.shifted(offset),
+        ErrorKind::Expr(error.kind),
+      ));
+    }
+  }
+  if !unknown.is_empty() {
+    return Err(Error::Diagnostics(unknown));
+  }
+  let ctx = expr::MapContext::new(names);
+  // Evaluate each part on its own first so an error points into the right `$<< >>`.
+  for (e, offset) in template.exprs() {
+    if let Err(error) = e.eval(&ctx) {
+      return Err(fail(error.span.shifted(offset), error.kind));
+    }
+  }
+  let value = template
+    .eval(&ctx)
+    .map_err(|error| fail(error.span, error.kind))?;
+  writeln!(std::io::stdout().lock(), "{}", value.to_json_text(true))?;
+  Ok(exit::OK)
+}
+
+/// Reads a JSON object whose keys become expression namespaces.
+fn read_context(path: &Path) -> Result<IndexMap<String, expr::Value>, Error> {
+  let name = path.display().to_string();
+  let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+    path: name.clone(),
+    message: e.to_string(),
+  })?;
+  let source = Source::new(name.as_str(), text.as_str());
+  match serde_json::from_str::<serde_json::Value>(&text) {
+    Ok(serde_json::Value::Object(map)) => Ok(
+      map
+        .into_iter()
+        .map(|(k, v)| (k, expr::Value::from(v)))
+        .collect(),
+    ),
+    Ok(other) => Err(Error::Diagnostics(Diagnostics(vec![Diagnostic::new(
+      &source,
+      Span::new(0, 1),
+      ErrorKind::WrongType {
+        field: "--context".into(),
+        expected: "a JSON object",
+        found: json_kind(&other),
+      },
+    )]))),
+    Err(error) => {
+      let offset = line_col_offset(&source, error.line(), error.column());
+      Err(Error::Diagnostics(Diagnostics(vec![Diagnostic::new(
+        &source,
+        Span::new(offset, 1),
+        ErrorKind::InvalidJson(error.to_string()),
+      )])))
+    }
+  }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+  match value {
+    serde_json::Value::Null => "null",
+    serde_json::Value::Bool(_) => "a boolean",
+    serde_json::Value::Number(_) => "a number",
+    serde_json::Value::String(_) => "a string",
+    serde_json::Value::Array(_) => "an array",
+    serde_json::Value::Object(_) => "an object",
+  }
+}
+
+/// Byte offset of a 1-based line and column.
+fn line_col_offset(source: &Source, line: usize, column: usize) -> usize {
+  let start: usize = source
+    .text()
+    .split_inclusive('\n')
+    .take(line.saturating_sub(1))
+    .map(str::len)
+    .sum();
+  (start + column.saturating_sub(1)).min(source.text().len())
+}

@@ -1,0 +1,275 @@
+use super::*;
+
+/// Everything that can be wrong with a workflow file or its inputs; all wording lives here.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ErrorKind {
+  /// YAML syntax.
+  #[error("invalid YAML: {0}")]
+  Yaml(String),
+  /// Nothing in the file.
+  #[error("the workflow file is empty")]
+  EmptyFile,
+  /// A value of the wrong type.
+  #[error("`{field}` must be {expected}, found {found}")]
+  WrongType {
+    /// The key whose value is wrong.
+    field: String,
+    /// What was expected, with article.
+    expected: &'static str,
+    /// What was found, with article.
+    found: &'static str,
+  },
+  /// A key that is not part of the format.
+  #[error("unknown key `{key}` in {context}{}", did_you_mean(suggestion))]
+  UnknownKey {
+    /// The key as written.
+    key: String,
+    /// Where it appeared.
+    context: String,
+    /// The closest valid key.
+    suggestion: Option<String>,
+  },
+  /// A key given twice in one mapping.
+  #[error("duplicate key `{key}`")]
+  DuplicateKey {
+    /// The key.
+    key: String,
+  },
+  /// A required key is absent.
+  #[error("missing required key `{key}` in {context}")]
+  MissingKey {
+    /// The key.
+    key: &'static str,
+    /// Where it is missing.
+    context: String,
+  },
+  /// A name or id with characters outside the allowed set.
+  #[error("invalid {what} `{name}`: {}", name_rule(what))]
+  InvalidName {
+    /// Which kind of name.
+    what: &'static str,
+    /// The name as written.
+    name: String,
+  },
+  /// A bad duration.
+  #[error("{0}")]
+  InvalidDuration(String),
+  /// `swdl:` other than 1.
+  #[error("unsupported format version {0}: this swdl reads `swdl: 1`")]
+  UnsupportedVersion(String),
+  /// A number out of range.
+  #[error("`{field}` {message}")]
+  OutOfRange {
+    /// The key.
+    field: String,
+    /// What is wrong.
+    message: String,
+  },
+  /// A string outside its allowed set.
+  #[error("`{field}` must be one of {}, found `{value}`{}", allowed.join(", "), did_you_mean(suggestion))]
+  InvalidChoice {
+    /// The key.
+    field: String,
+    /// The value written.
+    value: String,
+    /// The allowed values.
+    allowed: &'static [&'static str],
+    /// The closest allowed value.
+    suggestion: Option<String>,
+  },
+  /// `stages: []`.
+  #[error("`stages` must list at least one stage")]
+  NoStages,
+  /// Two stages with one id.
+  #[error("duplicate stage id `{id}` (first defined on line {first_line})")]
+  DuplicateStage {
+    /// The id.
+    id: String,
+    /// Line of the first definition.
+    first_line: usize,
+  },
+  /// `uses` and `gate` together.
+  #[error("stage `{id}` has both `gate` and `uses`: a stage is either a gate or a skill stage")]
+  GateAndSkill {
+    /// The stage.
+    id: String,
+  },
+  /// Neither `uses` nor `gate`.
+  #[error("stage `{id}` needs `uses` (a skill to run) or `gate` (a decision to wait for)")]
+  NoAction {
+    /// The stage.
+    id: String,
+  },
+  /// A skill-only key on a gate.
+  #[error("`{key}` does not apply to gate stage `{id}`")]
+  NotForGate {
+    /// The key.
+    key: &'static str,
+    /// The gate stage.
+    id: String,
+  },
+  /// A parameter default or enum value of the wrong type.
+  #[error("{what} of parameter `{name}` must be of type {expected}, found {found}")]
+  ParameterType {
+    /// The parameter.
+    name: String,
+    /// "default" or "enum value".
+    what: &'static str,
+    /// The declared type.
+    expected: workflow::ValueType,
+    /// The value as JSON.
+    found: String,
+  },
+  /// A default not among the enum values.
+  #[error("default of parameter `{name}` is {value}, which is not one of its `enum` values")]
+  NotInEnum {
+    /// The parameter.
+    name: String,
+    /// The default as JSON.
+    value: String,
+  },
+  /// `depends_on` names a stage that does not exist.
+  #[error("stage `{id}` depends on unknown stage `{on}`{}", did_you_mean(suggestion))]
+  UnknownDependency {
+    /// The dependent stage.
+    id: String,
+    /// The missing stage.
+    on: String,
+    /// The closest stage id.
+    suggestion: Option<String>,
+  },
+  /// A stage lists itself.
+  #[error("stage `{id}` depends on itself")]
+  SelfDependency {
+    /// The stage.
+    id: String,
+  },
+  /// A stage lists a dependency twice.
+  #[error("stage `{id}` lists `{on}` in `depends_on` more than once")]
+  DuplicateDependency {
+    /// The stage.
+    id: String,
+    /// The repeated dependency.
+    on: String,
+  },
+  /// A dependency cycle.
+  #[error("dependency cycle: {}", path.join(" -> "))]
+  Cycle {
+    /// The stages on the cycle, first repeated at the end.
+    path: Vec<String>,
+  },
+  /// A JSON file that does not parse.
+  #[error("invalid JSON: {0}")]
+  InvalidJson(String),
+  /// An error in a `$<< >>` expression.
+  #[error("{0}")]
+  Expr(expr::ExprErrorKind),
+  /// A context name that does not exist where the expression is.
+  #[error("unknown name `{name}` {where_}: available here are {}{}", available.join(", "), did_you_mean(suggestion))]
+  UnknownNamespace {
+    /// The name.
+    name: String,
+    /// Where the expression is, e.g. "in `if`".
+    where_: String,
+    /// The names that exist there.
+    available: Vec<&'static str>,
+    /// The closest.
+    suggestion: Option<String>,
+  },
+  /// `parameters.x` with no parameter `x`.
+  #[error("unknown parameter `{name}`{}", did_you_mean(suggestion))]
+  UnknownParameter {
+    /// The parameter.
+    name: String,
+    /// The closest declared one.
+    suggestion: Option<String>,
+  },
+  /// `stages.x` with no stage `x`.
+  #[error("unknown stage `{id}`{}", did_you_mean(suggestion))]
+  UnknownStage {
+    /// The id.
+    id: String,
+    /// The closest id.
+    suggestion: Option<String>,
+  },
+  /// `stages.x` from a stage that does not depend on `x`.
+  #[error("stage `{stage}` reads `stages.{other}` but does not depend on it: add `{other}` to its `depends_on`")]
+  NotAnAncestor {
+    /// The reading stage.
+    stage: String,
+    /// The stage read.
+    other: String,
+  },
+  /// `stages.x.foo` where `foo` is not a stage field.
+  #[error("`stages.{id}.{field}` does not exist: a stage exposes `outputs`, `status` and `attempts`")]
+  UnknownStageField {
+    /// The stage.
+    id: String,
+    /// The field.
+    field: String,
+  },
+  /// Reading an output a contract does not declare.
+  #[error("stage `{id}` does not declare output `{output}` (its `outputs` contract declares {})", declared.join(", "))]
+  UndeclaredOutput {
+    /// The stage.
+    id: String,
+    /// The output read.
+    output: String,
+    /// What the contract declares.
+    declared: Vec<String>,
+  },
+  /// A status function outside `if`.
+  #[error("status functions such as `success()` may only be used in `if`")]
+  StatusOutsideIf,
+  /// A `--param` for an undeclared parameter.
+  #[error("unknown parameter `{name}` given with --param{}", did_you_mean(suggestion))]
+  UnknownParamArg {
+    /// The name given.
+    name: String,
+    /// The closest declared one.
+    suggestion: Option<String>,
+  },
+  /// A `--param` that is not `k=v`.
+  #[error("--param `{0}` must look like name=value")]
+  MalformedParamArg(String),
+  /// A parameter value that does not convert.
+  #[error("parameter `{name}` expects {expected}, got `{value}`")]
+  ParamConversion {
+    /// The parameter.
+    name: String,
+    /// The declared type.
+    expected: workflow::ValueType,
+    /// The value given.
+    value: String,
+  },
+  /// A parameter value outside its enum.
+  #[error("parameter `{name}` must be one of {allowed}, got {value}")]
+  ParamNotInEnum {
+    /// The parameter.
+    name: String,
+    /// The allowed values as JSON.
+    allowed: String,
+    /// The value as JSON.
+    value: String,
+  },
+  /// A required parameter with no value.
+  #[error("missing required parameter `{name}`: pass --param {name}=VALUE")]
+  MissingParameter {
+    /// The parameter.
+    name: String,
+  },
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+  suggestion
+    .as_ref()
+    .map_or_else(String::new, |s| format!(", did you mean `{s}`?"))
+}
+
+fn name_rule(what: &str) -> &'static str {
+  if what == "parameter name" {
+    "use letters, digits, `_` and `-`, starting with a letter or `_`"
+  } else {
+    "use lowercase letters, digits, `_` and `-`, starting with a letter or digit"
+  }
+}

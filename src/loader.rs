@@ -1,0 +1,1110 @@
+//! Turns a YAML [`Node`](yaml::Node) tree into a typed [`Workflow`], collecting every error.
+use super::*;
+use crate::workflow::*;
+use indexmap::IndexMap;
+use std::{path::Path, time::Duration};
+use yaml::{Node, NodeValue};
+
+const WORKFLOW_KEYS: &[&str] = &[
+  "swdl",
+  "name",
+  "description",
+  "version",
+  "parameters",
+  "config",
+  "defaults",
+  "stages",
+  "outputs",
+];
+const PARAMETER_KEYS: &[&str] = &["type", "default", "required", "description", "enum", "secret"];
+const CONFIG_KEYS: &[&str] = &[
+  "max_parallel",
+  "timeout",
+  "env",
+  "hooks",
+  "skills_path",
+  "approval",
+  "permissions",
+  "secrets",
+  "budget",
+];
+const APPROVAL_KEYS: &[&str] = &["policy", "require_for"];
+const BUDGET_KEYS: &[&str] = &["tokens"];
+const DEFAULTS_KEYS: &[&str] = &["timeout", "retry", "on_failure"];
+const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "delay", "max_delay", "jitter", "on"];
+const STAGE_KEYS: &[&str] = &[
+  "id",
+  "description",
+  "depends_on",
+  "uses",
+  "with",
+  "gate",
+  "if",
+  "timeout",
+  "retry",
+  "on_failure",
+  "fallback",
+  "compensate",
+  "recover",
+  "risk",
+  "outputs",
+];
+/// Keys that only make sense on a skill stage.
+const SKILL_ONLY_KEYS: &[&str] = &["with", "retry", "fallback", "compensate", "recover", "outputs"];
+const GATE_KEYS: &[&str] = &["message", "timeout", "on_timeout", "policy", "approvers", "inputs"];
+const COMPENSATE_KEYS: &[&str] = &["uses", "with"];
+const FIELD_KEYS: &[&str] = &["type", "required", "description"];
+const RETRY_ON: &[&str] = &["error", "timeout"];
+const GATE_DECISIONS: &[&str] = &["reject", "approve"];
+const PARAMETER_TYPES: &[&str] = &["string", "number", "integer", "boolean", "array", "object"];
+
+/// Default stage timeout when neither the stage nor `defaults` sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
+/// Reads and loads a workflow file; I/O problems become [`LoadError::Io`].
+pub fn load_file(path: &Path) -> Result<Workflow, LoadError> {
+  let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+    path: path.display().to_string(),
+    error,
+  })?;
+  load_str(&path.display().to_string(), &text).map_err(LoadError::Invalid)
+}
+
+/// Loads and checks a workflow from text; `name` is used in error positions.
+pub fn load_str(name: &str, text: &str) -> Result<Workflow, Diagnostics> {
+  let source = Source::new(name, text);
+  let root = match yaml::parse(&source) {
+    Ok(root) => root,
+    Err(error) => {
+      return Err(Diagnostics(vec![Diagnostic::new(
+        &source,
+        Span::new(error.offset, 0),
+        ErrorKind::Yaml(error.message),
+      )]));
+    }
+  };
+  let mut loader = Loader {
+    source: Arc::clone(&source),
+    diagnostics: Diagnostics::default(),
+  };
+  let workflow = loader.workflow(&root);
+  let mut diagnostics = loader.diagnostics;
+  if let Some(workflow) = &workflow {
+    diagnostics.0.extend(analyzer::analyze(workflow).0);
+  }
+  match workflow {
+    Some(workflow) if diagnostics.is_empty() => Ok(workflow),
+    _ => {
+      diagnostics.sort();
+      Err(diagnostics)
+    }
+  }
+}
+
+/// Why a workflow could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+  /// The file could not be read.
+  #[error("{path}: {error}")]
+  Io {
+    /// The path as given.
+    path: String,
+    /// The OS error.
+    error: std::io::Error,
+  },
+  /// The file has errors.
+  #[error("{0}")]
+  Invalid(Diagnostics),
+}
+
+/// The entries of a mapping node, after unknown and duplicate keys were reported.
+struct Mapping<'a> {
+  entries: Vec<(&'a str, &'a Node, &'a Node)>,
+}
+
+impl<'a> Mapping<'a> {
+  fn get(&self, key: &str) -> Option<&'a Node> {
+    self
+      .entries
+      .iter()
+      .find(|(k, _, _)| *k == key)
+      .map(|(_, _, v)| *v)
+  }
+
+  fn key_node(&self, key: &str) -> Option<&'a Node> {
+    self
+      .entries
+      .iter()
+      .find(|(k, _, _)| *k == key)
+      .map(|(_, k, _)| *k)
+  }
+}
+
+/// State while converting one file.
+struct Loader {
+  source: Arc<Source>,
+  diagnostics: Diagnostics,
+}
+
+impl Loader {
+  fn error(&mut self, span: Span, kind: ErrorKind) {
+    self
+      .diagnostics
+      .push(Diagnostic::new(&self.source, span, kind));
+  }
+
+  fn wrong_type(&mut self, node: &Node, field: &str, expected: &'static str) {
+    self.error(
+      node.span,
+      ErrorKind::WrongType {
+        field: field.to_string(),
+        expected,
+        found: node.kind_name(),
+      },
+    );
+  }
+
+  /// Checks that `node` is a mapping whose keys are all in `allowed` and unique.
+  fn mapping<'a>(
+    &mut self,
+    node: &'a Node,
+    field: &str,
+    allowed: Option<&[&str]>,
+  ) -> Option<Mapping<'a>> {
+    let NodeValue::Map(pairs) = &node.value else {
+      self.wrong_type(node, field, "a mapping");
+      return None;
+    };
+    let mut entries: Vec<(&'a str, &'a Node, &'a Node)> = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+      let Some(name) = key.as_str() else {
+        self.error(
+          key.span,
+          ErrorKind::WrongType {
+            field: format!("a key in `{field}`"),
+            expected: "a string",
+            found: key.kind_name(),
+          },
+        );
+        continue;
+      };
+      if entries.iter().any(|(k, _, _)| *k == name) {
+        self.error(
+          key.span,
+          ErrorKind::DuplicateKey {
+            key: name.to_string(),
+          },
+        );
+        continue;
+      }
+      if let Some(allowed) = allowed {
+        if !allowed.contains(&name) {
+          self.error(
+            key.span,
+            ErrorKind::UnknownKey {
+              key: name.to_string(),
+              context: field.to_string(),
+              suggestion: suggest::suggest(name, allowed.iter().copied()).map(str::to_string),
+            },
+          );
+          continue;
+        }
+      }
+      entries.push((name, key, value));
+    }
+    Some(Mapping { entries })
+  }
+
+  fn string(&mut self, node: &Node, field: &str) -> Option<String> {
+    if let Some(s) = node.as_str() {
+      return Some(s.to_string());
+    }
+    // Numbers and booleans are accepted where text is expected: `version: 1.0` is common.
+    match &node.value {
+      NodeValue::Int(i) => Some(i.to_string()),
+      NodeValue::Float(f) => Some(f.to_string()),
+      NodeValue::Bool(b) => Some(b.to_string()),
+      _ => {
+        self.wrong_type(node, field, "a string");
+        None
+      }
+    }
+  }
+
+  fn strict_string(&mut self, node: &Node, field: &str) -> Option<String> {
+    if let Some(s) = node.as_str() {
+      Some(s.to_string())
+    } else {
+      self.wrong_type(node, field, "a string");
+      None
+    }
+  }
+
+  fn bool(&mut self, node: &Node, field: &str) -> Option<bool> {
+    if let NodeValue::Bool(b) = node.value {
+      Some(b)
+    } else {
+      self.wrong_type(node, field, "true or false");
+      None
+    }
+  }
+
+  fn integer(&mut self, node: &Node, field: &str, min: i64) -> Option<u64> {
+    let NodeValue::Int(i) = node.value else {
+      self.wrong_type(node, field, "a whole number");
+      return None;
+    };
+    if i < min {
+      self.error(
+        node.span,
+        ErrorKind::OutOfRange {
+          field: field.to_string(),
+          message: format!("must be at least {min}, found {i}"),
+        },
+      );
+      return None;
+    }
+    u64::try_from(i).ok()
+  }
+
+  fn duration(&mut self, node: &Node, field: &str) -> Option<Duration> {
+    let text = match &node.value {
+      NodeValue::Int(i) if *i >= 0 => i.to_string(),
+      NodeValue::String { text, .. } => text.clone(),
+      NodeValue::Int(i) => {
+        self.error(node.span, ErrorKind::InvalidDuration(format!("invalid duration `{i}`")));
+        return None;
+      }
+      NodeValue::Float(f) => {
+        self.error(
+          node.span,
+          ErrorKind::InvalidDuration(format!(
+            "invalid duration `{f}`: use whole units like 1500ms or 1h30m"
+          )),
+        );
+        return None;
+      }
+      _ => {
+        self.wrong_type(node, field, "a duration");
+        return None;
+      }
+    };
+    match duration::parse_duration(&text) {
+      Ok(d) => Some(d),
+      Err(message) => {
+        self.error(node.span, ErrorKind::InvalidDuration(message));
+        None
+      }
+    }
+  }
+
+  /// A string that must be one of `allowed`.
+  fn choice(&mut self, node: &Node, field: &str, allowed: &'static [&'static str]) -> Option<usize> {
+    let text = self.strict_string(node, field)?;
+    if let Some(i) = allowed.iter().position(|a| *a == text) {
+      return Some(i);
+    }
+    self.error(
+      node.span,
+      ErrorKind::InvalidChoice {
+        field: field.to_string(),
+        value: text.clone(),
+        allowed,
+        suggestion: suggest::suggest(&text, allowed.iter().copied()).map(str::to_string),
+      },
+    );
+    None
+  }
+
+  /// A list of strings; a single string is accepted as a one-item list.
+  fn string_list(&mut self, node: &Node, field: &str) -> Vec<(String, Span)> {
+    match &node.value {
+      NodeValue::String { text, .. } => vec![(text.clone(), node.span)],
+      NodeValue::Seq(items) => items
+        .iter()
+        .filter_map(|item| {
+          let s = self.strict_string(item, field)?;
+          Some((s, item.span))
+        })
+        .collect(),
+      NodeValue::Null => Vec::new(),
+      _ => {
+        self.wrong_type(node, field, "a list of strings");
+        Vec::new()
+      }
+    }
+  }
+
+  fn name(&mut self, node: &Node, what: &'static str) -> Option<String> {
+    let text = self.strict_string(node, what)?;
+    if is_valid_name(&text) {
+      Some(text)
+    } else {
+      self.error(node.span, ErrorKind::InvalidName { what, name: text });
+      None
+    }
+  }
+
+  /// Any data; strings holding `$<< >>` become expressions.
+  fn input(&mut self, node: &Node) -> Input {
+    match &node.value {
+      NodeValue::String { text, .. } => match self.template(node, text) {
+        Some(expression) => Input::Expr(Box::new(expression)),
+        None => Input::Literal(serde_json::Value::String(unescape_dollar(text))),
+      },
+      NodeValue::Seq(items) => {
+        let items: Vec<Input> = items.iter().map(|i| self.input(i)).collect();
+        if items.iter().all(|i| matches!(i, Input::Literal(_))) {
+          Input::Literal(items.iter().filter_map(|i| i.as_literal().cloned()).collect())
+        } else {
+          Input::List(items)
+        }
+      }
+      NodeValue::Map(_) => {
+        let Some(map) = self.mapping(node, "with", None) else {
+          return Input::Literal(serde_json::Value::Null);
+        };
+        let entries: IndexMap<String, Input> = map
+          .entries
+          .iter()
+          .map(|(k, _, v)| ((*k).to_string(), self.input(v)))
+          .collect();
+        if entries.values().all(|i| matches!(i, Input::Literal(_))) {
+          Input::Literal(
+            entries
+              .into_iter()
+              .filter_map(|(k, v)| v.as_literal().cloned().map(|v| (k, v)))
+              .collect::<serde_json::Map<_, _>>()
+              .into(),
+          )
+        } else {
+          Input::Map(entries)
+        }
+      }
+      _ => Input::Literal(node.to_json()),
+    }
+  }
+
+  /// Parses a string's `$<< >>` parts; `None` when it holds none (or on error, reported).
+  fn template(&mut self, node: &Node, text: &str) -> Option<Expression> {
+    if !text.contains("$<<") {
+      return None;
+    }
+    match expr::Template::parse(text) {
+      Ok(template) if template.is_literal() => None,
+      Ok(template) => Some(Expression {
+        template,
+        text: text.to_string(),
+        node: node.clone(),
+        wrapped: false,
+      }),
+      Err(error) => {
+        let start = node.file_offset(&self.source, error.span.offset);
+        self.error(
+          Span::new(start, error.span.len),
+          ErrorKind::Expr(error.kind),
+        );
+        None
+      }
+    }
+  }
+
+  /// An expression field such as `if`: a bare expression or a `$<< >>` string.
+  fn condition(&mut self, node: &Node) -> Option<Expression> {
+    let text = match &node.value {
+      NodeValue::String { text, .. } if text.contains("$<<") => return self.template(node, text),
+      NodeValue::String { text, .. } => text.clone(),
+      NodeValue::Bool(b) => b.to_string(),
+      _ => {
+        self.wrong_type(node, "if", "an expression");
+        return None;
+      }
+    };
+    // A bare `if: a == b` is read as if written `$<<a == b>>`, as GitHub Actions does.
+    match expr::Template::parse(&format!("$<<{text}>>")) {
+      Ok(template) => Some(Expression {
+        template,
+        text,
+        node: node.clone(),
+        wrapped: true,
+      }),
+      Err(error) => {
+        let start = node.file_offset(&self.source, error.span.offset.saturating_sub(3));
+        self.error(Span::new(start, error.span.len), ErrorKind::Expr(error.kind));
+        None
+      }
+    }
+  }
+
+  fn workflow(&mut self, root: &Node) -> Option<Workflow> {
+    if root.value == NodeValue::Null {
+      self.error(root.span, ErrorKind::EmptyFile);
+      return None;
+    }
+    let map = self.mapping(root, "workflow", Some(WORKFLOW_KEYS))?;
+    let mut workflow = Workflow {
+      source: Arc::clone(&self.source),
+      swdl: 1,
+      name: String::new(),
+      description: None,
+      version: None,
+      parameters: IndexMap::new(),
+      config: Config::default(),
+      stages: Vec::new(),
+      outputs: IndexMap::new(),
+    };
+    if let Some(node) = map.get("swdl") {
+      match node.value {
+        NodeValue::Int(1) => {}
+        _ => self.error(
+          node.span,
+          ErrorKind::UnsupportedVersion(node.to_json().to_string()),
+        ),
+      }
+    }
+    match map.get("name") {
+      Some(node) => {
+        if let Some(name) = self.name(node, "workflow name") {
+          workflow.name = name;
+        }
+      }
+      None => self.error(
+        root.span,
+        ErrorKind::MissingKey {
+          key: "name",
+          context: "workflow".into(),
+        },
+      ),
+    }
+    if let Some(node) = map.get("description") {
+      workflow.description = self.string(node, "description");
+    }
+    if let Some(node) = map.get("version") {
+      workflow.version = self.string(node, "version");
+    }
+    if let Some(node) = map.get("parameters") {
+      workflow.parameters = self.parameters(node);
+    }
+    if let Some(node) = map.get("config") {
+      self.config(node, &mut workflow.config);
+    }
+    let defaults = map
+      .get("defaults")
+      .map(|node| self.defaults(node))
+      .unwrap_or_default();
+    match map.get("stages") {
+      Some(node) => workflow.stages = self.stages(node, &defaults),
+      None => self.error(
+        root.span,
+        ErrorKind::MissingKey {
+          key: "stages",
+          context: "workflow".into(),
+        },
+      ),
+    }
+    if let Some(node) = map.get("outputs") {
+      if let Some(outputs) = self.mapping(node, "outputs", None) {
+        for (key, _, value) in &outputs.entries {
+          let input = self.input(value);
+          workflow.outputs.insert((*key).to_string(), input);
+        }
+      }
+    }
+    Some(workflow)
+  }
+
+  fn parameters(&mut self, node: &Node) -> IndexMap<String, Parameter> {
+    let mut out = IndexMap::new();
+    let Some(map) = self.mapping(node, "parameters", None) else {
+      return out;
+    };
+    for (name, key, value) in &map.entries {
+      if !is_valid_param_name(name) {
+        self.error(
+          key.span,
+          ErrorKind::InvalidName {
+            what: "parameter name",
+            name: (*name).to_string(),
+          },
+        );
+        continue;
+      }
+      if let Some(param) = self.parameter(name, key, value) {
+        out.insert((*name).to_string(), param);
+      }
+    }
+    out
+  }
+
+  fn parameter(&mut self, name: &str, key: &Node, node: &Node) -> Option<Parameter> {
+    let field = format!("parameters.{name}");
+    let map = self.mapping(node, &field, Some(PARAMETER_KEYS))?;
+    let ty = match map.get("type") {
+      Some(t) => PARAMETER_TYPES
+        .get(self.choice(t, "type", PARAMETER_TYPES)?)
+        .and_then(|n| ValueType::from_name(n))?,
+      None => {
+        self.error(
+          key.span,
+          ErrorKind::MissingKey {
+            key: "type",
+            context: format!("parameter `{name}`"),
+          },
+        );
+        return None;
+      }
+    };
+    let mut param = Parameter {
+      name: name.to_string(),
+      ty,
+      default: None,
+      required: false,
+      description: None,
+      allowed: None,
+      secret: false,
+      span: key.span,
+    };
+    if let Some(n) = map.get("required") {
+      param.required = self.bool(n, "required").unwrap_or(false);
+    }
+    if let Some(n) = map.get("secret") {
+      param.secret = self.bool(n, "secret").unwrap_or(false);
+    }
+    if let Some(n) = map.get("description") {
+      param.description = self.string(n, "description");
+    }
+    if let Some(n) = map.get("enum") {
+      if let NodeValue::Seq(items) = &n.value {
+        let mut values = Vec::new();
+        for item in items {
+          let value = item.to_json();
+          if ty.accepts(&value) {
+            values.push(value);
+          } else {
+            self.error(
+              item.span,
+              ErrorKind::ParameterType {
+                name: name.to_string(),
+                what: "enum value",
+                expected: ty,
+                found: value.to_string(),
+              },
+            );
+          }
+        }
+        param.allowed = Some(values);
+      } else {
+        self.wrong_type(n, "enum", "a list");
+      }
+    }
+    if let Some(n) = map.get("default") {
+      let value = n.to_json();
+      if !ty.accepts(&value) {
+        self.error(
+          n.span,
+          ErrorKind::ParameterType {
+            name: name.to_string(),
+            what: "default",
+            expected: ty,
+            found: value.to_string(),
+          },
+        );
+      } else if param
+        .allowed
+        .as_ref()
+        .is_some_and(|allowed| !allowed.contains(&value))
+      {
+        self.error(
+          n.span,
+          ErrorKind::NotInEnum {
+            name: name.to_string(),
+            value: value.to_string(),
+          },
+        );
+      } else {
+        param.default = Some(value);
+      }
+    }
+    Some(param)
+  }
+
+  fn config(&mut self, node: &Node, config: &mut Config) {
+    let Some(map) = self.mapping(node, "config", Some(CONFIG_KEYS)) else {
+      return;
+    };
+    if let Some(n) = map.get("max_parallel") {
+      if let Some(v) = self.integer(n, "max_parallel", 1) {
+        config.max_parallel = usize::try_from(v).unwrap_or(usize::MAX);
+      }
+    }
+    if let Some(n) = map.get("timeout") {
+      config.timeout = self.duration(n, "timeout");
+    }
+    if let Some(n) = map.get("env") {
+      if let Some(env) = self.mapping(n, "env", None) {
+        for (key, _, value) in &env.entries {
+          let input = match &value.value {
+            NodeValue::Seq(_) | NodeValue::Map(_) => {
+              self.wrong_type(value, &format!("env.{key}"), "a string");
+              continue;
+            }
+            _ => self.input(value),
+          };
+          config.env.insert((*key).to_string(), input);
+        }
+      }
+    }
+    if let Some(n) = map.get("hooks") {
+      config.hooks = self.string_list(n, "hooks").into_iter().map(|(s, _)| s).collect();
+    }
+    if let Some(n) = map.get("skills_path") {
+      config.skills_path = self
+        .string_list(n, "skills_path")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    }
+    if let Some(n) = map.get("secrets") {
+      config.secrets = self
+        .string_list(n, "secrets")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    }
+    if let Some(n) = map.get("approval") {
+      if let Some(approval) = self.mapping(n, "approval", Some(APPROVAL_KEYS)) {
+        let policy = approval
+          .get("policy")
+          .and_then(|p| self.strict_string(p, "policy"));
+        let require_for = approval
+          .get("require_for")
+          .and_then(|r| self.risk(r, "require_for"));
+        config.approval = Some(Approval {
+          policy,
+          require_for,
+        });
+      }
+    }
+    if let Some(n) = map.get("permissions") {
+      if let Some(perms) = self.mapping(n, "permissions", None) {
+        for (skill, _, value) in &perms.entries {
+          let grants = self
+            .string_list(value, "permissions")
+            .into_iter()
+            .filter_map(|(p, span)| {
+              let i = Permission::NAMES.iter().position(|n| *n == p);
+              if i.is_none() {
+                self.error(
+                  span,
+                  ErrorKind::InvalidChoice {
+                    field: "permission".into(),
+                    suggestion: suggest::suggest(&p, Permission::NAMES.iter().copied())
+                      .map(str::to_string),
+                    value: p,
+                    allowed: Permission::NAMES,
+                  },
+                );
+              }
+              i.map(|i| [Permission::Exec, Permission::Net, Permission::Fs][i])
+            })
+            .collect();
+          config.permissions.insert((*skill).to_string(), grants);
+        }
+      }
+    }
+    if let Some(n) = map.get("budget") {
+      if let Some(budget) = self.mapping(n, "budget", Some(BUDGET_KEYS)) {
+        config.budget_tokens = budget
+          .get("tokens")
+          .and_then(|t| self.integer(t, "tokens", 0));
+      }
+    }
+  }
+
+  fn risk(&mut self, node: &Node, field: &str) -> Option<Risk> {
+    let i = self.choice(node, field, Risk::NAMES)?;
+    Some([Risk::Low, Risk::Medium, Risk::High, Risk::Critical][i])
+  }
+
+  fn defaults(&mut self, node: &Node) -> StageDefaults {
+    let mut defaults = StageDefaults::default();
+    let Some(map) = self.mapping(node, "defaults", Some(DEFAULTS_KEYS)) else {
+      return defaults;
+    };
+    if let Some(n) = map.get("timeout") {
+      defaults.timeout = self.duration(n, "timeout");
+    }
+    if let Some(n) = map.get("on_failure") {
+      defaults.on_failure = self.on_failure(n);
+    }
+    if let Some(n) = map.get("retry") {
+      defaults.retry = self.retry(n, &Retry::default());
+    }
+    defaults
+  }
+
+  fn on_failure(&mut self, node: &Node) -> Option<OnFailure> {
+    let i = self.choice(node, "on_failure", OnFailure::NAMES)?;
+    Some([OnFailure::Halt, OnFailure::Continue, OnFailure::Ignore][i])
+  }
+
+  /// A `retry` mapping merged field by field over `base`.
+  fn retry(&mut self, node: &Node, base: &Retry) -> Option<Retry> {
+    let map = self.mapping(node, "retry", Some(RETRY_KEYS))?;
+    let mut retry = base.clone();
+    if let Some(n) = map.get("max_attempts") {
+      if let Some(v) = self.integer(n, "max_attempts", 1) {
+        retry.max_attempts = u32::try_from(v).unwrap_or(u32::MAX);
+      }
+    }
+    if let Some(n) = map.get("backoff") {
+      if let Some(i) = self.choice(n, "backoff", Backoff::NAMES) {
+        retry.backoff = [Backoff::Fixed, Backoff::Linear, Backoff::Exponential][i];
+      }
+    }
+    if let Some(n) = map.get("delay") {
+      if let Some(d) = self.duration(n, "delay") {
+        retry.delay = d;
+      }
+    }
+    if let Some(n) = map.get("max_delay") {
+      retry.max_delay = self.duration(n, "max_delay");
+    }
+    if let Some(n) = map.get("jitter") {
+      if let Some(b) = self.bool(n, "jitter") {
+        retry.jitter = b;
+      }
+    }
+    if let Some(n) = map.get("on") {
+      let mut on = Vec::new();
+      for (text, span) in self.string_list(n, "on") {
+        match RETRY_ON.iter().position(|r| *r == text) {
+          Some(0) => on.push(RetryOn::Error),
+          Some(_) => on.push(RetryOn::Timeout),
+          None => self.error(
+            span,
+            ErrorKind::InvalidChoice {
+              field: "retry.on".into(),
+              suggestion: suggest::suggest(&text, RETRY_ON.iter().copied()).map(str::to_string),
+              value: text,
+              allowed: RETRY_ON,
+            },
+          ),
+        }
+      }
+      retry.on = on;
+    }
+    Some(retry)
+  }
+
+  fn stages(&mut self, node: &Node, defaults: &StageDefaults) -> Vec<Stage> {
+    let NodeValue::Seq(items) = &node.value else {
+      self.wrong_type(node, "stages", "a list of stages");
+      return Vec::new();
+    };
+    if items.is_empty() {
+      self.error(node.span, ErrorKind::NoStages);
+    }
+    let mut stages: Vec<Stage> = Vec::with_capacity(items.len());
+    let mut seen: std::collections::HashMap<String, usize> =
+      std::collections::HashMap::with_capacity(items.len());
+    for item in items {
+      let index = stages.len();
+      let Some(stage) = self.stage(item, index, defaults) else {
+        continue;
+      };
+      if let Some(&first) = seen.get(&stage.id) {
+        let (line, _) = self.source.line_col(stages[first].span.offset);
+        self.error(
+          stage.span,
+          ErrorKind::DuplicateStage {
+            id: stage.id.clone(),
+            first_line: line,
+          },
+        );
+        continue;
+      }
+      seen.insert(stage.id.clone(), index);
+      stages.push(stage);
+    }
+    stages
+  }
+
+  fn stage(&mut self, node: &Node, index: usize, defaults: &StageDefaults) -> Option<Stage> {
+    let map = self.mapping(node, "stage", Some(STAGE_KEYS))?;
+    let Some(id_node) = map.get("id") else {
+      self.error(
+        node.span,
+        ErrorKind::MissingKey {
+          key: "id",
+          context: "stage".into(),
+        },
+      );
+      return None;
+    };
+    let id = self.name(id_node, "stage id")?;
+    // Once the id is known the stage is kept even when broken, so that stages depending on
+    // it do not report it as unknown on top of the real error.
+    let skill = |loader: &mut Self| {
+      let uses = map
+        .get("uses")
+        .and_then(|n| loader.strict_string(n, "uses"))
+        .unwrap_or_default();
+      let with = map.get("with").map(|n| loader.with(n)).unwrap_or_default();
+      StageKind::Skill(SkillCall { uses, with })
+    };
+    let kind = match (map.key_node("uses"), map.key_node("gate")) {
+      (Some(_), Some(gate_key)) => {
+        self.error(gate_key.span, ErrorKind::GateAndSkill { id: id.clone() });
+        skill(self)
+      }
+      (None, None) => {
+        self.error(id_node.span, ErrorKind::NoAction { id: id.clone() });
+        skill(self)
+      }
+      (Some(_), None) => skill(self),
+      (None, Some(_)) => {
+        for key in SKILL_ONLY_KEYS {
+          if let Some(k) = map.key_node(key) {
+            self.error(
+              k.span,
+              ErrorKind::NotForGate {
+                key,
+                id: id.clone(),
+              },
+            );
+          }
+        }
+        let gate = map.get("gate").and_then(|g| self.gate(g));
+        StageKind::Gate(gate.unwrap_or_else(Gate::default))
+      }
+    };
+    let mut depends_on = Vec::new();
+    let mut depends_on_spans = Vec::new();
+    if let Some(n) = map.get("depends_on") {
+      for (dep, span) in self.string_list(n, "depends_on") {
+        depends_on.push(dep);
+        depends_on_spans.push(span);
+      }
+    }
+    let retry = match map.get("retry") {
+      Some(n) => self.retry(n, defaults.retry.as_ref().unwrap_or(&Retry::default())),
+      None => None,
+    }
+    .or_else(|| defaults.retry.clone())
+    .unwrap_or_default();
+    let mut stage = Stage {
+      id,
+      index,
+      span: id_node.span,
+      description: map.get("description").and_then(|n| self.string(n, "description")),
+      depends_on,
+      depends_on_spans,
+      kind,
+      condition: map.get("if").and_then(|n| self.condition(n)),
+      timeout: map
+        .get("timeout")
+        .and_then(|n| self.duration(n, "timeout"))
+        .or(defaults.timeout)
+        .unwrap_or(DEFAULT_TIMEOUT),
+      retry,
+      on_failure: map
+        .get("on_failure")
+        .and_then(|n| self.on_failure(n))
+        .or(defaults.on_failure)
+        .unwrap_or(OnFailure::Halt),
+      fallback: map
+        .get("fallback")
+        .map(|n| self.string_list(n, "fallback").into_iter().map(|(s, _)| s).collect())
+        .unwrap_or_default(),
+      compensate: None,
+      recover: map.get("recover").and_then(|n| self.strict_string(n, "recover")),
+      risk: map.get("risk").and_then(|n| self.risk(n, "risk")),
+      outputs: IndexMap::new(),
+    };
+    if let Some(n) = map.get("compensate") {
+      stage.compensate = self.compensate(n);
+    }
+    if let Some(n) = map.get("outputs") {
+      stage.outputs = self.fields(n, "outputs", true);
+    }
+    Some(stage)
+  }
+
+  fn with(&mut self, node: &Node) -> IndexMap<String, Input> {
+    let Some(map) = self.mapping(node, "with", None) else {
+      return IndexMap::new();
+    };
+    map
+      .entries
+      .iter()
+      .map(|(k, _, v)| ((*k).to_string(), self.input(v)))
+      .collect()
+  }
+
+  fn compensate(&mut self, node: &Node) -> Option<SkillCall> {
+    // `compensate: skill-name` is shorthand for `compensate: { uses: skill-name }`.
+    if let Some(uses) = node.as_str() {
+      return Some(SkillCall {
+        uses: uses.to_string(),
+        with: IndexMap::new(),
+      });
+    }
+    let map = self.mapping(node, "compensate", Some(COMPENSATE_KEYS))?;
+    let Some(uses) = map.get("uses") else {
+      self.error(
+        node.span,
+        ErrorKind::MissingKey {
+          key: "uses",
+          context: "compensate".into(),
+        },
+      );
+      return None;
+    };
+    let uses = self.strict_string(uses, "uses")?;
+    let with = map.get("with").map(|n| self.with(n)).unwrap_or_default();
+    Some(SkillCall { uses, with })
+  }
+
+  fn gate(&mut self, node: &Node) -> Option<Gate> {
+    let mut gate = Gate::default();
+    // `gate: "message"` and `gate: {}` are both accepted.
+    if let NodeValue::String { text, .. } = &node.value {
+      gate.message = Some(self.template(node, text).unwrap_or_else(|| literal_expression(node, text)));
+      return Some(gate);
+    }
+    if node.value == NodeValue::Null {
+      return Some(gate);
+    }
+    let map = self.mapping(node, "gate", Some(GATE_KEYS))?;
+    if let Some(n) = map.get("message") {
+      if let Some(text) = self.strict_string(n, "message") {
+        gate.message = Some(self.template(n, &text).unwrap_or_else(|| literal_expression(n, &text)));
+      }
+    }
+    if let Some(n) = map.get("timeout") {
+      gate.timeout = self.duration(n, "timeout");
+    }
+    if let Some(n) = map.get("on_timeout") {
+      if let Some(i) = self.choice(n, "on_timeout", GATE_DECISIONS) {
+        gate.on_timeout = [GateDecision::Reject, GateDecision::Approve][i];
+      }
+    }
+    if let Some(n) = map.get("policy") {
+      gate.policy = self.strict_string(n, "policy");
+    }
+    if let Some(n) = map.get("approvers") {
+      gate.approvers = self
+        .string_list(n, "approvers")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    }
+    if let Some(n) = map.get("inputs") {
+      gate.inputs = self.fields(n, "inputs", false);
+    }
+    Some(gate)
+  }
+
+  /// An output contract or gate inputs: `name: type` or `name: { type, required, description }`.
+  fn fields(&mut self, node: &Node, field: &str, allow_any: bool) -> IndexMap<String, OutputField> {
+    let mut out = IndexMap::new();
+    let Some(map) = self.mapping(node, field, None) else {
+      return out;
+    };
+    let types: &'static [&'static str] = if allow_any {
+      ValueType::NAMES
+    } else {
+      PARAMETER_TYPES
+    };
+    for (name, _, value) in &map.entries {
+      let (type_node, spec) = match &value.value {
+        NodeValue::String { .. } => (Some(*value), None),
+        _ => {
+          let Some(spec) = self.mapping(value, &format!("{field}.{name}"), Some(FIELD_KEYS)) else {
+            continue;
+          };
+          (spec.get("type"), Some(spec))
+        }
+      };
+      let Some(type_node) = type_node else {
+        self.error(
+          value.span,
+          ErrorKind::MissingKey {
+            key: "type",
+            context: format!("{field}.{name}"),
+          },
+        );
+        continue;
+      };
+      let Some(ty) = self
+        .choice(type_node, "type", types)
+        .and_then(|i| ValueType::from_name(types[i]))
+      else {
+        continue;
+      };
+      let mut output = OutputField {
+        ty,
+        required: true,
+        description: None,
+      };
+      if let Some(spec) = spec {
+        if let Some(n) = spec.get("required") {
+          output.required = self.bool(n, "required").unwrap_or(true);
+        }
+        if let Some(n) = spec.get("description") {
+          output.description = self.string(n, "description");
+        }
+      }
+      out.insert((*name).to_string(), output);
+    }
+    out
+  }
+}
+
+/// Stage settings from `defaults:`.
+#[derive(Debug, Clone, Default)]
+struct StageDefaults {
+  timeout: Option<Duration>,
+  retry: Option<Retry>,
+  on_failure: Option<OnFailure>,
+}
+
+/// A plain string wrapped as an expression-free template, so gate messages have one type.
+fn literal_expression(node: &Node, text: &str) -> Expression {
+  Expression {
+    template: expr::Template {
+      segments: vec![expr::Segment::Text(unescape_dollar(text))],
+    },
+    text: text.to_string(),
+    node: node.clone(),
+    wrapped: false,
+  }
+}
+
+/// `$$<<` in a string without expressions still means a literal `$<<`.
+fn unescape_dollar(text: &str) -> String {
+  if text.contains("$$<<") {
+    text.replace("$$<<", "$<<")
+  } else {
+    text.to_string()
+  }
+}
+
+/// Workflow names and stage ids: `[a-z0-9][a-z0-9_-]*`.
+pub fn is_valid_name(name: &str) -> bool {
+  let mut bytes = name.bytes();
+  bytes
+    .next()
+    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Parameter names are read through expressions, so they follow expression name rules.
+fn is_valid_param_name(name: &str) -> bool {
+  let mut bytes = name.bytes();
+  bytes
+    .next()
+    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

@@ -1,0 +1,49 @@
+/// The candidate closest to `name` by edit distance, when it is close enough to be a typo.
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+  let lower = name.to_ascii_lowercase();
+  candidates
+    .into_iter()
+    .map(|c| (levenshtein(&lower, &c.to_ascii_lowercase()), c))
+    .filter(|(d, c)| *d <= (name.len().max(c.len()) / 3).max(1) && *d < name.len().max(1))
+    .min_by_key(|(d, _)| *d)
+    .map(|(_, c)| c)
+}
+
+/// Edit distance between two strings, counting characters.
+pub fn levenshtein(a: &str, b: &str) -> usize {
+  let b: Vec<char> = b.chars().collect();
+  let mut row: Vec<usize> = (0..=b.len()).collect();
+  for (i, ca) in a.chars().enumerate() {
+    let mut prev = row[0];
+    row[0] = i + 1;
+    for (j, cb) in b.iter().enumerate() {
+      let cost = usize::from(ca != *cb);
+      let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+      prev = row[j + 1];
+      row[j + 1] = next;
+    }
+  }
+  row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn distances() {
+    assert_eq!(levenshtein("kitten", "sitting"), 3);
+    assert_eq!(levenshtein("", "abc"), 3);
+    assert_eq!(levenshtein("same", "same"), 0);
+  }
+
+  #[test]
+  fn suggestions_only_for_near_misses() {
+    let keys = ["depends_on", "uses", "with", "timeout"];
+    assert_eq!(suggest("dependson", keys), Some("depends_on"));
+    assert_eq!(suggest("use", keys), Some("uses"));
+    assert_eq!(suggest("Timeout", keys), Some("timeout"));
+    assert_eq!(suggest("banana", keys), None);
+    assert_eq!(suggest("x", keys), None);
+  }
+}
