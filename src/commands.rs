@@ -121,7 +121,9 @@ fn validate(files: &[std::path::PathBuf], format: Format) -> Result<i32, Error> 
         all_valid = false;
         let errors: Vec<serde_json::Value> = match &error {
           LoadError::Invalid(d) => d.0.iter().map(Diagnostic::to_json).collect(),
-          LoadError::Io { .. } => vec![serde_json::json!({ "file": name, "message": error.to_string() })],
+          LoadError::Io { .. } => {
+            vec![serde_json::json!({ "file": name, "message": error.to_string() })]
+          }
         };
         if format == Format::Text {
           let text = match &error {
@@ -136,7 +138,11 @@ fn validate(files: &[std::path::PathBuf], format: Format) -> Result<i32, Error> 
   }
   if format == Format::Json {
     let doc = serde_json::json!({ "valid": all_valid, "files": reports });
-    writeln!(stdout, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default())?;
+    writeln!(
+      stdout,
+      "{}",
+      serde_json::to_string_pretty(&doc).unwrap_or_default()
+    )?;
   }
   Ok(if all_valid { exit::OK } else { exit::INVALID })
 }
@@ -146,7 +152,12 @@ fn defaults_only(workflow: &workflow::Workflow) -> IndexMap<String, serde_json::
   workflow
     .parameters
     .values()
-    .map(|p| (p.name.clone(), p.default.clone().unwrap_or(serde_json::Value::Null)))
+    .map(|p| {
+      (
+        p.name.clone(),
+        p.default.clone().unwrap_or(serde_json::Value::Null),
+      )
+    })
     .collect()
 }
 
@@ -187,7 +198,11 @@ fn eval(text: &str, context: Option<&Path>) -> Result<i32, Error> {
   }
   let source = Source::new("<expr>", text);
   let fail = |span: Span, kind: expr::ExprErrorKind| {
-    Error::Diagnostics(Diagnostics(vec![Diagnostic::new(&source, span, ErrorKind::Expr(kind))]))
+    Error::Diagnostics(Diagnostics(vec![Diagnostic::new(
+      &source,
+      span,
+      ErrorKind::Expr(kind),
+    )]))
   };
   // With delimiters the argument is a template (so text around them interpolates).
   let template = if text.contains("$<<") {

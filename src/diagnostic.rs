@@ -78,7 +78,12 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let (line, col) = self.line_col();
-    write!(f, "{}:{line}:{col}: error: {}", self.source.name(), self.kind)
+    write!(
+      f,
+      "{}:{line}:{col}: error: {}",
+      self.source.name(),
+      self.kind
+    )
   }
 }
 

@@ -20,10 +20,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
       return Err(invalid(text));
     }
     let (number, after) = rest.split_at(digits);
-    let unit_len = after
-      .bytes()
-      .take_while(u8::is_ascii_alphabetic)
-      .count();
+    let unit_len = after.bytes().take_while(u8::is_ascii_alphabetic).count();
     let (unit, after) = after.split_at(unit_len);
     let number: u64 = number
       .parse()
@@ -48,7 +45,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn invalid(text: &str) -> String {
-  format!("invalid duration `{text}`: use a number of seconds or units like 250ms, 30s, 5m, 1h30m, 2d")
+  format!(
+    "invalid duration `{text}`: use a number of seconds or units like 250ms, 30s, 5m, 1h30m, 2d"
+  )
 }
 
 /// Formats a duration compactly for people: `250ms`, `1.5s`, `2m 30s`, `1h 5m`.
@@ -59,7 +58,7 @@ pub fn format_duration(duration: Duration) -> String {
   }
   if ms < 60_000 {
     let tenths = ms / 100;
-    return if tenths % 10 == 0 {
+    return if tenths.is_multiple_of(10) {
       format!("{}s", tenths / 10)
     } else {
       format!("{}.{}s", tenths / 10, tenths % 10)
@@ -96,9 +95,22 @@ mod tests {
       ("0", 0),
     ];
     for (text, ms) in ok {
-      assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+      assert_eq!(
+        parse_duration(text),
+        Ok(Duration::from_millis(ms)),
+        "{text}"
+      );
     }
-    for bad in ["", "5 minutes", "-3s", "1.5h", "10x", "h", "5m3", "99999999999999999999d"] {
+    for bad in [
+      "",
+      "5 minutes",
+      "-3s",
+      "1.5h",
+      "10x",
+      "h",
+      "5m3",
+      "99999999999999999999d",
+    ] {
       assert!(parse_duration(bad).is_err(), "{bad}");
     }
   }

@@ -129,7 +129,10 @@ pub enum ErrorKind {
     value: String,
   },
   /// `depends_on` names a stage that does not exist.
-  #[error("stage `{id}` depends on unknown stage `{on}`{}", did_you_mean(suggestion))]
+  #[error(
+    "stage `{id}` depends on unknown stage `{on}`{}",
+    did_you_mean(suggestion)
+  )]
   UnknownDependency {
     /// The dependent stage.
     id: String,
@@ -193,7 +196,9 @@ pub enum ErrorKind {
     suggestion: Option<String>,
   },
   /// `stages.x` from a stage that does not depend on `x`.
-  #[error("stage `{stage}` reads `stages.{other}` but does not depend on it: add `{other}` to its `depends_on`")]
+  #[error(
+    "stage `{stage}` reads `stages.{other}` but does not depend on it: add `{other}` to its `depends_on`"
+  )]
   NotAnAncestor {
     /// The reading stage.
     stage: String,
@@ -201,7 +206,9 @@ pub enum ErrorKind {
     other: String,
   },
   /// `stages.x.foo` where `foo` is not a stage field.
-  #[error("`stages.{id}.{field}` does not exist: a stage exposes `outputs`, `status` and `attempts`")]
+  #[error(
+    "`stages.{id}.{field}` does not exist: a stage exposes `outputs`, `status` and `attempts`"
+  )]
   UnknownStageField {
     /// The stage.
     id: String,
@@ -222,7 +229,10 @@ pub enum ErrorKind {
   #[error("status functions such as `success()` may only be used in `if`")]
   StatusOutsideIf,
   /// A `--param` for an undeclared parameter.
-  #[error("unknown parameter `{name}` given with --param{}", did_you_mean(suggestion))]
+  #[error(
+    "unknown parameter `{name}` given with --param{}",
+    did_you_mean(suggestion)
+  )]
   UnknownParamArg {
     /// The name given.
     name: String,

@@ -16,7 +16,14 @@ const WORKFLOW_KEYS: &[&str] = &[
   "stages",
   "outputs",
 ];
-const PARAMETER_KEYS: &[&str] = &["type", "default", "required", "description", "enum", "secret"];
+const PARAMETER_KEYS: &[&str] = &[
+  "type",
+  "default",
+  "required",
+  "description",
+  "enum",
+  "secret",
+];
 const CONFIG_KEYS: &[&str] = &[
   "max_parallel",
   "timeout",
@@ -31,7 +38,14 @@ const CONFIG_KEYS: &[&str] = &[
 const APPROVAL_KEYS: &[&str] = &["policy", "require_for"];
 const BUDGET_KEYS: &[&str] = &["tokens"];
 const DEFAULTS_KEYS: &[&str] = &["timeout", "retry", "on_failure"];
-const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "delay", "max_delay", "jitter", "on"];
+const RETRY_KEYS: &[&str] = &[
+  "max_attempts",
+  "backoff",
+  "delay",
+  "max_delay",
+  "jitter",
+  "on",
+];
 const STAGE_KEYS: &[&str] = &[
   "id",
   "description",
@@ -50,8 +64,22 @@ const STAGE_KEYS: &[&str] = &[
   "outputs",
 ];
 /// Keys that only make sense on a skill stage.
-const SKILL_ONLY_KEYS: &[&str] = &["with", "retry", "fallback", "compensate", "recover", "outputs"];
-const GATE_KEYS: &[&str] = &["message", "timeout", "on_timeout", "policy", "approvers", "inputs"];
+const SKILL_ONLY_KEYS: &[&str] = &[
+  "with",
+  "retry",
+  "fallback",
+  "compensate",
+  "recover",
+  "outputs",
+];
+const GATE_KEYS: &[&str] = &[
+  "message",
+  "timeout",
+  "on_timeout",
+  "policy",
+  "approvers",
+  "inputs",
+];
 const COMPENSATE_KEYS: &[&str] = &["uses", "with"];
 const FIELD_KEYS: &[&str] = &["type", "required", "description"];
 const RETRY_ON: &[&str] = &["error", "timeout"];
@@ -197,18 +225,18 @@ impl Loader {
         );
         continue;
       }
-      if let Some(allowed) = allowed {
-        if !allowed.contains(&name) {
-          self.error(
-            key.span,
-            ErrorKind::UnknownKey {
-              key: name.to_string(),
-              context: field.to_string(),
-              suggestion: suggest::suggest(name, allowed.iter().copied()).map(str::to_string),
-            },
-          );
-          continue;
-        }
+      if let Some(allowed) = allowed
+        && !allowed.contains(&name)
+      {
+        self.error(
+          key.span,
+          ErrorKind::UnknownKey {
+            key: name.to_string(),
+            context: field.to_string(),
+            suggestion: suggest::suggest(name, allowed.iter().copied()).map(str::to_string),
+          },
+        );
+        continue;
       }
       entries.push((name, key, value));
     }
@@ -272,7 +300,10 @@ impl Loader {
       NodeValue::Int(i) if *i >= 0 => i.to_string(),
       NodeValue::String { text, .. } => text.clone(),
       NodeValue::Int(i) => {
-        self.error(node.span, ErrorKind::InvalidDuration(format!("invalid duration `{i}`")));
+        self.error(
+          node.span,
+          ErrorKind::InvalidDuration(format!("invalid duration `{i}`")),
+        );
         return None;
       }
       NodeValue::Float(f) => {
@@ -299,7 +330,12 @@ impl Loader {
   }
 
   /// A string that must be one of `allowed`.
-  fn choice(&mut self, node: &Node, field: &str, allowed: &'static [&'static str]) -> Option<usize> {
+  fn choice(
+    &mut self,
+    node: &Node,
+    field: &str,
+    allowed: &'static [&'static str],
+  ) -> Option<usize> {
     let text = self.strict_string(node, field)?;
     if let Some(i) = allowed.iter().position(|a| *a == text) {
       return Some(i);
@@ -355,7 +391,12 @@ impl Loader {
       NodeValue::Seq(items) => {
         let items: Vec<Input> = items.iter().map(|i| self.input(i)).collect();
         if items.iter().all(|i| matches!(i, Input::Literal(_))) {
-          Input::Literal(items.iter().filter_map(|i| i.as_literal().cloned()).collect())
+          Input::Literal(
+            items
+              .iter()
+              .filter_map(|i| i.as_literal().cloned())
+              .collect(),
+          )
         } else {
           Input::List(items)
         }
@@ -430,7 +471,10 @@ impl Loader {
       }),
       Err(error) => {
         let start = node.file_offset(&self.source, error.span.offset.saturating_sub(3));
-        self.error(Span::new(start, error.span.len), ErrorKind::Expr(error.kind));
+        self.error(
+          Span::new(start, error.span.len),
+          ErrorKind::Expr(error.kind),
+        );
         None
       }
     }
@@ -502,12 +546,12 @@ impl Loader {
         },
       ),
     }
-    if let Some(node) = map.get("outputs") {
-      if let Some(outputs) = self.mapping(node, "outputs", None) {
-        for (key, _, value) in &outputs.entries {
-          let input = self.input(value);
-          workflow.outputs.insert((*key).to_string(), input);
-        }
+    if let Some(node) = map.get("outputs")
+      && let Some(outputs) = self.mapping(node, "outputs", None)
+    {
+      for (key, _, value) in &outputs.entries {
+        let input = self.input(value);
+        workflow.outputs.insert((*key).to_string(), input);
       }
     }
     Some(workflow)
@@ -632,30 +676,34 @@ impl Loader {
     let Some(map) = self.mapping(node, "config", Some(CONFIG_KEYS)) else {
       return;
     };
-    if let Some(n) = map.get("max_parallel") {
-      if let Some(v) = self.integer(n, "max_parallel", 1) {
-        config.max_parallel = usize::try_from(v).unwrap_or(usize::MAX);
-      }
+    if let Some(n) = map.get("max_parallel")
+      && let Some(v) = self.integer(n, "max_parallel", 1)
+    {
+      config.max_parallel = usize::try_from(v).unwrap_or(usize::MAX);
     }
     if let Some(n) = map.get("timeout") {
       config.timeout = self.duration(n, "timeout");
     }
-    if let Some(n) = map.get("env") {
-      if let Some(env) = self.mapping(n, "env", None) {
-        for (key, _, value) in &env.entries {
-          let input = match &value.value {
-            NodeValue::Seq(_) | NodeValue::Map(_) => {
-              self.wrong_type(value, &format!("env.{key}"), "a string");
-              continue;
-            }
-            _ => self.input(value),
-          };
-          config.env.insert((*key).to_string(), input);
-        }
+    if let Some(n) = map.get("env")
+      && let Some(env) = self.mapping(n, "env", None)
+    {
+      for (key, _, value) in &env.entries {
+        let input = match &value.value {
+          NodeValue::Seq(_) | NodeValue::Map(_) => {
+            self.wrong_type(value, &format!("env.{key}"), "a string");
+            continue;
+          }
+          _ => self.input(value),
+        };
+        config.env.insert((*key).to_string(), input);
       }
     }
     if let Some(n) = map.get("hooks") {
-      config.hooks = self.string_list(n, "hooks").into_iter().map(|(s, _)| s).collect();
+      config.hooks = self
+        .string_list(n, "hooks")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     }
     if let Some(n) = map.get("skills_path") {
       config.skills_path = self
@@ -671,53 +719,53 @@ impl Loader {
         .map(|(s, _)| s)
         .collect();
     }
-    if let Some(n) = map.get("approval") {
-      if let Some(approval) = self.mapping(n, "approval", Some(APPROVAL_KEYS)) {
-        let policy = approval
-          .get("policy")
-          .and_then(|p| self.strict_string(p, "policy"));
-        let require_for = approval
-          .get("require_for")
-          .and_then(|r| self.risk(r, "require_for"));
-        config.approval = Some(Approval {
-          policy,
-          require_for,
-        });
+    if let Some(n) = map.get("approval")
+      && let Some(approval) = self.mapping(n, "approval", Some(APPROVAL_KEYS))
+    {
+      let policy = approval
+        .get("policy")
+        .and_then(|p| self.strict_string(p, "policy"));
+      let require_for = approval
+        .get("require_for")
+        .and_then(|r| self.risk(r, "require_for"));
+      config.approval = Some(Approval {
+        policy,
+        require_for,
+      });
+    }
+    if let Some(n) = map.get("permissions")
+      && let Some(perms) = self.mapping(n, "permissions", None)
+    {
+      for (skill, _, value) in &perms.entries {
+        let grants = self
+          .string_list(value, "permissions")
+          .into_iter()
+          .filter_map(|(p, span)| {
+            let i = Permission::NAMES.iter().position(|n| *n == p);
+            if i.is_none() {
+              self.error(
+                span,
+                ErrorKind::InvalidChoice {
+                  field: "permission".into(),
+                  suggestion: suggest::suggest(&p, Permission::NAMES.iter().copied())
+                    .map(str::to_string),
+                  value: p,
+                  allowed: Permission::NAMES,
+                },
+              );
+            }
+            i.map(|i| [Permission::Exec, Permission::Net, Permission::Fs][i])
+          })
+          .collect();
+        config.permissions.insert((*skill).to_string(), grants);
       }
     }
-    if let Some(n) = map.get("permissions") {
-      if let Some(perms) = self.mapping(n, "permissions", None) {
-        for (skill, _, value) in &perms.entries {
-          let grants = self
-            .string_list(value, "permissions")
-            .into_iter()
-            .filter_map(|(p, span)| {
-              let i = Permission::NAMES.iter().position(|n| *n == p);
-              if i.is_none() {
-                self.error(
-                  span,
-                  ErrorKind::InvalidChoice {
-                    field: "permission".into(),
-                    suggestion: suggest::suggest(&p, Permission::NAMES.iter().copied())
-                      .map(str::to_string),
-                    value: p,
-                    allowed: Permission::NAMES,
-                  },
-                );
-              }
-              i.map(|i| [Permission::Exec, Permission::Net, Permission::Fs][i])
-            })
-            .collect();
-          config.permissions.insert((*skill).to_string(), grants);
-        }
-      }
-    }
-    if let Some(n) = map.get("budget") {
-      if let Some(budget) = self.mapping(n, "budget", Some(BUDGET_KEYS)) {
-        config.budget_tokens = budget
-          .get("tokens")
-          .and_then(|t| self.integer(t, "tokens", 0));
-      }
+    if let Some(n) = map.get("budget")
+      && let Some(budget) = self.mapping(n, "budget", Some(BUDGET_KEYS))
+    {
+      config.budget_tokens = budget
+        .get("tokens")
+        .and_then(|t| self.integer(t, "tokens", 0));
     }
   }
 
@@ -752,28 +800,28 @@ impl Loader {
   fn retry(&mut self, node: &Node, base: &Retry) -> Option<Retry> {
     let map = self.mapping(node, "retry", Some(RETRY_KEYS))?;
     let mut retry = base.clone();
-    if let Some(n) = map.get("max_attempts") {
-      if let Some(v) = self.integer(n, "max_attempts", 1) {
-        retry.max_attempts = u32::try_from(v).unwrap_or(u32::MAX);
-      }
+    if let Some(n) = map.get("max_attempts")
+      && let Some(v) = self.integer(n, "max_attempts", 1)
+    {
+      retry.max_attempts = u32::try_from(v).unwrap_or(u32::MAX);
     }
-    if let Some(n) = map.get("backoff") {
-      if let Some(i) = self.choice(n, "backoff", Backoff::NAMES) {
-        retry.backoff = [Backoff::Fixed, Backoff::Linear, Backoff::Exponential][i];
-      }
+    if let Some(n) = map.get("backoff")
+      && let Some(i) = self.choice(n, "backoff", Backoff::NAMES)
+    {
+      retry.backoff = [Backoff::Fixed, Backoff::Linear, Backoff::Exponential][i];
     }
-    if let Some(n) = map.get("delay") {
-      if let Some(d) = self.duration(n, "delay") {
-        retry.delay = d;
-      }
+    if let Some(n) = map.get("delay")
+      && let Some(d) = self.duration(n, "delay")
+    {
+      retry.delay = d;
     }
     if let Some(n) = map.get("max_delay") {
       retry.max_delay = self.duration(n, "max_delay");
     }
-    if let Some(n) = map.get("jitter") {
-      if let Some(b) = self.bool(n, "jitter") {
-        retry.jitter = b;
-      }
+    if let Some(n) = map.get("jitter")
+      && let Some(b) = self.bool(n, "jitter")
+    {
+      retry.jitter = b;
     }
     if let Some(n) = map.get("on") {
       let mut on = Vec::new();
@@ -897,7 +945,9 @@ impl Loader {
       id,
       index,
       span: id_node.span,
-      description: map.get("description").and_then(|n| self.string(n, "description")),
+      description: map
+        .get("description")
+        .and_then(|n| self.string(n, "description")),
       depends_on,
       depends_on_spans,
       kind,
@@ -915,10 +965,18 @@ impl Loader {
         .unwrap_or(OnFailure::Halt),
       fallback: map
         .get("fallback")
-        .map(|n| self.string_list(n, "fallback").into_iter().map(|(s, _)| s).collect())
+        .map(|n| {
+          self
+            .string_list(n, "fallback")
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+        })
         .unwrap_or_default(),
       compensate: None,
-      recover: map.get("recover").and_then(|n| self.strict_string(n, "recover")),
+      recover: map
+        .get("recover")
+        .and_then(|n| self.strict_string(n, "recover")),
       risk: map.get("risk").and_then(|n| self.risk(n, "risk")),
       outputs: IndexMap::new(),
     };
@@ -970,25 +1028,33 @@ impl Loader {
     let mut gate = Gate::default();
     // `gate: "message"` and `gate: {}` are both accepted.
     if let NodeValue::String { text, .. } = &node.value {
-      gate.message = Some(self.template(node, text).unwrap_or_else(|| literal_expression(node, text)));
+      gate.message = Some(
+        self
+          .template(node, text)
+          .unwrap_or_else(|| literal_expression(node, text)),
+      );
       return Some(gate);
     }
     if node.value == NodeValue::Null {
       return Some(gate);
     }
     let map = self.mapping(node, "gate", Some(GATE_KEYS))?;
-    if let Some(n) = map.get("message") {
-      if let Some(text) = self.strict_string(n, "message") {
-        gate.message = Some(self.template(n, &text).unwrap_or_else(|| literal_expression(n, &text)));
-      }
+    if let Some(n) = map.get("message")
+      && let Some(text) = self.strict_string(n, "message")
+    {
+      gate.message = Some(
+        self
+          .template(n, &text)
+          .unwrap_or_else(|| literal_expression(n, &text)),
+      );
     }
     if let Some(n) = map.get("timeout") {
       gate.timeout = self.duration(n, "timeout");
     }
-    if let Some(n) = map.get("on_timeout") {
-      if let Some(i) = self.choice(n, "on_timeout", GATE_DECISIONS) {
-        gate.on_timeout = [GateDecision::Reject, GateDecision::Approve][i];
-      }
+    if let Some(n) = map.get("on_timeout")
+      && let Some(i) = self.choice(n, "on_timeout", GATE_DECISIONS)
+    {
+      gate.on_timeout = [GateDecision::Reject, GateDecision::Approve][i];
     }
     if let Some(n) = map.get("policy") {
       gate.policy = self.strict_string(n, "policy");

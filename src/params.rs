@@ -48,19 +48,19 @@ pub fn resolve(
       ));
       continue;
     };
-    if let Some(allowed) = &param.allowed {
-      if !allowed.contains(&value) {
-        diagnostics.push(Diagnostic::new(
-          &arg_source,
-          Span::new(name.len() + 1, raw.len()),
-          ErrorKind::ParamNotInEnum {
-            name: param.name.clone(),
-            allowed: serde_json::Value::from(allowed.clone()).to_string(),
-            value: value.to_string(),
-          },
-        ));
-        continue;
-      }
+    if let Some(allowed) = &param.allowed
+      && !allowed.contains(&value)
+    {
+      diagnostics.push(Diagnostic::new(
+        &arg_source,
+        Span::new(name.len() + 1, raw.len()),
+        ErrorKind::ParamNotInEnum {
+          name: param.name.clone(),
+          allowed: serde_json::Value::from(allowed.clone()).to_string(),
+          value: value.to_string(),
+        },
+      ));
+      continue;
     }
     given.insert(param.name.clone(), value);
   }
@@ -133,7 +133,10 @@ mod tests {
     assert_eq!(convert(ValueType::Boolean, "yes"), None);
     assert_eq!(convert(ValueType::Array, "[1,2]"), Some(json!([1, 2])));
     assert_eq!(convert(ValueType::Array, "{}"), None);
-    assert_eq!(convert(ValueType::Object, "{\"a\":1}"), Some(json!({"a": 1})));
+    assert_eq!(
+      convert(ValueType::Object, "{\"a\":1}"),
+      Some(json!({"a": 1}))
+    );
     assert_eq!(convert(ValueType::String, " x "), Some(json!(" x ")));
   }
 }

@@ -113,7 +113,9 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
     let mut longest = (Duration::ZERO, 0, None);
     let mut worst_before = Some(Duration::ZERO);
     for dep in &stage.depends_on {
-      let Some(&d) = index.get(dep.as_str()) else { continue };
+      let Some(&d) = index.get(dep.as_str()) else {
+        continue;
+      };
       level[i] = level[i].max(level[d] + 1);
       if (best[d].0, best[d].1) > (longest.0, longest.1) {
         longest = (best[d].0, best[d].1, Some(d));
@@ -147,7 +149,9 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
     batches[level[i]].push(stage.id.clone());
   }
   let run_timeout = workflow.config.timeout;
-  let mut worst_case = worst_to.iter().try_fold(Duration::ZERO, |acc, w| w.map(|w| acc.max(w)));
+  let mut worst_case = worst_to
+    .iter()
+    .try_fold(Duration::ZERO, |acc, w| w.map(|w| acc.max(w)));
   if let Some(limit) = run_timeout {
     worst_case = Some(worst_case.map_or(limit, |w| w.min(limit)));
   }
@@ -189,7 +193,11 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
           .iter()
           .map(|&d| workflow.stages[d].id.clone())
           .collect(),
-        kind: if stage.gate().is_some() { "gate" } else { "skill" },
+        kind: if stage.gate().is_some() {
+          "gate"
+        } else {
+          "skill"
+        },
         uses: stage.skill().map(|c| c.uses.clone()),
         condition: stage.condition.as_ref().map(|c| c.text.clone()),
         decision: decide(stage, &param_ctx),
@@ -258,7 +266,10 @@ fn parameter_context(params: &IndexMap<String, serde_json::Value>) -> expr::MapC
     .map(|(k, v)| (k.clone(), expr::Value::from(v)))
     .collect();
   let mut names = IndexMap::new();
-  names.insert("parameters".to_string(), expr::Value::Object(Arc::new(object)));
+  names.insert(
+    "parameters".to_string(),
+    expr::Value::Object(Arc::new(object)),
+  );
   expr::MapContext::new(names)
 }
 
@@ -268,16 +279,21 @@ fn decide(stage: &Stage, ctx: &expr::MapContext) -> Option<&'static str> {
   let exprs: Vec<_> = condition.template.exprs().collect();
   let decidable = exprs.iter().all(|(e, _)| {
     !e.uses_status_function()
-      && e
-        .paths()
-        .iter()
-        .all(|p| p.segments.first().is_some_and(|(n, _)| n.eq_ignore_ascii_case("parameters")))
+      && e.paths().iter().all(|p| {
+        p.segments
+          .first()
+          .is_some_and(|(n, _)| n.eq_ignore_ascii_case("parameters"))
+      })
   });
   if !decidable {
     return None;
   }
   let value = condition.template.eval(ctx).ok()?;
-  Some(if value.is_truthy() { "will run" } else { "will skip" })
+  Some(if value.is_truthy() {
+    "will run"
+  } else {
+    "will skip"
+  })
 }
 
 impl Plan {
@@ -306,7 +322,9 @@ impl Plan {
     for (b, batch) in self.batches.iter().enumerate() {
       let _ = writeln!(out, "\n{}", paint("1;34", &format!("batch {}", b + 1)));
       for id in batch {
-        let Some(stage) = by_id.get(id.as_str()) else { continue };
+        let Some(stage) = by_id.get(id.as_str()) else {
+          continue;
+        };
         let marker = if stage.kind == "gate" { "?" } else { "*" };
         let marker = if stage.critical {
           paint("1;33", marker)
@@ -326,7 +344,12 @@ impl Plan {
         let _ = writeln!(out, "{line}");
         let details = stage.details();
         if !details.is_empty() {
-          let _ = writeln!(out, "    {:width$}  {}", "", paint("2", &details.join("  ")));
+          let _ = writeln!(
+            out,
+            "    {:width$}  {}",
+            "",
+            paint("2", &details.join("  "))
+          );
         }
       }
     }
@@ -345,7 +368,11 @@ impl Plan {
         estimate,
         " + {} stage{} of unknown duration",
         self.unknown_duration.len(),
-        if self.unknown_duration.len() == 1 { "" } else { "s" }
+        if self.unknown_duration.len() == 1 {
+          ""
+        } else {
+          "s"
+        }
       );
     }
     let _ = writeln!(out, "estimated duration: {estimate}");
@@ -359,16 +386,31 @@ impl Plan {
 
   /// Graphviz DOT: gates as diamonds, the critical path in bold.
   pub fn to_dot(&self) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n", self.workflow);
+    let mut out = format!(
+      "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+      self.workflow
+    );
     for stage in &self.stages {
-      let shape = if stage.kind == "gate" { ", shape=diamond" } else { "" };
+      let shape = if stage.kind == "gate" {
+        ", shape=diamond"
+      } else {
+        ""
+      };
       let label = stage.uses.as_ref().map_or_else(
         || format!("{}\\n(gate)", stage.id),
         |u| format!("{}\\n{}", stage.id, u),
       );
       let bold = if stage.critical { ", penwidth=2" } else { "" };
-      let dashed = if stage.condition.is_some() { ", style=dashed" } else { "" };
-      let _ = writeln!(out, "  \"{}\" [label=\"{label}\"{shape}{bold}{dashed}];", stage.id);
+      let dashed = if stage.condition.is_some() {
+        ", style=dashed"
+      } else {
+        ""
+      };
+      let _ = writeln!(
+        out,
+        "  \"{}\" [label=\"{label}\"{shape}{bold}{dashed}];",
+        stage.id
+      );
     }
     for stage in &self.stages {
       for dep in &stage.depends_on {
@@ -388,10 +430,10 @@ impl Plan {
   pub fn to_mermaid(&self) -> String {
     let mut out = String::from("flowchart TD\n");
     for stage in &self.stages {
-      let label = stage
-        .uses
-        .as_ref()
-        .map_or_else(|| format!("{} (gate)", stage.id), |u| format!("{}: {u}", stage.id));
+      let label = stage.uses.as_ref().map_or_else(
+        || format!("{} (gate)", stage.id),
+        |u| format!("{}: {u}", stage.id),
+      );
       let node = if stage.kind == "gate" {
         format!("{{\"{label}\"}}")
       } else {
@@ -421,10 +463,19 @@ impl PlannedStage {
       out.push(format!("if {condition}{decision}"));
     }
     if let Some(risk) = self.risk {
-      out.push(format!("risk {}", serde_json::to_value(risk).unwrap_or_default().as_str().unwrap_or("")));
+      out.push(format!(
+        "risk {}",
+        serde_json::to_value(risk)
+          .unwrap_or_default()
+          .as_str()
+          .unwrap_or("")
+      ));
     }
     if let Some(t) = self.timeout_ms {
-      out.push(format!("timeout {}", duration::format_duration(Duration::from_millis(t))));
+      out.push(format!(
+        "timeout {}",
+        duration::format_duration(Duration::from_millis(t))
+      ));
     }
     if self.max_attempts > 1 {
       let backoff = match self.backoff {

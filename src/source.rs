@@ -7,6 +7,8 @@ pub struct Source {
   text: String,
   /// Byte offset where each line starts; line `i` (0-based) starts at `line_starts[i]`.
   line_starts: Vec<usize>,
+  /// Byte offset of each character, only for non-ASCII text (the YAML scanner counts characters).
+  char_offsets: Option<Vec<usize>>,
 }
 
 impl Source {
@@ -16,10 +18,12 @@ impl Source {
     let line_starts = std::iter::once(0)
       .chain(text.match_indices('\n').map(|(i, _)| i + 1))
       .collect();
+    let char_offsets = (!text.is_ascii()).then(|| text.char_indices().map(|(i, _)| i).collect());
     Arc::new(Self {
       name: name.into(),
       text,
       line_starts,
+      char_offsets,
     })
   }
 
@@ -58,14 +62,10 @@ impl Source {
 
   /// Byte offset of a 0-based character index (the YAML scanner counts characters).
   pub fn byte_offset_of_char(&self, char_index: usize) -> usize {
-    if self.text.is_ascii() {
-      return char_index.min(self.text.len());
+    match &self.char_offsets {
+      None => char_index.min(self.text.len()),
+      Some(offsets) => offsets.get(char_index).copied().unwrap_or(self.text.len()),
     }
-    self
-      .text
-      .char_indices()
-      .nth(char_index)
-      .map_or(self.text.len(), |(i, _)| i)
   }
 }
 

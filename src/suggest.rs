@@ -3,10 +3,22 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
   let lower = name.to_ascii_lowercase();
   candidates
     .into_iter()
-    .map(|c| (levenshtein(&lower, &c.to_ascii_lowercase()), c))
-    .filter(|(d, c)| *d <= (name.len().max(c.len()) / 3).max(1) && *d < name.len().max(1))
+    .filter_map(|c| {
+      let candidate = c.to_ascii_lowercase();
+      let distance = levenshtein(&lower, &candidate);
+      let close = distance <= (name.len().max(c.len()) / 3).max(1) && distance < name.len();
+      // A shared start catches abbreviations (`expo`) and inflections (`retries`).
+      let prefix = common_prefix(&lower, &candidate);
+      let abbreviated = prefix >= 3 && prefix * 2 >= lower.len().min(candidate.len());
+      (close || abbreviated).then_some((distance, c))
+    })
     .min_by_key(|(d, _)| *d)
     .map(|(_, c)| c)
+}
+
+/// Length in characters of the common start of two strings.
+fn common_prefix(a: &str, b: &str) -> usize {
+  a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
 }
 
 /// Edit distance between two strings, counting characters.
@@ -45,5 +57,14 @@ mod tests {
     assert_eq!(suggest("Timeout", keys), Some("timeout"));
     assert_eq!(suggest("banana", keys), None);
     assert_eq!(suggest("x", keys), None);
+    assert_eq!(
+      suggest("retries", ["timeout", "retry", "on_failure"]),
+      Some("retry")
+    );
+    assert_eq!(
+      suggest("expo", ["fixed", "linear", "exponential"]),
+      Some("exponential")
+    );
+    assert_eq!(suggest("time", ["timeout", "with"]), Some("timeout"));
   }
 }

@@ -83,8 +83,9 @@ pub enum ValueType {
 
 impl ValueType {
   /// Names accepted in files, in the order they are documented.
-  pub const NAMES: &'static [&'static str] =
-    &["string", "number", "integer", "boolean", "array", "object", "any"];
+  pub const NAMES: &'static [&'static str] = &[
+    "string", "number", "integer", "boolean", "array", "object", "any",
+  ];
 
   /// Parses a type name.
   pub fn from_name(name: &str) -> Option<Self> {

@@ -151,12 +151,10 @@ pub fn parse(source: &Source) -> Result<Node, SyntaxError> {
     error: None,
   };
   let mut parser = Parser::new_from_str(source.text());
-  parser
-    .load(&mut builder, true)
-    .map_err(|e| SyntaxError {
-      offset: source.byte_offset_of_char(e.marker().index()),
-      message: e.info().to_string(),
-    })?;
+  parser.load(&mut builder, true).map_err(|e| SyntaxError {
+    offset: source.byte_offset_of_char(e.marker().index()),
+    message: e.info().to_string(),
+  })?;
   if let Some(error) = builder.error {
     return Err(error);
   }
@@ -233,18 +231,18 @@ impl Builder<'_> {
 
   fn scalar(&self, text: String, style: TScalarStyle, span: Span) -> Node {
     let rest = self.source.text().get(span.offset..).unwrap_or("");
-    if style == TScalarStyle::Plain {
-      if let Some(value) = resolve_plain(&text) {
-        // Non-string scalars end at the first character that cannot belong to them.
-        let len = rest
-          .find(['\n', ',', ']', '}', '#', ' '])
-          .unwrap_or(rest.len())
-          .max(1);
-        return Node {
-          span: Span::new(span.offset, len),
-          value,
-        };
-      }
+    if style == TScalarStyle::Plain
+      && let Some(value) = resolve_plain(&text)
+    {
+      // Non-string scalars end at the first character that cannot belong to them.
+      let len = rest
+        .find(['\n', ',', ']', '}', '#', ' '])
+        .unwrap_or(rest.len())
+        .max(1);
+      return Node {
+        span: Span::new(span.offset, len),
+        value,
+      };
     }
     let quote = usize::from(matches!(
       style,
@@ -300,7 +298,10 @@ impl MarkedEventReceiver for Builder<'_> {
       Event::DocumentStart => {
         self.documents += 1;
         if self.documents > 1 {
-          self.fail(span.offset, "a workflow file holds one YAML document, found a second");
+          self.fail(
+            span.offset,
+            "a workflow file holds one YAML document, found a second",
+          );
         }
       }
       Event::Scalar(text, style, anchor, _tag) => {
@@ -325,7 +326,17 @@ impl MarkedEventReceiver for Builder<'_> {
         None,
       )),
       Event::SequenceEnd | Event::MappingEnd => {
-        if let Some(Open::Seq(node, anchor) | Open::Map(node, anchor, _)) = self.stack.pop() {
+        if let Some(Open::Seq(mut node, anchor) | Open::Map(mut node, anchor, _)) = self.stack.pop()
+        {
+          // Block collections get their start marker late; their first child is where they begin.
+          let first = match &node.value {
+            NodeValue::Seq(items) => items.first().map(|n| n.span.offset),
+            NodeValue::Map(entries) => entries.first().map(|(k, _)| k.span.offset),
+            _ => None,
+          };
+          if let Some(first) = first.filter(|&f| f < node.span.offset) {
+            node.span.offset = first;
+          }
           self.nodes += 1;
           self.remember(anchor, &node);
           self.attach(node);

@@ -1,0 +1,92 @@
+use std::{
+  io::Write,
+  path::PathBuf,
+  process::{Command, Output, Stdio},
+};
+
+/// The repository root, where `examples/` and `tests/` live.
+pub fn root() -> PathBuf {
+  PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A finished `swdl` invocation.
+pub struct Run {
+  pub status: i32,
+  pub stdout: String,
+  pub stderr: String,
+}
+
+impl Run {
+  fn from(output: Output) -> Self {
+    Self {
+      status: output.status.code().unwrap_or(-1),
+      stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+      stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+  }
+
+  /// Asserts the exit code, showing both streams when it differs.
+  #[track_caller]
+  pub fn status(&self, expected: i32) -> &Self {
+    assert_eq!(
+      self.status, expected,
+      "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+      self.stdout, self.stderr
+    );
+    self
+  }
+
+  /// The stdout parsed as JSON.
+  #[track_caller]
+  pub fn json(&self) -> serde_json::Value {
+    serde_json::from_str(&self.stdout)
+      .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+  }
+}
+
+/// Runs `swdl` with `args` from the repository root.
+pub fn swdl<I, S>(args: I) -> Run
+where
+  I: IntoIterator<Item = S>,
+  S: AsRef<std::ffi::OsStr>,
+{
+  let output = Command::new(env!("CARGO_BIN_EXE_swdl"))
+    .args(args)
+    .current_dir(root())
+    .env("NO_COLOR", "1")
+    .stdin(Stdio::null())
+    .output()
+    .expect("swdl runs");
+  Run::from(output)
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+  pub fn new() -> Self {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+      "swdl-test-{}-{}",
+      std::process::id(),
+      COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    Self(dir)
+  }
+
+  /// Writes a file under the directory and returns its path.
+  pub fn write(&self, name: &str, text: &str) -> PathBuf {
+    let path = self.0.join(name);
+    let mut file = std::fs::File::create(&path).expect("create file");
+    file.write_all(text.as_bytes()).expect("write file");
+    path
+  }
+}
+
+impl Drop for TempDir {
+  fn drop(&mut self) {
+    let _ = std::fs::remove_dir_all(&self.0);
+  }
+}

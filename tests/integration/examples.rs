@@ -1,0 +1,64 @@
+//! Every example must validate and plan in every format.
+use crate::common::{root, swdl};
+
+fn examples() -> Vec<String> {
+  let mut files: Vec<String> = std::fs::read_dir(root().join("examples"))
+    .expect("examples/ exists")
+    .filter_map(Result::ok)
+    .map(|e| e.path())
+    .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+    .map(|p| {
+      format!(
+        "examples/{}",
+        p.file_name().unwrap_or_default().to_string_lossy()
+      )
+    })
+    .collect();
+  files.sort();
+  files
+}
+
+#[test]
+fn there_are_at_least_five_examples() {
+  assert!(examples().len() >= 5, "{:?}", examples());
+}
+
+#[test]
+fn every_example_validates() {
+  for file in examples() {
+    swdl(["validate", file.as_str()]).status(0);
+  }
+}
+
+#[test]
+fn every_example_plans_in_every_format() {
+  for file in examples() {
+    let text = swdl(["plan", file.as_str()]);
+    text.status(0);
+    assert!(
+      text.stdout.contains("critical path: "),
+      "{file}: {}",
+      text.stdout
+    );
+    let json = swdl(["plan", file.as_str(), "--format", "json"]);
+    json.status(0);
+    let plan = json.json();
+    let batched: usize = plan["batches"]
+      .as_array()
+      .expect("batches")
+      .iter()
+      .map(|b| b.as_array().map_or(0, Vec::len))
+      .sum();
+    assert_eq!(
+      batched,
+      plan["stages"].as_array().map_or(0, Vec::len),
+      "{file}"
+    );
+    let dot = swdl(["plan", file.as_str(), "--format", "dot"]);
+    dot.status(0);
+    assert!(dot.stdout.starts_with("digraph "), "{file}");
+    let mermaid = swdl(["plan", file.as_str(), "--format", "mermaid"]);
+    mermaid.status(0);
+    assert!(mermaid.stdout.starts_with("flowchart TD\n"), "{file}");
+  }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: every test drives the real `swdl` binary.
+
+mod common;
+mod eval;
+mod examples;
+mod invalid;
+mod plan;
+mod validate;
