@@ -50,22 +50,28 @@ impl Diagnostic {
     } else {
       ("", "", "", "")
     };
-    let text = self.source.line_text(line);
-    let gutter = line.to_string();
-    let pad = " ".repeat(gutter.len());
-    // The caret run covers the span's characters on its first line, at least one.
-    let before: String = text
-      .chars()
-      .take(col - 1)
-      .map(|c| if c == '\t' { '\t' } else { ' ' })
-      .collect();
+    let full = self.source.line_text(line);
     let span_text = self
       .source
       .text()
       .get(self.span.offset..self.span.end())
       .unwrap_or("");
-    let first_line = span_text.split('\n').next().unwrap_or("");
-    let width = first_line.chars().count().max(1);
+    let width = span_text
+      .split('\n')
+      .next()
+      .unwrap_or("")
+      .chars()
+      .count()
+      .max(1);
+    // Long lines (generated or minified files) are cut to a window around the caret.
+    let (text, caret_col, width) = window(full, col - 1, width);
+    let gutter = line.to_string();
+    let pad = " ".repeat(gutter.len());
+    let before: String = text
+      .chars()
+      .take(caret_col)
+      .map(|c| if c == '\t' { '\t' } else { ' ' })
+      .collect();
     format!(
       "{bold}{}:{line}:{col}:{reset} {red}error:{reset} {bold}{}{reset}\n{blue}{pad} |{reset}\n{blue}{gutter} |{reset} {text}\n{blue}{pad} |{reset} {before}{red}{}{reset}\n",
       self.source.name(),
@@ -73,6 +79,31 @@ impl Diagnostic {
       "^".repeat(width),
     )
   }
+}
+
+/// Characters shown around the caret on a long line.
+const WINDOW: usize = 60;
+
+/// Cuts `line` to at most about `2 * WINDOW` characters around `col`, marking cuts with `...`;
+/// returns the text, the caret's column in it and the caret width.
+fn window(line: &str, col: usize, width: usize) -> (String, usize, usize) {
+  let chars: Vec<char> = line.chars().collect();
+  if chars.len() <= 2 * WINDOW {
+    return (line.to_string(), col, width);
+  }
+  let start = col.saturating_sub(WINDOW);
+  let end = (col + width.min(WINDOW) + WINDOW).min(chars.len());
+  let mut text = String::new();
+  let mut caret = col - start;
+  if start > 0 {
+    text.push_str("...");
+    caret += 3;
+  }
+  text.extend(&chars[start..end]);
+  if end < chars.len() {
+    text.push_str("...");
+  }
+  (text, caret, width.min(WINDOW))
 }
 
 impl fmt::Display for Diagnostic {
@@ -137,3 +168,40 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn renders_position_source_line_and_caret() {
+    let source = Source::new("wf.yaml", "name: t\nstages: 3\n");
+    let d = Diagnostic::new(
+      &source,
+      Span::new(16, 1),
+      ErrorKind::WrongType {
+        field: "stages".into(),
+        expected: "a list of stages",
+        found: "a number",
+      },
+    );
+    assert_eq!(
+      d.render(false),
+      "wf.yaml:2:9: error: `stages` must be a list of stages, found a number\n  |\n2 | stages: 3\n  |         ^\n"
+    );
+  }
+
+  #[test]
+  fn long_lines_are_cut_around_the_caret() {
+    let line = format!("x: [{}bad{}]", "1, ".repeat(100), ", 2".repeat(100));
+    let offset = line.find("bad").unwrap_or_default();
+    let source = Source::new("wf.yaml", line.as_str());
+    let d = Diagnostic::new(&source, Span::new(offset, 3), ErrorKind::EmptyFile);
+    let rendered = d.render(false);
+    let lines: Vec<&str> = rendered.lines().collect();
+    assert!(lines[2].len() < 140, "{}", lines[2]);
+    assert!(lines[2].starts_with("1 | ...") && lines[2].ends_with("..."));
+    let caret = lines[3].find('^').unwrap_or_default();
+    assert_eq!(&lines[2][caret..caret + 3], "bad");
+  }
+}
