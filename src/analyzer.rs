@@ -6,6 +6,8 @@ use std::collections::HashMap;
 const STAGE_NAMES: &[&str] = &["parameters", "stages", "env", "run", "workflow", "memory"];
 const ENV_NAMES: &[&str] = &["parameters", "env", "run", "workflow"];
 const STAGE_FIELDS: &[&str] = &["outputs", "status", "attempts"];
+/// Outputs every gate decision records, beside the gate's declared `inputs`.
+pub const GATE_OUTPUTS: &[&str] = &["decision", "decided_by", "reason"];
 
 /// Runs every cross-stage check and returns what is wrong.
 pub fn analyze(workflow: &Workflow) -> Diagnostics {
@@ -30,8 +32,10 @@ pub fn analyze(workflow: &Workflow) -> Diagnostics {
 enum Place<'a> {
   /// A stage's `if`.
   Condition(&'a Stage),
-  /// A stage's `with`, compensation or gate message.
+  /// A stage's `with` or gate message.
   Stage(&'a Stage),
+  /// A stage's compensation, which runs after the stage completed and may read its outputs.
+  Compensation(&'a Stage),
   /// `config.env`.
   Env,
   /// Workflow `outputs`.
@@ -162,10 +166,14 @@ impl<'a> Analyzer<'a> {
         StageKind::Skill(call) => call.with.values().collect(),
         StageKind::Gate(_) => Vec::new(),
       };
-      let compensation = stage.compensate.iter().flat_map(|c| c.with.values());
-      for input in inputs.into_iter().chain(compensation) {
+      for input in inputs {
         for e in input.expressions() {
           self.expression(e, Place::Stage(stage), &mut reach, acyclic);
+        }
+      }
+      for input in stage.compensate.iter().flat_map(|c| c.with.values()) {
+        for e in input.expressions() {
+          self.expression(e, Place::Compensation(stage), &mut reach, acyclic);
         }
       }
       if let Some(message) = stage.gate().and_then(|g| g.message.as_ref()) {
@@ -209,7 +217,7 @@ impl<'a> Analyzer<'a> {
     let name = name.to_ascii_lowercase();
     let (allowed, where_) = match place {
       Place::Condition(_) => (STAGE_NAMES, "in `if`"),
-      Place::Stage(_) => (STAGE_NAMES, "in a stage"),
+      Place::Stage(_) | Place::Compensation(_) => (STAGE_NAMES, "in a stage"),
       Place::Env => (ENV_NAMES, "in `config.env`"),
       Place::Outputs => (STAGE_NAMES, "in workflow `outputs`"),
     };
@@ -260,9 +268,15 @@ impl<'a> Analyzer<'a> {
           );
           return;
         };
-        if let Place::Condition(stage) | Place::Stage(stage) = place {
+        let reader = match place {
+          Place::Condition(stage) | Place::Stage(stage) => Some((stage, false)),
+          Place::Compensation(stage) => Some((stage, true)),
+          Place::Env | Place::Outputs => None,
+        };
+        if let Some((stage, self_allowed)) = reader {
+          let own = self_allowed && target == stage.index;
           // Only meaningful once cycles are ruled out; a cycle was already reported.
-          if acyclic && !reach.is_ancestor(target, stage.index) {
+          if acyclic && !own && !reach.is_ancestor(target, stage.index) {
             self.error(
               at(1),
               ErrorKind::NotAnAncestor {
@@ -288,20 +302,24 @@ impl<'a> Analyzer<'a> {
           return;
         };
         let producer = &workflow.stages[target];
-        let declared: Vec<&String> = match &producer.kind {
-          StageKind::Skill(_) => producer.outputs.keys().collect(),
-          StageKind::Gate(gate) => gate.inputs.keys().collect(),
+        // A gate's outputs are its declared inputs plus what every decision records.
+        let declared: Vec<&str> = match &producer.kind {
+          StageKind::Skill(_) => producer.outputs.keys().map(String::as_str).collect(),
+          StageKind::Gate(gate) if gate.inputs.is_empty() => Vec::new(),
+          StageKind::Gate(gate) => gate
+            .inputs
+            .keys()
+            .map(String::as_str)
+            .chain(GATE_OUTPUTS.iter().copied())
+            .collect(),
         };
-        if producer.skill().is_some()
-          && !declared.is_empty()
-          && !declared.iter().any(|d| d.eq_ignore_ascii_case(output))
-        {
+        if !declared.is_empty() && !declared.iter().any(|d| d.eq_ignore_ascii_case(output)) {
           self.error(
             at(3),
             ErrorKind::UndeclaredOutput {
               id: producer.id.clone(),
               output: output.to_string(),
-              declared: declared.into_iter().cloned().collect(),
+              declared: declared.into_iter().map(str::to_string).collect(),
             },
           );
         }

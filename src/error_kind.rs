@@ -29,6 +29,14 @@ pub enum ErrorKind {
     /// The closest valid key.
     suggestion: Option<String>,
   },
+  /// A mapping key that is not text.
+  #[error("keys in `{context}` must be strings, found {found}")]
+  NonStringKey {
+    /// The mapping.
+    context: String,
+    /// What the key is, with article.
+    found: &'static str,
+  },
   /// A key given twice in one mapping.
   #[error("duplicate key `{key}`")]
   DuplicateKey {
@@ -101,7 +109,7 @@ pub enum ErrorKind {
     id: String,
   },
   /// A skill-only key on a gate.
-  #[error("`{key}` does not apply to gate stage `{id}`")]
+  #[error("`{key}` does not apply to gate stage `{id}`{}", if *key == "timeout" { ": a gate's limit is `gate: { timeout: ... }`" } else { "" })]
   NotForGate {
     /// The key.
     key: &'static str,
@@ -225,6 +233,23 @@ pub enum ErrorKind {
     /// What the contract declares.
     declared: Vec<String>,
   },
+  /// An `if` with text around its expression.
+  #[error("`if` must be exactly one `$<< ... >>` expression with no text around it")]
+  ConditionNotSingle,
+  /// `uses: ""`.
+  #[error("`uses` must name a skill")]
+  EmptySkill,
+  /// A skill that is neither built in nor found on the skills path.
+  #[error("unknown skill `{name}`{}{}", did_you_mean(suggestion), if suggestion.is_none() { ": not a built-in skill, and no `NAME.lua` or `NAME/init.lua` on the skills path" } else { "" })]
+  UnknownSkill {
+    /// The name as written.
+    name: String,
+    /// The closest known skill.
+    suggestion: Option<String>,
+  },
+  /// `uses: ./x.lua` where the file does not exist.
+  #[error("skill file `{0}` does not exist (paths are relative to the workflow file)")]
+  MissingSkillFile(String),
   /// A status function outside `if`.
   #[error("status functions such as `success()` may only be used in `if`")]
   StatusOutsideIf,

@@ -10,6 +10,7 @@ pub mod expr;
 pub mod loader;
 pub mod params;
 pub mod plan;
+pub mod skills;
 pub mod source;
 pub mod suggest;
 pub mod workflow;

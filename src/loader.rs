@@ -71,6 +71,7 @@ const SKILL_ONLY_KEYS: &[&str] = &[
   "compensate",
   "recover",
   "outputs",
+  "timeout",
 ];
 const GATE_KEYS: &[&str] = &[
   "message",
@@ -95,11 +96,18 @@ pub fn load_file(path: &Path) -> Result<Workflow, LoadError> {
     path: path.display().to_string(),
     error,
   })?;
-  load_str(&path.display().to_string(), &text).map_err(LoadError::Invalid)
+  let base = path.parent().unwrap_or_else(|| Path::new(""));
+  load(&path.display().to_string(), &text, Some(base)).map_err(LoadError::Invalid)
 }
 
-/// Loads and checks a workflow from text; `name` is used in error positions.
+/// Loads and checks a workflow from text; `name` is used in error positions. Skill names are
+/// checked only by [`load_file`], which knows where to look for them.
 pub fn load_str(name: &str, text: &str) -> Result<Workflow, Diagnostics> {
+  load(name, text, None)
+}
+
+/// Loads from text; with a base directory, skill names are checked against it too.
+fn load(name: &str, text: &str, base: Option<&Path>) -> Result<Workflow, Diagnostics> {
   let source = Source::new(name, text);
   let root = match yaml::parse(&source) {
     Ok(root) => root,
@@ -119,6 +127,10 @@ pub fn load_str(name: &str, text: &str) -> Result<Workflow, Diagnostics> {
   let mut diagnostics = loader.diagnostics;
   if let Some(workflow) = &workflow {
     diagnostics.0.extend(analyzer::analyze(workflow).0);
+    if let Some(base) = base {
+      let index = skills::SkillIndex::discover(base, &workflow.config.skills_path);
+      diagnostics.0.extend(index.check_workflow(workflow).0);
+    }
   }
   match workflow {
     Some(workflow) if diagnostics.is_empty() => Ok(workflow),
@@ -208,9 +220,8 @@ impl Loader {
       let Some(name) = key.as_str() else {
         self.error(
           key.span,
-          ErrorKind::WrongType {
-            field: format!("a key in `{field}`"),
-            expected: "a string",
+          ErrorKind::NonStringKey {
+            context: field.to_string(),
             found: key.kind_name(),
           },
         );
@@ -247,11 +258,14 @@ impl Loader {
     if let Some(s) = node.as_str() {
       return Some(s.to_string());
     }
-    // Numbers and booleans are accepted where text is expected: `version: 1.0` is common.
+    // Numbers and booleans are accepted where text is expected (`version: 1.10` is common),
+    // as written: converting the parsed number back would turn `1.10` into `1.1`.
     match &node.value {
-      NodeValue::Int(i) => Some(i.to_string()),
-      NodeValue::Float(f) => Some(f.to_string()),
-      NodeValue::Bool(b) => Some(b.to_string()),
+      NodeValue::Int(_) | NodeValue::Float(_) | NodeValue::Bool(_) => self
+        .source
+        .text()
+        .get(node.span.offset..node.span.end())
+        .map(|t| t.trim().to_string()),
       _ => {
         self.wrong_type(node, field, "a string");
         None
@@ -329,6 +343,22 @@ impl Loader {
     }
   }
 
+  /// A duration that must be more than zero (a limit of zero would fail everything at once).
+  fn limit(&mut self, node: &Node, field: &str) -> Option<Duration> {
+    let duration = self.duration(node, field)?;
+    if duration.is_zero() {
+      self.error(
+        node.span,
+        ErrorKind::OutOfRange {
+          field: field.to_string(),
+          message: "must be more than 0".into(),
+        },
+      );
+      return None;
+    }
+    Some(duration)
+  }
+
   /// A string that must be one of `allowed`.
   fn choice(
     &mut self,
@@ -382,14 +412,14 @@ impl Loader {
   }
 
   /// Any data; strings holding `$<< >>` become expressions.
-  fn input(&mut self, node: &Node) -> Input {
+  fn input(&mut self, node: &Node, field: &str) -> Input {
     match &node.value {
       NodeValue::String { text, .. } => match self.template(node, text) {
         Some(expression) => Input::Expr(Box::new(expression)),
         None => Input::Literal(serde_json::Value::String(unescape_dollar(text))),
       },
       NodeValue::Seq(items) => {
-        let items: Vec<Input> = items.iter().map(|i| self.input(i)).collect();
+        let items: Vec<Input> = items.iter().map(|i| self.input(i, field)).collect();
         if items.iter().all(|i| matches!(i, Input::Literal(_))) {
           Input::Literal(
             items
@@ -402,13 +432,13 @@ impl Loader {
         }
       }
       NodeValue::Map(_) => {
-        let Some(map) = self.mapping(node, "with", None) else {
+        let Some(map) = self.mapping(node, field, None) else {
           return Input::Literal(serde_json::Value::Null);
         };
         let entries: IndexMap<String, Input> = map
           .entries
           .iter()
-          .map(|(k, _, v)| ((*k).to_string(), self.input(v)))
+          .map(|(k, _, v)| ((*k).to_string(), self.input(v, field)))
           .collect();
         if entries.values().all(|i| matches!(i, Input::Literal(_))) {
           Input::Literal(
@@ -453,7 +483,15 @@ impl Loader {
   /// An expression field such as `if`: a bare expression or a `$<< >>` string.
   fn condition(&mut self, node: &Node) -> Option<Expression> {
     let text = match &node.value {
-      NodeValue::String { text, .. } if text.contains("$<<") => return self.template(node, text),
+      NodeValue::String { text, .. } if text.contains("$<<") => {
+        let expression = self.template(node, text)?;
+        // Text around the expression would make the condition a non-empty string: always true.
+        if expression.template.single().is_none() {
+          self.error(node.span, ErrorKind::ConditionNotSingle);
+          return None;
+        }
+        return Some(expression);
+      }
       NodeValue::String { text, .. } => text.clone(),
       NodeValue::Bool(b) => b.to_string(),
       _ => {
@@ -550,7 +588,7 @@ impl Loader {
       && let Some(outputs) = self.mapping(node, "outputs", None)
     {
       for (key, _, value) in &outputs.entries {
-        let input = self.input(value);
+        let input = self.input(value, "outputs");
         workflow.outputs.insert((*key).to_string(), input);
       }
     }
@@ -621,7 +659,7 @@ impl Loader {
       if let NodeValue::Seq(items) = &n.value {
         let mut values = Vec::new();
         for item in items {
-          let value = item.to_json();
+          let value = normalize(ty, item.to_json());
           if ty.accepts(&value) {
             values.push(value);
           } else {
@@ -642,7 +680,7 @@ impl Loader {
       }
     }
     if let Some(n) = map.get("default") {
-      let value = n.to_json();
+      let value = normalize(ty, n.to_json());
       if !ty.accepts(&value) {
         self.error(
           n.span,
@@ -656,7 +694,7 @@ impl Loader {
       } else if param
         .allowed
         .as_ref()
-        .is_some_and(|allowed| !allowed.contains(&value))
+        .is_some_and(|allowed| !allowed.iter().any(|a| same_value(a, &value)))
       {
         self.error(
           n.span,
@@ -682,7 +720,7 @@ impl Loader {
       config.max_parallel = usize::try_from(v).unwrap_or(usize::MAX);
     }
     if let Some(n) = map.get("timeout") {
-      config.timeout = self.duration(n, "timeout");
+      config.timeout = self.limit(n, "timeout");
     }
     if let Some(n) = map.get("env")
       && let Some(env) = self.mapping(n, "env", None)
@@ -693,7 +731,7 @@ impl Loader {
             self.wrong_type(value, &format!("env.{key}"), "a string");
             continue;
           }
-          _ => self.input(value),
+          _ => self.input(value, "env"),
         };
         config.env.insert((*key).to_string(), input);
       }
@@ -780,7 +818,7 @@ impl Loader {
       return defaults;
     };
     if let Some(n) = map.get("timeout") {
-      defaults.timeout = self.duration(n, "timeout");
+      defaults.timeout = self.limit(n, "timeout");
     }
     if let Some(n) = map.get("on_failure") {
       defaults.on_failure = self.on_failure(n);
@@ -890,16 +928,26 @@ impl Loader {
       );
       return None;
     };
-    let id = self.name(id_node, "stage id")?;
+    // An invalid id is reported but kept, so its stage's other errors are still found.
+    let id = self.strict_string(id_node, "id")?;
+    if !is_valid_name(&id) {
+      self.error(
+        id_node.span,
+        ErrorKind::InvalidName {
+          what: "stage id",
+          name: id.clone(),
+        },
+      );
+    }
     // Once the id is known the stage is kept even when broken, so that stages depending on
     // it do not report it as unknown on top of the real error.
     let skill = |loader: &mut Self| {
-      let uses = map
+      let (uses, span) = map
         .get("uses")
-        .and_then(|n| loader.strict_string(n, "uses"))
+        .and_then(|n| loader.skill_name(n))
         .unwrap_or_default();
       let with = map.get("with").map(|n| loader.with(n)).unwrap_or_default();
-      StageKind::Skill(SkillCall { uses, with })
+      StageKind::Skill(SkillCall { uses, span, with })
     };
     let kind = match (map.key_node("uses"), map.key_node("gate")) {
       (Some(_), Some(gate_key)) => {
@@ -935,11 +983,12 @@ impl Loader {
         depends_on_spans.push(span);
       }
     }
-    let retry = match map.get("retry") {
-      Some(n) => self.retry(n, defaults.retry.as_ref().unwrap_or(&Retry::default())),
-      None => None,
+    // Gates are decided, not attempted: retry defaults do not reach them.
+    let retry = match (&kind, map.get("retry")) {
+      (StageKind::Gate(_), _) => None,
+      (_, Some(n)) => self.retry(n, defaults.retry.as_ref().unwrap_or(&Retry::default())),
+      (_, None) => defaults.retry.clone(),
     }
-    .or_else(|| defaults.retry.clone())
     .unwrap_or_default();
     let mut stage = Stage {
       id,
@@ -954,7 +1003,7 @@ impl Loader {
       condition: map.get("if").and_then(|n| self.condition(n)),
       timeout: map
         .get("timeout")
-        .and_then(|n| self.duration(n, "timeout"))
+        .and_then(|n| self.limit(n, "timeout"))
         .or(defaults.timeout)
         .unwrap_or(DEFAULT_TIMEOUT),
       retry,
@@ -963,16 +1012,8 @@ impl Loader {
         .and_then(|n| self.on_failure(n))
         .or(defaults.on_failure)
         .unwrap_or(OnFailure::Halt),
-      fallback: map
-        .get("fallback")
-        .map(|n| {
-          self
-            .string_list(n, "fallback")
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect()
-        })
-        .unwrap_or_default(),
+      fallback: Vec::new(),
+      fallback_spans: Vec::new(),
       compensate: None,
       recover: map
         .get("recover")
@@ -980,6 +1021,12 @@ impl Loader {
       risk: map.get("risk").and_then(|n| self.risk(n, "risk")),
       outputs: IndexMap::new(),
     };
+    if let Some(n) = map.get("fallback") {
+      for (name, span) in self.string_list(n, "fallback") {
+        stage.fallback.push(name);
+        stage.fallback_spans.push(span);
+      }
+    }
     if let Some(n) = map.get("compensate") {
       stage.compensate = self.compensate(n);
     }
@@ -989,6 +1036,16 @@ impl Loader {
     Some(stage)
   }
 
+  /// A skill name with its position; empty names are reported.
+  fn skill_name(&mut self, node: &Node) -> Option<(String, Span)> {
+    let name = self.strict_string(node, "uses")?;
+    if name.trim().is_empty() {
+      self.error(node.span, ErrorKind::EmptySkill);
+      return None;
+    }
+    Some((name, node.span))
+  }
+
   fn with(&mut self, node: &Node) -> IndexMap<String, Input> {
     let Some(map) = self.mapping(node, "with", None) else {
       return IndexMap::new();
@@ -996,15 +1053,17 @@ impl Loader {
     map
       .entries
       .iter()
-      .map(|(k, _, v)| ((*k).to_string(), self.input(v)))
+      .map(|(k, _, v)| ((*k).to_string(), self.input(v, "with")))
       .collect()
   }
 
   fn compensate(&mut self, node: &Node) -> Option<SkillCall> {
     // `compensate: skill-name` is shorthand for `compensate: { uses: skill-name }`.
-    if let Some(uses) = node.as_str() {
+    if node.as_str().is_some() {
+      let (uses, span) = self.skill_name(node)?;
       return Some(SkillCall {
-        uses: uses.to_string(),
+        uses,
+        span,
         with: IndexMap::new(),
       });
     }
@@ -1019,9 +1078,9 @@ impl Loader {
       );
       return None;
     };
-    let uses = self.strict_string(uses, "uses")?;
+    let (uses, span) = self.skill_name(uses)?;
     let with = map.get("with").map(|n| self.with(n)).unwrap_or_default();
-    Some(SkillCall { uses, with })
+    Some(SkillCall { uses, span, with })
   }
 
   fn gate(&mut self, node: &Node) -> Option<Gate> {
@@ -1049,7 +1108,7 @@ impl Loader {
       );
     }
     if let Some(n) = map.get("timeout") {
-      gate.timeout = self.duration(n, "timeout");
+      gate.timeout = self.limit(n, "timeout");
     }
     if let Some(n) = map.get("on_timeout")
       && let Some(i) = self.choice(n, "on_timeout", GATE_DECISIONS)
@@ -1154,6 +1213,17 @@ fn unescape_dollar(text: &str) -> String {
     text.replace("$$<<", "$<<")
   } else {
     text.to_string()
+  }
+}
+
+/// Integer parameters hold integers: a whole `2.0` is stored as `2`.
+fn normalize(ty: ValueType, value: serde_json::Value) -> serde_json::Value {
+  match (&value, ty) {
+    (serde_json::Value::Number(n), ValueType::Integer) if !n.is_i64() && !n.is_u64() => n
+      .as_f64()
+      .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+      .map_or(value, |f| serde_json::Value::from(f as i64)),
+    _ => value,
   }
 }
 

@@ -102,8 +102,38 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
     .map(|o| o.into_iter().map(|ix| graph[ix]).collect())
     .unwrap_or_else(|_| (0..n).collect());
 
-  let estimates: Vec<Option<Duration>> = workflow.stages.iter().map(estimate).collect();
-  let worst: Vec<Option<Duration>> = workflow.stages.iter().map(worst_case).collect();
+  let param_ctx = parameter_context(params);
+  let decisions: Vec<Option<&'static str>> = workflow
+    .stages
+    .iter()
+    .map(|s| decide(s, &param_ctx))
+    .collect();
+  // A stage known to be skipped costs nothing, even a gate that could wait forever.
+  let skipped = |i: usize| decisions[i] == Some("will skip");
+  let estimates: Vec<Option<Duration>> = workflow
+    .stages
+    .iter()
+    .enumerate()
+    .map(|(i, s)| {
+      if skipped(i) {
+        Some(Duration::ZERO)
+      } else {
+        estimate(s)
+      }
+    })
+    .collect();
+  let worst: Vec<Option<Duration>> = workflow
+    .stages
+    .iter()
+    .enumerate()
+    .map(|(i, s)| {
+      if skipped(i) {
+        Some(Duration::ZERO)
+      } else {
+        worst_case(s)
+      }
+    })
+    .collect();
   let mut level = vec![0usize; n];
   // Longest chain ending at each stage: (estimated time, stage count, previous stage).
   let mut best: Vec<(Duration, usize, Option<usize>)> = vec![(Duration::ZERO, 0, None); n];
@@ -155,8 +185,6 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
   if let Some(limit) = run_timeout {
     worst_case = Some(worst_case.map_or(limit, |w| w.min(limit)));
   }
-  let param_ctx = parameter_context(params);
-
   Plan {
     workflow: workflow.name.clone(),
     max_parallel: workflow.config.max_parallel,
@@ -200,7 +228,7 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
         },
         uses: stage.skill().map(|c| c.uses.clone()),
         condition: stage.condition.as_ref().map(|c| c.text.clone()),
-        decision: decide(stage, &param_ctx),
+        decision: decisions[i],
         timeout_ms: match &stage.kind {
           StageKind::Skill(_) => Some(millis(stage.timeout)),
           StageKind::Gate(g) => g.timeout.map(millis),

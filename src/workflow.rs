@@ -138,6 +138,24 @@ impl fmt::Display for ValueType {
   }
 }
 
+/// JSON equality that compares numbers by value, so `1` equals `1.0`.
+pub fn same_value(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+  use serde_json::Value as J;
+  match (a, b) {
+    (J::Number(x), J::Number(y)) => x.as_f64() == y.as_f64(),
+    (J::Array(x), J::Array(y)) => {
+      x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+    }
+    (J::Object(x), J::Object(y)) => {
+      x.len() == y.len()
+        && x
+          .iter()
+          .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+    }
+    _ => a == b,
+  }
+}
+
 /// Run-wide settings from `config:`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -258,6 +276,9 @@ pub struct Stage {
   /// Skills tried in order once retries are spent.
   #[serde(skip_serializing_if = "Vec::is_empty")]
   pub fallback: Vec<String>,
+  /// Where each fallback is written.
+  #[serde(skip)]
+  pub fallback_spans: Vec<Span>,
   /// Undo action run on halt.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub compensate: Option<SkillCall>,
@@ -306,6 +327,9 @@ pub enum StageKind {
 pub struct SkillCall {
   /// Built-in, registry name, or `./path.lua`.
   pub uses: String,
+  /// Where `uses` is written.
+  #[serde(skip)]
+  pub span: Span,
   /// Inputs; strings may hold expressions.
   pub with: IndexMap<String, Input>,
 }

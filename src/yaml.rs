@@ -6,7 +6,7 @@
 //! builds its own tree. Scalars are resolved with the YAML 1.2 core schema, like serde_yaml.
 use super::*;
 use yaml_rust2::{
-  parser::{Event, MarkedEventReceiver, Parser},
+  parser::{Event, MarkedEventReceiver, Parser, Tag},
   scanner::{Marker, TScalarStyle},
 };
 
@@ -195,6 +195,17 @@ impl Builder<'_> {
     }
   }
 
+  /// Reports a tag at the place it is written: the parser's marker points at the value after it.
+  fn unsupported_tag(&mut self, offset: usize, handle: &str, suffix: &str) {
+    let written = match handle {
+      "tag:yaml.org,2002:" => format!("!!{suffix}"),
+      other => format!("{other}{suffix}"),
+    };
+    let before = self.source.text().get(..offset).unwrap_or("");
+    let at = before.rfind(written.as_str()).unwrap_or(offset);
+    self.fail(at, format!("unsupported YAML tag `{written}`"));
+  }
+
   fn remember(&mut self, anchor: usize, node: &Node) {
     if anchor == 0 {
       return;
@@ -229,9 +240,43 @@ impl Builder<'_> {
     }
   }
 
-  fn scalar(&self, text: String, style: TScalarStyle, span: Span) -> Node {
+  fn scalar(&mut self, text: String, style: TScalarStyle, tag: Option<Tag>, span: Span) -> Node {
     let rest = self.source.text().get(span.offset..).unwrap_or("");
+    // Core-schema tags force a type; any other tag is an error rather than silently ignored.
+    let forced_string = match tag.as_ref().map(|t| (t.handle.as_str(), t.suffix.as_str())) {
+      None => false,
+      Some(("tag:yaml.org,2002:", "str")) => true,
+      Some(("tag:yaml.org,2002:", suffix @ ("int" | "float" | "bool" | "null"))) => {
+        let value = resolve_plain(&text).filter(|v| {
+          matches!(
+            (suffix, v),
+            ("int", NodeValue::Int(_))
+              | ("float", NodeValue::Float(_) | NodeValue::Int(_))
+              | ("bool", NodeValue::Bool(_))
+              | ("null", NodeValue::Null)
+          )
+        });
+        if let Some(value) = value {
+          let value = match value {
+            #[allow(clippy::cast_precision_loss)]
+            NodeValue::Int(i) if suffix == "float" => NodeValue::Float(i as f64),
+            other => other,
+          };
+          return Node {
+            span: Span::new(span.offset, text.len().max(1)),
+            value,
+          };
+        }
+        self.fail(span.offset, format!("`{text}` is not a valid !!{suffix}"));
+        false
+      }
+      Some((handle, suffix)) => {
+        self.unsupported_tag(span.offset, handle, suffix);
+        false
+      }
+    };
     if style == TScalarStyle::Plain
+      && !forced_string
       && let Some(value) = resolve_plain(&text)
     {
       // Non-string scalars end at the first character that cannot belong to them.
@@ -304,20 +349,33 @@ impl MarkedEventReceiver for Builder<'_> {
           );
         }
       }
-      Event::Scalar(text, style, anchor, _tag) => {
+      Event::Scalar(text, style, anchor, tag) => {
         self.nodes += 1;
-        let node = self.scalar(text, style, span);
+        if style == TScalarStyle::Plain
+          && text == "<<"
+          && matches!(self.stack.last(), Some(Open::Map(_, _, None)))
+        {
+          self.fail(
+            span.offset,
+            "merge keys (`<<`) are not supported: repeat the keys, or use `defaults:` for stage settings",
+          );
+          return;
+        }
+        let node = self.scalar(text, style, tag, span);
         self.remember(anchor, &node);
         self.attach(node);
       }
-      Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(
+      Event::SequenceStart(_, Some(tag)) | Event::MappingStart(_, Some(tag)) => {
+        self.unsupported_tag(span.offset, &tag.handle, &tag.suffix);
+      }
+      Event::SequenceStart(anchor, None) => self.stack.push(Open::Seq(
         Node {
           span: Span::new(span.offset, 1),
           value: NodeValue::Seq(Vec::new()),
         },
         anchor,
       )),
-      Event::MappingStart(anchor, _) => self.stack.push(Open::Map(
+      Event::MappingStart(anchor, None) => self.stack.push(Open::Map(
         Node {
           span: Span::new(span.offset, 1),
           value: NodeValue::Map(Vec::new()),
@@ -458,6 +516,36 @@ mod tests {
     let source = Source::new("bomb.yaml", bomb);
     let error = parse(&source).unwrap_err();
     assert!(error.message.contains("too many nodes"));
+  }
+
+  #[test]
+  fn core_tags_force_types_and_other_tags_are_rejected() {
+    let (_, root) = load("a: !!str 123\nb: !!int '7'\nc: !!float 2\n");
+    let NodeValue::Map(entries) = &root.value else {
+      panic!("not a map")
+    };
+    assert_eq!(entries[0].1.as_str(), Some("123"));
+    assert_eq!(entries[1].1.value, NodeValue::Int(7));
+    assert_eq!(entries[2].1.value, NodeValue::Float(2.0));
+    for bad in [
+      "a: !custom x\n",
+      "a: !!int nope\n",
+      "if: !parameters.x\n",
+      "a: !set {x: 1}\n",
+    ] {
+      let source = Source::new("t.yaml", bad);
+      assert!(parse(&source).is_err(), "{bad}");
+    }
+  }
+
+  #[test]
+  fn merge_keys_are_rejected() {
+    let source = Source::new("t.yaml", "base: &b {x: 1}\nwith:\n  <<: *b\n  y: 2\n");
+    let error = parse(&source).unwrap_err();
+    assert_eq!(source.line_col(error.offset), (3, 3));
+    assert!(error.message.contains("merge keys"));
+    // A quoted `<<` is an ordinary key.
+    assert!(parse(&Source::new("t.yaml", "'<<': 1\n")).is_ok());
   }
 
   #[test]
