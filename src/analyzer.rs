@@ -310,7 +310,12 @@ impl<'a> Analyzer<'a> {
             .inputs
             .keys()
             .map(String::as_str)
-            .chain(GATE_OUTPUTS.iter().copied())
+            .chain(
+              GATE_OUTPUTS
+                .iter()
+                .copied()
+                .filter(|o| !gate.inputs.contains_key(*o)),
+            )
             .collect(),
         };
         if !declared.is_empty() && !declared.iter().any(|d| d.eq_ignore_ascii_case(output)) {

@@ -199,3 +199,36 @@ fn dot_and_mermaid_draw_every_edge() {
   assert!(mermaid.stdout.contains("  s_start --> s_left\n"));
   assert!(mermaid.stdout.contains("  s_ok{\"ok (gate)\"}\n"));
 }
+
+#[test]
+fn conditions_decided_by_parameters_are_marked() {
+  let dir = TempDir::new();
+  let file = dir.write(
+    "wf.yaml",
+    "name: t\nparameters:\n  env: { type: string, default: dev }\nstages:\n  - { id: a, uses: echo, if: \"$<< parameters.env == 'prod' >>\" }\n  - { id: b, uses: echo, if: \"$<< parameters.env != 'prod' >>\" }\n  - { id: c, uses: echo, depends_on: a, if: \"$<< failure() >>\" }\n",
+  );
+  let file = file.display().to_string();
+  let plan = swdl(["plan", &file, "--format", "json"]);
+  plan.status(0);
+  let json = plan.json();
+  assert_eq!(json["stages"][0]["decision"], "will skip");
+  assert_eq!(json["stages"][1]["decision"], "will run");
+  assert!(json["stages"][2].get("decision").is_none());
+  let prod = swdl(["plan", &file, "--param", "env=PROD"]);
+  prod.status(0);
+  // String comparison is case-insensitive, as in GitHub Actions.
+  assert!(
+    prod
+      .stdout
+      .contains("if $<< parameters.env == 'prod' >> (will run)"),
+    "{}",
+    prod.stdout
+  );
+  assert!(
+    prod
+      .stdout
+      .contains("if $<< parameters.env != 'prod' >> (will skip)"),
+    "{}",
+    prod.stdout
+  );
+}
