@@ -276,6 +276,15 @@ impl<'a> Analyzer<'a> {
         if let Some((stage, self_allowed)) = reader {
           let own = self_allowed && target == stage.index;
           // Only meaningful once cycles are ruled out; a cycle was already reported.
+          if target == stage.index && !own {
+            self.error(
+              at(1),
+              ErrorKind::ReadsItself {
+                stage: stage.id.clone(),
+              },
+            );
+            return;
+          }
           if acyclic && !own && !reach.is_ancestor(target, stage.index) {
             self.error(
               at(1),
@@ -372,5 +381,66 @@ impl<'a> Reach<'a> {
       }
     }
     false
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  fn messages(text: &str) -> Vec<String> {
+    match crate::loader::load_str("t.yaml", text) {
+      Ok(_) => Vec::new(),
+      Err(d) => d.0.iter().map(ToString::to_string).collect(),
+    }
+  }
+
+  #[test]
+  fn every_cycle_is_reported_once_at_its_closing_edge() {
+    let found = messages(
+      "name: t\nstages:\n  - { id: a, uses: echo, depends_on: b }\n  - { id: b, uses: echo, depends_on: a }\n  - { id: c, uses: echo, depends_on: [d] }\n  - { id: d, uses: echo, depends_on: [e] }\n  - { id: e, uses: echo, depends_on: [c, a] }\n",
+    );
+    assert_eq!(
+      found,
+      vec![
+        "t.yaml:4:38: error: dependency cycle: a -> b -> a",
+        "t.yaml:7:39: error: dependency cycle: c -> d -> e -> c",
+      ]
+    );
+  }
+
+  #[test]
+  fn transitive_ancestors_may_be_read() {
+    let found = messages(
+      "name: t\nstages:\n  - { id: a, uses: echo }\n  - { id: b, uses: echo, depends_on: a }\n  - { id: c, uses: echo, depends_on: b, with: { x: \"$<< stages.a.outputs.x >>\" } }\n",
+    );
+    assert!(found.is_empty(), "{found:?}");
+  }
+
+  #[test]
+  fn compensation_may_read_its_own_stage_but_with_may_not() {
+    let found = messages(
+      "name: t\nstages:\n  - id: a\n    uses: echo\n    with: { x: \"$<< stages.a.outputs.x >>\" }\n    compensate: { uses: echo, with: { id: \"$<< stages.a.outputs.x >>\" } }\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+      found[0],
+      "t.yaml:5:28: error: stage `a` reads its own outputs: only its `compensate` may, after it completed"
+    );
+  }
+
+  #[test]
+  fn names_are_case_insensitive_like_github() {
+    let found = messages(
+      "name: t\nparameters:\n  Module: { type: string, default: x }\nstages:\n  - { id: a, uses: echo }\n  - { id: b, uses: echo, depends_on: a, if: \"$<< Stages.a.Outputs.x == PARAMETERS.module >>\" }\n",
+    );
+    assert!(found.is_empty(), "{found:?}");
+  }
+
+  #[test]
+  fn status_functions_are_allowed_only_in_if() {
+    let found = messages(
+      "name: t\nstages:\n  - { id: a, uses: echo, if: \"$<< failure() || always() >>\" }\n  - { id: b, uses: echo, with: { x: \"$<< cancelled() >>\" } }\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("status functions"), "{found:?}");
   }
 }

@@ -213,6 +213,12 @@ pub enum ErrorKind {
     /// The stage read.
     other: String,
   },
+  /// A stage reading its own outputs outside its compensation.
+  #[error("stage `{stage}` reads its own outputs: only its `compensate` may, after it completed")]
+  ReadsItself {
+    /// The stage.
+    stage: String,
+  },
   /// `stages.x.foo` where `foo` is not a stage field.
   #[error(
     "`stages.{id}.{field}` does not exist: a stage exposes `outputs`, `status` and `attempts`"

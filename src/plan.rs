@@ -528,3 +528,69 @@ impl PlannedStage {
     out
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn plan_of(text: &str) -> Plan {
+    let workflow = match loader::load_str("t.yaml", text) {
+      Ok(w) => w,
+      Err(d) => panic!("{}", d.render(false)),
+    };
+    let params = match params::resolve(&workflow, &[]) {
+      Ok(p) => p,
+      Err(d) => panic!("{}", d.render(false)),
+    };
+    plan(&workflow, &params)
+  }
+
+  #[test]
+  fn batches_are_levels_in_file_order() {
+    let p = plan_of(
+      "name: t\nstages:\n  - { id: z, uses: echo }\n  - { id: a, uses: echo }\n  - { id: m, uses: echo, depends_on: [z] }\n  - { id: b, uses: echo, depends_on: [a, m] }\n",
+    );
+    assert_eq!(p.batches, vec![vec!["z", "a"], vec!["m"], vec!["b"]]);
+    assert_eq!(p.stages[1].dependents, vec!["b".to_string()]);
+  }
+
+  #[test]
+  fn critical_path_prefers_known_duration_then_length() {
+    let p = plan_of(
+      "name: t\nstages:\n  - { id: s, uses: echo }\n  - { id: slow, uses: sleep, with: { ms: 900 }, depends_on: s }\n  - { id: x1, uses: echo, depends_on: s }\n  - { id: x2, uses: echo, depends_on: x1 }\n  - { id: end, uses: echo, depends_on: [slow, x2] }\n",
+    );
+    assert_eq!(p.critical_path, vec!["s", "slow", "end"]);
+    assert_eq!(p.estimated_duration_ms, 900);
+    let q = plan_of(
+      "name: t\nstages:\n  - { id: s, uses: echo }\n  - { id: one, uses: echo, depends_on: s }\n  - { id: x1, uses: echo, depends_on: s }\n  - { id: x2, uses: echo, depends_on: x1 }\n",
+    );
+    assert_eq!(q.critical_path, vec!["s", "x1", "x2"]);
+  }
+
+  #[test]
+  fn worst_case_counts_retries_fallbacks_and_unbounded_gates() {
+    let p = plan_of(
+      "name: t\nstages:\n  - id: a\n    uses: echo\n    timeout: 10s\n    retry: { max_attempts: 3, backoff: linear, delay: 2s, max_delay: 3s }\n    fallback: [echo]\n",
+    );
+    // Four runs of 10s, then delays of 2s and min(4s, 3s).
+    assert_eq!(p.stages[0].worst_case_ms, Some(45_000));
+    let gated = plan_of(
+      "name: t\nstages:\n  - { id: g, gate: {} }\n  - { id: a, uses: echo, depends_on: g }\n",
+    );
+    assert_eq!(gated.worst_case_ms, None);
+    assert!(gated.to_text(false).contains("worst case: unbounded"));
+    let skipped = plan_of(
+      "name: t\nparameters:\n  ask: { type: boolean, default: false }\nstages:\n  - { id: g, gate: {}, if: \"$<< parameters.ask >>\" }\n",
+    );
+    assert_eq!(skipped.worst_case_ms, Some(0));
+  }
+
+  #[test]
+  fn mermaid_ids_stay_valid_for_dashed_names() {
+    let p = plan_of(
+      "name: t\nstages:\n  - { id: a-b, uses: echo }\n  - { id: a_b, uses: echo, depends_on: a-b }\n",
+    );
+    let mermaid = p.to_mermaid();
+    assert!(mermaid.contains("s_a__b --> s_a_b"), "{mermaid}");
+  }
+}
