@@ -6,6 +6,8 @@ pub mod cli;
 pub mod diagnostic;
 pub mod duration;
 pub mod error_kind;
+pub mod event;
+pub mod executor;
 pub mod expr;
 pub mod loader;
 pub mod params;

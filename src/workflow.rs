@@ -1,7 +1,7 @@
 //! The typed model of a workflow file (SPEC section 3), with defaults applied.
 use super::*;
 use indexmap::IndexMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::time::Duration;
 
 /// A loaded, checked workflow.
@@ -206,7 +206,7 @@ pub struct Approval {
 }
 
 /// What a Lua skill may be granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
   /// Run programs.
@@ -366,7 +366,7 @@ impl Default for Gate {
 }
 
 /// Approve or reject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GateDecision {
   /// Let the run go on.

@@ -1,0 +1,415 @@
+//! The event stream (SPEC section 7): the source of truth for a run. The run's state is a fold
+//! over these events, and the events file, progress display, store and REPL all read them.
+use super::*;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// One event with its timestamp and run id; serialises to one JSON Lines record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+  /// RFC 3339 UTC time with milliseconds.
+  pub ts: String,
+  /// The run id.
+  pub run: String,
+  /// What happened.
+  #[serde(flatten)]
+  pub event: Event,
+}
+
+/// Everything that can happen in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+  /// The run began.
+  RunStarted {
+    /// Workflow name.
+    workflow: String,
+    /// Resolved parameters (secrets masked).
+    params: serde_json::Value,
+    /// Effective parallelism.
+    max_parallel: usize,
+    /// Number of stages.
+    stages: usize,
+  },
+  /// An attempt began.
+  StageStarted {
+    /// Stage id.
+    stage: String,
+    /// 1-based attempt number, counting fallbacks.
+    attempt: u32,
+    /// The skill this attempt runs (a fallback's name for fallback attempts).
+    uses: String,
+    /// Resolved inputs.
+    inputs: serde_json::Value,
+  },
+  /// An attempt failed and another will follow after a delay.
+  StageRetrying {
+    /// Stage id.
+    stage: String,
+    /// The attempt that failed.
+    attempt: u32,
+    /// Delay before the next attempt.
+    delay_ms: u64,
+    /// When the next attempt is due (RFC 3339).
+    due: String,
+    /// What the failed attempt reported.
+    error: String,
+  },
+  /// An attempt succeeded; the stage is completed.
+  StageCompleted {
+    /// Stage id.
+    stage: String,
+    /// The attempt.
+    attempt: u32,
+    /// The skill that succeeded.
+    uses: String,
+    /// The skill's outputs.
+    outputs: serde_json::Value,
+    /// One-line summary for working memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    summary: Option<String>,
+    /// Attempt wall time.
+    duration_ms: u64,
+  },
+  /// An attempt failed (a `stage_retrying` follows when it will be retried).
+  StageFailed {
+    /// Stage id.
+    stage: String,
+    /// The attempt, absent when the stage failed without running (a rejected gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    /// The skill that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uses: Option<String>,
+    /// Why.
+    error: String,
+    /// Machine-readable reason: `error`, `contract`, `rejected`.
+    reason: String,
+    /// Attempt wall time.
+    #[serde(default)]
+    duration_ms: u64,
+  },
+  /// An attempt ran out of time.
+  StageTimedOut {
+    /// Stage id.
+    stage: String,
+    /// The attempt.
+    attempt: u32,
+    /// The skill.
+    uses: String,
+    /// The limit that expired.
+    timeout_ms: u64,
+    /// Attempt wall time.
+    duration_ms: u64,
+  },
+  /// The stage will not run.
+  StageSkipped {
+    /// Stage id.
+    stage: String,
+    /// `condition` (its own `if` was false) or `dependency` (something upstream failed).
+    reason: String,
+  },
+  /// The stage was stopped or never started because the run stopped.
+  StageCancelled {
+    /// Stage id.
+    stage: String,
+    /// The attempt in flight, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    /// `halt`, `cancel` or `timeout`.
+    reason: String,
+  },
+  /// A gate (or a risky stage needing approval) waits for a decision.
+  GateWaiting {
+    /// Stage id.
+    stage: String,
+    /// The rendered message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    /// `gate`, or `approval` for a skill stage whose risk needs approval.
+    kind: String,
+    /// Decision deadline, if the gate has a timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+  },
+  /// A gate was decided.
+  GateDecided {
+    /// Stage id.
+    stage: String,
+    /// `approve` or `reject`.
+    decision: workflow::GateDecision,
+    /// Who or what decided: `flag`, `prompt`, `timeout`, `policy:NAME`, a user name.
+    decided_by: String,
+    /// Why, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// Values for the gate's declared `inputs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs: Option<serde_json::Value>,
+  },
+  /// A line of output from a running attempt.
+  Log {
+    /// Stage id.
+    stage: String,
+    /// The attempt.
+    attempt: u32,
+    /// `stdout`, `stderr` or `log`.
+    stream: String,
+    /// The line.
+    message: String,
+  },
+  /// The run stopped starting stages.
+  RunPaused {
+    /// `pause` or `breakpoint`.
+    reason: String,
+    /// The stage whose breakpoint paused the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stage: Option<String>,
+  },
+  /// The run starts stages again.
+  RunResumed {},
+  /// A compensation began.
+  CompensationStarted {
+    /// The stage being compensated.
+    stage: String,
+    /// The compensating skill.
+    uses: String,
+  },
+  /// A compensation succeeded.
+  CompensationCompleted {
+    /// The stage compensated.
+    stage: String,
+    /// The compensating skill.
+    uses: String,
+    /// Wall time.
+    duration_ms: u64,
+  },
+  /// A compensation failed (logged, never lost; the run's status does not change).
+  CompensationFailed {
+    /// The stage.
+    stage: String,
+    /// The compensating skill.
+    uses: String,
+    /// Why.
+    error: String,
+  },
+  /// The run ended.
+  RunCompleted {
+    /// Final status.
+    status: RunStatus,
+    /// Workflow outputs.
+    outputs: serde_json::Value,
+    /// Final status of every stage.
+    stages: IndexMap<String, StageStatus>,
+    /// Why the run did not complete, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Run wall time.
+    duration_ms: u64,
+  },
+}
+
+impl Event {
+  /// The stage the event is about, if any.
+  pub fn stage(&self) -> Option<&str> {
+    match self {
+      Self::StageStarted { stage, .. }
+      | Self::StageRetrying { stage, .. }
+      | Self::StageCompleted { stage, .. }
+      | Self::StageFailed { stage, .. }
+      | Self::StageTimedOut { stage, .. }
+      | Self::StageSkipped { stage, .. }
+      | Self::StageCancelled { stage, .. }
+      | Self::GateWaiting { stage, .. }
+      | Self::GateDecided { stage, .. }
+      | Self::Log { stage, .. }
+      | Self::CompensationStarted { stage, .. }
+      | Self::CompensationCompleted { stage, .. }
+      | Self::CompensationFailed { stage, .. } => Some(stage),
+      Self::RunPaused { stage, .. } => stage.as_deref(),
+      Self::RunStarted { .. } | Self::RunResumed {} | Self::RunCompleted { .. } => None,
+    }
+  }
+
+  /// The event's name as written in the stream (`stage_started`, ...).
+  pub fn name(&self) -> &'static str {
+    match self {
+      Self::RunStarted { .. } => "run_started",
+      Self::StageStarted { .. } => "stage_started",
+      Self::StageRetrying { .. } => "stage_retrying",
+      Self::StageCompleted { .. } => "stage_completed",
+      Self::StageFailed { .. } => "stage_failed",
+      Self::StageTimedOut { .. } => "stage_timed_out",
+      Self::StageSkipped { .. } => "stage_skipped",
+      Self::StageCancelled { .. } => "stage_cancelled",
+      Self::GateWaiting { .. } => "gate_waiting",
+      Self::GateDecided { .. } => "gate_decided",
+      Self::Log { .. } => "log",
+      Self::RunPaused { .. } => "run_paused",
+      Self::RunResumed {} => "run_resumed",
+      Self::CompensationStarted { .. } => "compensation_started",
+      Self::CompensationCompleted { .. } => "compensation_completed",
+      Self::CompensationFailed { .. } => "compensation_failed",
+      Self::RunCompleted { .. } => "run_completed",
+    }
+  }
+}
+
+/// Stage statuses (SPEC section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+  /// Not started.
+  Pending,
+  /// An attempt is executing.
+  Running,
+  /// A gate waits for a decision.
+  Waiting,
+  /// Succeeded.
+  Completed,
+  /// Failed (including a rejected gate).
+  Failed,
+  /// The last attempt ran out of time.
+  TimedOut,
+  /// Not run: its condition was false or something upstream failed.
+  Skipped,
+  /// Stopped or never started because the run stopped.
+  Cancelled,
+}
+
+impl StageStatus {
+  /// The status as written in events and output.
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Self::Pending => "pending",
+      Self::Running => "running",
+      Self::Waiting => "waiting",
+      Self::Completed => "completed",
+      Self::Failed => "failed",
+      Self::TimedOut => "timed_out",
+      Self::Skipped => "skipped",
+      Self::Cancelled => "cancelled",
+    }
+  }
+
+  /// True once nothing more will happen to the stage.
+  pub fn is_settled(self) -> bool {
+    matches!(
+      self,
+      Self::Completed | Self::Failed | Self::TimedOut | Self::Skipped | Self::Cancelled
+    )
+  }
+}
+
+/// Run statuses (SPEC section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+  /// Stages are being started.
+  Running,
+  /// No new stages start until resumed.
+  Paused,
+  /// Suspended at a gate nobody decided.
+  Waiting,
+  /// Every stage succeeded (or was skipped or ignored).
+  Completed,
+  /// A stage failed, a gate rejected or the run timed out.
+  Failed,
+  /// Cancelled by the user.
+  Cancelled,
+}
+
+impl RunStatus {
+  /// The status as written in events and output.
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Self::Running => "running",
+      Self::Paused => "paused",
+      Self::Waiting => "waiting",
+      Self::Completed => "completed",
+      Self::Failed => "failed",
+      Self::Cancelled => "cancelled",
+    }
+  }
+}
+
+/// Something that receives every event of a run, in order: an events file, the progress
+/// display, later the run store and the REPL.
+pub trait EventSink: Send {
+  /// Called once per event, in order, from the runtime's own task; must not block for long.
+  fn emit(&mut self, record: &EventRecord);
+  /// Called when the runtime has nothing more to emit for now, and at the end of the run.
+  fn flush(&mut self) {}
+}
+
+/// Current UTC time as RFC 3339 with milliseconds (`2026-11-22T14:03:07.123Z`).
+pub fn now_rfc3339() -> String {
+  rfc3339(std::time::SystemTime::now())
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+  let since = time
+    .duration_since(std::time::UNIX_EPOCH)
+    .unwrap_or_default();
+  let secs = since.as_secs();
+  let (days, rem) = (secs / 86_400, secs % 86_400);
+  let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
+  format!(
+    "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+    rem / 3_600,
+    rem / 60 % 60,
+    rem % 60,
+    since.subsec_millis()
+  )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+  let z = days + 719_468;
+  let era = z.div_euclid(146_097);
+  let doe = z.rem_euclid(146_097);
+  let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+  let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  let mp = (5 * doy + 2) / 153;
+  let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+  let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+  let year = yoe + era * 400 + i64::from(month <= 2);
+  (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::time::{Duration, UNIX_EPOCH};
+
+  #[test]
+  fn timestamps_are_rfc3339_utc() {
+    assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    let t = UNIX_EPOCH + Duration::from_millis(1_795_874_587_123);
+    assert_eq!(rfc3339(t), "2026-11-28T14:03:07.123Z");
+    let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+    assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+  }
+
+  #[test]
+  fn records_serialise_flat_with_the_event_name() {
+    let record = EventRecord {
+      ts: "t".into(),
+      run: "r".into(),
+      event: Event::StageStarted {
+        stage: "a".into(),
+        attempt: 2,
+        uses: "echo".into(),
+        inputs: serde_json::json!({}),
+      },
+    };
+    let text = serde_json::to_string(&record).unwrap_or_default();
+    assert_eq!(
+      text,
+      r#"{"ts":"t","run":"r","event":"stage_started","stage":"a","attempt":2,"uses":"echo","inputs":{}}"#
+    );
+    let back: EventRecord = serde_json::from_str(&text).expect("round trip");
+    assert_eq!(back, record);
+  }
+}
