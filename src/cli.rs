@@ -34,6 +34,8 @@ pub enum Command {
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
   },
+  /// Run a workflow (exit 0 completed, 1 failed, 2 invalid, 3 cancelled or rejected, 4 suspended).
+  Run(RunArgs),
   /// Evaluate one expression and print its value as JSON.
   Eval {
     /// The expression, with or without the `$<< >>` delimiters.
@@ -65,4 +67,56 @@ pub enum PlanFormat {
   Dot,
   /// A Mermaid flowchart.
   Mermaid,
+}
+
+/// Options of `swdl run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+  /// Workflow file.
+  pub file: PathBuf,
+  /// A parameter value, `name=value` (repeatable; wins over `--params`).
+  #[arg(long = "param", value_name = "NAME=VALUE")]
+  pub params: Vec<String>,
+  /// A YAML or JSON file of parameter values.
+  #[arg(long = "params", value_name = "FILE")]
+  pub params_file: Option<PathBuf>,
+  /// Stages executing at once (overrides `config.max_parallel`).
+  #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+  pub max_parallel: Option<u32>,
+  /// Write every event as JSON Lines to FILE, or to stdout with `-`.
+  #[arg(long, value_name = "FILE|-")]
+  pub events: Option<String>,
+  /// Progress display: live on a terminal, plain lines otherwise, or none.
+  #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+  pub progress: ProgressArg,
+  /// Approve this gate or risky stage up front (repeatable).
+  #[arg(long, value_name = "STAGE")]
+  pub approve: Vec<String>,
+  /// Reject this gate or risky stage up front (repeatable).
+  #[arg(long, value_name = "STAGE")]
+  pub reject: Vec<String>,
+  /// Approve every gate and risky stage.
+  #[arg(long)]
+  pub approve_all: bool,
+  /// Print the final run record, with workflow outputs, as JSON on stdout.
+  #[arg(long, value_enum)]
+  pub output: Option<OutputArg>,
+}
+
+/// `--progress` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+  /// Live display on a terminal, plain lines otherwise.
+  Auto,
+  /// Timestamped lines.
+  Plain,
+  /// Nothing.
+  None,
+}
+
+/// `--output` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+  /// The run record as JSON.
+  Json,
 }

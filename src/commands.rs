@@ -14,7 +14,7 @@ use std::{
 
 /// Failures of a command, each with its exit code.
 #[derive(Debug, thiserror::Error)]
-enum Error {
+pub(crate) enum Error {
   /// Errors with positions in a file or argument.
   #[error("{0}")]
   Diagnostics(Diagnostics),
@@ -82,6 +82,7 @@ where
       params,
       format,
     } => plan(&file, &params, format),
+    Command::Run(args) => headless::run(&args),
     Command::Eval { expr, context } => eval(&expr, context.as_deref()),
   };
   match result {

@@ -256,6 +256,9 @@ pub enum ErrorKind {
   /// `uses: ./x.lua` where the file does not exist.
   #[error("skill file `{0}` does not exist (paths are relative to the workflow file)")]
   MissingSkillFile(String),
+  /// Something this build cannot run yet.
+  #[error("{0}")]
+  NotRunnable(String),
   /// A status function outside `if`.
   #[error("status functions such as `success()` may only be used in `if`")]
   StatusOutsideIf,

@@ -256,10 +256,11 @@ impl Event {
 }
 
 /// Stage statuses (SPEC section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
   /// Not started.
+  #[default]
   Pending,
   /// An attempt is executing.
   Running,

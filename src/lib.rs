@@ -2,6 +2,7 @@
 //! a tokio runtime and Lua hooks.
 
 pub mod analyzer;
+pub mod builtin;
 pub mod cli;
 pub mod diagnostic;
 pub mod duration;
@@ -9,11 +10,16 @@ pub mod error_kind;
 pub mod event;
 pub mod executor;
 pub mod expr;
+mod headless;
 pub mod loader;
+pub mod mask;
 pub mod params;
 pub mod plan;
+pub mod progress;
+pub mod runtime;
 pub mod skills;
 pub mod source;
+pub mod state;
 pub mod suggest;
 pub mod workflow;
 pub mod yaml;

@@ -49,7 +49,7 @@ pub fn resolve(
       continue;
     };
     if let Some(allowed) = &param.allowed
-      && !allowed.contains(&value)
+      && !allowed.iter().any(|a| workflow::same_value(a, &value))
     {
       diagnostics.push(Diagnostic::new(
         &arg_source,

@@ -1,0 +1,1592 @@
+//! The DAG executor: a ready queue on tokio that starts a stage the moment its dependencies are
+//! settled and a slot is free, handles retries, timeouts, fallbacks, gates, failure policies and
+//! compensation, and reports everything as events. It is driven through one control channel.
+use super::*;
+use crate::{
+  event::{Event, EventRecord, EventSink, RunStatus, StageStatus},
+  executor::{LogLine, Memory, MemoryEntry, StageExecutor, StageResult, StageTask, TaskIo},
+  expr::{Context, StatusFlags, Value},
+  mask::Masker,
+  workflow::{GateDecision, Input, OnFailure, RetryOn, Stage, StageKind, Workflow},
+};
+use indexmap::IndexMap;
+use std::{
+  cmp::Reverse,
+  collections::{BinaryHeap, HashSet},
+  time::{Duration, Instant, SystemTime},
+};
+use tokio::{sync::mpsc, task::AbortHandle};
+
+/// Commands that steer a live run: the only way anything outside the runtime changes it.
+#[derive(Debug, Clone)]
+pub enum Control {
+  /// Stop starting stages; running ones finish.
+  Pause,
+  /// Start stages again.
+  Resume,
+  /// Stop everything: in-flight attempts are cancelled, nothing new starts.
+  Cancel,
+  /// While paused, start the next ready stage (one only).
+  Step,
+  /// Pause before this stage starts.
+  Break(String),
+  /// Remove a breakpoint.
+  Unbreak(String),
+  /// Decide a waiting gate or approval.
+  Decide {
+    /// Stage id.
+    stage: String,
+    /// Approve or reject.
+    decision: GateDecision,
+    /// Who decided.
+    by: String,
+    /// Why.
+    reason: Option<String>,
+    /// Values for the gate's declared inputs.
+    inputs: Option<serde_json::Value>,
+  },
+}
+
+/// How to run, beyond what the workflow file says.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+  /// Run id.
+  pub run_id: String,
+  /// Stages executing at once.
+  pub max_parallel: usize,
+  /// Resolved parameter values.
+  pub params: IndexMap<String, serde_json::Value>,
+  /// Gates and approvals approved up front.
+  pub approve: HashSet<String>,
+  /// Gates and approvals rejected up front.
+  pub reject: HashSet<String>,
+  /// Approve every gate and approval.
+  pub approve_all: bool,
+  /// Someone is watching `gate_waiting` events and will send `Control::Decide`; without it, an
+  /// undecided gate suspends the run once nothing else can progress.
+  pub interactive: bool,
+  /// Hides secret values in everything emitted.
+  pub masker: Masker,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+  /// The final state (the fold of every event).
+  pub state: state::RunState,
+  /// True when a gate or approval was rejected.
+  pub rejected: bool,
+  /// Gates still waiting when the run suspended.
+  pub waiting: Vec<String>,
+}
+
+impl RunOutcome {
+  /// The process exit code for this outcome (SPEC section 2).
+  pub fn exit_code(&self) -> i32 {
+    match self.state.status {
+      RunStatus::Completed if !self.rejected => exit::OK,
+      RunStatus::Cancelled => exit::CANCELLED,
+      _ if self.rejected => exit::CANCELLED,
+      RunStatus::Waiting => exit::SUSPENDED,
+      _ => exit::FAILED,
+    }
+  }
+}
+
+/// Runs `workflow` to the end and returns its final state.
+pub async fn execute(
+  workflow: Arc<Workflow>,
+  options: RunOptions,
+  executor: Arc<dyn StageExecutor>,
+  sinks: Vec<Box<dyn EventSink>>,
+  control: mpsc::UnboundedReceiver<Control>,
+) -> RunOutcome {
+  let mut engine = Engine::new(workflow, options, executor, sinks);
+  engine.run(control).await;
+  RunOutcome {
+    state: engine.state,
+    rejected: engine.rejected,
+    waiting: engine
+      .waiting
+      .iter()
+      .map(|&i| engine.workflow.stages[i].id.clone())
+      .collect(),
+  }
+}
+
+/// Why the run stopped starting ordinary stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+  /// A stage failed under `on_failure: halt`.
+  Halt,
+  /// The user cancelled.
+  Cancel,
+  /// The whole-run timeout expired.
+  Timeout,
+}
+
+/// Which skill the next attempt of a stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+  /// The stage's own skill, with retries.
+  Primary,
+  /// `fallback[i]`, one attempt each.
+  Fallback(usize),
+}
+
+/// Scheduling data per stage; statuses and outputs live in the folded state.
+#[derive(Debug)]
+struct Slot {
+  level: usize,
+  dependents: Vec<usize>,
+  deps: Vec<usize>,
+  /// Dependencies not settled yet.
+  remaining: usize,
+  /// Some ancestor failed or timed out (failures under `ignore` do not count).
+  upstream_failed: bool,
+  /// Some ancestor was cancelled.
+  upstream_cancelled: bool,
+  /// Total attempts started, across the primary skill and fallbacks.
+  attempts: u32,
+  /// Attempts of the primary skill.
+  tries: u32,
+  phase: Phase,
+  /// A risk approval was granted (so the stage may start).
+  approved: bool,
+  /// Passed its breakpoint once (so resuming does not stop at it again).
+  passed_break: bool,
+  /// Stage ids its expressions read, for building the `stages` namespace.
+  reads: Vec<usize>,
+  /// Its expressions index `stages` dynamically, so every stage must be visible.
+  reads_all: bool,
+  /// The value seen as `stages.<id>` once settled.
+  value: Value,
+  /// Real (unmasked) outputs, for later stages' inputs.
+  outputs: Option<serde_json::Value>,
+  /// Failed under `on_failure: ignore`.
+  ignored: bool,
+  started: Option<Instant>,
+}
+
+/// A running attempt.
+#[derive(Debug)]
+struct Running {
+  attempt: u32,
+  uses: String,
+  started: Instant,
+  abort: AbortHandle,
+}
+
+/// What a finished attempt task reports.
+#[derive(Debug)]
+enum Finished {
+  Result(StageResult),
+  TimedOut,
+}
+
+#[derive(Debug)]
+struct Done {
+  stage: usize,
+  attempt: u32,
+  finished: Finished,
+}
+
+struct Engine {
+  workflow: Arc<Workflow>,
+  options: RunOptions,
+  executor: Arc<dyn StageExecutor>,
+  sinks: Vec<Box<dyn EventSink>>,
+  state: state::RunState,
+  slots: Vec<Slot>,
+  /// Dependencies settled; condition not evaluated yet. Ordered by (level, file order).
+  ready: BinaryHeap<Reverse<(usize, usize)>>,
+  /// Condition passed; waiting for a free slot.
+  runnable: BinaryHeap<Reverse<(usize, usize)>>,
+  /// Waiting out a retry delay: (due, stage).
+  delayed: BinaryHeap<Reverse<(Instant, usize)>>,
+  /// Gates and approvals waiting for a decision, with their deadlines.
+  waiting: Vec<usize>,
+  deadlines: Vec<(Instant, usize)>,
+  running: Vec<Option<Running>>,
+  in_flight: usize,
+  settled: usize,
+  completion_order: Vec<usize>,
+  stop: Option<Stop>,
+  rejected: bool,
+  paused: bool,
+  steps: usize,
+  breakpoints: HashSet<String>,
+  memory: Memory,
+  params: Value,
+  env: Value,
+  env_strings: IndexMap<String, String>,
+  run_value: Value,
+  workflow_value: Value,
+  started: Instant,
+  deadline: Option<Instant>,
+  done_tx: mpsc::UnboundedSender<Done>,
+  done_rx: mpsc::UnboundedReceiver<Done>,
+  log_tx: mpsc::UnboundedSender<LogLine>,
+  log_rx: mpsc::UnboundedReceiver<LogLine>,
+  rng: u64,
+  errors: Vec<String>,
+}
+
+impl Engine {
+  fn new(
+    workflow: Arc<Workflow>,
+    options: RunOptions,
+    executor: Arc<dyn StageExecutor>,
+    sinks: Vec<Box<dyn EventSink>>,
+  ) -> Self {
+    let n = workflow.stages.len();
+    let index: std::collections::HashMap<&str, usize> = workflow
+      .stages
+      .iter()
+      .enumerate()
+      .map(|(i, s)| (s.id.as_str(), i))
+      .collect();
+    let mut slots: Vec<Slot> = workflow
+      .stages
+      .iter()
+      .map(|stage| {
+        let deps: Vec<usize> = stage
+          .depends_on
+          .iter()
+          .filter_map(|d| index.get(d.as_str()).copied())
+          .collect();
+        let (reads, reads_all) = stage_reads(stage, &index);
+        Slot {
+          level: 0,
+          dependents: Vec::new(),
+          remaining: deps.len(),
+          deps,
+          upstream_failed: false,
+          upstream_cancelled: false,
+          attempts: 0,
+          tries: 0,
+          phase: Phase::Primary,
+          approved: false,
+          passed_break: false,
+          reads,
+          reads_all,
+          value: Value::Null,
+          outputs: None,
+          ignored: false,
+          started: None,
+        }
+      })
+      .collect();
+    // Levels in file order work because a loaded workflow is acyclic; compute them by walking
+    // stages once their dependencies have levels.
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    let mut pending: Vec<usize> = slots.iter().map(|s| s.deps.len()).collect();
+    for i in 0..n {
+      for d in slots[i].deps.clone() {
+        slots[d].dependents.push(i);
+      }
+    }
+    let mut queue: std::collections::VecDeque<usize> =
+      (0..n).filter(|&i| pending[i] == 0).collect();
+    while let Some(i) = queue.pop_front() {
+      order.push(i);
+      for j in slots[i].dependents.clone() {
+        slots[j].level = slots[j].level.max(slots[i].level + 1);
+        pending[j] -= 1;
+        if pending[j] == 0 {
+          queue.push_back(j);
+        }
+      }
+    }
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (log_tx, log_rx) = mpsc::unbounded_channel();
+    let started_at = event::now_rfc3339();
+    let run_value = object([
+      ("id", Value::from(options.run_id.as_str())),
+      ("started_at", Value::from(started_at.as_str())),
+      ("attempt", Value::Number(1.0)),
+    ]);
+    let workflow_value = object([
+      ("name", Value::from(workflow.name.as_str())),
+      (
+        "version",
+        workflow.version.as_deref().map_or(Value::Null, Value::from),
+      ),
+    ]);
+    let params = Value::from(serde_json::Value::Object(
+      options.params.clone().into_iter().collect(),
+    ));
+    let seed = SystemTime::now()
+      .duration_since(SystemTime::UNIX_EPOCH)
+      .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+      ^ u64::from(std::process::id());
+    let state = state::RunState::new(&workflow, &options.run_id);
+    let deadline = workflow.config.timeout.map(|t| Instant::now() + t);
+    Self {
+      running: (0..n).map(|_| None).collect(),
+      state,
+      slots,
+      ready: BinaryHeap::new(),
+      runnable: BinaryHeap::new(),
+      delayed: BinaryHeap::new(),
+      waiting: Vec::new(),
+      deadlines: Vec::new(),
+      in_flight: 0,
+      settled: 0,
+      completion_order: Vec::new(),
+      stop: None,
+      rejected: false,
+      paused: false,
+      steps: 0,
+      breakpoints: HashSet::new(),
+      memory: Memory::default(),
+      params,
+      env: Value::Null,
+      env_strings: IndexMap::new(),
+      run_value,
+      workflow_value,
+      started: Instant::now(),
+      deadline,
+      done_tx,
+      done_rx,
+      log_tx,
+      log_rx,
+      rng: seed | 1,
+      errors: Vec::new(),
+      workflow,
+      options,
+      executor,
+      sinks,
+    }
+  }
+
+  /// Emits an event: masks it, folds it into the state, then hands it to every sink.
+  fn emit(&mut self, mut event: Event) {
+    self.options.masker.mask_event(&mut event);
+    let record = EventRecord {
+      ts: event::now_rfc3339(),
+      run: self.options.run_id.clone(),
+      event,
+    };
+    self.state.apply(&record);
+    for sink in &mut self.sinks {
+      sink.emit(&record);
+    }
+  }
+
+  fn flush(&mut self) {
+    for sink in &mut self.sinks {
+      sink.flush();
+    }
+  }
+
+  fn id(&self, i: usize) -> String {
+    self.workflow.stages[i].id.clone()
+  }
+
+  fn status(&self, i: usize) -> StageStatus {
+    self
+      .state
+      .stages
+      .get_index(i)
+      .map_or(StageStatus::Pending, |(_, s)| s.status)
+  }
+
+  async fn run(&mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+    self.emit(Event::RunStarted {
+      workflow: self.workflow.name.clone(),
+      params: serde_json::Value::Object(self.options.params.clone().into_iter().collect()),
+      max_parallel: self.options.max_parallel,
+      stages: self.workflow.stages.len(),
+    });
+    self.resolve_env();
+    for i in 0..self.slots.len() {
+      if self.slots[i].remaining == 0 {
+        self.ready.push(Reverse((self.slots[i].level, i)));
+      }
+    }
+    let mut control_open = true;
+    loop {
+      self.schedule();
+      self.flush();
+      if self.settled == self.slots.len() {
+        break;
+      }
+      if self.in_flight == 0 && self.runnable.is_empty() && self.delayed.is_empty() {
+        let blocked_on_gates = !self.waiting.is_empty();
+        let can_wait = self.options.interactive && control_open || !self.deadlines.is_empty();
+        if blocked_on_gates && !can_wait && !self.paused {
+          // Nothing can progress until someone decides: suspend.
+          break;
+        }
+        if self.paused && !control_open && !blocked_on_gates {
+          break;
+        }
+      }
+      let next_retry = self.delayed.peek().map(|Reverse((due, _))| *due);
+      let next_deadline = self.deadlines.iter().map(|(d, _)| *d).min();
+      let wake = [next_retry, next_deadline, self.deadline]
+        .into_iter()
+        .flatten()
+        .min();
+      tokio::select! {
+        Some(done) = self.done_rx.recv() => self.on_done(done),
+        Some(line) = self.log_rx.recv() => self.on_log(line),
+        message = control.recv(), if control_open => match message {
+          Some(message) => self.on_control(message),
+          None => control_open = false,
+        },
+        () = sleep_until(wake), if wake.is_some() => self.on_timer(),
+      }
+    }
+    self.finish().await;
+  }
+
+  /// Resolves `config.env` once, against parameters, run and workflow.
+  fn resolve_env(&mut self) {
+    let mut values: IndexMap<String, Value> = IndexMap::new();
+    let mut strings = IndexMap::new();
+    let workflow = Arc::clone(&self.workflow);
+    for (key, input) in &workflow.config.env {
+      let ctx = self.context_with(
+        Value::Object(Arc::new(values.clone())),
+        Value::Null,
+        StatusFlags::default(),
+      );
+      match resolve_input(input, &ctx) {
+        Ok(v) => {
+          let value = Value::from(v);
+          strings.insert(key.clone(), value.to_text());
+          values.insert(key.clone(), value);
+        }
+        Err(e) => self.errors.push(format!("config.env.{key}: {e}")),
+      }
+    }
+    self.env = Value::Object(Arc::new(values));
+    self.env_strings = strings;
+  }
+
+  fn context_with(&self, env: Value, stages: Value, status: StatusFlags) -> StageContext {
+    StageContext {
+      params: self.params.clone(),
+      env,
+      run: self.run_value.clone(),
+      workflow: self.workflow_value.clone(),
+      stages,
+      memory: None,
+      memory_log: self.memory.clone(),
+      status,
+    }
+  }
+
+  /// The expression context of stage `i`: only the stages it reads are built into `stages`.
+  fn context(&self, i: usize, status: StatusFlags) -> StageContext {
+    let slot = &self.slots[i];
+    let mut stages = IndexMap::new();
+    let visible: Box<dyn Iterator<Item = usize>> = if slot.reads_all {
+      Box::new(0..self.slots.len())
+    } else {
+      Box::new(slot.reads.iter().copied())
+    };
+    for r in visible {
+      stages.insert(self.workflow.stages[r].id.clone(), self.stage_value(r));
+    }
+    self.context_with(self.env.clone(), Value::Object(Arc::new(stages)), status)
+  }
+
+  /// `stages.<id>` for any stage: settled ones have their cached value.
+  fn stage_value(&self, i: usize) -> Value {
+    if self.status(i).is_settled() {
+      return self.slots[i].value.clone();
+    }
+    object([
+      ("outputs", Value::Null),
+      ("status", Value::from(self.status(i).as_str())),
+      ("attempts", Value::Number(f64::from(self.slots[i].attempts))),
+    ])
+  }
+
+  fn flags(&self, i: usize) -> StatusFlags {
+    let slot = &self.slots[i];
+    StatusFlags {
+      success: !slot.upstream_failed && !slot.upstream_cancelled,
+      failure: slot.upstream_failed,
+      cancelled: self.stop == Some(Stop::Cancel),
+    }
+  }
+
+  /// Moves work forward: evaluates ready stages, then starts runnable ones while slots are free.
+  fn schedule(&mut self) {
+    while let Some(Reverse((_, i))) = self.ready.pop() {
+      self.evaluate(i);
+    }
+    loop {
+      let Some(&Reverse((_, i))) = self.runnable.peek() else {
+        break;
+      };
+      if let Some(stop) = self.stop {
+        self.runnable.pop();
+        if !self.runs_while_stopping(i, stop) {
+          self.cancel_pending(i, stop);
+        } else {
+          self.start_or_wait(i);
+        }
+        continue;
+      }
+      if self.in_flight >= self.options.max_parallel {
+        break;
+      }
+      if self.paused && self.steps == 0 {
+        break;
+      }
+      let stage = &self.workflow.stages[i];
+      if self.breakpoints.contains(&stage.id)
+        && !self.slots[i].passed_break
+        && self.slots[i].attempts == 0
+      {
+        self.slots[i].passed_break = true;
+        if !self.paused || self.steps == 0 {
+          self.paused = true;
+          let id = stage.id.clone();
+          self.emit(Event::RunPaused {
+            reason: "breakpoint".into(),
+            stage: Some(id),
+          });
+          break;
+        }
+      }
+      self.runnable.pop();
+      if self.paused {
+        self.steps = self.steps.saturating_sub(1);
+      }
+      self.start_or_wait(i);
+    }
+  }
+
+  /// Whether stage `i` still runs after the run stopped: clean-up stages asking for it.
+  fn runs_while_stopping(&self, i: usize, stop: Stop) -> bool {
+    let Some(condition) = &self.workflow.stages[i].condition else {
+      return false;
+    };
+    let wanted: &[&str] = match stop {
+      Stop::Halt => &["always", "failure"],
+      Stop::Cancel => &["always", "cancelled"],
+      Stop::Timeout => return false,
+    };
+    condition
+      .template
+      .exprs()
+      .any(|(e, _)| calls_any(e, wanted))
+  }
+
+  /// Dependencies are settled: skip, cancel, queue for a slot, or wait at a gate.
+  fn evaluate(&mut self, i: usize) {
+    // Upstream flags come from direct dependencies, which carry their own ancestors' flags.
+    let (mut failed, mut cancelled) = (false, false);
+    for &d in &self.slots[i].deps {
+      let slot = &self.slots[d];
+      let status = self.status(d);
+      failed |= slot.upstream_failed
+        || (matches!(status, StageStatus::Failed | StageStatus::TimedOut) && !slot.ignored);
+      cancelled |= slot.upstream_cancelled || status == StageStatus::Cancelled;
+    }
+    self.slots[i].upstream_failed = failed;
+    self.slots[i].upstream_cancelled = cancelled;
+    if let Some(stop) = self.stop {
+      if !self.runs_while_stopping(i, stop) {
+        self.cancel_pending(i, stop);
+        return;
+      }
+    }
+    let flags = self.flags(i);
+    let stage = &self.workflow.stages[i];
+    let run = match &stage.condition {
+      None => Ok(flags.success),
+      Some(condition) => {
+        let ctx = self.context(i, flags);
+        let explicit = condition
+          .template
+          .exprs()
+          .any(|(e, _)| e.uses_status_function());
+        match condition.template.single() {
+          Some(e) => e
+            .eval(&ctx)
+            .map(|v| v.is_truthy() && (explicit || flags.success)),
+          None => condition
+            .template
+            .eval(&ctx)
+            .map(|v| v.is_truthy() && (explicit || flags.success)),
+        }
+      }
+    };
+    match run {
+      Err(error) => {
+        let message = format!("`if` could not be evaluated: {}", error.kind);
+        self.fail_without_attempt(i, message, "condition");
+      }
+      Ok(false) => {
+        let reason = if flags.success {
+          "condition"
+        } else {
+          "dependency"
+        };
+        let id = self.id(i);
+        self.emit(Event::StageSkipped {
+          stage: id,
+          reason: reason.into(),
+        });
+        self.settle(i);
+      }
+      Ok(true) => match &stage.kind {
+        StageKind::Gate(_) => self.open_gate(i, "gate"),
+        StageKind::Skill(_) if self.needs_approval(i) => self.open_gate(i, "approval"),
+        StageKind::Skill(_) => self.runnable.push(Reverse((self.slots[i].level, i))),
+      },
+    }
+  }
+
+  fn needs_approval(&self, i: usize) -> bool {
+    let stage = &self.workflow.stages[i];
+    let Some(require) = self
+      .workflow
+      .config
+      .approval
+      .as_ref()
+      .and_then(|a| a.require_for)
+    else {
+      return false;
+    };
+    !self.slots[i].approved && stage.risk.is_some_and(|r| r >= require)
+  }
+
+  fn open_gate(&mut self, i: usize, kind: &str) {
+    let stage = &self.workflow.stages[i];
+    let id = stage.id.clone();
+    let gate = stage.gate();
+    let message = gate.and_then(|g| g.message.as_ref()).map(|m| {
+      let ctx = self.context(i, self.flags(i));
+      m.template
+        .eval(&ctx)
+        .map_or_else(|_| m.text.clone(), |v| v.to_text())
+    });
+    let message = message.or_else(|| {
+      (kind == "approval").then(|| {
+        format!(
+          "Stage `{id}` has risk {} and needs approval",
+          stage.risk.map_or("?", |r| match r {
+            workflow::Risk::Low => "low",
+            workflow::Risk::Medium => "medium",
+            workflow::Risk::High => "high",
+            workflow::Risk::Critical => "critical",
+          })
+        )
+      })
+    });
+    let timeout = gate.and_then(|g| g.timeout);
+    self.emit(Event::GateWaiting {
+      stage: id.clone(),
+      message,
+      kind: kind.into(),
+      timeout_ms: timeout.map(millis),
+    });
+    let up_front = if self.options.reject.contains(&id) {
+      Some(GateDecision::Reject)
+    } else if self.options.approve_all || self.options.approve.contains(&id) {
+      Some(GateDecision::Approve)
+    } else {
+      None
+    };
+    if let Some(decision) = up_front {
+      self.decide(i, decision, "flag".into(), None, None);
+      return;
+    }
+    self.waiting.push(i);
+    if let Some(t) = timeout {
+      self.deadlines.push((Instant::now() + t, i));
+    }
+  }
+
+  fn decide(
+    &mut self,
+    i: usize,
+    decision: GateDecision,
+    by: String,
+    reason: Option<String>,
+    inputs: Option<serde_json::Value>,
+  ) {
+    self.waiting.retain(|&w| w != i);
+    self.deadlines.retain(|(_, w)| *w != i);
+    let id = self.id(i);
+    self.emit(Event::GateDecided {
+      stage: id.clone(),
+      decision,
+      decided_by: by.clone(),
+      reason: reason.clone(),
+      inputs: inputs.clone(),
+    });
+    let is_gate = self.workflow.stages[i].gate().is_some();
+    match decision {
+      GateDecision::Approve if is_gate => {
+        let mut outputs = serde_json::Map::new();
+        if let Some(serde_json::Value::Object(fields)) = inputs {
+          outputs.extend(fields);
+        }
+        outputs.insert("decision".into(), "approve".into());
+        outputs.insert("decided_by".into(), by.into());
+        outputs.insert(
+          "reason".into(),
+          reason.map_or(serde_json::Value::Null, Into::into),
+        );
+        let outputs = serde_json::Value::Object(outputs);
+        self.slots[i].outputs = Some(outputs.clone());
+        self.emit(Event::StageCompleted {
+          stage: id,
+          attempt: 0,
+          uses: "gate".into(),
+          outputs,
+          summary: Some("approved".into()),
+          duration_ms: 0,
+        });
+        self.completed(i);
+      }
+      GateDecision::Approve => {
+        self.slots[i].approved = true;
+        self.runnable.push(Reverse((self.slots[i].level, i)));
+      }
+      GateDecision::Reject => {
+        self.rejected = true;
+        let why = reason.map_or_else(
+          || format!("rejected by {by}"),
+          |r| format!("rejected by {by}: {r}"),
+        );
+        self.fail_without_attempt(i, why, "rejected");
+      }
+    }
+  }
+
+  /// A stage fails before any attempt ran (a rejected gate, an `if` or inputs that failed).
+  fn fail_without_attempt(&mut self, i: usize, error: String, reason: &str) {
+    let id = self.id(i);
+    self.emit(Event::StageFailed {
+      stage: id,
+      attempt: None,
+      uses: None,
+      error,
+      reason: reason.into(),
+      duration_ms: 0,
+    });
+    self.final_failure(i);
+  }
+
+  /// Starts an attempt of stage `i` (after a risk approval when one is needed).
+  fn start_or_wait(&mut self, i: usize) {
+    if self.needs_approval(i) && self.slots[i].attempts == 0 {
+      self.open_gate(i, "approval");
+      return;
+    }
+    let workflow = Arc::clone(&self.workflow);
+    let stage = &workflow.stages[i];
+    let Some(call) = stage.skill() else {
+      return;
+    };
+    let uses = match self.slots[i].phase {
+      Phase::Primary => call.uses.clone(),
+      Phase::Fallback(f) => stage.fallback.get(f).cloned().unwrap_or_default(),
+    };
+    let ctx = self.context(i, self.flags(i));
+    let inputs = match resolve_with(&call.with, &ctx) {
+      Ok(inputs) => inputs,
+      Err(error) => {
+        self.fail_without_attempt(
+          i,
+          format!("inputs could not be evaluated: {error}"),
+          "inputs",
+        );
+        return;
+      }
+    };
+    let slot = &mut self.slots[i];
+    slot.attempts += 1;
+    if slot.phase == Phase::Primary {
+      slot.tries += 1;
+    }
+    let attempt = slot.attempts;
+    slot.started.get_or_insert_with(Instant::now);
+    let id = stage.id.clone();
+    let task = StageTask {
+      run: self.options.run_id.clone(),
+      stage: id.clone(),
+      attempt,
+      idempotency_key: format!("{}/{}", self.options.run_id, id),
+      skill: uses.clone(),
+      inputs: inputs.clone(),
+      timeout_ms: millis(stage.timeout),
+      permissions: self
+        .workflow
+        .config
+        .permissions
+        .get(&uses)
+        .cloned()
+        .unwrap_or_default(),
+      env: self.env_strings.clone(),
+      memory: self.memory.view(),
+    };
+    self.emit(Event::StageStarted {
+      stage: id,
+      attempt,
+      uses: uses.clone(),
+      inputs,
+    });
+    let future = self
+      .executor
+      .execute(task, TaskIo::new(i, attempt, self.log_tx.clone()));
+    let timeout = stage.timeout;
+    let done = self.done_tx.clone();
+    let handle = tokio::spawn(async move {
+      let finished = match tokio::time::timeout(timeout, future).await {
+        Ok(result) => Finished::Result(result),
+        Err(_) => Finished::TimedOut,
+      };
+      let _ = done.send(Done {
+        stage: i,
+        attempt,
+        finished,
+      });
+    });
+    self.running[i] = Some(Running {
+      attempt,
+      uses,
+      started: Instant::now(),
+      abort: handle.abort_handle(),
+    });
+    self.in_flight += 1;
+  }
+
+  fn on_log(&mut self, line: LogLine) {
+    let current = self.running.get(line.stage).and_then(Option::as_ref);
+    if current.is_none_or(|r| r.attempt != line.attempt) {
+      return;
+    }
+    let id = self.id(line.stage);
+    self.emit(Event::Log {
+      stage: id,
+      attempt: line.attempt,
+      stream: line.stream.as_str().into(),
+      message: line.message,
+    });
+  }
+
+  fn on_done(&mut self, done: Done) {
+    let i = done.stage;
+    // A result from an attempt that was already cancelled is stale.
+    let Some(running) = self.running[i].take_if(|r| r.attempt == done.attempt) else {
+      return;
+    };
+    // Log lines sent before the result still belong to this attempt.
+    while let Ok(line) = self.log_rx.try_recv() {
+      if line.stage == i && line.attempt == done.attempt {
+        let id = self.id(i);
+        self.emit(Event::Log {
+          stage: id,
+          attempt: line.attempt,
+          stream: line.stream.as_str().into(),
+          message: line.message,
+        });
+      } else {
+        let keep = self
+          .running
+          .get(line.stage)
+          .and_then(Option::as_ref)
+          .is_some_and(|r| r.attempt == line.attempt);
+        if keep {
+          self.on_log(line);
+        }
+      }
+    }
+    self.in_flight -= 1;
+    let elapsed = millis(running.started.elapsed());
+    let stage = &self.workflow.stages[i];
+    let id = stage.id.clone();
+    match done.finished {
+      Finished::Result(StageResult::Completed {
+        outputs, summary, ..
+      }) => {
+        if let Err(error) = check_contract(stage, &outputs) {
+          self.emit(Event::StageFailed {
+            stage: id,
+            attempt: Some(done.attempt),
+            uses: Some(running.uses),
+            error,
+            reason: "contract".into(),
+            duration_ms: elapsed,
+          });
+          self.after_failure(i, RetryOn::Error);
+          return;
+        }
+        let outputs = serde_json::Value::Object(outputs);
+        self.slots[i].outputs = Some(outputs.clone());
+        self.emit(Event::StageCompleted {
+          stage: id,
+          attempt: done.attempt,
+          uses: running.uses,
+          outputs,
+          summary,
+          duration_ms: elapsed,
+        });
+        self.completed(i);
+      }
+      Finished::Result(StageResult::Failed { error }) => {
+        self.emit(Event::StageFailed {
+          stage: id,
+          attempt: Some(done.attempt),
+          uses: Some(running.uses),
+          error,
+          reason: "error".into(),
+          duration_ms: elapsed,
+        });
+        self.after_failure(i, RetryOn::Error);
+      }
+      Finished::TimedOut => {
+        self.emit(Event::StageTimedOut {
+          stage: id,
+          attempt: done.attempt,
+          uses: running.uses,
+          timeout_ms: millis(stage.timeout),
+          duration_ms: elapsed,
+        });
+        self.after_failure(i, RetryOn::Timeout);
+      }
+    }
+  }
+
+  /// Retry, fall back, or give up on stage `i` after a failed attempt.
+  fn after_failure(&mut self, i: usize, kind: RetryOn) {
+    if self.stop.is_some() {
+      self.final_failure(i);
+      return;
+    }
+    let workflow = Arc::clone(&self.workflow);
+    let stage = &workflow.stages[i];
+    let slot = &self.slots[i];
+    if slot.phase == Phase::Primary
+      && slot.tries < stage.retry.max_attempts
+      && stage.retry.on.contains(&kind)
+    {
+      let mut delay = stage.retry.delay_after(slot.tries);
+      if stage.retry.jitter {
+        // Equal jitter: half the delay is kept, so retries stay spaced but do not align.
+        let half = delay / 2;
+        delay = half + half.mul_f64(self.random());
+      }
+      let due = Instant::now() + delay;
+      let id = stage.id.clone();
+      let attempt = self.slots[i].attempts;
+      let error = self
+        .state
+        .stages
+        .get_index(i)
+        .and_then(|(_, s)| s.error.clone())
+        .unwrap_or_default();
+      self.emit(Event::StageRetrying {
+        stage: id,
+        attempt,
+        delay_ms: millis(delay),
+        due: event::rfc3339(SystemTime::now() + delay),
+        error,
+      });
+      self.delayed.push(Reverse((due, i)));
+      return;
+    }
+    let next_fallback = match slot.phase {
+      Phase::Primary => 0,
+      Phase::Fallback(f) => f + 1,
+    };
+    if next_fallback < stage.fallback.len() {
+      self.slots[i].phase = Phase::Fallback(next_fallback);
+      self.runnable.push(Reverse((self.slots[i].level, i)));
+      return;
+    }
+    self.final_failure(i);
+  }
+
+  /// Applies `on_failure` once nothing more will be tried for stage `i`.
+  fn final_failure(&mut self, i: usize) {
+    match self.workflow.stages[i].on_failure {
+      OnFailure::Halt => {
+        self.settle(i);
+        self.begin_stop(Stop::Halt);
+      }
+      OnFailure::Continue => self.settle(i),
+      OnFailure::Ignore => {
+        self.slots[i].ignored = true;
+        self.settle(i);
+      }
+    }
+  }
+
+  fn completed(&mut self, i: usize) {
+    self.completion_order.push(i);
+    self.settle(i);
+  }
+
+  /// Stage `i` reached its final status: record it and release its dependents.
+  fn settle(&mut self, i: usize) {
+    self.settled += 1;
+    let status = self.status(i);
+    let slot = &mut self.slots[i];
+    let outputs = slot.outputs.clone().map_or(Value::Null, Value::from);
+    slot.value = object([
+      ("outputs", outputs),
+      ("status", Value::from(status.as_str())),
+      ("attempts", Value::Number(f64::from(slot.attempts))),
+    ]);
+    let duration_ms = slot.started.map_or(0, |s| millis(s.elapsed()));
+    let entry = MemoryEntry {
+      stage: self.workflow.stages[i].id.clone(),
+      status,
+      summary: self
+        .state
+        .stages
+        .get_index(i)
+        .and_then(|(_, s)| s.summary.clone()),
+      outputs: self.slots[i]
+        .outputs
+        .clone()
+        .unwrap_or(serde_json::Value::Null),
+      duration_ms,
+    };
+    self.memory.push(entry);
+    for d in self.slots[i].dependents.clone() {
+      self.slots[d].remaining -= 1;
+      if self.slots[d].remaining == 0 {
+        self.ready.push(Reverse((self.slots[d].level, d)));
+      }
+    }
+  }
+
+  /// A stage that never started ends cancelled because the run stopped.
+  fn cancel_pending(&mut self, i: usize, stop: Stop) {
+    let id = self.id(i);
+    self.emit(Event::StageCancelled {
+      stage: id,
+      attempt: None,
+      reason: stop_reason(stop).into(),
+    });
+    self.settle(i);
+  }
+
+  /// Stops starting ordinary stages and stops what is in flight, retrying or waiting.
+  fn begin_stop(&mut self, stop: Stop) {
+    if self.stop.is_some() {
+      return;
+    }
+    self.stop = Some(stop);
+    self.paused = false;
+    for i in 0..self.running.len() {
+      let Some(running) = self.running[i].take() else {
+        continue;
+      };
+      running.abort.abort();
+      self.in_flight -= 1;
+      let id = self.id(i);
+      if stop == Stop::Timeout {
+        let duration_ms = millis(running.started.elapsed());
+        self.emit(Event::StageTimedOut {
+          stage: id,
+          attempt: running.attempt,
+          uses: running.uses,
+          timeout_ms: self.workflow.config.timeout.map_or(0, millis),
+          duration_ms,
+        });
+      } else {
+        self.emit(Event::StageCancelled {
+          stage: id,
+          attempt: Some(running.attempt),
+          reason: stop_reason(stop).into(),
+        });
+      }
+      self.settle(i);
+    }
+    let delayed: Vec<usize> = self.delayed.drain().map(|Reverse((_, i))| i).collect();
+    let waiting = std::mem::take(&mut self.waiting);
+    self.deadlines.clear();
+    for i in delayed.into_iter().chain(waiting) {
+      self.cancel_pending(i, stop);
+    }
+  }
+
+  fn on_control(&mut self, message: Control) {
+    match message {
+      Control::Pause => {
+        if !self.paused && self.stop.is_none() {
+          self.paused = true;
+          self.emit(Event::RunPaused {
+            reason: "pause".into(),
+            stage: None,
+          });
+        }
+      }
+      Control::Resume => {
+        if self.paused {
+          self.paused = false;
+          self.steps = 0;
+          self.emit(Event::RunResumed {});
+        }
+      }
+      Control::Step => {
+        if self.paused {
+          self.steps += 1;
+        }
+      }
+      Control::Cancel => self.begin_stop(Stop::Cancel),
+      Control::Break(id) => {
+        self.breakpoints.insert(id);
+      }
+      Control::Unbreak(id) => {
+        self.breakpoints.remove(&id);
+      }
+      Control::Decide {
+        stage,
+        decision,
+        by,
+        reason,
+        inputs,
+      } => {
+        let waiting = self
+          .waiting
+          .iter()
+          .copied()
+          .find(|&w| self.workflow.stages[w].id == stage);
+        if let Some(i) = waiting {
+          self.decide(i, decision, by, reason, inputs);
+        }
+      }
+    }
+  }
+
+  fn on_timer(&mut self) {
+    let now = Instant::now();
+    if self.deadline.is_some_and(|d| d <= now) {
+      self.deadline = None;
+      let limit = self.workflow.config.timeout.unwrap_or_default();
+      self.errors.push(format!(
+        "the run timed out after {}",
+        duration::format_duration(limit)
+      ));
+      self.begin_stop(Stop::Timeout);
+      return;
+    }
+    while let Some(&Reverse((due, i))) = self.delayed.peek() {
+      if due > now {
+        break;
+      }
+      self.delayed.pop();
+      self.runnable.push(Reverse((self.slots[i].level, i)));
+    }
+    let expired: Vec<usize> = self
+      .deadlines
+      .iter()
+      .filter(|(d, _)| *d <= now)
+      .map(|(_, i)| *i)
+      .collect();
+    for i in expired {
+      let on_timeout = self.workflow.stages[i]
+        .gate()
+        .map_or(GateDecision::Reject, |g| g.on_timeout);
+      self.decide(
+        i,
+        on_timeout,
+        "timeout".into(),
+        Some("no decision before the gate's timeout".into()),
+        None,
+      );
+    }
+  }
+
+  fn random(&mut self) -> f64 {
+    // xorshift64*: jitter needs spread, not cryptographic quality.
+    self.rng ^= self.rng >> 12;
+    self.rng ^= self.rng << 25;
+    self.rng ^= self.rng >> 27;
+    let x = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+  }
+
+  /// Compensations, workflow outputs and the final event.
+  async fn finish(&mut self) {
+    let suspended = self.settled < self.slots.len();
+    if self.stop == Some(Stop::Halt) {
+      self.compensate().await;
+    }
+    let failed = self.workflow.stages.iter().enumerate().any(|(i, _)| {
+      matches!(self.status(i), StageStatus::Failed | StageStatus::TimedOut)
+        && !self.slots[i].ignored
+    });
+    let mut outputs = serde_json::Map::new();
+    if !suspended {
+      let mut all = IndexMap::new();
+      for i in 0..self.slots.len() {
+        all.insert(self.id(i), self.stage_value(i));
+      }
+      let ctx = self.context_with(
+        self.env.clone(),
+        Value::Object(Arc::new(all)),
+        StatusFlags::default(),
+      );
+      let workflow = Arc::clone(&self.workflow);
+      for (name, input) in &workflow.outputs {
+        match resolve_input(input, &ctx) {
+          Ok(value) => {
+            outputs.insert(name.clone(), value);
+          }
+          Err(error) => {
+            self.errors.push(format!(
+              "workflow output `{name}` could not be evaluated: {error}"
+            ));
+            outputs.insert(name.clone(), serde_json::Value::Null);
+          }
+        }
+      }
+    }
+    let status = match self.stop {
+      _ if suspended => RunStatus::Waiting,
+      Some(Stop::Cancel) => RunStatus::Cancelled,
+      Some(Stop::Timeout) => RunStatus::Failed,
+      _ if failed || !self.errors.is_empty() => RunStatus::Failed,
+      _ => RunStatus::Completed,
+    };
+    let mut error = self.errors.first().cloned();
+    if error.is_none() {
+      error = match status {
+        RunStatus::Cancelled => Some("cancelled".into()),
+        RunStatus::Waiting => Some(format!(
+          "suspended: waiting for a decision on {}",
+          self
+            .waiting
+            .iter()
+            .map(|&i| format!("`{}`", self.workflow.stages[i].id))
+            .collect::<Vec<_>>()
+            .join(", ")
+        )),
+        RunStatus::Failed => self.first_failure(),
+        _ => None,
+      };
+    }
+    let stages = self
+      .state
+      .stages
+      .iter()
+      .map(|(id, s)| (id.clone(), s.status))
+      .collect();
+    self.emit(Event::RunCompleted {
+      status,
+      outputs: serde_json::Value::Object(outputs),
+      stages,
+      error,
+      duration_ms: millis(self.started.elapsed()),
+    });
+    self.flush();
+  }
+
+  fn first_failure(&self) -> Option<String> {
+    self
+      .workflow
+      .stages
+      .iter()
+      .enumerate()
+      .find_map(|(i, stage)| {
+        let s = self.state.stages.get_index(i)?.1;
+        (matches!(s.status, StageStatus::Failed | StageStatus::TimedOut) && !self.slots[i].ignored)
+          .then(|| {
+            format!(
+              "stage `{}` {}: {}",
+              stage.id,
+              s.status.as_str().replace('_', " "),
+              s.error.clone().unwrap_or_default()
+            )
+          })
+      })
+  }
+
+  /// Runs the compensations of completed stages, most recently completed first.
+  async fn compensate(&mut self) {
+    let order: Vec<usize> = self.completion_order.iter().rev().copied().collect();
+    let workflow = Arc::clone(&self.workflow);
+    for i in order {
+      let stage = &workflow.stages[i];
+      let Some(call) = stage.compensate.clone() else {
+        continue;
+      };
+      let id = stage.id.clone();
+      let mut reads = self.slots[i].reads.clone();
+      reads.push(i);
+      let saved = std::mem::replace(&mut self.slots[i].reads, reads);
+      let ctx = self.context(i, StatusFlags::default());
+      self.slots[i].reads = saved;
+      self.emit(Event::CompensationStarted {
+        stage: id.clone(),
+        uses: call.uses.clone(),
+      });
+      self.flush();
+      let inputs = match resolve_with(&call.with, &ctx) {
+        Ok(inputs) => inputs,
+        Err(error) => {
+          self.emit(Event::CompensationFailed {
+            stage: id,
+            uses: call.uses,
+            error: format!("inputs could not be evaluated: {error}"),
+          });
+          continue;
+        }
+      };
+      let task = StageTask {
+        run: self.options.run_id.clone(),
+        stage: id.clone(),
+        attempt: 1,
+        idempotency_key: format!("{}/{}/compensate", self.options.run_id, id),
+        skill: call.uses.clone(),
+        inputs,
+        timeout_ms: millis(stage.timeout),
+        permissions: self
+          .workflow
+          .config
+          .permissions
+          .get(&call.uses)
+          .cloned()
+          .unwrap_or_default(),
+        env: self.env_strings.clone(),
+        memory: self.memory.view(),
+      };
+      let started = Instant::now();
+      let future = self.executor.execute(task, TaskIo::discard());
+      match tokio::time::timeout(stage.timeout, future).await {
+        Ok(StageResult::Completed { .. }) => self.emit(Event::CompensationCompleted {
+          stage: id,
+          uses: call.uses,
+          duration_ms: millis(started.elapsed()),
+        }),
+        Ok(StageResult::Failed { error }) => self.emit(Event::CompensationFailed {
+          stage: id,
+          uses: call.uses,
+          error,
+        }),
+        Err(_) => self.emit(Event::CompensationFailed {
+          stage: id,
+          uses: call.uses,
+          error: format!(
+            "timed out after {}",
+            duration::format_duration(stage.timeout)
+          ),
+        }),
+      }
+    }
+  }
+}
+
+fn stop_reason(stop: Stop) -> &'static str {
+  match stop {
+    Stop::Halt => "halt",
+    Stop::Cancel => "cancel",
+    Stop::Timeout => "timeout",
+  }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+  match at {
+    Some(at) => tokio::time::sleep_until(at.into()).await,
+    None => std::future::pending().await,
+  }
+}
+
+fn millis(d: Duration) -> u64 {
+  u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+  Value::Object(Arc::new(
+    fields
+      .into_iter()
+      .map(|(k, v)| (k.to_string(), v))
+      .collect(),
+  ))
+}
+
+/// Whether an expression calls one of the named status functions.
+fn calls_any(e: &expr::Expr, names: &[&str]) -> bool {
+  use expr::ExprKind as K;
+  match &e.kind {
+    K::Call { name, args } => {
+      names.iter().any(|n| n.eq_ignore_ascii_case(name)) || args.iter().any(|a| calls_any(a, names))
+    }
+    K::Literal(_) | K::Name(_) => false,
+    K::Property { base, .. } | K::Filter { base } | K::Not(base) => calls_any(base, names),
+    K::Index { base, index } => calls_any(base, names) || calls_any(index, names),
+    K::Binary { lhs, rhs, .. } => calls_any(lhs, names) || calls_any(rhs, names),
+    K::Logical { operands, .. } | K::Array(operands) => {
+      operands.iter().any(|o| calls_any(o, names))
+    }
+    K::Ternary {
+      condition,
+      then,
+      otherwise,
+    } => calls_any(condition, names) || calls_any(then, names) || calls_any(otherwise, names),
+    K::Object(fields) => fields.iter().any(|(_, v)| calls_any(v, names)),
+  }
+}
+
+/// The stages a stage's `if`, `with` and compensation read, and whether it indexes `stages`
+/// dynamically (then every stage is made visible).
+fn stage_reads(
+  stage: &Stage,
+  index: &std::collections::HashMap<&str, usize>,
+) -> (Vec<usize>, bool) {
+  let mut reads = Vec::new();
+  let mut all = false;
+  let mut exprs: Vec<&workflow::Expression> = Vec::new();
+  if let Some(c) = &stage.condition {
+    exprs.push(c);
+  }
+  if let Some(call) = stage.skill() {
+    exprs.extend(call.with.values().flat_map(Input::expressions));
+  }
+  if let Some(call) = &stage.compensate {
+    exprs.extend(call.with.values().flat_map(Input::expressions));
+  }
+  if let Some(message) = stage.gate().and_then(|g| g.message.as_ref()) {
+    exprs.push(message);
+  }
+  for e in exprs {
+    for (expr, _) in e.template.exprs() {
+      for path in expr.paths() {
+        let Some((first, _)) = path.segments.first() else {
+          continue;
+        };
+        if !first.eq_ignore_ascii_case("stages") {
+          continue;
+        }
+        match path.segments.get(1) {
+          None => all = true,
+          Some((id, _)) => {
+            let found = index
+              .get(id.as_str())
+              .or_else(|| index.get(id.to_ascii_lowercase().as_str()));
+            if let Some(&r) = found {
+              if !reads.contains(&r) {
+                reads.push(r);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  (reads, all)
+}
+
+/// Evaluates every input of a `with` into one JSON object.
+fn resolve_with(
+  with: &IndexMap<String, Input>,
+  ctx: &dyn Context,
+) -> Result<serde_json::Value, String> {
+  let mut out = serde_json::Map::with_capacity(with.len());
+  for (key, input) in with {
+    out.insert(key.clone(), resolve_input(input, ctx)?);
+  }
+  Ok(serde_json::Value::Object(out))
+}
+
+/// Evaluates the expressions in one input; literals are returned as they are.
+fn resolve_input(input: &Input, ctx: &dyn Context) -> Result<serde_json::Value, String> {
+  Ok(match input {
+    Input::Literal(v) => v.clone(),
+    Input::Expr(e) => e
+      .template
+      .eval(ctx)
+      .map_err(|error| format!("`{}`: {}", e.text, error.kind))?
+      .to_json(),
+    Input::List(items) => serde_json::Value::Array(
+      items
+        .iter()
+        .map(|i| resolve_input(i, ctx))
+        .collect::<Result<_, _>>()?,
+    ),
+    Input::Map(entries) => serde_json::Value::Object(
+      entries
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), resolve_input(v, ctx)?)))
+        .collect::<Result<_, String>>()?,
+    ),
+  })
+}
+
+/// Checks outputs against the stage's contract; the message names the offending field.
+fn check_contract(
+  stage: &Stage,
+  outputs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+  for (name, field) in &stage.outputs {
+    match outputs.get(name) {
+      None | Some(serde_json::Value::Null) if field.required => {
+        return Err(format!(
+          "output contract broken: required output `{name}` ({}) is missing",
+          field.ty
+        ));
+      }
+      Some(value) if !value.is_null() && !field.ty.accepts(value) => {
+        return Err(format!(
+          "output contract broken: output `{name}` must be {}, got {}",
+          field.ty,
+          json_kind(value)
+        ));
+      }
+      _ => {}
+    }
+  }
+  Ok(())
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+  match value {
+    serde_json::Value::Null => "null",
+    serde_json::Value::Bool(_) => "boolean",
+    serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+    serde_json::Value::Number(_) => "number",
+    serde_json::Value::String(_) => "string",
+    serde_json::Value::Array(_) => "array",
+    serde_json::Value::Object(_) => "object",
+  }
+}
+
+/// The expression context of one evaluation.
+struct StageContext {
+  params: Value,
+  env: Value,
+  run: Value,
+  workflow: Value,
+  stages: Value,
+  /// Built on first use: most expressions never read memory.
+  memory: Option<Value>,
+  memory_log: Memory,
+  status: StatusFlags,
+}
+
+impl Context for StageContext {
+  fn lookup(&self, name: &str) -> Option<Value> {
+    let value = match name.to_ascii_lowercase().as_str() {
+      "parameters" => self.params.clone(),
+      "env" => self.env.clone(),
+      "run" => self.run.clone(),
+      "workflow" => self.workflow.clone(),
+      "stages" => self.stages.clone(),
+      "memory" => self.memory.clone().unwrap_or_else(|| {
+        Value::from(serde_json::to_value(self.memory_log.view()).unwrap_or_default())
+      }),
+      _ => return None,
+    };
+    Some(value)
+  }
+
+  fn status(&self) -> StatusFlags {
+    self.status
+  }
+}

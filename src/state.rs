@@ -1,0 +1,281 @@
+//! A run's state as a fold over its events: what the progress display, `--output json`, the
+//! store and the REPL read. Nothing writes it except [`RunState::apply`].
+use super::*;
+use crate::event::{Event, EventRecord, RunStatus, StageStatus};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Lines of log kept per stage; older ones are dropped (the events file keeps them all).
+const LOG_LINES_KEPT: usize = 1_000;
+
+/// Everything known about a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunState {
+  /// Run id.
+  pub run: String,
+  /// Workflow name.
+  pub workflow: String,
+  /// Current status.
+  pub status: RunStatus,
+  /// When `run_started` was recorded.
+  pub started_at: Option<String>,
+  /// When `run_completed` was recorded.
+  pub finished_at: Option<String>,
+  /// Run wall time, once finished.
+  pub duration_ms: Option<u64>,
+  /// Resolved parameters (secrets masked).
+  pub params: serde_json::Value,
+  /// Workflow outputs, once finished.
+  pub outputs: serde_json::Value,
+  /// Why the run did not complete.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub error: Option<String>,
+  /// Stages in file order.
+  pub stages: indexmap::IndexMap<String, StageState>,
+  #[serde(skip)]
+  index: HashMap<String, usize>,
+}
+
+/// Everything known about one stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageState {
+  /// Current status.
+  pub status: StageStatus,
+  /// Attempts started (fallbacks included).
+  pub attempts: u32,
+  /// The skill of the latest attempt.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub uses: Option<String>,
+  /// Resolved inputs of the latest attempt.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub inputs: Option<serde_json::Value>,
+  /// Outputs, once completed.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub outputs: Option<serde_json::Value>,
+  /// Summary for working memory.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub summary: Option<String>,
+  /// The latest error.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub error: Option<String>,
+  /// Why it failed, was skipped or cancelled.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub reason: Option<String>,
+  /// When the first attempt (or the gate wait) began.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub started_at: Option<String>,
+  /// When it settled.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub finished_at: Option<String>,
+  /// Wall time of the latest attempt.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub duration_ms: Option<u64>,
+  /// The gate decision, for gates and approvals.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub decision: Option<serde_json::Value>,
+  /// When the next attempt is due, while waiting out a retry delay.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub retry_due: Option<String>,
+  /// The latest log lines.
+  #[serde(skip_serializing_if = "Vec::is_empty")]
+  pub logs: Vec<String>,
+}
+
+impl RunState {
+  /// The state before any event: every stage pending.
+  pub fn new(workflow: &workflow::Workflow, run: &str) -> Self {
+    Self {
+      run: run.to_string(),
+      workflow: workflow.name.clone(),
+      status: RunStatus::Running,
+      started_at: None,
+      finished_at: None,
+      duration_ms: None,
+      params: serde_json::Value::Null,
+      outputs: serde_json::Value::Null,
+      error: None,
+      stages: workflow
+        .stages
+        .iter()
+        .map(|s| (s.id.clone(), StageState::default()))
+        .collect(),
+      index: workflow
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect(),
+    }
+  }
+
+  /// The state of a stage by id.
+  pub fn stage(&self, id: &str) -> Option<&StageState> {
+    self
+      .index
+      .get(id)
+      .and_then(|&i| self.stages.get_index(i))
+      .map(|(_, s)| s)
+  }
+
+  fn stage_mut(&mut self, id: &str) -> Option<&mut StageState> {
+    let i = *self.index.get(id)?;
+    self.stages.get_index_mut(i).map(|(_, s)| s)
+  }
+
+  /// Folds one event into the state.
+  pub fn apply(&mut self, record: &EventRecord) {
+    let ts = &record.ts;
+    match &record.event {
+      Event::RunStarted { params, .. } => {
+        self.status = RunStatus::Running;
+        self.started_at = Some(ts.clone());
+        self.params = params.clone();
+      }
+      Event::RunPaused { .. } => self.status = RunStatus::Paused,
+      Event::RunResumed {} => self.status = RunStatus::Running,
+      Event::RunCompleted {
+        status,
+        outputs,
+        error,
+        duration_ms,
+        ..
+      } => {
+        self.status = *status;
+        self.outputs = outputs.clone();
+        self.error = error.clone();
+        self.finished_at = Some(ts.clone());
+        self.duration_ms = Some(*duration_ms);
+      }
+      Event::StageStarted {
+        stage,
+        attempt,
+        uses,
+        inputs,
+      } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.status = StageStatus::Running;
+          s.attempts = *attempt;
+          s.uses = Some(uses.clone());
+          s.inputs = Some(inputs.clone());
+          s.retry_due = None;
+          s.started_at.get_or_insert_with(|| ts.clone());
+        }
+      }
+      Event::StageRetrying {
+        stage, due, error, ..
+      } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.status = StageStatus::Pending;
+          s.retry_due = Some(due.clone());
+          s.error = Some(error.clone());
+        }
+      }
+      Event::StageCompleted {
+        stage,
+        outputs,
+        summary,
+        duration_ms,
+        ..
+      } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.status = StageStatus::Completed;
+          s.outputs = Some(outputs.clone());
+          s.summary = summary.clone();
+          s.error = None;
+          s.reason = None;
+          s.duration_ms = Some(*duration_ms);
+          s.finished_at = Some(ts.clone());
+        }
+      }
+      Event::StageFailed {
+        stage,
+        error,
+        reason,
+        duration_ms,
+        ..
+      } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.status = StageStatus::Failed;
+          s.error = Some(error.clone());
+          s.reason = Some(reason.clone());
+          s.duration_ms = Some(*duration_ms);
+          s.finished_at = Some(ts.clone());
+        }
+      }
+      Event::StageTimedOut {
+        stage,
+        timeout_ms,
+        duration_ms,
+        ..
+      } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.status = StageStatus::TimedOut;
+          s.error = Some(format!(
+            "timed out after {}",
+            duration::format_duration(std::time::Duration::from_millis(*timeout_ms))
+          ));
+          s.reason = Some("timeout".into());
+          s.duration_ms = Some(*duration_ms);
+          s.finished_at = Some(ts.clone());
+        }
+      }
+      Event::StageSkipped { stage, reason } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.status = StageStatus::Skipped;
+          s.reason = Some(reason.clone());
+          s.finished_at = Some(ts.clone());
+        }
+      }
+      Event::StageCancelled { stage, reason, .. } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.status = StageStatus::Cancelled;
+          s.reason = Some(reason.clone());
+          s.retry_due = None;
+          s.finished_at = Some(ts.clone());
+        }
+      }
+      Event::GateWaiting { stage, .. } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.status = StageStatus::Waiting;
+          s.started_at.get_or_insert_with(|| ts.clone());
+        }
+      }
+      Event::GateDecided {
+        stage,
+        decision,
+        decided_by,
+        reason,
+        inputs,
+      } => {
+        if let Some(s) = self.stage_mut(stage) {
+          s.decision = Some(serde_json::json!({
+            "decision": decision,
+            "decided_by": decided_by,
+            "reason": reason,
+            "inputs": inputs,
+          }));
+        }
+      }
+      Event::Log { stage, message, .. } => {
+        if let Some(s) = self.stage_mut(stage) {
+          if s.logs.len() == LOG_LINES_KEPT {
+            s.logs.remove(0);
+          }
+          s.logs.push(message.clone());
+        }
+      }
+      Event::CompensationStarted { .. }
+      | Event::CompensationCompleted { .. }
+      | Event::CompensationFailed { .. } => {}
+    }
+  }
+
+  /// Counts of stages by status, for summaries.
+  pub fn counts(&self) -> HashMap<StageStatus, usize> {
+    let mut counts = HashMap::new();
+    for s in self.stages.values() {
+      *counts.entry(s.status).or_insert(0) += 1;
+    }
+    counts
+  }
+}
