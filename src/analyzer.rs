@@ -331,6 +331,7 @@ impl<'a> Analyzer<'a> {
           self.error(
             at(3),
             ErrorKind::UndeclaredOutput {
+              gate: producer.gate().is_some(),
               id: producer.id.clone(),
               output: output.to_string(),
               declared: declared.into_iter().map(str::to_string).collect(),

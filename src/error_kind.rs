@@ -230,8 +230,10 @@ pub enum ErrorKind {
     field: String,
   },
   /// Reading an output a contract does not declare.
-  #[error("stage `{id}` does not declare output `{output}` (its `outputs` contract declares {})", declared.join(", "))]
+  #[error("stage `{id}` does not declare output `{output}` ({} {})", if *gate { "a gate's outputs are its `inputs` and" } else { "its `outputs` contract declares" }, declared.join(", "))]
   UndeclaredOutput {
+    /// The producer is a gate.
+    gate: bool,
     /// The stage.
     id: String,
     /// The output read.

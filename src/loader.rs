@@ -402,7 +402,11 @@ impl Loader {
   }
 
   fn name(&mut self, node: &Node, what: &'static str) -> Option<String> {
-    let text = self.strict_string(node, what)?;
+    // `name: 2024` is a valid name that YAML reads as a number: take it as written.
+    let text = match node.value {
+      NodeValue::Int(_) => self.string(node, what)?,
+      _ => self.strict_string(node, what)?,
+    };
     if is_valid_name(&text) {
       Some(text)
     } else {
@@ -484,7 +488,14 @@ impl Loader {
   fn condition(&mut self, node: &Node) -> Option<Expression> {
     let text = match &node.value {
       NodeValue::String { text, .. } if text.contains("$<<") => {
-        let expression = self.template(node, text)?;
+        let before = self.diagnostics.0.len();
+        let Some(expression) = self.template(node, text) else {
+          // Only escaped `$$<<`: text, which as a condition would always be true.
+          if self.diagnostics.0.len() == before {
+            self.error(node.span, ErrorKind::ConditionNotSingle);
+          }
+          return None;
+        };
         // Text around the expression would make the condition a non-empty string: always true.
         if expression.template.single().is_none() {
           self.error(node.span, ErrorKind::ConditionNotSingle);
@@ -929,7 +940,10 @@ impl Loader {
       return None;
     };
     // An invalid id is reported but kept, so its stage's other errors are still found.
-    let id = self.strict_string(id_node, "id")?;
+    let id = match id_node.value {
+      NodeValue::Int(_) => self.string(id_node, "id")?,
+      _ => self.strict_string(id_node, "id")?,
+    };
     if !is_valid_name(&id) {
       self.error(
         id_node.span,
@@ -990,6 +1004,15 @@ impl Loader {
       (_, None) => defaults.retry.clone(),
     }
     .unwrap_or_default();
+    // A gate's only limit is `gate.timeout`; stage timeouts and their defaults are for attempts.
+    let timeout = match &kind {
+      StageKind::Gate(gate) => gate.timeout.unwrap_or(DEFAULT_TIMEOUT),
+      StageKind::Skill(_) => map
+        .get("timeout")
+        .and_then(|n| self.limit(n, "timeout"))
+        .or(defaults.timeout)
+        .unwrap_or(DEFAULT_TIMEOUT),
+    };
     let mut stage = Stage {
       id,
       index,
@@ -1001,11 +1024,7 @@ impl Loader {
       depends_on_spans,
       kind,
       condition: map.get("if").and_then(|n| self.condition(n)),
-      timeout: map
-        .get("timeout")
-        .and_then(|n| self.limit(n, "timeout"))
-        .or(defaults.timeout)
-        .unwrap_or(DEFAULT_TIMEOUT),
+      timeout,
       retry,
       on_failure: map
         .get("on_failure")
@@ -1023,6 +1042,10 @@ impl Loader {
     };
     if let Some(n) = map.get("fallback") {
       for (name, span) in self.string_list(n, "fallback") {
+        if name.trim().is_empty() {
+          self.error(span, ErrorKind::EmptySkill);
+          continue;
+        }
         stage.fallback.push(name);
         stage.fallback_spans.push(span);
       }

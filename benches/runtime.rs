@@ -1,0 +1,363 @@
+//! Runtime figures: engine overhead per stage on generated layered workflows, 1,000 parallel
+//! sleeps, peak memory of a 10,000-stage run, `swdl run examples/hello.yaml` wall time, and a
+//! hand-written tokio floor for the same DAG. Run with `cargo bench --bench runtime`.
+use std::{
+  fmt::Write as _,
+  hint::black_box,
+  path::PathBuf,
+  process::{Command, Stdio},
+  sync::Arc,
+  time::{Duration, Instant},
+};
+use swdl::{
+  executor::{BoxFuture, StageExecutor, StageResult, StageTask, TaskIo},
+  runtime::{self, RunOptions},
+  workflow::Workflow,
+};
+use tokio::sync::{Semaphore, watch};
+
+/// Set in the re-executed child that measures peak memory on a fresh process.
+const CHILD_ENV: &str = "SWDL_BENCH_CHILD";
+
+/// A layered DAG like `benches/load.rs`: `width` stages per layer, each depending on two stages
+/// of the layer before, reading one of their outputs and interpolating a parameter, and every
+/// fifth one guarded by a (true) parameter condition.
+fn layered(stages: usize, width: usize, max_parallel: usize) -> String {
+  let mut out = String::with_capacity(stages * 160);
+  out.push_str("name: generated\nparameters:\n  n: { type: integer, default: 3 }\n");
+  let _ = writeln!(out, "config: {{ max_parallel: {max_parallel} }}\nstages:");
+  for i in 0..stages {
+    let _ = writeln!(out, "  - id: s{i}");
+    if let Some((a, b)) = layered_deps(i, width) {
+      let _ = writeln!(out, "    depends_on: [s{a}, s{b}]");
+      let _ = writeln!(out, "    uses: echo");
+      let _ = writeln!(
+        out,
+        "    with: {{ x: \"$<< stages.s{a}.outputs.x >>\", n: \"v$<< parameters.n >>\" }}"
+      );
+    } else {
+      let _ = writeln!(out, "    uses: echo\n    with: {{ x: seed }}");
+    }
+    if i % 5 == 0 {
+      let _ = writeln!(out, "    if: $<< parameters.n > 2 >>");
+    }
+  }
+  out
+}
+
+/// The two dependencies of stage `i` in [`layered`] (the first is the one whose output is read).
+fn layered_deps(i: usize, width: usize) -> Option<(usize, usize)> {
+  (i >= width).then(|| {
+    let layer_start = (i / width - 1) * width;
+    (layer_start + i % width, layer_start + (i + 1) % width)
+  })
+}
+
+/// `stages` independent stages, each sleeping `ms` milliseconds.
+fn sleepers(stages: usize, ms: u64) -> String {
+  let mut out = String::with_capacity(stages * 48);
+  let _ = writeln!(
+    out,
+    "name: sleepers\nconfig: {{ max_parallel: {stages} }}\nstages:"
+  );
+  for i in 0..stages {
+    let _ = writeln!(
+      out,
+      "  - id: s{i}\n    uses: sleep\n    with: {{ ms: {ms} }}"
+    );
+  }
+  out
+}
+
+/// The in-bench executor: `sleep` waits `ms` milliseconds on the tokio timer, everything else
+/// returns its inputs as outputs at once.
+struct Immediate;
+
+impl StageExecutor for Immediate {
+  fn execute(&self, task: StageTask, _io: TaskIo) -> BoxFuture<StageResult> {
+    Box::pin(async move {
+      if task.skill == "sleep" {
+        let ms = task.inputs.get("ms").and_then(serde_json::Value::as_u64);
+        tokio::time::sleep(Duration::from_millis(ms.unwrap_or(0))).await;
+      }
+      match task.inputs {
+        serde_json::Value::Object(inputs) => StageResult::outputs(inputs),
+        _ => StageResult::outputs(serde_json::Map::new()),
+      }
+    })
+  }
+}
+
+/// A loaded workflow and its default parameters.
+struct Prepared {
+  workflow: Arc<Workflow>,
+  params: indexmap::IndexMap<String, serde_json::Value>,
+}
+
+fn prepare(text: &str) -> Prepared {
+  let workflow = swdl::loader::load_str("generated.yaml", text).expect("generated workflow loads");
+  let params = swdl::params::resolve(&workflow, &[]).expect("defaults resolve");
+  Prepared {
+    workflow: Arc::new(workflow),
+    params,
+  }
+}
+
+/// One full run through `runtime::execute` with no event sinks; returns how many stages
+/// completed.
+async fn run_swdl(prepared: &Prepared, max_parallel: usize) -> usize {
+  let options = RunOptions {
+    run_id: "bench".into(),
+    max_parallel,
+    params: prepared.params.clone(),
+    approve: Default::default(),
+    reject: Default::default(),
+    approve_all: false,
+    interactive: false,
+    masker: swdl::mask::Masker::default(),
+  };
+  // The sender stays alive for the whole run, as it does under `swdl run`.
+  let (_control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+  let outcome = runtime::execute(
+    Arc::clone(&prepared.workflow),
+    options,
+    Arc::new(Immediate),
+    Vec::new(),
+    control_rx,
+  )
+  .await;
+  outcome
+    .state
+    .stages
+    .values()
+    .filter(|s| s.status == swdl::event::StageStatus::Completed)
+    .count()
+}
+
+/// The floor: the same DAG as [`layered`] written directly on tokio. One task per stage awaits
+/// its dependencies' outputs on `watch` channels, takes one of `permits` semaphore permits,
+/// builds its inputs (copying `x` from its first dependency's outputs and the interpolated
+/// parameter), "runs" a no-op skill that returns the inputs as outputs, and publishes them.
+async fn run_floor(stages: usize, width: usize, permits: usize) -> usize {
+  type Outputs = Option<Arc<serde_json::Map<String, serde_json::Value>>>;
+  let semaphore = Arc::new(Semaphore::new(permits));
+  let (senders, receivers): (Vec<watch::Sender<Outputs>>, Vec<watch::Receiver<Outputs>>) =
+    (0..stages).map(|_| watch::channel(None)).unzip();
+  let n = serde_json::Value::String("v3".into());
+  let mut tasks = Vec::with_capacity(stages);
+  for (i, sender) in senders.into_iter().enumerate() {
+    let deps: Vec<watch::Receiver<Outputs>> = layered_deps(i, width)
+      .map(|(a, b)| vec![receivers[a].clone(), receivers[b].clone()])
+      .unwrap_or_default();
+    let semaphore = Arc::clone(&semaphore);
+    let n = n.clone();
+    tasks.push(tokio::spawn(async move {
+      let mut first: Outputs = None;
+      for mut dep in deps {
+        let outputs = dep
+          .wait_for(Option::is_some)
+          .await
+          .expect("dependency publishes")
+          .clone();
+        first = first.or(outputs);
+      }
+      let _permit = semaphore.acquire().await.expect("semaphore open");
+      let mut inputs = serde_json::Map::new();
+      match first {
+        Some(outputs) => {
+          inputs.insert("x".into(), outputs["x"].clone());
+          inputs.insert("n".into(), n);
+        }
+        None => {
+          inputs.insert("x".into(), "seed".into());
+        }
+      }
+      let outputs = black_box(inputs);
+      sender.send_replace(Some(Arc::new(outputs)));
+    }));
+  }
+  drop(receivers);
+  let mut done = 0;
+  for task in tasks {
+    task.await.expect("floor task");
+    done += 1;
+  }
+  done
+}
+
+/// Runs `f` repeatedly for about `budget` (at least `min` times) and returns the median.
+fn measure(budget: Duration, min: usize, mut f: impl FnMut()) -> (Duration, usize) {
+  let mut samples = Vec::new();
+  let start = Instant::now();
+  while samples.len() < min || (start.elapsed() < budget && samples.len() < 1_000) {
+    let t = Instant::now();
+    f();
+    samples.push(t.elapsed());
+  }
+  samples.sort();
+  (samples[samples.len() / 2], samples.len())
+}
+
+fn verdict(ok: bool) -> &'static str {
+  if ok { "ok" } else { "OVER" }
+}
+
+fn ms(d: Duration) -> f64 {
+  d.as_secs_f64() * 1e3
+}
+
+/// Peak resident memory (`VmHWM`) of this process, in KiB.
+fn peak_kib() -> Option<u64> {
+  let status = std::fs::read_to_string("/proc/self/status").ok()?;
+  let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+  line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+  // The same runtime `swdl run` builds: multi-threaded, one worker per core.
+  tokio::runtime::Builder::new_multi_thread()
+    .enable_all()
+    .build()
+    .expect("tokio runtime")
+}
+
+/// Child mode: load and run the 10,000-stage workflow once, then print peak memory.
+fn memory_child() {
+  let before = peak_kib().unwrap_or(0);
+  let text = layered(10_000, 100, 100);
+  let prepared = prepare(&text);
+  let loaded = peak_kib().unwrap_or(0);
+  let completed = tokio_runtime().block_on(run_swdl(&prepared, 100));
+  assert_eq!(completed, 10_000, "every stage completes");
+  let after = peak_kib().unwrap_or(0);
+  println!("{before} {loaded} {after}");
+}
+
+fn main() {
+  if std::env::var(CHILD_ENV).as_deref() == Ok("memory") {
+    memory_child();
+    return;
+  }
+  let rt = tokio_runtime();
+
+  // 1 and 5: engine overhead per stage, and the hand-written floor.
+  for (stages, budget) in [
+    (1_000, Duration::from_secs(3)),
+    (10_000, Duration::from_secs(8)),
+  ] {
+    let width = 100;
+    let prepared = prepare(&layered(stages, width, 100));
+    assert_eq!(
+      rt.block_on(run_swdl(&prepared, 100)),
+      stages,
+      "every stage completes"
+    );
+    let (swdl, runs) = measure(budget, 5, || {
+      black_box(rt.block_on(run_swdl(&prepared, 100)));
+    });
+    assert_eq!(rt.block_on(run_floor(stages, width, 100)), stages);
+    let (floor, floor_runs) = measure(budget / 2, 5, || {
+      black_box(rt.block_on(run_floor(stages, width, 100)));
+    });
+    let per_stage = swdl.as_secs_f64() * 1e6 / stages as f64;
+    println!(
+      "engine {stages:>6} stages: {:>8.2} ms, {per_stage:>6.2} µs/stage (target < 20 µs/stage) {} (median of {runs})",
+      ms(swdl),
+      verdict(per_stage < 20.0),
+    );
+    println!(
+      "floor  {stages:>6} stages: {:>8.2} ms, {:>6.2} µs/stage; swdl/floor {:.1}x (median of {floor_runs})",
+      ms(floor),
+      floor.as_secs_f64() * 1e6 / stages as f64,
+      swdl.as_secs_f64() / floor.as_secs_f64(),
+    );
+  }
+
+  // 2: 1,000 independent 10 ms sleeps, all at once.
+  let prepared = prepare(&sleepers(1_000, 10));
+  assert_eq!(rt.block_on(run_swdl(&prepared, 1_000)), 1_000);
+  let (sleep, runs) = measure(Duration::from_secs(3), 10, || {
+    black_box(rt.block_on(run_swdl(&prepared, 1_000)));
+  });
+  println!(
+    "1,000 x 10 ms sleeps, max_parallel 1000: {:>8.2} ms wall (target < 150 ms) {} (median of {runs})",
+    ms(sleep),
+    verdict(sleep < Duration::from_millis(150)),
+  );
+  drop(rt);
+
+  // 3: peak memory of a 10,000-stage run, in a fresh process.
+  let child = std::env::current_exe()
+    .map_err(|e| e.to_string())
+    .and_then(|exe| {
+      Command::new(exe)
+        .env(CHILD_ENV, "memory")
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| e.to_string())
+    });
+  match child {
+    Ok(out) if out.status.success() => {
+      let text = String::from_utf8_lossy(&out.stdout);
+      let kib: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+      if let [before, loaded, after] = kib[..] {
+        let mib = |k: u64| k as f64 / 1024.0;
+        println!(
+          "peak memory, 10,000-stage run: {:>6.1} MiB VmHWM (target < 100 MB) {} (process start {:.1} MiB, after load {:.1} MiB)",
+          mib(after),
+          verdict(after * 1024 < 100_000_000),
+          mib(before),
+          mib(loaded),
+        );
+      } else {
+        println!("peak memory: unexpected child output {text:?}");
+      }
+    }
+    Ok(out) => println!("peak memory: child failed ({})", out.status),
+    Err(e) => println!("peak memory: could not re-run the bench binary: {e}"),
+  }
+
+  // 4: `swdl run examples/hello.yaml`, as a user would start it.
+  let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+  let binary = option_env!("CARGO_BIN_EXE_swdl")
+    .map(PathBuf::from)
+    .filter(|p| p.exists())
+    .unwrap_or_else(|| root.join("target/release/swdl"));
+  if !binary.exists() {
+    println!(
+      "swdl run examples/hello.yaml: skipped, {} is missing (cargo build --release)",
+      binary.display()
+    );
+    return;
+  }
+  let hello = || {
+    let status = Command::new(&binary)
+      .args(["run", "examples/hello.yaml", "--progress", "none"])
+      .current_dir(&root)
+      .stdin(Stdio::null())
+      .stdout(Stdio::null())
+      .stderr(Stdio::null())
+      .status()
+      .expect("swdl starts");
+    assert!(status.success(), "swdl run examples/hello.yaml: {status}");
+  };
+  hello();
+  let mut samples: Vec<Duration> = (0..20)
+    .map(|_| {
+      let t = Instant::now();
+      hello();
+      t.elapsed()
+    })
+    .collect();
+  samples.sort();
+  let median = samples[samples.len() / 2];
+  println!(
+    "swdl run examples/hello.yaml: {:>8.2} ms wall (target < 50 ms) {} (median of 20, min {:.2} ms)",
+    ms(median),
+    verdict(median < Duration::from_millis(50)),
+    ms(samples[0]),
+  );
+}
