@@ -357,10 +357,10 @@ impl GatePrompter {
 
 impl EventSink for GatePrompter {
   fn emit(&mut self, record: &EventRecord) {
-    if let event::Event::GateWaiting { stage, message, .. } = &record.event {
-      if !self.decided.contains(stage) {
-        let _ = self.questions.send((stage.clone(), message.clone()));
-      }
+    if let event::Event::GateWaiting { stage, message, .. } = &record.event
+      && !self.decided.contains(stage)
+    {
+      let _ = self.questions.send((stage.clone(), message.clone()));
     }
   }
 }

@@ -520,10 +520,7 @@ impl Engine {
     while let Some(Reverse((_, i))) = self.ready.pop() {
       self.evaluate(i);
     }
-    loop {
-      let Some(&Reverse((_, i))) = self.runnable.peek() else {
-        break;
-      };
+    while let Some(&Reverse((_, i))) = self.runnable.peek() {
       if let Some(stop) = self.stop {
         self.runnable.pop();
         if !self.runs_while_stopping(i, stop) {
@@ -592,11 +589,11 @@ impl Engine {
     }
     self.slots[i].upstream_failed = failed;
     self.slots[i].upstream_cancelled = cancelled;
-    if let Some(stop) = self.stop {
-      if !self.runs_while_stopping(i, stop) {
-        self.cancel_pending(i, stop);
-        return;
-      }
+    if let Some(stop) = self.stop
+      && !self.runs_while_stopping(i, stop)
+    {
+      self.cancel_pending(i, stop);
+      return;
     }
     let flags = self.flags(i);
     let stage = &self.workflow.stages[i];
@@ -1470,10 +1467,10 @@ fn stage_reads(
             let found = index
               .get(id.as_str())
               .or_else(|| index.get(id.to_ascii_lowercase().as_str()));
-            if let Some(&r) = found {
-              if !reads.contains(&r) {
-                reads.push(r);
-              }
+            if let Some(&r) = found
+              && !reads.contains(&r)
+            {
+              reads.push(r);
             }
           }
         }
@@ -1742,7 +1739,7 @@ mod tests {
   }
 
   fn run(text: &str) -> Ran {
-    run_with(text, |_| {}, |tx| drop(tx))
+    run_with(text, |_| {}, drop)
   }
 
   #[test]
@@ -1776,7 +1773,7 @@ mod tests {
     }
     let ran = run(&text);
     assert_eq!(ran.script.peak.load(Ordering::SeqCst), 3);
-    let ran = run_with(&text, |o| o.max_parallel = 12, |tx| drop(tx));
+    let ran = run_with(&text, |o| o.max_parallel = 12, drop);
     assert_eq!(ran.script.peak.load(Ordering::SeqCst), 12);
   }
 
@@ -1984,7 +1981,7 @@ mod tests {
   #[test]
   fn gates_are_decided_by_flags_and_rejection_exits_3() {
     let text = "name: t\nstages:\n  - { id: ok, gate: { message: \"ship $<< parameters.v >>?\" } }\n  - { id: ship, uses: work, depends_on: ok, with: { by: \"$<< stages.ok.outputs.decided_by >>\" } }\nparameters:\n  v: { type: string, default: '1.0' }\n";
-    let ran = run_with(text, |o| o.approve_all = true, |tx| drop(tx));
+    let ran = run_with(text, |o| o.approve_all = true, drop);
     assert_eq!(ran.status("ship"), StageStatus::Completed);
     assert_eq!(ran.count("stage_started", "ok"), 0);
     let waiting = ran.events.iter().find_map(|r| match &r.event {
@@ -2005,7 +2002,7 @@ mod tests {
       |o| {
         o.reject.insert("ok".into());
       },
-      |tx| drop(tx),
+      drop,
     );
     assert_eq!(ran.status("ok"), StageStatus::Failed);
     assert_eq!(ran.status("ship"), StageStatus::Cancelled);
@@ -2065,7 +2062,7 @@ mod tests {
       |o| {
         o.approve.insert("deploy".into());
       },
-      |tx| drop(tx),
+      drop,
     );
     assert_eq!(ran.status("deploy"), StageStatus::Completed);
     assert!(ran.position("gate_decided", "deploy") < ran.position("stage_started", "deploy"));
@@ -2143,7 +2140,7 @@ mod tests {
     let ran = run_with(
       "name: t\nparameters:\n  token: { type: string, secret: true, default: s3cret }\nstages:\n  - { id: a, uses: work, with: { t: \"Bearer $<< parameters.token >>\" } }\n  - { id: b, uses: work, depends_on: a, with: { again: \"$<< stages.a.outputs.t >>\" } }\noutputs:\n  t: $<< stages.b.outputs.again >>\n",
       |o| o.masker = Masker::new(["s3cret".to_string()]),
-      |tx| drop(tx),
+      drop,
     );
     let all = serde_json::to_string(&ran.events).unwrap_or_default();
     assert!(!all.contains("s3cret"), "{all}");
