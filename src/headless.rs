@@ -60,7 +60,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     color,
     Box::new(std::io::stderr()),
   );
-  sinks.push(Box::new(progress_sink));
+  // Attempt numbers count fallbacks, so the limit shown is retries plus fallbacks.
+  let limits = workflow.stages.iter().map(|s| {
+    let fallbacks = u32::try_from(s.fallback.len()).unwrap_or(u32::MAX);
+    (s.id.clone(), s.retry.max_attempts.saturating_add(fallbacks))
+  });
+  sinks.push(Box::new(progress_sink.with_attempt_limits(limits)));
+  let progress = Arc::new(progress);
 
   let (control_tx, control_rx) = mpsc::unbounded_channel();
   // Gates are asked on the terminal only when someone can answer there.
@@ -69,7 +75,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     let decided: std::collections::HashSet<String> =
       args.approve.iter().chain(&args.reject).cloned().collect();
     if !args.approve_all {
-      sinks.push(Box::new(GatePrompter::new(control_tx.clone(), decided)));
+      sinks.push(Box::new(GatePrompter::new(
+        control_tx.clone(),
+        decided,
+        Arc::clone(&progress),
+      )));
     }
   }
   let options = RunOptions {
@@ -98,7 +108,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
   });
   // Attempts still running (cancelled ones) must not outlive the command.
   runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-  progress.finish();
+  // The prompt thread may still hold the display while it waits for an answer nobody gives.
+  if let Ok(progress) = Arc::try_unwrap(progress) {
+    progress.finish();
+  }
   if !outcome.waiting.is_empty() {
     let flags: Vec<String> = outcome
       .waiting
@@ -317,6 +330,7 @@ impl GatePrompter {
   fn new(
     control: mpsc::UnboundedSender<Control>,
     decided: std::collections::HashSet<String>,
+    progress: Arc<progress::ProgressHandle>,
   ) -> Self {
     let (questions, asked) = std::sync::mpsc::channel::<(String, Option<String>)>();
     // Reading the terminal blocks, so it happens on its own thread, never on a tokio worker.
@@ -324,6 +338,8 @@ impl GatePrompter {
       static LOCK: Mutex<()> = Mutex::new(());
       for (stage, message) in asked {
         let _guard = LOCK.lock();
+        // The live display is hidden while the question waits for an answer.
+        let _hidden = progress.suspend();
         let mut stderr = std::io::stderr();
         let _ = write!(
           stderr,
