@@ -62,3 +62,40 @@ fn every_example_plans_in_every_format() {
     assert!(mermaid.stdout.starts_with("flowchart TD\n"), "{file}");
   }
 }
+
+#[test]
+fn every_example_runs_to_completion_with_its_gates_approved() {
+  for file in examples() {
+    let run = swdl([
+      "run",
+      file.as_str(),
+      "--approve-all",
+      "--progress",
+      "none",
+      "--output",
+      "json",
+    ]);
+    run.status(0);
+    let record = run.json();
+    assert_eq!(record["status"], "completed", "{file}");
+  }
+}
+
+#[test]
+fn the_code_review_demo_recovers_through_retries_and_its_fallback() {
+  let run = swdl([
+    "run",
+    "examples/code-review.yaml",
+    "--approve-all",
+    "--progress",
+    "none",
+    "--output",
+    "json",
+  ]);
+  run.status(0);
+  let record = run.json();
+  let security = &record["stages"]["security"];
+  assert_eq!(security["status"], "completed");
+  assert_eq!(security["uses"], "echo", "the fallback finished the stage");
+  assert_eq!(security["attempts"], 3);
+}
