@@ -13,12 +13,7 @@ pub const GATE_OUTPUTS: &[&str] = &["decision", "decided_by", "reason"];
 pub fn analyze(workflow: &Workflow) -> Diagnostics {
   let mut analyzer = Analyzer {
     workflow,
-    index: workflow
-      .stages
-      .iter()
-      .enumerate()
-      .map(|(i, s)| (s.id.as_str(), i))
-      .collect(),
+    index: workflow.stage_index(),
     diagnostics: Diagnostics::default(),
   };
   let deps = analyzer.dependencies();

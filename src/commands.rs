@@ -180,18 +180,6 @@ fn plan(file: &Path, params: &[String], format: PlanFormat) -> Result<i32, Error
   Ok(exit::OK)
 }
 
-/// Namespaces every expression may name, even when the context file does not supply them.
-const EVAL_NAMESPACES: &[&str] = &[
-  "parameters",
-  "stages",
-  "env",
-  "run",
-  "workflow",
-  "memory",
-  "failure",
-  "gate",
-];
-
 fn eval(text: &str, context: Option<&Path>) -> Result<i32, Error> {
   let mut names: IndexMap<String, expr::Value> = IndexMap::new();
   if let Some(path) = context {
@@ -218,7 +206,9 @@ fn eval(text: &str, context: Option<&Path>) -> Result<i32, Error> {
     }
   };
   let known = |name: &str| {
-    EVAL_NAMESPACES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    expr::NAMESPACES
+      .iter()
+      .any(|n| n.eq_ignore_ascii_case(name))
       || names.keys().any(|k| k.eq_ignore_ascii_case(name))
   };
   let mut unknown = Diagnostics::default();
@@ -248,15 +238,20 @@ fn eval(text: &str, context: Option<&Path>) -> Result<i32, Error> {
   Ok(exit::OK)
 }
 
-/// Reads a JSON object whose keys become expression namespaces.
-fn read_context(path: &Path) -> Result<IndexMap<String, expr::Value>, Error> {
+/// Reads a file given on the command line into a [`Source`] for positioned errors.
+pub(crate) fn read_source(path: &Path) -> Result<Arc<Source>, Error> {
   let name = path.display().to_string();
   let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
     path: name.clone(),
     message: e.to_string(),
   })?;
-  let source = Source::new(name.as_str(), text.as_str());
-  match serde_json::from_str::<serde_json::Value>(&text) {
+  Ok(Source::new(name, text))
+}
+
+/// Reads a JSON object whose keys become expression namespaces.
+fn read_context(path: &Path) -> Result<IndexMap<String, expr::Value>, Error> {
+  let source = read_source(path)?;
+  match serde_json::from_str::<serde_json::Value>(source.text()) {
     Ok(serde_json::Value::Object(map)) => Ok(
       map
         .into_iter()
@@ -269,7 +264,7 @@ fn read_context(path: &Path) -> Result<IndexMap<String, expr::Value>, Error> {
       ErrorKind::WrongType {
         field: "--context".into(),
         expected: "a JSON object",
-        found: json_kind(&other),
+        found: workflow::json_kind(&other),
       },
     )]))),
     Err(error) => {
@@ -280,17 +275,6 @@ fn read_context(path: &Path) -> Result<IndexMap<String, expr::Value>, Error> {
         ErrorKind::InvalidJson(error.to_string()),
       )])))
     }
-  }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-  match value {
-    serde_json::Value::Null => "null",
-    serde_json::Value::Bool(_) => "a boolean",
-    serde_json::Value::Number(_) => "a number",
-    serde_json::Value::String(_) => "a string",
-    serde_json::Value::Array(_) => "an array",
-    serde_json::Value::Object(_) => "an object",
   }
 }
 

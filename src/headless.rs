@@ -186,12 +186,7 @@ fn check_runnable(workflow: &Workflow) -> Result<(), Error> {
 
 /// Reads `--params FILE` (YAML or JSON) into `name=value` arguments checked like `--param`.
 fn params_from_file(workflow: &Workflow, path: &Path) -> Result<Vec<String>, Error> {
-  let name = path.display().to_string();
-  let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-    path: name.clone(),
-    message: e.to_string(),
-  })?;
-  let source = Source::new(name.as_str(), text.as_str());
+  let source = commands::read_source(path)?;
   let fail = |span: Span, kind: ErrorKind| {
     Error::Diagnostics(Diagnostics(vec![Diagnostic::new(&source, span, kind)]))
   };

@@ -80,12 +80,7 @@ pub struct PlannedStage {
 /// Builds the plan for `workflow` given resolved parameter values.
 pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -> Plan {
   let n = workflow.stages.len();
-  let index: std::collections::HashMap<&str, usize> = workflow
-    .stages
-    .iter()
-    .enumerate()
-    .map(|(i, s)| (s.id.as_str(), i))
-    .collect();
+  let index = workflow.stage_index();
   let mut graph = DiGraph::<usize, ()>::with_capacity(n, n);
   let nodes: Vec<_> = (0..n).map(|i| graph.add_node(i)).collect();
   let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];

@@ -240,12 +240,7 @@ impl Engine {
     sinks: Vec<Box<dyn EventSink>>,
   ) -> Self {
     let n = workflow.stages.len();
-    let index: std::collections::HashMap<&str, usize> = workflow
-      .stages
-      .iter()
-      .enumerate()
-      .map(|(i, s)| (s.id.as_str(), i))
-      .collect();
+    let index = workflow.stage_index();
     let mut slots: Vec<Slot> = workflow
       .stages
       .iter()
@@ -876,30 +871,19 @@ impl Engine {
   fn on_done(&mut self, done: Done) {
     let i = done.stage;
     // A result from an attempt that was already cancelled is stale.
-    let Some(running) = self.running[i].take_if(|r| r.attempt == done.attempt) else {
+    if self.running[i]
+      .as_ref()
+      .is_none_or(|r| r.attempt != done.attempt)
+    {
+      return;
+    }
+    // Log lines sent before the result belong to attempts that are still current.
+    while let Ok(line) = self.log_rx.try_recv() {
+      self.on_log(line);
+    }
+    let Some(running) = self.running[i].take() else {
       return;
     };
-    // Log lines sent before the result still belong to this attempt.
-    while let Ok(line) = self.log_rx.try_recv() {
-      if line.stage == i && line.attempt == done.attempt {
-        let id = self.id(i);
-        self.emit(Event::Log {
-          stage: id,
-          attempt: line.attempt,
-          stream: line.stream.as_str().into(),
-          message: line.message,
-        });
-      } else {
-        let keep = self
-          .running
-          .get(line.stage)
-          .and_then(Option::as_ref)
-          .is_some_and(|r| r.attempt == line.attempt);
-        if keep {
-          self.on_log(line);
-        }
-      }
-    }
     self.in_flight -= 1;
     let elapsed = millis(running.started.elapsed());
     let stage = &self.workflow.stages[i];
@@ -1533,25 +1517,13 @@ fn check_contract(
         return Err(format!(
           "output contract broken: output `{name}` must be {}, got {}",
           field.ty,
-          json_kind(value)
+          workflow::json_kind(value)
         ));
       }
       _ => {}
     }
   }
   Ok(())
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-  match value {
-    serde_json::Value::Null => "null",
-    serde_json::Value::Bool(_) => "boolean",
-    serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-    serde_json::Value::Number(_) => "number",
-    serde_json::Value::String(_) => "string",
-    serde_json::Value::Array(_) => "array",
-    serde_json::Value::Object(_) => "object",
-  }
 }
 
 /// The expression context of one evaluation.

@@ -29,6 +29,16 @@ pub struct Workflow {
 }
 
 impl Workflow {
+  /// Stage positions by id.
+  pub fn stage_index(&self) -> std::collections::HashMap<&str, usize> {
+    self
+      .stages
+      .iter()
+      .enumerate()
+      .map(|(i, s)| (s.id.as_str(), i))
+      .collect()
+  }
+
   /// The stage with this id.
   pub fn stage(&self, id: &str) -> Option<&Stage> {
     self.stages.iter().find(|s| s.id == id)
@@ -135,6 +145,19 @@ impl ValueType {
 impl fmt::Display for ValueType {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     f.write_str(self.name())
+  }
+}
+
+/// The type name of a JSON value as output contracts spell types.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+  match value {
+    serde_json::Value::Null => "null",
+    serde_json::Value::Bool(_) => "boolean",
+    serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+    serde_json::Value::Number(_) => "number",
+    serde_json::Value::String(_) => "string",
+    serde_json::Value::Array(_) => "array",
+    serde_json::Value::Object(_) => "object",
   }
 }
 

@@ -111,7 +111,7 @@ fn bad_context_files_are_reported_with_positions() {
   let (status, _, stderr) = eval(&["a", "--context", &list.display().to_string()]);
   assert_eq!(status, 2);
   assert!(
-    stderr.contains("`--context` must be a JSON object, found an array"),
+    stderr.contains("`--context` must be a JSON object, found array"),
     "{stderr}"
   );
 }
