@@ -26,6 +26,9 @@ pub(crate) enum Error {
     /// The reason.
     message: String,
   },
+  /// Options that cannot be used together.
+  #[error("{0}")]
+  Usage(String),
   /// Writing output failed (a closed pipe, usually).
   #[error("cannot write output: {0}")]
   Output(#[from] std::io::Error),
@@ -46,7 +49,7 @@ impl From<LoadError> for Error {
 impl Error {
   fn exit_code(&self) -> i32 {
     match self {
-      Self::Diagnostics(_) | Self::Io { .. } => exit::INVALID,
+      Self::Diagnostics(_) | Self::Io { .. } | Self::Usage(_) => exit::INVALID,
       Self::Output(_) => exit::FAILED,
     }
   }

@@ -22,6 +22,11 @@ use tokio::sync::mpsc;
 
 /// Runs `swdl run` and returns the exit code.
 pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
+  if args.events.as_deref() == Some("-") && args.output.is_some() {
+    return Err(Error::Usage(
+      "`--events -` and `--output json` both write to stdout: send the events to a file".into(),
+    ));
+  }
   let workflow = Arc::new(loader::load_file(&args.file)?);
   check_runnable(&workflow)?;
   let mut given = Vec::new();

@@ -516,41 +516,42 @@ impl Engine {
       self.evaluate(i);
     }
     while let Some(&Reverse((_, i))) = self.runnable.peek() {
-      if let Some(stop) = self.stop {
+      if let Some(stop) = self.stop
+        && !self.runs_while_stopping(i, stop)
+      {
         self.runnable.pop();
-        if !self.runs_while_stopping(i, stop) {
-          self.cancel_pending(i, stop);
-        } else {
-          self.start_or_wait(i);
-        }
+        self.cancel_pending(i, stop);
         continue;
       }
+      // Clean-up stages that run after a halt or cancel still take a slot each.
       if self.in_flight >= self.options.max_parallel {
         break;
       }
-      if self.paused && self.steps == 0 {
-        break;
-      }
-      let stage = &self.workflow.stages[i];
-      if self.breakpoints.contains(&stage.id)
-        && !self.slots[i].passed_break
-        && self.slots[i].attempts == 0
-      {
-        self.slots[i].passed_break = true;
-        if !self.paused || self.steps == 0 {
-          self.paused = true;
-          let id = stage.id.clone();
-          self.emit(Event::RunPaused {
-            reason: "breakpoint".into(),
-            stage: Some(id),
-          });
+      if self.stop.is_none() {
+        if self.paused && self.steps == 0 {
           break;
+        }
+        let stage = &self.workflow.stages[i];
+        if self.breakpoints.contains(&stage.id)
+          && !self.slots[i].passed_break
+          && self.slots[i].attempts == 0
+        {
+          self.slots[i].passed_break = true;
+          if !self.paused || self.steps == 0 {
+            self.paused = true;
+            let id = stage.id.clone();
+            self.emit(Event::RunPaused {
+              reason: "breakpoint".into(),
+              stage: Some(id),
+            });
+            break;
+          }
+        }
+        if self.paused {
+          self.steps = self.steps.saturating_sub(1);
         }
       }
       self.runnable.pop();
-      if self.paused {
-        self.steps = self.steps.saturating_sub(1);
-      }
       self.start_or_wait(i);
     }
   }
@@ -942,7 +943,10 @@ impl Engine {
 
   /// Retry, fall back, or give up on stage `i` after a failed attempt.
   fn after_failure(&mut self, i: usize, kind: RetryOn) {
-    if self.stop.is_some() {
+    // Once the run stopped, only clean-up stages (which still run) keep their retries.
+    if let Some(stop) = self.stop
+      && !self.runs_while_stopping(i, stop)
+    {
       self.final_failure(i);
       return;
     }

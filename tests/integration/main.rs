@@ -5,4 +5,5 @@ mod eval;
 mod examples;
 mod invalid;
 mod plan;
+mod run;
 mod validate;
