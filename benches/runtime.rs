@@ -81,8 +81,8 @@ impl StageExecutor for Immediate {
         let ms = task.inputs.get("ms").and_then(serde_json::Value::as_u64);
         tokio::time::sleep(Duration::from_millis(ms.unwrap_or(0))).await;
       }
-      match task.inputs {
-        serde_json::Value::Object(inputs) => StageResult::outputs(inputs),
+      match &*task.inputs {
+        serde_json::Value::Object(inputs) => StageResult::outputs(inputs.clone()),
         _ => StageResult::outputs(serde_json::Map::new()),
       }
     })

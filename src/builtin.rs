@@ -86,7 +86,7 @@ fn input<'a>(task: &'a StageTask, name: &str) -> Option<&'a Value> {
 
 /// `echo`: the inputs, unchanged, as outputs.
 fn echo(task: &StageTask) -> StageResult {
-  match &task.inputs {
+  match &*task.inputs {
     Value::Object(inputs) => StageResult::outputs(inputs.clone()),
     _ => StageResult::outputs(Map::new()),
   }
@@ -698,7 +698,7 @@ mod tests {
       attempt: 1,
       idempotency_key: "run-1/build".into(),
       skill: skill.into(),
-      inputs,
+      inputs: Arc::new(inputs),
       timeout_ms: 60_000,
       permissions: Vec::new(),
       env: IndexMap::new(),

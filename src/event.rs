@@ -10,7 +10,7 @@ pub struct EventRecord {
   /// RFC 3339 UTC time with milliseconds.
   pub ts: String,
   /// The run id.
-  pub run: String,
+  pub run: Arc<str>,
   /// What happened.
   #[serde(flatten)]
   pub event: Event,
@@ -39,8 +39,8 @@ pub enum Event {
     attempt: u32,
     /// The skill this attempt runs (a fallback's name for fallback attempts).
     uses: String,
-    /// Resolved inputs.
-    inputs: serde_json::Value,
+    /// Resolved inputs (shared with the attempt's task and the run state).
+    inputs: Arc<serde_json::Value>,
   },
   /// An attempt failed and another will follow after a delay.
   StageRetrying {
@@ -63,8 +63,8 @@ pub enum Event {
     attempt: u32,
     /// The skill that succeeded.
     uses: String,
-    /// The skill's outputs.
-    outputs: serde_json::Value,
+    /// The skill's outputs (shared with the run state and working memory).
+    outputs: Arc<serde_json::Value>,
     /// One-line summary for working memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     summary: Option<String>,
@@ -345,7 +345,23 @@ pub trait EventSink: Send {
 
 /// Current UTC time as RFC 3339 with milliseconds (`2026-11-22T14:03:07.123Z`).
 pub fn now_rfc3339() -> String {
-  rfc3339(std::time::SystemTime::now())
+  let now = std::time::SystemTime::now();
+  let since = now
+    .duration_since(std::time::UNIX_EPOCH)
+    .unwrap_or_default();
+  // Every event needs a timestamp; the date and time up to the second rarely change between
+  // two events, so they are formatted once per second and reused.
+  thread_local! {
+    static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+  }
+  CACHE.with(|cache| {
+    let mut cache = cache.borrow_mut();
+    if cache.0 != since.as_secs() {
+      let full = rfc3339(now);
+      *cache = (since.as_secs(), full[..19].to_string());
+    }
+    format!("{}.{:03}Z", cache.1, since.subsec_millis())
+  })
 }
 
 /// Formats a time as RFC 3339 UTC with milliseconds.
@@ -385,6 +401,13 @@ mod tests {
   use std::time::{Duration, UNIX_EPOCH};
 
   #[test]
+  fn cached_now_matches_a_full_format() {
+    let now = now_rfc3339();
+    assert_eq!(now.len(), 24);
+    assert!(now.ends_with('Z') && now.as_bytes()[19] == b'.');
+  }
+
+  #[test]
   fn timestamps_are_rfc3339_utc() {
     assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     let t = UNIX_EPOCH + Duration::from_millis(1_795_874_587_123);
@@ -397,12 +420,12 @@ mod tests {
   fn records_serialise_flat_with_the_event_name() {
     let record = EventRecord {
       ts: "t".into(),
-      run: "r".into(),
+      run: Arc::from("r"),
       event: Event::StageStarted {
         stage: "a".into(),
         attempt: 2,
         uses: "echo".into(),
-        inputs: serde_json::json!({}),
+        inputs: Arc::new(serde_json::json!({})),
       },
     };
     let text = serde_json::to_string(&record).unwrap_or_default();

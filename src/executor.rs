@@ -24,7 +24,7 @@ pub struct StageTask {
   /// The skill to run.
   pub skill: String,
   /// Resolved inputs (a JSON object).
-  pub inputs: serde_json::Value,
+  pub inputs: Arc<serde_json::Value>,
   /// Attempt limit; the runtime enforces it, executors may use it to size their own waits.
   pub timeout_ms: u64,
   /// Grants from `config.permissions` for this skill.
@@ -46,7 +46,7 @@ pub struct MemoryEntry {
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub summary: Option<String>,
   /// The stage's outputs.
-  pub outputs: serde_json::Value,
+  pub outputs: Arc<serde_json::Value>,
   /// Wall time of the stage.
   pub duration_ms: u64,
 }

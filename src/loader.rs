@@ -545,6 +545,7 @@ impl Loader {
       config: Config::default(),
       stages: Vec::new(),
       outputs: IndexMap::new(),
+      reads: std::sync::OnceLock::new(),
     };
     if let Some(node) = map.get("swdl") {
       match node.value {

@@ -43,6 +43,18 @@ impl Masker {
     }
   }
 
+  /// Whether any string inside a JSON value (keys included) holds a secret.
+  pub fn contains_secret(&self, value: &serde_json::Value) -> bool {
+    match value {
+      serde_json::Value::String(s) => self.secrets.iter().any(|x| s.contains(x.as_str())),
+      serde_json::Value::Array(items) => items.iter().any(|v| self.contains_secret(v)),
+      serde_json::Value::Object(map) => map.iter().any(|(k, v)| {
+        self.secrets.iter().any(|x| k.contains(x.as_str())) || self.contains_secret(v)
+      }),
+      _ => false,
+    }
+  }
+
   /// Masks every string inside a JSON value, keys included.
   pub fn mask_json(&self, value: &mut serde_json::Value) {
     if self.is_empty() {
@@ -79,14 +91,21 @@ impl Masker {
     }
     match event {
       Event::RunStarted { params, .. } => self.mask_json(params),
-      Event::StageStarted { inputs, .. } => self.mask_json(inputs),
+      Event::StageStarted { inputs, .. } => {
+        if self.contains_secret(inputs) {
+          self.mask_json(std::sync::Arc::make_mut(inputs));
+        }
+      }
       Event::StageRetrying { error, .. }
       | Event::StageFailed { error, .. }
       | Event::CompensationFailed { error, .. } => self.mask_string(error),
       Event::StageCompleted {
         outputs, summary, ..
       } => {
-        self.mask_json(outputs);
+        // Copy-on-write: the runtime keeps the real values it shares this with.
+        if self.contains_secret(outputs) {
+          self.mask_json(std::sync::Arc::make_mut(outputs));
+        }
         if let Some(s) = summary {
           self.mask_string(s);
         }

@@ -1300,7 +1300,7 @@ mod tests {
       stage: stage.into(),
       attempt,
       uses: uses.into(),
-      inputs: json!({}),
+      inputs: Arc::new(json!({})),
     }
   }
 
@@ -1309,7 +1309,7 @@ mod tests {
       stage: stage.into(),
       attempt,
       uses: "x".into(),
-      outputs: json!({}),
+      outputs: Arc::new(json!({})),
       summary: None,
       duration_ms,
     }

@@ -13,6 +13,7 @@ use indexmap::IndexMap;
 use std::{
   cmp::Reverse,
   collections::{BinaryHeap, HashSet},
+  future::Future,
   time::{Duration, Instant, SystemTime},
 };
 use tokio::{sync::mpsc, task::AbortHandle};
@@ -101,16 +102,25 @@ pub async fn execute(
   sinks: Vec<Box<dyn EventSink>>,
   control: mpsc::UnboundedReceiver<Control>,
 ) -> RunOutcome {
-  let mut engine = Engine::new(workflow, options, executor, sinks);
-  engine.run(control).await;
+  // The engine runs as a task of its own so that the attempts it spawns are queued on a
+  // worker thread's local queue rather than injected from outside the runtime.
+  let handle = tokio::spawn(async move {
+    let mut engine = Engine::new(workflow, options, executor, sinks);
+    engine.run(control).await;
+    engine
+  });
+  let engine = match handle.await {
+    Ok(engine) => engine,
+    Err(error) => std::panic::resume_unwind(error.into_panic()),
+  };
   RunOutcome {
-    state: engine.state,
-    rejected: engine.rejected,
     waiting: engine
       .waiting
       .iter()
       .map(|&i| engine.workflow.stages[i].id.clone())
       .collect(),
+    rejected: engine.rejected,
+    state: engine.state,
   }
 }
 
@@ -162,7 +172,7 @@ struct Slot {
   /// The value seen as `stages.<id>` once settled.
   value: Value,
   /// Real (unmasked) outputs, for later stages' inputs.
-  outputs: Option<serde_json::Value>,
+  outputs: Option<Arc<serde_json::Value>>,
   /// Failed under `on_failure: ignore`.
   ignored: bool,
   started: Option<Instant>,
@@ -174,7 +184,8 @@ struct Running {
   attempt: u32,
   uses: String,
   started: Instant,
-  abort: AbortHandle,
+  /// `None` when the attempt finished on its first poll.
+  abort: Option<AbortHandle>,
 }
 
 /// What a finished attempt task reports.
@@ -230,6 +241,7 @@ struct Engine {
   log_rx: mpsc::UnboundedReceiver<LogLine>,
   rng: u64,
   errors: Vec<String>,
+  run_id: Arc<str>,
 }
 
 impl Engine {
@@ -250,7 +262,7 @@ impl Engine {
           .iter()
           .filter_map(|d| index.get(d.as_str()).copied())
           .collect();
-        let (reads, reads_all) = stage_reads(stage, &index);
+        let reads = &workflow.reads()[stage.index];
         Slot {
           level: 0,
           dependents: Vec::new(),
@@ -263,8 +275,8 @@ impl Engine {
           phase: Phase::Primary,
           approved: false,
           passed_break: false,
-          reads,
-          reads_all,
+          reads: reads.stages.clone(),
+          reads_all: reads.all,
           value: Value::Null,
           outputs: None,
           ignored: false,
@@ -348,6 +360,7 @@ impl Engine {
       log_rx,
       rng: seed | 1,
       errors: Vec::new(),
+      run_id: Arc::from(options.run_id.as_str()),
       workflow,
       options,
       executor,
@@ -360,13 +373,13 @@ impl Engine {
     self.options.masker.mask_event(&mut event);
     let record = EventRecord {
       ts: event::now_rfc3339(),
-      run: self.options.run_id.clone(),
+      run: Arc::clone(&self.run_id),
       event,
     };
-    self.state.apply(&record);
     for sink in &mut self.sinks {
       sink.emit(&record);
     }
+    self.state.apply_owned(record);
   }
 
   fn flush(&mut self) {
@@ -512,9 +525,20 @@ impl Engine {
 
   /// Moves work forward: evaluates ready stages, then starts runnable ones while slots are free.
   fn schedule(&mut self) {
-    while let Some(Reverse((_, i))) = self.ready.pop() {
-      self.evaluate(i);
+    // Attempts that finish on their first poll settle at once and make more stages ready.
+    loop {
+      while let Some(Reverse((_, i))) = self.ready.pop() {
+        self.evaluate(i);
+      }
+      self.start_runnable();
+      if self.ready.is_empty() {
+        break;
+      }
     }
+  }
+
+  /// Starts runnable stages while slots are free and the run is not paused.
+  fn start_runnable(&mut self) {
     while let Some(&Reverse((_, i))) = self.runnable.peek() {
       if let Some(stop) = self.stop
         && !self.runs_while_stopping(i, stop)
@@ -730,8 +754,8 @@ impl Engine {
           "reason".into(),
           reason.map_or(serde_json::Value::Null, Into::into),
         );
-        let outputs = serde_json::Value::Object(outputs);
-        self.slots[i].outputs = Some(outputs.clone());
+        let outputs = Arc::new(serde_json::Value::Object(outputs));
+        self.slots[i].outputs = Some(Arc::clone(&outputs));
         self.emit(Event::StageCompleted {
           stage: id,
           attempt: 0,
@@ -798,6 +822,7 @@ impl Engine {
         return;
       }
     };
+    let inputs = Arc::new(inputs);
     let slot = &mut self.slots[i];
     slot.attempts += 1;
     if slot.phase == Phase::Primary {
@@ -812,7 +837,7 @@ impl Engine {
       attempt,
       idempotency_key: format!("{}/{}", self.options.run_id, id),
       skill: uses.clone(),
-      inputs: inputs.clone(),
+      inputs: Arc::clone(&inputs),
       timeout_ms: millis(stage.timeout),
       permissions: self
         .workflow
@@ -833,26 +858,41 @@ impl Engine {
     let future = self
       .executor
       .execute(task, TaskIo::new(i, attempt, self.log_tx.clone()));
-    let timeout = stage.timeout;
+    let mut attempt_future = Box::pin(tokio::time::timeout(stage.timeout, future));
+    self.in_flight += 1;
+    // Skills that finish without waiting (echo, most Lua glue) are done on the first poll:
+    // handling them here saves a task, a channel message and a thread wake-up per stage.
+    // A future that is not ready is moved into a task, whose polls register real wakers.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(result) = attempt_future.as_mut().poll(&mut cx) {
+      self.running[i] = Some(Running {
+        attempt,
+        uses,
+        started: Instant::now(),
+        abort: None,
+      });
+      self.on_done(Done {
+        stage: i,
+        attempt,
+        finished: finished(result),
+      });
+      return;
+    }
     let done = self.done_tx.clone();
     let handle = tokio::spawn(async move {
-      let finished = match tokio::time::timeout(timeout, future).await {
-        Ok(result) => Finished::Result(result),
-        Err(_) => Finished::TimedOut,
-      };
+      let result = attempt_future.await;
       let _ = done.send(Done {
         stage: i,
         attempt,
-        finished,
+        finished: finished(result),
       });
     });
     self.running[i] = Some(Running {
       attempt,
       uses,
       started: Instant::now(),
-      abort: handle.abort_handle(),
+      abort: Some(handle.abort_handle()),
     });
-    self.in_flight += 1;
   }
 
   fn on_log(&mut self, line: LogLine) {
@@ -905,8 +945,8 @@ impl Engine {
           self.after_failure(i, RetryOn::Error);
           return;
         }
-        let outputs = serde_json::Value::Object(outputs);
-        self.slots[i].outputs = Some(outputs.clone());
+        let outputs = Arc::new(serde_json::Value::Object(outputs));
+        self.slots[i].outputs = Some(Arc::clone(&outputs));
         self.emit(Event::StageCompleted {
           stage: id,
           attempt: done.attempt,
@@ -1019,7 +1059,7 @@ impl Engine {
     self.settled += 1;
     let status = self.status(i);
     let slot = &mut self.slots[i];
-    let outputs = slot.outputs.clone().map_or(Value::Null, Value::from);
+    let outputs = slot.outputs.as_deref().map_or(Value::Null, Value::from);
     slot.value = object([
       ("outputs", outputs),
       ("status", Value::from(status.as_str())),
@@ -1037,11 +1077,12 @@ impl Engine {
       outputs: self.slots[i]
         .outputs
         .clone()
-        .unwrap_or(serde_json::Value::Null),
+        .unwrap_or_else(|| Arc::new(serde_json::Value::Null)),
       duration_ms,
     };
     self.memory.push(entry);
-    for d in self.slots[i].dependents.clone() {
+    for k in 0..self.slots[i].dependents.len() {
+      let d = self.slots[i].dependents[k];
       self.slots[d].remaining -= 1;
       if self.slots[d].remaining == 0 {
         self.ready.push(Reverse((self.slots[d].level, d)));
@@ -1071,7 +1112,9 @@ impl Engine {
       let Some(running) = self.running[i].take() else {
         continue;
       };
-      running.abort.abort();
+      if let Some(abort) = running.abort {
+        abort.abort();
+      }
       self.in_flight -= 1;
       let id = self.id(i);
       if stop == Stop::Timeout {
@@ -1330,7 +1373,7 @@ impl Engine {
         attempt: 1,
         idempotency_key: format!("{}/{}/compensate", self.options.run_id, id),
         skill: call.uses.clone(),
-        inputs,
+        inputs: Arc::new(inputs),
         timeout_ms: millis(stage.timeout),
         permissions: self
           .workflow
@@ -1365,6 +1408,13 @@ impl Engine {
         }),
       }
     }
+  }
+}
+
+fn finished(result: Result<StageResult, tokio::time::error::Elapsed>) -> Finished {
+  match result {
+    Ok(result) => Finished::Result(result),
+    Err(_) => Finished::TimedOut,
   }
 }
 
@@ -1417,55 +1467,6 @@ fn calls_any(e: &expr::Expr, names: &[&str]) -> bool {
     } => calls_any(condition, names) || calls_any(then, names) || calls_any(otherwise, names),
     K::Object(fields) => fields.iter().any(|(_, v)| calls_any(v, names)),
   }
-}
-
-/// The stages a stage's `if`, `with` and compensation read, and whether it indexes `stages`
-/// dynamically (then every stage is made visible).
-fn stage_reads(
-  stage: &Stage,
-  index: &std::collections::HashMap<&str, usize>,
-) -> (Vec<usize>, bool) {
-  let mut reads = Vec::new();
-  let mut all = false;
-  let mut exprs: Vec<&workflow::Expression> = Vec::new();
-  if let Some(c) = &stage.condition {
-    exprs.push(c);
-  }
-  if let Some(call) = stage.skill() {
-    exprs.extend(call.with.values().flat_map(Input::expressions));
-  }
-  if let Some(call) = &stage.compensate {
-    exprs.extend(call.with.values().flat_map(Input::expressions));
-  }
-  if let Some(message) = stage.gate().and_then(|g| g.message.as_ref()) {
-    exprs.push(message);
-  }
-  for e in exprs {
-    for (expr, _) in e.template.exprs() {
-      for path in expr.paths() {
-        let Some((first, _)) = path.segments.first() else {
-          continue;
-        };
-        if !first.eq_ignore_ascii_case("stages") {
-          continue;
-        }
-        match path.segments.get(1) {
-          None => all = true,
-          Some((id, _)) => {
-            let found = index
-              .get(id.as_str())
-              .or_else(|| index.get(id.to_ascii_lowercase().as_str()));
-            if let Some(&r) = found
-              && !reads.contains(&r)
-            {
-              reads.push(r);
-            }
-          }
-        }
-      }
-    }
-  }
-  (reads, all)
 }
 
 /// Evaluates every input of a `with` into one JSON object.
@@ -1907,7 +1908,9 @@ mod tests {
       .and_then(|s| s.outputs.clone());
     assert_eq!(
       outputs,
-      Some(serde_json::json!({"seen": null, "status": "skipped"}))
+      Some(Arc::new(
+        serde_json::json!({"seen": null, "status": "skipped"})
+      ))
     );
   }
 
@@ -1950,7 +1953,9 @@ mod tests {
     let b = ran.outcome.state.stage("b").and_then(|s| s.inputs.clone());
     assert_eq!(
       b,
-      Some(serde_json::json!({"twice": "hi Ada/hi Ada", "attempts": 1}))
+      Some(Arc::new(
+        serde_json::json!({"twice": "hi Ada/hi Ada", "attempts": 1})
+      ))
     );
   }
 
@@ -1971,7 +1976,7 @@ mod tests {
         .state
         .stage("ship")
         .and_then(|s| s.outputs.clone()),
-      Some(serde_json::json!({"by": "flag"}))
+      Some(Arc::new(serde_json::json!({"by": "flag"})))
     );
     let ran = run_with(
       text,

@@ -48,10 +48,10 @@ pub struct StageState {
   pub uses: Option<String>,
   /// Resolved inputs of the latest attempt.
   #[serde(skip_serializing_if = "Option::is_none")]
-  pub inputs: Option<serde_json::Value>,
+  pub inputs: Option<Arc<serde_json::Value>>,
   /// Outputs, once completed.
   #[serde(skip_serializing_if = "Option::is_none")]
-  pub outputs: Option<serde_json::Value>,
+  pub outputs: Option<Arc<serde_json::Value>>,
   /// Summary for working memory.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub summary: Option<String>,
@@ -124,12 +124,17 @@ impl RunState {
 
   /// Folds one event into the state.
   pub fn apply(&mut self, record: &EventRecord) {
-    let ts = &record.ts;
-    match &record.event {
+    self.apply_owned(record.clone());
+  }
+
+  /// Folds one event into the state, taking its values instead of copying them.
+  pub fn apply_owned(&mut self, record: EventRecord) {
+    let ts = record.ts;
+    match record.event {
       Event::RunStarted { params, .. } => {
         self.status = RunStatus::Running;
         self.started_at = Some(ts.clone());
-        self.params = params.clone();
+        self.params = params;
       }
       Event::RunPaused { .. } => self.status = RunStatus::Paused,
       Event::RunResumed {} => self.status = RunStatus::Running,
@@ -140,11 +145,11 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        self.status = *status;
-        self.outputs = outputs.clone();
-        self.error = error.clone();
+        self.status = status;
+        self.outputs = outputs;
+        self.error = error;
         self.finished_at = Some(ts.clone());
-        self.duration_ms = Some(*duration_ms);
+        self.duration_ms = Some(duration_ms);
       }
       Event::StageStarted {
         stage,
@@ -152,11 +157,11 @@ impl RunState {
         uses,
         inputs,
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.status = StageStatus::Running;
-          s.attempts = *attempt;
-          s.uses = Some(uses.clone());
-          s.inputs = Some(inputs.clone());
+          s.attempts = attempt;
+          s.uses = Some(uses);
+          s.inputs = Some(inputs);
           s.retry_due = None;
           s.started_at.get_or_insert_with(|| ts.clone());
         }
@@ -164,10 +169,10 @@ impl RunState {
       Event::StageRetrying {
         stage, due, error, ..
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.status = StageStatus::Pending;
-          s.retry_due = Some(due.clone());
-          s.error = Some(error.clone());
+          s.retry_due = Some(due);
+          s.error = Some(error);
         }
       }
       Event::StageCompleted {
@@ -177,13 +182,13 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.status = StageStatus::Completed;
-          s.outputs = Some(outputs.clone());
-          s.summary = summary.clone();
+          s.outputs = Some(outputs);
+          s.summary = summary;
           s.error = None;
           s.reason = None;
-          s.duration_ms = Some(*duration_ms);
+          s.duration_ms = Some(duration_ms);
           s.finished_at = Some(ts.clone());
         }
       }
@@ -194,11 +199,11 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.status = StageStatus::Failed;
-          s.error = Some(error.clone());
-          s.reason = Some(reason.clone());
-          s.duration_ms = Some(*duration_ms);
+          s.error = Some(error);
+          s.reason = Some(reason);
+          s.duration_ms = Some(duration_ms);
           s.finished_at = Some(ts.clone());
         }
       }
@@ -208,34 +213,34 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.status = StageStatus::TimedOut;
           s.error = Some(format!(
             "timed out after {}",
-            duration::format_duration(std::time::Duration::from_millis(*timeout_ms))
+            duration::format_duration(std::time::Duration::from_millis(timeout_ms))
           ));
           s.reason = Some("timeout".into());
-          s.duration_ms = Some(*duration_ms);
+          s.duration_ms = Some(duration_ms);
           s.finished_at = Some(ts.clone());
         }
       }
       Event::StageSkipped { stage, reason } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.status = StageStatus::Skipped;
-          s.reason = Some(reason.clone());
+          s.reason = Some(reason);
           s.finished_at = Some(ts.clone());
         }
       }
       Event::StageCancelled { stage, reason, .. } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.status = StageStatus::Cancelled;
-          s.reason = Some(reason.clone());
+          s.reason = Some(reason);
           s.retry_due = None;
           s.finished_at = Some(ts.clone());
         }
       }
       Event::GateWaiting { stage, .. } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.status = StageStatus::Waiting;
           s.started_at.get_or_insert_with(|| ts.clone());
         }
@@ -247,7 +252,7 @@ impl RunState {
         reason,
         inputs,
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           s.decision = Some(serde_json::json!({
             "decision": decision,
             "decided_by": decided_by,
@@ -257,11 +262,11 @@ impl RunState {
         }
       }
       Event::Log { stage, message, .. } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.stage_mut(&stage) {
           if s.logs.len() == LOG_LINES_KEPT {
             s.logs.remove(0);
           }
-          s.logs.push(message.clone());
+          s.logs.push(message);
         }
       }
       Event::CompensationStarted { .. }

@@ -26,6 +26,18 @@ pub struct Workflow {
   pub stages: Vec<Stage>,
   /// Expressions evaluated when the run ends.
   pub outputs: IndexMap<String, Input>,
+  /// Which stages each stage's expressions read, worked out once on first use.
+  #[serde(skip)]
+  pub reads: std::sync::OnceLock<Vec<StageReads>>,
+}
+
+/// The stages one stage's `if`, `with`, gate message and compensation read.
+#[derive(Debug, Clone, Default)]
+pub struct StageReads {
+  /// Positions of the stages named as `stages.<id>`.
+  pub stages: Vec<usize>,
+  /// `stages` is indexed dynamically, so every stage must be visible.
+  pub all: bool,
 }
 
 impl Workflow {
@@ -37,6 +49,14 @@ impl Workflow {
       .enumerate()
       .map(|(i, s)| (s.id.as_str(), i))
       .collect()
+  }
+
+  /// For each stage, the stages its expressions read (computed once, then cached).
+  pub fn reads(&self) -> &[StageReads] {
+    self.reads.get_or_init(|| {
+      let index = self.stage_index();
+      self.stages.iter().map(|s| s.reads(&index)).collect()
+    })
   }
 
   /// The stage with this id.
@@ -317,6 +337,51 @@ pub struct Stage {
 }
 
 impl Stage {
+  /// Every expression of the stage: `if`, `with`, gate message and compensation.
+  pub fn expressions(&self) -> Vec<&Expression> {
+    let mut exprs: Vec<&Expression> = self.condition.iter().collect();
+    if let Some(call) = self.skill() {
+      exprs.extend(call.with.values().flat_map(Input::expressions));
+    }
+    if let Some(call) = &self.compensate {
+      exprs.extend(call.with.values().flat_map(Input::expressions));
+    }
+    if let Some(message) = self.gate().and_then(|g| g.message.as_ref()) {
+      exprs.push(message);
+    }
+    exprs
+  }
+
+  fn reads(&self, index: &std::collections::HashMap<&str, usize>) -> StageReads {
+    let mut reads = StageReads::default();
+    for e in self.expressions() {
+      for (expr, _) in e.template.exprs() {
+        for path in expr.paths() {
+          let mut segments = path.segments.iter().map(|(s, _)| s.as_str());
+          if !segments
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case("stages"))
+          {
+            continue;
+          }
+          let Some(id) = segments.next() else {
+            reads.all = true;
+            continue;
+          };
+          let found = index
+            .get(id)
+            .or_else(|| index.get(id.to_ascii_lowercase().as_str()));
+          if let Some(&r) = found
+            && !reads.stages.contains(&r)
+          {
+            reads.stages.push(r);
+          }
+        }
+      }
+    }
+    reads
+  }
+
   /// The gate, if this is a gate stage.
   pub fn gate(&self) -> Option<&Gate> {
     match &self.kind {
