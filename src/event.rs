@@ -147,6 +147,29 @@ pub enum Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     inputs: Option<serde_json::Value>,
   },
+  /// A recovery strategy decided what follows a failed attempt.
+  RecoveryDecided {
+    /// Stage id.
+    stage: String,
+    /// The attempt that failed.
+    attempt: u32,
+    /// The strategy consulted.
+    strategy: String,
+    /// `retry`, `fallback`, `skip`, `abort`, `compensate`, or `error` when the strategy failed.
+    action: String,
+    /// Delay before a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+    /// The fallback skill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uses: Option<String>,
+    /// Inputs replaced for a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    with: Option<serde_json::Value>,
+    /// Why the strategy failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+  },
   /// A line of output from a running attempt.
   Log {
     /// Stage id.
@@ -222,6 +245,7 @@ impl Event {
       | Self::StageCancelled { stage, .. }
       | Self::GateWaiting { stage, .. }
       | Self::GateDecided { stage, .. }
+      | Self::RecoveryDecided { stage, .. }
       | Self::Log { stage, .. }
       | Self::CompensationStarted { stage, .. }
       | Self::CompensationCompleted { stage, .. }
@@ -244,6 +268,7 @@ impl Event {
       Self::StageCancelled { .. } => "stage_cancelled",
       Self::GateWaiting { .. } => "gate_waiting",
       Self::GateDecided { .. } => "gate_decided",
+      Self::RecoveryDecided { .. } => "recovery_decided",
       Self::Log { .. } => "log",
       Self::RunPaused { .. } => "run_paused",
       Self::RunResumed {} => "run_resumed",

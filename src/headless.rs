@@ -98,6 +98,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     approve_all: args.approve_all,
     interactive,
     masker,
+    hooks: None,
   };
   let runtime = tokio::runtime::Builder::new_multi_thread()
     .enable_all()

@@ -11,6 +11,7 @@ pub mod event;
 pub mod executor;
 pub mod expr;
 mod headless;
+pub mod hooks;
 pub mod loader;
 pub mod mask;
 pub mod params;

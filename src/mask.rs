@@ -124,6 +124,14 @@ impl Masker {
         }
       }
       Event::Log { message, .. } => self.mask_string(message),
+      Event::RecoveryDecided { with, error, .. } => {
+        if let Some(w) = with {
+          self.mask_json(w);
+        }
+        if let Some(e) = error {
+          self.mask_string(e);
+        }
+      }
       Event::RunCompleted { outputs, error, .. } => {
         self.mask_json(outputs);
         if let Some(e) = error {

@@ -703,6 +703,30 @@ impl State {
         self.paused = None;
         self.plain(ts, "run resumed");
       }
+      Event::RecoveryDecided {
+        stage,
+        strategy,
+        action,
+        delay_ms,
+        uses,
+        error,
+        ..
+      } => {
+        let mut text = format!("stage {stage} recovery {strategy}: {action}");
+        if let Some(delay) = delay_ms {
+          text.push_str(&format!(
+            " in {}",
+            format_duration(Duration::from_millis(*delay))
+          ));
+        }
+        if let Some(uses) = uses {
+          text.push_str(&format!(" with {uses}"));
+        }
+        if let Some(error) = error {
+          text.push_str(&format!(": {}", first_line(error)));
+        }
+        self.plain(ts, &text);
+      }
       Event::CompensationStarted { stage, uses } => {
         self.plain(
           ts,

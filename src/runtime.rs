@@ -49,7 +49,7 @@ pub enum Control {
 }
 
 /// How to run, beyond what the workflow file says.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
   /// Run id.
   pub run_id: String,
@@ -68,6 +68,8 @@ pub struct RunOptions {
   pub interactive: bool,
   /// Hides secret values in everything emitted.
   pub masker: Masker,
+  /// Approval policies and recovery strategies, when the workflow has hooks.
+  pub hooks: Option<Arc<dyn hooks::Hooks>>,
 }
 
 /// How a run ended.
@@ -142,6 +144,8 @@ enum Phase {
   Primary,
   /// `fallback[i]`, one attempt each.
   Fallback(usize),
+  /// A skill a recovery strategy chose, one attempt.
+  Chosen,
 }
 
 /// Scheduling data per stage; statuses and outputs live in the folded state.
@@ -175,6 +179,10 @@ struct Slot {
   outputs: Option<Arc<serde_json::Value>>,
   /// Failed under `on_failure: ignore`.
   ignored: bool,
+  /// Inputs a recovery strategy replaced for the next attempt.
+  overrides: Option<serde_json::Map<String, serde_json::Value>>,
+  /// The skill a recovery strategy chose for the next attempt.
+  chosen: Option<String>,
   started: Option<Instant>,
 }
 
@@ -242,6 +250,37 @@ struct Engine {
   rng: u64,
   errors: Vec<String>,
   run_id: Arc<str>,
+  hook_tx: mpsc::UnboundedSender<HookReply>,
+  hook_rx: mpsc::UnboundedReceiver<HookReply>,
+  /// Policy and recovery calls still running.
+  pending_hooks: usize,
+  /// A recovery strategy asked to stop without compensating.
+  skip_compensation: bool,
+}
+
+/// A gate or approval opened and not decided yet.
+#[derive(Debug, Clone)]
+struct GateOpen {
+  kind: String,
+  message: Option<String>,
+  timeout: Option<Duration>,
+  opened: Instant,
+}
+
+/// The answer of a policy or recovery call made off the engine's task.
+enum HookReply {
+  Policy {
+    stage: usize,
+    policy: String,
+    open: GateOpen,
+    result: Result<hooks::PolicyDecision, String>,
+  },
+  Recovery {
+    stage: usize,
+    attempt: u32,
+    strategy: String,
+    result: Result<hooks::RecoveryAction, String>,
+  },
 }
 
 impl Engine {
@@ -280,6 +319,8 @@ impl Engine {
           value: Value::Null,
           outputs: None,
           ignored: false,
+          overrides: None,
+          chosen: None,
           started: None,
         }
       })
@@ -307,6 +348,7 @@ impl Engine {
     }
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (log_tx, log_rx) = mpsc::unbounded_channel();
+    let (hook_tx, hook_rx) = mpsc::unbounded_channel();
     let started_at = event::now_rfc3339();
     let run_value = object([
       ("id", Value::from(options.run_id.as_str())),
@@ -361,6 +403,10 @@ impl Engine {
       rng: seed | 1,
       errors: Vec::new(),
       run_id: Arc::from(options.run_id.as_str()),
+      hook_tx,
+      hook_rx,
+      pending_hooks: 0,
+      skip_compensation: false,
       workflow,
       options,
       executor,
@@ -420,7 +466,11 @@ impl Engine {
       if self.settled == self.slots.len() {
         break;
       }
-      if self.in_flight == 0 && self.runnable.is_empty() && self.delayed.is_empty() {
+      if self.in_flight == 0
+        && self.pending_hooks == 0
+        && self.runnable.is_empty()
+        && self.delayed.is_empty()
+      {
         let blocked_on_gates = !self.waiting.is_empty();
         let can_wait = self.options.interactive && control_open || !self.deadlines.is_empty();
         if blocked_on_gates && !can_wait && !self.paused {
@@ -440,6 +490,7 @@ impl Engine {
       tokio::select! {
         Some(done) = self.done_rx.recv() => self.on_done(done),
         Some(line) = self.log_rx.recv() => self.on_log(line),
+        Some(reply) = self.hook_rx.recv() => self.on_hook_reply(reply),
         message = control.recv(), if control_open => match message {
           Some(message) => self.on_control(message),
           None => control_open = false,
@@ -690,22 +741,12 @@ impl Engine {
       (kind == "approval").then(|| {
         format!(
           "Stage `{id}` has risk {} and needs approval",
-          stage.risk.map_or("?", |r| match r {
-            workflow::Risk::Low => "low",
-            workflow::Risk::Medium => "medium",
-            workflow::Risk::High => "high",
-            workflow::Risk::Critical => "critical",
-          })
+          stage.risk.map_or("?", risk_name)
         )
       })
     });
     let timeout = gate.and_then(|g| g.timeout);
-    self.emit(Event::GateWaiting {
-      stage: id.clone(),
-      message,
-      kind: kind.into(),
-      timeout_ms: timeout.map(millis),
-    });
+    let opened = Instant::now();
     let up_front = if self.options.reject.contains(&id) {
       Some(GateDecision::Reject)
     } else if self.options.approve_all || self.options.approve.contains(&id) {
@@ -713,13 +754,123 @@ impl Engine {
     } else {
       None
     };
+    let waiting = GateOpen {
+      kind: kind.to_string(),
+      message,
+      timeout,
+      opened,
+    };
     if let Some(decision) = up_front {
+      self.announce_gate(i, &waiting);
       self.decide(i, decision, "flag".into(), None, None);
       return;
     }
+    // Then an approval policy, if the gate names one (or the workflow has a default policy).
+    let policy = gate.and_then(|g| g.policy.clone()).or_else(|| {
+      self
+        .workflow
+        .config
+        .approval
+        .as_ref()
+        .and_then(|a| a.policy.clone())
+    });
+    if let (Some(name), Some(hooks)) = (policy, self.options.hooks.clone()) {
+      let request = hooks::PolicyStage {
+        id: id.clone(),
+        kind: kind.to_string(),
+        risk: stage.risk.map(risk_name).map(str::to_string),
+        uses: stage.skill().map(|c| c.uses.clone()),
+        message: waiting.message.clone(),
+        run_id: self.options.run_id.clone(),
+        params: masked_params(&self.options),
+        memory: self.memory.view().entries(),
+      };
+      let reply = self.hook_tx.clone();
+      self.pending_hooks += 1;
+      tokio::spawn(async move {
+        let result = hooks.decide(&name, request).await;
+        let _ = reply.send(HookReply::Policy {
+          stage: i,
+          policy: name,
+          open: waiting,
+          result,
+        });
+      });
+      return;
+    }
+    self.announce_gate(i, &waiting);
+    self.wait_for_person(i, &waiting);
+  }
+
+  /// Emits `gate_waiting` for a gate or approval.
+  fn announce_gate(&mut self, i: usize, open: &GateOpen) {
+    let id = self.id(i);
+    self.emit(Event::GateWaiting {
+      stage: id,
+      message: open.message.clone(),
+      kind: open.kind.clone(),
+      timeout_ms: open.timeout.map(millis),
+    });
+  }
+
+  /// Leaves the decision to a person (a prompt, `Control::Decide`, or the gate's timeout).
+  fn wait_for_person(&mut self, i: usize, open: &GateOpen) {
     self.waiting.push(i);
-    if let Some(t) = timeout {
-      self.deadlines.push((Instant::now() + t, i));
+    if let Some(t) = open.timeout {
+      self.deadlines.push((open.opened + t, i));
+    }
+  }
+
+  fn on_hook_reply(&mut self, reply: HookReply) {
+    self.pending_hooks -= 1;
+    match reply {
+      HookReply::Policy {
+        stage: i,
+        policy,
+        open,
+        result,
+      } => {
+        // The run may have stopped while the policy was thinking.
+        if self.status(i).is_settled() {
+          return;
+        }
+        if let Some(stop) = self.stop {
+          self.cancel_pending(i, stop);
+          return;
+        }
+        self.announce_gate(i, &open);
+        let by = format!("policy:{policy}");
+        match result {
+          Ok(hooks::PolicyDecision::Approve { reason }) => {
+            self.decide(i, GateDecision::Approve, by, reason, None);
+          }
+          Ok(hooks::PolicyDecision::Reject { reason }) => {
+            self.decide(i, GateDecision::Reject, by, reason, None);
+          }
+          Ok(hooks::PolicyDecision::Ask { reason }) => {
+            let id = self.id(i);
+            let why = reason.map_or_else(String::new, |r| format!(": {r}"));
+            self.emit(Event::Log {
+              stage: id,
+              attempt: 0,
+              stream: "log".into(),
+              message: format!("policy `{policy}` leaves the decision to a person{why}"),
+            });
+            self.wait_for_person(i, &open);
+          }
+          // A broken policy must not let anything through: fail closed.
+          Err(error) => {
+            let reason = Some(format!("policy `{policy}` failed: {error}"));
+            self.decide(i, GateDecision::Reject, by, reason, None);
+          }
+        }
+      }
+      HookReply::Recovery {
+        stage: i,
+        attempt,
+        strategy,
+        result,
+      } => self.apply_recovery(i, attempt, &strategy, result),
     }
   }
 
@@ -809,6 +960,7 @@ impl Engine {
     let uses = match self.slots[i].phase {
       Phase::Primary => call.uses.clone(),
       Phase::Fallback(f) => stage.fallback.get(f).cloned().unwrap_or_default(),
+      Phase::Chosen => self.slots[i].chosen.clone().unwrap_or_default(),
     };
     let ctx = self.context(i, self.flags(i));
     let inputs = match resolve_with(&call.with, &ctx) {
@@ -822,6 +974,12 @@ impl Engine {
         return;
       }
     };
+    let mut inputs = inputs;
+    if let (Some(overrides), serde_json::Value::Object(map)) =
+      (&self.slots[i].overrides, &mut inputs)
+    {
+      map.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
     let inputs = Arc::new(inputs);
     let slot = &mut self.slots[i];
     slot.attempts += 1;
@@ -992,6 +1150,38 @@ impl Engine {
     }
     let workflow = Arc::clone(&self.workflow);
     let stage = &workflow.stages[i];
+    // A recovery strategy replaces the retry and fallback settings of its stage.
+    if let (Some(strategy), Some(hooks)) = (&stage.recover, self.options.hooks.clone()) {
+      let state = self.state.stages.get_index(i).map(|(_, s)| s);
+      let failure = hooks::Failure {
+        stage: stage.id.clone(),
+        attempt: self.slots[i].attempts,
+        kind: match kind {
+          RetryOn::Error => "error".into(),
+          RetryOn::Timeout => "timeout".into(),
+        },
+        error: state.and_then(|s| s.error.clone()).unwrap_or_default(),
+        uses: state.and_then(|s| s.uses.clone()).unwrap_or_default(),
+        inputs: state
+          .and_then(|s| s.inputs.as_deref().cloned())
+          .unwrap_or_default(),
+        run_id: self.options.run_id.clone(),
+      };
+      let reply = self.hook_tx.clone();
+      let strategy = strategy.clone();
+      let attempt = self.slots[i].attempts;
+      self.pending_hooks += 1;
+      tokio::spawn(async move {
+        let result = hooks.recover(&strategy, failure).await;
+        let _ = reply.send(HookReply::Recovery {
+          stage: i,
+          attempt,
+          strategy,
+          result,
+        });
+      });
+      return;
+    }
     let slot = &self.slots[i];
     if slot.phase == Phase::Primary
       && slot.tries < stage.retry.max_attempts
@@ -1003,28 +1193,13 @@ impl Engine {
         let half = delay / 2;
         delay = half + half.mul_f64(self.random());
       }
-      let due = Instant::now() + delay;
-      let id = stage.id.clone();
-      let attempt = self.slots[i].attempts;
-      let error = self
-        .state
-        .stages
-        .get_index(i)
-        .and_then(|(_, s)| s.error.clone())
-        .unwrap_or_default();
-      self.emit(Event::StageRetrying {
-        stage: id,
-        attempt,
-        delay_ms: millis(delay),
-        due: event::rfc3339(SystemTime::now() + delay),
-        error,
-      });
-      self.delayed.push(Reverse((due, i)));
+      self.retry_after(i, delay);
       return;
     }
     let next_fallback = match slot.phase {
       Phase::Primary => 0,
       Phase::Fallback(f) => f + 1,
+      Phase::Chosen => usize::MAX,
     };
     if next_fallback < stage.fallback.len() {
       self.slots[i].phase = Phase::Fallback(next_fallback);
@@ -1032,6 +1207,127 @@ impl Engine {
       return;
     }
     self.final_failure(i);
+  }
+
+  /// Announces and schedules the next attempt of stage `i` after `delay`.
+  fn retry_after(&mut self, i: usize, delay: Duration) {
+    let id = self.id(i);
+    let attempt = self.slots[i].attempts;
+    let error = self
+      .state
+      .stages
+      .get_index(i)
+      .and_then(|(_, s)| s.error.clone())
+      .unwrap_or_default();
+    self.emit(Event::StageRetrying {
+      stage: id,
+      attempt,
+      delay_ms: millis(delay),
+      due: event::rfc3339(SystemTime::now() + delay),
+      error,
+    });
+    self.delayed.push(Reverse((Instant::now() + delay, i)));
+  }
+
+  /// Carries out what a recovery strategy decided after attempt `attempt` of stage `i` failed.
+  fn apply_recovery(
+    &mut self,
+    i: usize,
+    attempt: u32,
+    strategy: &str,
+    result: Result<hooks::RecoveryAction, String>,
+  ) {
+    let id = self.id(i);
+    let event = |action: &str| Event::RecoveryDecided {
+      stage: id.clone(),
+      attempt,
+      strategy: strategy.to_string(),
+      action: action.to_string(),
+      delay_ms: None,
+      uses: None,
+      with: None,
+      error: None,
+    };
+    let action = match result {
+      Ok(action) => action,
+      Err(error) => {
+        let mut e = event("error");
+        if let Event::RecoveryDecided { error: slot, .. } = &mut e {
+          *slot = Some(error);
+        }
+        self.emit(e);
+        self.final_failure(i);
+        return;
+      }
+    };
+    if self.stop.is_some() && !matches!(action, hooks::RecoveryAction::Skip) {
+      self.final_failure(i);
+      return;
+    }
+    let mut decided = event(action.name());
+    if let Event::RecoveryDecided {
+      delay_ms,
+      uses,
+      with,
+      ..
+    } = &mut decided
+    {
+      match &action {
+        hooks::RecoveryAction::Retry { delay, with: w } => {
+          *delay_ms = Some(delay.map_or(0, millis));
+          *with = w.clone().map(serde_json::Value::Object);
+        }
+        hooks::RecoveryAction::Fallback { uses: u } => *uses = Some(u.clone()),
+        _ => {}
+      }
+    }
+    self.emit(decided);
+    match action {
+      hooks::RecoveryAction::Retry { delay, with } => {
+        // A strategy that always says "retry" must not loop forever.
+        let cap = self.workflow.stages[i]
+          .retry
+          .max_attempts
+          .max(RECOVERY_ATTEMPTS);
+        if self.slots[i].attempts >= cap {
+          self.errors.push(format!(
+            "stage `{id}`: recovery `{strategy}` asked for attempt {} but at most {cap} are allowed",
+            self.slots[i].attempts + 1
+          ));
+          self.final_failure(i);
+          return;
+        }
+        if let Some(with) = with {
+          self.slots[i]
+            .overrides
+            .get_or_insert_with(Default::default)
+            .extend(with);
+        }
+        self.slots[i].phase = Phase::Primary;
+        self.retry_after(i, delay.unwrap_or_default());
+      }
+      hooks::RecoveryAction::Fallback { uses } => {
+        self.slots[i].phase = Phase::Chosen;
+        self.slots[i].chosen = Some(uses);
+        self.runnable.push(Reverse((self.slots[i].level, i)));
+      }
+      hooks::RecoveryAction::Skip => {
+        self.emit(Event::StageSkipped {
+          stage: id,
+          reason: "recovery".into(),
+        });
+        self.settle(i);
+      }
+      hooks::RecoveryAction::Abort => {
+        self.skip_compensation = true;
+        self.settle(i);
+        self.begin_stop(Stop::Halt);
+      }
+      hooks::RecoveryAction::Compensate => {
+        self.settle(i);
+        self.begin_stop(Stop::Halt);
+      }
+    }
   }
 
   /// Applies `on_failure` once nothing more will be tried for stage `i`.
@@ -1243,7 +1539,7 @@ impl Engine {
   /// Compensations, workflow outputs and the final event.
   async fn finish(&mut self) {
     let suspended = self.settled < self.slots.len();
-    if self.stop == Some(Stop::Halt) {
+    if self.stop == Some(Stop::Halt) && !self.skip_compensation {
       self.compensate().await;
     }
     let failed = self.workflow.stages.iter().enumerate().any(|(i, _)| {
@@ -1409,6 +1705,25 @@ impl Engine {
       }
     }
   }
+}
+
+/// Attempts a recovery strategy may ask for when `retry.max_attempts` allows fewer.
+const RECOVERY_ATTEMPTS: u32 = 10;
+
+fn risk_name(risk: workflow::Risk) -> &'static str {
+  match risk {
+    workflow::Risk::Low => "low",
+    workflow::Risk::Medium => "medium",
+    workflow::Risk::High => "high",
+    workflow::Risk::Critical => "critical",
+  }
+}
+
+/// Parameters as user code may see them: secrets masked.
+fn masked_params(options: &RunOptions) -> serde_json::Value {
+  let mut params = serde_json::Value::Object(options.params.clone().into_iter().collect());
+  options.masker.mask_json(&mut params);
+  params
 }
 
 fn finished(result: Result<StageResult, tokio::time::error::Elapsed>) -> Finished {
@@ -1678,6 +1993,7 @@ mod tests {
       approve_all: false,
       interactive: false,
       masker: Masker::default(),
+      hooks: None,
     }
   }
 
@@ -2142,6 +2458,277 @@ mod tests {
     assert_eq!(
       serde_json::to_value(&replayed).ok(),
       serde_json::to_value(&ran.outcome.state).ok()
+    );
+  }
+}
+
+#[cfg(test)]
+mod hook_tests {
+  use super::*;
+  use crate::executor::BoxFuture;
+  use hooks::{Failure, Hooks, PolicyDecision, PolicyStage, RecoveryAction};
+  use std::sync::Mutex;
+
+  /// Policies and strategies scripted in Rust: policy names are decisions, strategy names
+  /// are actions.
+  #[derive(Default)]
+  struct Scripted {
+    failures: Mutex<Vec<Failure>>,
+  }
+
+  impl Hooks for Scripted {
+    fn policies(&self) -> Vec<String> {
+      vec!["yes".into(), "no".into(), "ask".into(), "broken".into()]
+    }
+
+    fn recoveries(&self) -> Vec<String> {
+      Vec::new()
+    }
+
+    fn decide(&self, name: &str, stage: PolicyStage) -> BoxFuture<Result<PolicyDecision, String>> {
+      let name = name.to_string();
+      Box::pin(async move {
+        let reason = Some(format!(
+          "{} is {}",
+          stage.id,
+          stage.risk.unwrap_or_default()
+        ));
+        match name.as_str() {
+          "yes" => Ok(PolicyDecision::Approve { reason }),
+          "no" => Ok(PolicyDecision::Reject { reason }),
+          "ask" => Ok(PolicyDecision::Ask { reason }),
+          _ => Err("boom at hooks.lua:3".into()),
+        }
+      })
+    }
+
+    fn recover(&self, name: &str, failure: Failure) -> BoxFuture<Result<RecoveryAction, String>> {
+      if let Ok(mut failures) = self.failures.lock() {
+        failures.push(failure.clone());
+      }
+      let name = name.to_string();
+      Box::pin(async move {
+        Ok(match name.as_str() {
+          // Retry once with a simpler input, then give up through a fallback.
+          "simplify" if failure.attempt == 1 => RecoveryAction::Retry {
+            delay: Some(Duration::from_millis(5)),
+            with: Some(
+              serde_json::json!({"depth": 1})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            ),
+          },
+          "simplify" => RecoveryAction::Fallback {
+            uses: "echo".into(),
+          },
+          "skip" => RecoveryAction::Skip,
+          "abort" => RecoveryAction::Abort,
+          "compensate" => RecoveryAction::Compensate,
+          "forever" => RecoveryAction::Retry {
+            delay: None,
+            with: None,
+          },
+          _ => return Err("no such action".into()),
+        })
+      })
+    }
+  }
+
+  fn run(text: &str, approve: &[&str]) -> (RunOutcome, Vec<EventRecord>, Arc<Scripted>) {
+    let workflow = Arc::new(loader::load_str("t.yaml", text).expect("valid"));
+    let hooks = Arc::new(Scripted::default());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    struct Collect(Arc<Mutex<Vec<EventRecord>>>);
+    impl EventSink for Collect {
+      fn emit(&mut self, record: &EventRecord) {
+        if let Ok(mut e) = self.0.lock() {
+          e.push(record.clone());
+        }
+      }
+    }
+    let options = RunOptions {
+      run_id: "t".into(),
+      max_parallel: 3,
+      params: IndexMap::new(),
+      approve: approve.iter().map(|s| (*s).to_string()).collect(),
+      reject: HashSet::new(),
+      approve_all: false,
+      interactive: false,
+      masker: Masker::default(),
+      hooks: Some(Arc::clone(&hooks) as Arc<dyn Hooks>),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+      .worker_threads(2)
+      .enable_all()
+      .build()
+      .expect("runtime");
+    let (_tx, rx) = mpsc::unbounded_channel();
+    let executor: Arc<dyn StageExecutor> = Arc::new(builtin::Builtins);
+    let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Collect(Arc::clone(&events)))];
+    let outcome = runtime.block_on(execute(workflow, options, executor, sinks, rx));
+    let events = events.lock().map(|e| e.clone()).unwrap_or_default();
+    (outcome, events, hooks)
+  }
+
+  fn status(outcome: &RunOutcome, id: &str) -> StageStatus {
+    outcome
+      .state
+      .stage(id)
+      .map_or(StageStatus::Pending, |s| s.status)
+  }
+
+  fn decided_by(
+    events: &[EventRecord],
+    id: &str,
+  ) -> Option<(GateDecision, String, Option<String>)> {
+    events.iter().find_map(|r| match &r.event {
+      Event::GateDecided {
+        stage,
+        decision,
+        decided_by,
+        reason,
+        ..
+      } if stage == id => Some((*decision, decided_by.clone(), reason.clone())),
+      _ => None,
+    })
+  }
+
+  #[test]
+  fn policies_decide_gates_and_approvals_with_reasons() {
+    let (outcome, events, _) = run(
+      "name: t\nconfig: { approval: { policy: yes, require_for: high } }\nstages:\n  - { id: g, gate: { policy: no } }\n  - { id: risky, uses: echo, risk: high }\n",
+      &[],
+    );
+    assert_eq!(status(&outcome, "risky"), StageStatus::Completed);
+    assert_eq!(
+      decided_by(&events, "risky"),
+      Some((
+        GateDecision::Approve,
+        "policy:yes".into(),
+        Some("risky is high".into())
+      ))
+    );
+    assert_eq!(status(&outcome, "g"), StageStatus::Failed);
+    assert_eq!(
+      decided_by(&events, "g").map(|d| d.1),
+      Some("policy:no".into())
+    );
+    assert_eq!(outcome.exit_code(), 3);
+  }
+
+  #[test]
+  fn flags_win_over_policies_and_ask_falls_through_to_a_person() {
+    let text = "name: t\nstages:\n  - { id: g, gate: { policy: ask } }\n";
+    let (outcome, events, _) = run(text, &[]);
+    assert_eq!(outcome.state.status, RunStatus::Waiting);
+    assert!(events.iter().any(|r| matches!(&r.event, Event::Log { message, .. } if message.contains("leaves the decision to a person: g is"))));
+    let (outcome, events, _) = run(
+      "name: t\nstages:\n  - { id: g, gate: { policy: no } }\n",
+      &["g"],
+    );
+    assert_eq!(status(&outcome, "g"), StageStatus::Completed);
+    assert_eq!(decided_by(&events, "g").map(|d| d.1), Some("flag".into()));
+  }
+
+  #[test]
+  fn a_failing_policy_rejects() {
+    let (outcome, events, _) = run(
+      "name: t\nstages:\n  - { id: g, gate: { policy: broken } }\n",
+      &[],
+    );
+    assert_eq!(status(&outcome, "g"), StageStatus::Failed);
+    let reason = decided_by(&events, "g")
+      .and_then(|d| d.2)
+      .unwrap_or_default();
+    assert!(
+      reason.contains("policy `broken` failed: boom at hooks.lua:3"),
+      "{reason}"
+    );
+  }
+
+  #[test]
+  fn recovery_retries_with_changed_inputs_then_falls_back() {
+    let (outcome, events, hooks) = run(
+      "name: t\nstages:\n  - { id: a, uses: fail, recover: simplify, with: { depth: 3, times: 5 } }\n",
+      &[],
+    );
+    assert_eq!(status(&outcome, "a"), StageStatus::Completed);
+    let failures = hooks.failures.lock().map(|f| f.clone()).unwrap_or_default();
+    assert_eq!(failures.len(), 2);
+    assert_eq!(failures[0].inputs["depth"], 3);
+    assert_eq!(
+      failures[1].inputs["depth"], 1,
+      "the retry ran with the simplified input"
+    );
+    assert_eq!(failures[0].kind, "error");
+    let actions: Vec<String> = events
+      .iter()
+      .filter_map(|r| match &r.event {
+        Event::RecoveryDecided { action, .. } => Some(action.clone()),
+        _ => None,
+      })
+      .collect();
+    assert_eq!(actions, vec!["retry", "fallback"]);
+    assert_eq!(
+      outcome
+        .state
+        .stage("a")
+        .and_then(|s| s.uses.clone())
+        .as_deref(),
+      Some("echo")
+    );
+  }
+
+  #[test]
+  fn recovery_can_skip_abort_or_compensate() {
+    let (outcome, _, _) = run(
+      "name: t\nstages:\n  - { id: a, uses: fail, recover: skip }\n  - { id: b, uses: echo, depends_on: a }\n",
+      &[],
+    );
+    assert_eq!(status(&outcome, "a"), StageStatus::Skipped);
+    assert_eq!(status(&outcome, "b"), StageStatus::Completed);
+    assert_eq!(outcome.state.status, RunStatus::Completed);
+    let compensated = |events: &[EventRecord]| {
+      events
+        .iter()
+        .any(|r| r.event.name() == "compensation_started")
+    };
+    let text = |action: &str| {
+      format!(
+        "name: t\nstages:\n  - {{ id: done, uses: echo, compensate: echo }}\n  - {{ id: a, uses: fail, depends_on: done, recover: {action}, on_failure: continue }}\n  - {{ id: b, uses: echo, depends_on: a, if: \"$<< always() >>\" }}\n"
+      )
+    };
+    let (outcome, events, _) = run(&text("abort"), &[]);
+    assert_eq!(outcome.state.status, RunStatus::Failed);
+    assert!(!compensated(&events));
+    let (outcome, events, _) = run(&text("compensate"), &[]);
+    assert_eq!(outcome.state.status, RunStatus::Failed);
+    assert!(compensated(&events));
+  }
+
+  #[test]
+  fn recovery_errors_and_endless_retries_end_in_failure() {
+    let (outcome, events, _) = run(
+      "name: t\nstages:\n  - { id: a, uses: fail, recover: nonsense }\n",
+      &[],
+    );
+    assert_eq!(status(&outcome, "a"), StageStatus::Failed);
+    assert!(events.iter().any(|r| matches!(&r.event, Event::RecoveryDecided { action, error: Some(e), .. } if action == "error" && e == "no such action")));
+    let (outcome, _, _) = run(
+      "name: t\nstages:\n  - { id: a, uses: fail, recover: forever }\n",
+      &[],
+    );
+    assert_eq!(
+      outcome.state.stage("a").map(|s| s.attempts),
+      Some(RECOVERY_ATTEMPTS)
+    );
+    assert!(
+      outcome
+        .state
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("at most 10"))
     );
   }
 }

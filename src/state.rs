@@ -269,7 +269,8 @@ impl RunState {
           s.logs.push(message);
         }
       }
-      Event::CompensationStarted { .. }
+      Event::RecoveryDecided { .. }
+      | Event::CompensationStarted { .. }
       | Event::CompensationCompleted { .. }
       | Event::CompensationFailed { .. } => {}
     }
