@@ -36,6 +36,18 @@ pub enum Command {
   },
   /// Run a workflow (exit 0 completed, 1 failed, 2 invalid, 3 cancelled or rejected, 4 suspended).
   Run(RunArgs),
+  /// The skill registry: built-in skills and those found in skills directories.
+  Skills {
+    /// What to show (default: list).
+    #[command(subcommand)]
+    action: Option<SkillsAction>,
+    /// Directories to search for skills (default: ./skills); repeatable.
+    #[arg(long = "skills", value_name = "DIR", global = true)]
+    dirs: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    format: Format,
+  },
   /// Evaluate one expression and print its value as JSON.
   Eval {
     /// The expression, with or without the `$<< >>` delimiters.
@@ -44,6 +56,28 @@ pub enum Command {
     /// A JSON object whose keys become namespaces (`parameters`, `stages`, ...).
     #[arg(long, value_name = "FILE.json")]
     context: Option<PathBuf>,
+  },
+}
+
+/// `swdl skills` actions.
+#[derive(Debug, Subcommand)]
+pub enum SkillsAction {
+  /// List skills, optionally selected by domain, language and a token budget.
+  List {
+    /// Keep skills in any of these domains (repeatable).
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    domains: Vec<String>,
+    /// Keep skills for any of these languages (repeatable).
+    #[arg(long = "language", value_name = "LANGUAGE")]
+    languages: Vec<String>,
+    /// Take skills in order while their token estimates fit in this budget.
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u64>,
+  },
+  /// Show one skill: its source, metadata, inputs and outputs.
+  Show {
+    /// The skill's name.
+    name: String,
   },
 }
 

@@ -86,6 +86,11 @@ where
       format,
     } => plan(&file, &params, format),
     Command::Run(args) => headless::run(&args),
+    Command::Skills {
+      action,
+      dirs,
+      format,
+    } => skills_command(action, &dirs, format),
     Command::Eval { expr, context } => eval(&expr, context.as_deref()),
   };
   match result {
@@ -238,6 +243,133 @@ fn eval(text: &str, context: Option<&Path>) -> Result<i32, Error> {
     .eval(&ctx)
     .map_err(|error| fail(error.span, error.kind))?;
   writeln!(std::io::stdout().lock(), "{}", value.to_json_text(true))?;
+  Ok(exit::OK)
+}
+
+fn skills_command(
+  action: Option<cli::SkillsAction>,
+  dirs: &[std::path::PathBuf],
+  format: Format,
+) -> Result<i32, Error> {
+  let dirs: Vec<String> = if dirs.is_empty() {
+    vec!["skills".into()]
+  } else {
+    dirs.iter().map(|d| d.display().to_string()).collect()
+  };
+  let index = skills::SkillIndex::discover(Path::new(""), &dirs);
+  let registry = skills::Registry::load(&index).map_err(Error::Diagnostics)?;
+  let mut out = std::io::stdout().lock();
+  match action.unwrap_or(cli::SkillsAction::List {
+    domains: Vec::new(),
+    languages: Vec::new(),
+    max_tokens: None,
+  }) {
+    cli::SkillsAction::List {
+      domains,
+      languages,
+      max_tokens,
+    } => {
+      let selected = registry.select(&domains, &languages, max_tokens);
+      if format == Format::Json {
+        writeln!(
+          out,
+          "{}",
+          serde_json::to_string_pretty(&selected).unwrap_or_default()
+        )?;
+        return Ok(exit::OK);
+      }
+      let width = selected
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+      writeln!(
+        out,
+        "{:width$}  {:>6}  {:<24}  DESCRIPTION",
+        "NAME", "TOKENS", "DOMAINS"
+      )?;
+      for skill in &selected {
+        writeln!(
+          out,
+          "{:width$}  {:>6}  {:<24}  {}",
+          skill.name,
+          skill.meta.tokens,
+          skill.meta.domains.join(","),
+          skill.meta.description.as_deref().unwrap_or("")
+        )?;
+      }
+      let tokens: u64 = selected.iter().map(|s| s.meta.tokens).sum();
+      writeln!(out, "\n{} skills, {tokens} tokens", selected.len())?;
+    }
+    cli::SkillsAction::Show { name } => {
+      let Some(skill) = registry.get(&name) else {
+        let hint = registry
+          .suggest(&name)
+          .map_or_else(String::new, |s| format!(", did you mean `{s}`?"));
+        return Err(Error::Usage(format!("unknown skill `{name}`{hint}")));
+      };
+      if format == Format::Json {
+        writeln!(
+          out,
+          "{}",
+          serde_json::to_string_pretty(skill).unwrap_or_default()
+        )?;
+        return Ok(exit::OK);
+      }
+      let meta = &skill.meta;
+      writeln!(out, "{}", skill.name)?;
+      writeln!(out, "  source       {}", skill.source)?;
+      if let Some(d) = &meta.description {
+        writeln!(out, "  description  {d}")?;
+      }
+      let list = |v: &[String]| {
+        if v.is_empty() {
+          "-".to_string()
+        } else {
+          v.join(", ")
+        }
+      };
+      writeln!(out, "  domains      {}", list(&meta.domains))?;
+      writeln!(out, "  languages    {}", list(&meta.languages))?;
+      writeln!(out, "  tokens       {}", meta.tokens)?;
+      if let Some(risk) = meta.risk {
+        writeln!(
+          out,
+          "  risk         {}",
+          serde_json::to_value(risk)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("")
+        )?;
+      }
+      if !meta.permissions.is_empty() {
+        let names: Vec<String> = meta
+          .permissions
+          .iter()
+          .map(|p| {
+            serde_json::to_value(p)
+              .unwrap_or_default()
+              .as_str()
+              .unwrap_or("")
+              .to_string()
+          })
+          .collect();
+        writeln!(out, "  permissions  {}", names.join(", "))?;
+      }
+      for (title, fields) in [("inputs", &meta.inputs), ("outputs", &meta.outputs)] {
+        if !fields.is_empty() {
+          let text: Vec<String> = fields.iter().map(|(k, t)| format!("{k}: {t}")).collect();
+          writeln!(out, "  {title:<12} {}", text.join(", "))?;
+        }
+      }
+      if skill.source != "builtin" {
+        if let Ok(code) = std::fs::read_to_string(&skill.source) {
+          writeln!(out, "\n{code}")?;
+        }
+      }
+    }
+  }
   Ok(exit::OK)
 }
 

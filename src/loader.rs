@@ -141,6 +141,81 @@ fn load(name: &str, text: &str, base: Option<&Path>) -> Result<Workflow, Diagnos
   }
 }
 
+/// Keys of a skill's `skill.yaml`.
+const SKILL_META_KEYS: &[&str] = &[
+  "description",
+  "domains",
+  "languages",
+  "risk",
+  "tokens",
+  "permissions",
+  "inputs",
+  "outputs",
+];
+
+/// Reads a skill's `skill.yaml` metadata, reporting every problem with its position.
+pub fn load_skill_meta(name: &str, text: &str) -> Result<skills::SkillMeta, Diagnostics> {
+  let source = Source::new(name, text);
+  let root = yaml::parse(&source).map_err(|error| {
+    Diagnostics(vec![Diagnostic::new(
+      &source,
+      Span::new(error.offset, 0),
+      ErrorKind::Yaml(error.message),
+    )])
+  })?;
+  let mut loader = Loader {
+    source: Arc::clone(&source),
+    diagnostics: Diagnostics::default(),
+  };
+  let mut meta = skills::SkillMeta::default();
+  if root.value != NodeValue::Null
+    && let Some(map) = loader.mapping(&root, "skill.yaml", Some(SKILL_META_KEYS))
+  {
+    if let Some(n) = map.get("description") {
+      meta.description = loader.string(n, "description");
+    }
+    let list = |loader: &mut Loader, key: &str| -> Vec<String> {
+      map
+        .get(key)
+        .map(|n| {
+          loader
+            .string_list(n, key)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+        })
+        .unwrap_or_default()
+    };
+    meta.domains = list(&mut loader, "domains");
+    meta.languages = list(&mut loader, "languages");
+    if let Some(n) = map.get("risk") {
+      meta.risk = loader.risk(n, "risk");
+    }
+    if let Some(n) = map.get("tokens") {
+      meta.tokens = loader.integer(n, "tokens", 0).unwrap_or(0);
+    }
+    if let Some(n) = map.get("permissions") {
+      meta.permissions = loader.permissions(n);
+    }
+    if let Some(n) = map.get("inputs") {
+      for (name, field) in loader.fields(n, "inputs", true) {
+        meta.inputs.insert(name, field.ty.name().to_string());
+      }
+    }
+    if let Some(n) = map.get("outputs") {
+      for (name, field) in loader.fields(n, "outputs", true) {
+        meta.outputs.insert(name, field.ty.name().to_string());
+      }
+    }
+  }
+  if loader.diagnostics.is_empty() {
+    Ok(meta)
+  } else {
+    loader.diagnostics.sort();
+    Err(loader.diagnostics)
+  }
+}
+
 /// Why a workflow could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -787,26 +862,7 @@ impl Loader {
       && let Some(perms) = self.mapping(n, "permissions", None)
     {
       for (skill, _, value) in &perms.entries {
-        let grants = self
-          .string_list(value, "permissions")
-          .into_iter()
-          .filter_map(|(p, span)| {
-            let i = Permission::NAMES.iter().position(|n| *n == p);
-            if i.is_none() {
-              self.error(
-                span,
-                ErrorKind::InvalidChoice {
-                  field: "permission".into(),
-                  suggestion: suggest::suggest(&p, Permission::NAMES.iter().copied())
-                    .map(str::to_string),
-                  value: p,
-                  allowed: Permission::NAMES,
-                },
-              );
-            }
-            i.map(|i| [Permission::Exec, Permission::Net, Permission::Fs][i])
-          })
-          .collect();
+        let grants = self.permissions(value);
         config.permissions.insert((*skill).to_string(), grants);
       }
     }
@@ -817,6 +873,30 @@ impl Loader {
         .get("tokens")
         .and_then(|t| self.integer(t, "tokens", 0));
     }
+  }
+
+  /// A list of permission names (`exec`, `net`, `fs`).
+  fn permissions(&mut self, node: &Node) -> Vec<Permission> {
+    self
+      .string_list(node, "permissions")
+      .into_iter()
+      .filter_map(|(p, span)| {
+        let i = Permission::NAMES.iter().position(|n| *n == p);
+        if i.is_none() {
+          self.error(
+            span,
+            ErrorKind::InvalidChoice {
+              field: "permission".into(),
+              suggestion: suggest::suggest(&p, Permission::NAMES.iter().copied())
+                .map(str::to_string),
+              value: p,
+              allowed: Permission::NAMES,
+            },
+          );
+        }
+        i.map(|i| [Permission::Exec, Permission::Net, Permission::Fs][i])
+      })
+      .collect()
   }
 
   fn risk(&mut self, node: &Node, field: &str) -> Option<Risk> {
