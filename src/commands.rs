@@ -363,10 +363,10 @@ fn skills_command(
           writeln!(out, "  {title:<12} {}", text.join(", "))?;
         }
       }
-      if skill.source != "builtin" {
-        if let Ok(code) = std::fs::read_to_string(&skill.source) {
-          writeln!(out, "\n{code}")?;
-        }
+      if skill.source != "builtin"
+        && let Ok(code) = std::fs::read_to_string(&skill.source)
+      {
+        writeln!(out, "\n{code}")?;
       }
     }
   }
