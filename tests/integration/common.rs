@@ -85,6 +85,13 @@ impl TempDir {
   }
 }
 
+impl TempDir {
+  /// The directory.
+  pub fn path(&self) -> &std::path::Path {
+    &self.0
+  }
+}
+
 impl Drop for TempDir {
   fn drop(&mut self) {
     let _ = std::fs::remove_dir_all(&self.0);

@@ -6,4 +6,5 @@ mod examples;
 mod invalid;
 mod plan;
 mod run;
+mod skills;
 mod validate;
