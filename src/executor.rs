@@ -42,6 +42,9 @@ pub struct MemoryEntry {
   pub stage: String,
   /// Final status.
   pub status: event::StageStatus,
+  /// The skill of the last attempt, if the stage ran one.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub uses: Option<String>,
   /// The skill's summary, if it gave one.
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub summary: Option<String>,

@@ -62,6 +62,10 @@ pub struct Failure {
   pub inputs: serde_json::Value,
   /// Run id.
   pub run_id: String,
+  /// Resolved parameters (secrets masked).
+  pub params: serde_json::Value,
+  /// Working memory so far.
+  pub memory: Vec<MemoryEntry>,
 }
 
 /// What a recovery strategy wants done after a failed attempt.

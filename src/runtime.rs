@@ -1166,6 +1166,8 @@ impl Engine {
           .and_then(|s| s.inputs.as_deref().cloned())
           .unwrap_or_default(),
         run_id: self.options.run_id.clone(),
+        params: masked_params(&self.options),
+        memory: self.memory.view().entries(),
       };
       let reply = self.hook_tx.clone();
       let strategy = strategy.clone();
@@ -1365,6 +1367,11 @@ impl Engine {
     let entry = MemoryEntry {
       stage: self.workflow.stages[i].id.clone(),
       status,
+      uses: self
+        .state
+        .stages
+        .get_index(i)
+        .and_then(|(_, s)| s.uses.clone()),
       summary: self
         .state
         .stages
