@@ -132,6 +132,9 @@ pub struct RunArgs {
   /// Approve every gate and risky stage.
   #[arg(long)]
   pub approve_all: bool,
+  /// An extra Lua hook file (policies, recovery strategies), loaded after `config.hooks`.
+  #[arg(long = "lua", value_name = "FILE")]
+  pub lua: Vec<PathBuf>,
   /// Print the final run record, with workflow outputs, as JSON on stdout.
   #[arg(long, value_enum)]
   pub output: Option<OutputArg>,

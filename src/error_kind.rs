@@ -258,9 +258,18 @@ pub enum ErrorKind {
   /// `uses: ./x.lua` where the file does not exist.
   #[error("skill file `{0}` does not exist (paths are relative to the workflow file)")]
   MissingSkillFile(String),
-  /// Something this build cannot run yet.
-  #[error("{0}")]
-  NotRunnable(String),
+  /// A policy or recovery strategy no hook file registers.
+  #[error("unknown {what} `{name}`{}: {}", did_you_mean(suggestion), if registered.is_empty() { "no hook file registers any (list hook files in config.hooks or pass --lua FILE)".to_string() } else { format!("registered are {}", registered.join(", ")) })]
+  UnknownHook {
+    /// `approval policy` or `recovery strategy`.
+    what: &'static str,
+    /// The name used.
+    name: String,
+    /// The closest registered name.
+    suggestion: Option<String>,
+    /// What the hooks registered.
+    registered: Vec<String>,
+  },
   /// A status function outside `if`.
   #[error("status functions such as `success()` may only be used in `if`")]
   StatusOutsideIf,

@@ -28,7 +28,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     ));
   }
   let workflow = Arc::new(loader::load_file(&args.file)?);
-  check_runnable(&workflow)?;
+  let lua = start_lua(&workflow, &args.file, &args.lua)?;
   let mut given = Vec::new();
   if let Some(path) = &args.params_file {
     given.extend(params_from_file(&workflow, path)?);
@@ -98,7 +98,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     approve_all: args.approve_all,
     interactive,
     masker,
-    hooks: None,
+    hooks: lua
+      .as_ref()
+      .map(|(host, _)| Arc::new(host.clone()) as Arc<dyn hooks::Hooks>),
   };
   let runtime = tokio::runtime::Builder::new_multi_thread()
     .enable_all()
@@ -109,7 +111,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     })?;
   let outcome = runtime.block_on(async {
     tokio::spawn(watch_interrupts(control_tx.clone()));
-    let executor: Arc<dyn executor::StageExecutor> = Arc::new(builtin::Builtins);
+    let executor: Arc<dyn executor::StageExecutor> = match &lua {
+      Some((host, skills)) => Arc::new(lua::Executor::new(host.clone(), skills.clone())),
+      None => Arc::new(builtin::Builtins),
+    };
     runtime::execute(Arc::clone(&workflow), options, executor, sinks, control_rx).await
   });
   // Attempts still running (cancelled ones) must not outlive the command.
@@ -140,51 +145,103 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
   Ok(outcome.exit_code())
 }
 
-/// Rejects what this build cannot run yet, with positions, before anything starts.
-fn check_runnable(workflow: &Workflow) -> Result<(), Error> {
-  let mut problems = Diagnostics::default();
-  let check = |problems: &mut Diagnostics, name: &str, span: Span| {
-    if !builtin::NAMES.contains(&name) {
-      problems.push(Diagnostic::new(
-        &workflow.source,
-        span,
-        ErrorKind::NotRunnable(format!(
-          "skill `{name}` cannot run yet: this build runs the built-in skills {}",
-          builtin::NAMES.join(", ")
-        )),
-      ));
-    }
-  };
+/// Lua skills by name, and the host that runs them and the hooks.
+type Lua = (
+  lua::LuaHost,
+  std::collections::HashMap<String, std::path::PathBuf>,
+);
+
+/// Starts the Lua host when the workflow needs one (Lua skills, hooks, recovery strategies or
+/// approval policies), and checks every policy and strategy name against what the hooks
+/// registered, with positions, before anything runs.
+fn start_lua(
+  workflow: &Workflow,
+  file: &Path,
+  extra_hooks: &[std::path::PathBuf],
+) -> Result<Option<Lua>, Error> {
+  let base = file.parent().unwrap_or_else(|| Path::new(""));
+  let index = skills::SkillIndex::discover(base, &workflow.config.skills_path);
+  let mut skills: std::collections::HashMap<String, std::path::PathBuf> =
+    index.discovered.clone().into_iter().collect();
+  let mut uses_lua = false;
   for stage in &workflow.stages {
-    if let Some(call) = stage.skill() {
-      check(&mut problems, &call.uses, call.span);
-    }
-    for (name, &span) in stage.fallback.iter().zip(&stage.fallback_spans) {
-      check(&mut problems, name, span);
-    }
-    if let Some(call) = &stage.compensate {
-      check(&mut problems, &call.uses, call.span);
-    }
-    if stage.recover.is_some() {
-      problems.push(Diagnostic::new(
-        &workflow.source,
-        stage.span,
-        ErrorKind::NotRunnable(format!(
-          "stage `{}` names a recovery strategy (`recover`), which needs the Lua host",
-          stage.id
-        )),
-      ));
+    let names = stage
+      .skill()
+      .map(|c| c.uses.as_str())
+      .into_iter()
+      .chain(stage.fallback.iter().map(String::as_str))
+      .chain(stage.compensate.as_ref().map(|c| c.uses.as_str()));
+    for name in names {
+      if builtin::NAMES.contains(&name) {
+        continue;
+      }
+      uses_lua = true;
+      if let Some(path) = index.file(name) {
+        skills.insert(name.to_string(), path);
+      }
     }
   }
-  if !workflow.config.hooks.is_empty() {
-    problems.push(Diagnostic::new(
-      &workflow.source,
-      Span::new(0, 0),
-      ErrorKind::NotRunnable("`config.hooks` needs the Lua host".into()),
-    ));
+  let hooks: Vec<std::path::PathBuf> = workflow
+    .config
+    .hooks
+    .iter()
+    .map(|h| base.join(h))
+    .chain(extra_hooks.iter().cloned())
+    .collect();
+  let policies: Vec<(&str, Span)> = workflow
+    .stages
+    .iter()
+    .filter_map(|s| {
+      s.gate()
+        .and_then(|g| g.policy.as_deref())
+        .map(|p| (p, s.span))
+    })
+    .chain(
+      workflow
+        .config
+        .approval
+        .as_ref()
+        .and_then(|a| a.policy.as_deref())
+        .map(|p| (p, Span::new(0, 0))),
+    )
+    .collect();
+  let recoveries: Vec<(&str, Span)> = workflow
+    .stages
+    .iter()
+    .filter_map(|s| s.recover.as_deref().map(|r| (r, s.span)))
+    .collect();
+  if !uses_lua && hooks.is_empty() && policies.is_empty() && recoveries.is_empty() {
+    return Ok(None);
+  }
+  let host = lua::LuaHost::start(lua::HostConfig {
+    hooks,
+    ..lua::HostConfig::default()
+  })
+  .map_err(|e| Error::Usage(e.to_string()))?;
+  let mut problems = Diagnostics::default();
+  let registered = [
+    ("approval policy", &policies, host.policies()),
+    ("recovery strategy", &recoveries, host.recoveries()),
+  ];
+  for (what, wanted, known) in registered {
+    for (name, span) in wanted.iter() {
+      if !known.iter().any(|k| k == name) {
+        problems.push(Diagnostic::new(
+          &workflow.source,
+          *span,
+          ErrorKind::UnknownHook {
+            what,
+            name: (*name).to_string(),
+            suggestion: suggest::suggest(name, known.iter().map(String::as_str))
+              .map(str::to_string),
+            registered: known.clone(),
+          },
+        ));
+      }
+    }
   }
   if problems.is_empty() {
-    Ok(())
+    Ok(Some((host, skills)))
   } else {
     Err(Error::Diagnostics(problems))
   }

@@ -13,6 +13,7 @@ pub mod expr;
 mod headless;
 pub mod hooks;
 pub mod loader;
+pub mod lua;
 pub mod mask;
 pub mod params;
 pub mod plan;

@@ -2604,7 +2604,7 @@ mod hook_tests {
   #[test]
   fn policies_decide_gates_and_approvals_with_reasons() {
     let (outcome, events, _) = run(
-      "name: t\nconfig: { approval: { policy: yes, require_for: high } }\nstages:\n  - { id: g, gate: { policy: no } }\n  - { id: risky, uses: echo, risk: high }\n",
+      "name: t\nconfig: { approval: { policy: yes, require_for: high } }\nstages:\n  - { id: g, gate: { policy: no }, on_failure: continue }\n  - { id: risky, uses: echo, risk: high }\n",
       &[],
     );
     assert_eq!(status(&outcome, "risky"), StageStatus::Completed);
