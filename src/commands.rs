@@ -257,7 +257,8 @@ fn skills_command(
     dirs.iter().map(|d| d.display().to_string()).collect()
   };
   let index = skills::SkillIndex::discover(Path::new(""), &dirs);
-  let registry = skills::Registry::load(&index).map_err(Error::Diagnostics)?;
+  let mut registry = skills::Registry::load(&index).map_err(Error::Diagnostics)?;
+  describe_from_lua(&mut registry);
   let mut out = std::io::stdout().lock();
   match action.unwrap_or(cli::SkillsAction::List {
     domains: Vec::new(),
@@ -371,6 +372,52 @@ fn skills_command(
     }
   }
   Ok(exit::OK)
+}
+
+/// Fills in what `skill.yaml` left out (description, inputs, outputs) from the table each Lua
+/// skill returns; a skill that does not load keeps what it had.
+fn describe_from_lua(registry: &mut skills::Registry) {
+  let missing: Vec<usize> = registry
+    .skills
+    .iter()
+    .enumerate()
+    .filter(|(_, s)| {
+      s.source != "builtin"
+        && (s.meta.description.is_none() || s.meta.inputs.is_empty() || s.meta.outputs.is_empty())
+    })
+    .map(|(i, _)| i)
+    .collect();
+  if missing.is_empty() {
+    return;
+  }
+  let Ok(host) = lua::LuaHost::start(lua::HostConfig {
+    states: 1,
+    ..lua::HostConfig::default()
+  }) else {
+    return;
+  };
+  let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+    .enable_all()
+    .build()
+  else {
+    return;
+  };
+  for i in missing {
+    let path = std::path::PathBuf::from(&registry.skills[i].source);
+    let Ok(info) = runtime.block_on(host.skill_info(&path)) else {
+      continue;
+    };
+    let meta = &mut registry.skills[i].meta;
+    if meta.description.is_none() {
+      meta.description = info.description;
+    }
+    if meta.inputs.is_empty() {
+      meta.inputs = info.inputs;
+    }
+    if meta.outputs.is_empty() {
+      meta.outputs = info.outputs;
+    }
+  }
 }
 
 /// Reads a file given on the command line into a [`Source`] for positioned errors.
