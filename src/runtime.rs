@@ -1284,21 +1284,26 @@ impl Engine {
       }
     }
     self.emit(decided);
+    // A strategy that always asks for another attempt (a retry or a fallback) must not loop
+    // forever.
+    let cap = self.workflow.stages[i]
+      .retry
+      .max_attempts
+      .max(RECOVERY_ATTEMPTS);
+    let again = matches!(
+      action,
+      hooks::RecoveryAction::Retry { .. } | hooks::RecoveryAction::Fallback { .. }
+    );
+    if again && self.slots[i].attempts >= cap {
+      self.errors.push(format!(
+        "stage `{id}`: recovery `{strategy}` asked for attempt {} but at most {cap} are allowed",
+        self.slots[i].attempts + 1
+      ));
+      self.final_failure(i);
+      return;
+    }
     match action {
       hooks::RecoveryAction::Retry { delay, with } => {
-        // A strategy that always says "retry" must not loop forever.
-        let cap = self.workflow.stages[i]
-          .retry
-          .max_attempts
-          .max(RECOVERY_ATTEMPTS);
-        if self.slots[i].attempts >= cap {
-          self.errors.push(format!(
-            "stage `{id}`: recovery `{strategy}` asked for attempt {} but at most {cap} are allowed",
-            self.slots[i].attempts + 1
-          ));
-          self.final_failure(i);
-          return;
-        }
         if let Some(with) = with {
           self.slots[i]
             .overrides
@@ -2536,6 +2541,9 @@ mod hook_tests {
             delay: None,
             with: None,
           },
+          "always-fallback" => RecoveryAction::Fallback {
+            uses: "fail".into(),
+          },
           _ => return Err("no such action".into()),
         })
       })
@@ -2722,20 +2730,20 @@ mod hook_tests {
     );
     assert_eq!(status(&outcome, "a"), StageStatus::Failed);
     assert!(events.iter().any(|r| matches!(&r.event, Event::RecoveryDecided { action, error: Some(e), .. } if action == "error" && e == "no such action")));
-    let (outcome, _, _) = run(
-      "name: t\nstages:\n  - { id: a, uses: fail, recover: forever }\n",
-      &[],
-    );
-    assert_eq!(
-      outcome.state.stage("a").map(|s| s.attempts),
-      Some(RECOVERY_ATTEMPTS)
-    );
-    assert!(
-      outcome
-        .state
-        .error
-        .as_deref()
-        .is_some_and(|e| e.contains("at most 10"))
-    );
+    for strategy in ["forever", "always-fallback"] {
+      let text = format!("name: t\nstages:\n  - {{ id: a, uses: fail, recover: {strategy} }}\n");
+      let (outcome, _, _) = run(&text, &[]);
+      assert_eq!(
+        outcome.state.stage("a").map(|s| s.attempts),
+        Some(RECOVERY_ATTEMPTS)
+      );
+      assert!(
+        outcome
+          .state
+          .error
+          .as_deref()
+          .is_some_and(|e| e.contains("at most 10"))
+      );
+    }
   }
 }
