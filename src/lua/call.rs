@@ -16,6 +16,8 @@ use {
   },
 };
 
+/// How long after its stage timeout a skill is stopped by the host itself.
+const SKILL_DEADLINE_GRACE: Duration = Duration::from_millis(250);
 /// How many VM instructions run between two checks of the deadline and the cancel flag.
 const HOOK_EVERY: u32 = 10_000;
 
@@ -78,7 +80,17 @@ impl Call {
       purpose,
       what: what.into(),
       label: label.into(),
-      deadline: limit.and_then(|limit| now.checked_add(limit)),
+      // A skill's own deadline is a backstop a little after its stage timeout: the runtime's
+      // timer normally ends the attempt first and reports it as timed out, and must not lose
+      // that race to the host turning the timeout into an ordinary failure.
+      deadline: limit.and_then(|limit| {
+        let grace = if purpose == Purpose::Skill {
+          SKILL_DEADLINE_GRACE
+        } else {
+          Duration::ZERO
+        };
+        now.checked_add(limit + grace)
+      }),
       limit,
       cancelled,
       io: None,

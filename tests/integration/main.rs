@@ -4,6 +4,7 @@ mod common;
 mod eval;
 mod examples;
 mod invalid;
+mod lua;
 mod plan;
 mod run;
 mod skills;
