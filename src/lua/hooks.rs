@@ -92,25 +92,30 @@ pub(super) async fn decide(
     let lua = &state.lua;
     let error = |e: mlua::Error| state.error(&e, &file);
     let gate = convert::to_lua(lua, &gate).map_err(error)?;
-    let ctx = lua.create_table().map_err(error)?;
-    ctx
-      .raw_set("run_id", stage.run_id.as_str())
-      .map_err(error)?;
-    let params = convert::to_lua(lua, &stage.params).map_err(error)?;
-    ctx.raw_set("params", params).map_err(error)?;
-    let memory = skill::memory_table(lua, &stage.memory).map_err(error)?;
-    ctx.raw_set("memory", memory).map_err(error)?;
-    ctx
-      .raw_set("memory_text", memory_text(&stage.memory))
-      .map_err(error)?;
-    let log = skill::log_function(lua, None).map_err(error)?;
-    ctx.raw_set("log", log).map_err(error)?;
+    let ctx = hook_ctx(lua, &stage.run_id, &stage.params, &stage.memory).map_err(error)?;
     let values: MultiValue = call::run_thread(lua, function, (gate, ctx))
       .await
       .map_err(error)?;
     decision(lua, &what, &file, &values)
   };
   call::scoped(&state.heartbeat, Rc::new(call), work).await
+}
+
+/// The `ctx` a policy or recovery strategy gets: `run_id`, `params`, `memory`, `memory_text`
+/// and `log`.
+fn hook_ctx(
+  lua: &mlua::Lua,
+  run_id: &str,
+  params: &Json,
+  memory: &[MemoryEntry],
+) -> mlua::Result<mlua::Table> {
+  let ctx = lua.create_table()?;
+  ctx.raw_set("run_id", run_id)?;
+  ctx.raw_set("params", convert::to_lua(lua, params)?)?;
+  ctx.raw_set("memory", skill::memory_table(lua, memory)?)?;
+  ctx.raw_set("memory_text", memory_text(memory))?;
+  ctx.raw_set("log", skill::log_function(lua, None)?)?;
+  Ok(ctx)
 }
 
 /// `stage [status] summary` lines, as [`executor::MemoryView::text`] writes them.
@@ -185,23 +190,11 @@ pub(super) async fn recover(
     let lua = &state.lua;
     let error = |e: mlua::Error| state.error(&e, &file);
     let argument = convert::to_lua(lua, &failure_json).map_err(error)?;
-    let ctx = lua.create_table().map_err(error)?;
-    ctx
-      .raw_set("run_id", failure.run_id.as_str())
-      .map_err(error)?;
+    let ctx = hook_ctx(lua, &failure.run_id, &failure.params, &failure.memory).map_err(error)?;
     ctx
       .raw_set("stage", failure.stage.as_str())
       .map_err(error)?;
     ctx.raw_set("attempt", failure.attempt).map_err(error)?;
-    let params = convert::to_lua(lua, &failure.params).map_err(error)?;
-    ctx.raw_set("params", params).map_err(error)?;
-    let memory = skill::memory_table(lua, &failure.memory).map_err(error)?;
-    ctx.raw_set("memory", memory).map_err(error)?;
-    ctx
-      .raw_set("memory_text", memory_text(&failure.memory))
-      .map_err(error)?;
-    let log = skill::log_function(lua, None).map_err(error)?;
-    ctx.raw_set("log", log).map_err(error)?;
     let value: LuaValue = call::run_thread(lua, function, (argument, ctx))
       .await
       .map_err(error)?;
