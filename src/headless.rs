@@ -193,22 +193,20 @@ fn start_lua(
     .iter()
     .filter_map(|s| {
       s.gate()
-        .and_then(|g| g.policy.as_deref())
-        .map(|p| (p, s.span))
+        .and_then(|g| g.policy.as_deref().map(|p| (p, g.policy_span)))
     })
     .chain(
       workflow
         .config
         .approval
         .as_ref()
-        .and_then(|a| a.policy.as_deref())
-        .map(|p| (p, Span::new(0, 0))),
+        .and_then(|a| a.policy.as_deref().map(|p| (p, a.policy_span))),
     )
     .collect();
   let recoveries: Vec<(&str, Span)> = workflow
     .stages
     .iter()
-    .filter_map(|s| s.recover.as_deref().map(|r| (r, s.span)))
+    .filter_map(|s| s.recover.as_deref().map(|r| (r, s.recover_span)))
     .collect();
   if !uses_lua && hooks.is_empty() && policies.is_empty() && recoveries.is_empty() {
     return Ok(None);

@@ -855,6 +855,7 @@ impl Loader {
         .and_then(|r| self.risk(r, "require_for"));
       config.approval = Some(Approval {
         policy,
+        policy_span: approval.get("policy").map_or(n.span, |p| p.span),
         require_for,
       });
     }
@@ -1118,6 +1119,7 @@ impl Loader {
       recover: map
         .get("recover")
         .and_then(|n| self.strict_string(n, "recover")),
+      recover_span: map.get("recover").map_or(id_node.span, |n| n.span),
       risk: map.get("risk").and_then(|n| self.risk(n, "risk")),
       outputs: IndexMap::new(),
     };
@@ -1221,6 +1223,7 @@ impl Loader {
     }
     if let Some(n) = map.get("policy") {
       gate.policy = self.strict_string(n, "policy");
+      gate.policy_span = n.span;
     }
     if let Some(n) = map.get("approvers") {
       gate.approvers = self

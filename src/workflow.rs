@@ -244,6 +244,9 @@ impl Default for Config {
 pub struct Approval {
   /// A Lua approval policy name.
   pub policy: Option<String>,
+  /// Where `policy` is written.
+  #[serde(skip)]
+  pub policy_span: Span,
   /// Stages at or above this risk go through the gate path.
   pub require_for: Option<Risk>,
 }
@@ -328,6 +331,9 @@ pub struct Stage {
   /// A Lua recovery strategy consulted after each failed attempt.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub recover: Option<String>,
+  /// Where `recover` is written.
+  #[serde(skip)]
+  pub recover_span: Span,
   /// Feeds approval policies.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub risk: Option<Risk>,
@@ -434,6 +440,9 @@ pub struct Gate {
   pub on_timeout: GateDecision,
   /// A Lua approval policy name.
   pub policy: Option<String>,
+  /// Where `policy` is written.
+  #[serde(skip)]
+  pub policy_span: Span,
   /// Names recorded with the decision.
   pub approvers: Vec<String>,
   /// Fields the approver supplies, readable as `stages.<gate>.outputs.<field>`.
@@ -447,6 +456,7 @@ impl Default for Gate {
       timeout: None,
       on_timeout: GateDecision::Reject,
       policy: None,
+      policy_span: Span::default(),
       approvers: Vec::new(),
       inputs: IndexMap::new(),
     }

@@ -1777,13 +1777,13 @@ stages:
   assert!(out.events.is_empty(), "nothing runs\n{}", out.dump());
   let err = &out.run.stderr;
   assert!(
-    err.contains("wf.yaml:5:") && err.contains("unknown approval policy `by-rsk`"),
+    err.contains("wf.yaml:6:21: error: unknown approval policy `by-rsk`"),
     "{err}"
   );
   assert!(err.contains("did you mean `by-risk`?"), "{err}");
   assert!(err.contains("by-risk, trusted"), "{err}");
   assert!(
-    err.contains("wf.yaml:7:") && err.contains("unknown recovery strategy `retry-then-fallbak`"),
+    err.contains("wf.yaml:9:14: error: unknown recovery strategy `retry-then-fallbak`"),
     "{err}"
   );
   assert!(err.contains("did you mean `retry-then-fallback`?"), "{err}");
@@ -1802,8 +1802,6 @@ stages:
 }
 
 #[test]
-#[ignore = "bug: an unknown `config.approval.policy` is reported at wf.yaml:1:1 (headless.rs \
-            uses Span::new(0, 0)) instead of at the policy name"]
 fn an_unknown_approval_policy_is_reported_where_it_is_written() {
   let p = Project::new();
   p.hooks(BY_RISK);
