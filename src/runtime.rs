@@ -1016,6 +1016,8 @@ impl Engine {
     let future = self
       .executor
       .execute(task, TaskIo::new(i, attempt, self.log_tx.clone()));
+    // Taken before the timeout starts, so a timed-out attempt never reports less than its limit.
+    let started = Instant::now();
     let mut attempt_future = Box::pin(tokio::time::timeout(stage.timeout, future));
     self.in_flight += 1;
     // Skills that finish without waiting (echo, most Lua glue) are done on the first poll:
@@ -1026,7 +1028,7 @@ impl Engine {
       self.running[i] = Some(Running {
         attempt,
         uses,
-        started: Instant::now(),
+        started,
         abort: None,
       });
       self.on_done(Done {
@@ -1048,7 +1050,7 @@ impl Engine {
     self.running[i] = Some(Running {
       attempt,
       uses,
-      started: Instant::now(),
+      started,
       abort: Some(handle.abort_handle()),
     });
   }

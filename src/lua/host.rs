@@ -10,7 +10,11 @@ use {
   std::{
     future::Future,
     pin::Pin,
-    sync::{Mutex, PoisonError, atomic::AtomicUsize, mpsc as std_mpsc},
+    sync::{
+      Mutex, PoisonError,
+      atomic::{AtomicU8, AtomicUsize},
+      mpsc as std_mpsc,
+    },
   },
   tokio::{
     sync::{mpsc, oneshot},
@@ -260,7 +264,9 @@ impl LuaHost {
   }
 
   /// Sends `work` to a state (`pin`, or the next in turn) and waits for its answer, at most
-  /// `limit` plus [`GRACE`].
+  /// `limit` plus [`GRACE`]. Work that has not started yet when its state gets stuck inside a
+  /// library function is taken back and sent to another state, so one stuck call cannot hold
+  /// up the calls queued behind it.
   async fn request<T, F, Fut>(
     &self,
     pin: Option<usize>,
@@ -270,50 +276,87 @@ impl LuaHost {
   ) -> Result<T, LuaError>
   where
     T: Send + 'static,
-    F: FnOnce(Rc<State>, Arc<AtomicBool>) -> Fut + Send + 'static,
+    F: FnOnce(Rc<State>, Arc<AtomicBool>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<T, LuaError>> + 'static,
   {
     let cancelled = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(Arc::clone(&cancelled));
-    let (reply, answer) = oneshot::channel();
-    let flag = Arc::clone(&cancelled);
-    let job: Job = Box::new(move |state| {
-      Box::pin(async move {
-        let mut reply = reply;
-        let work = work(state, Arc::clone(&flag));
-        let result = tokio::select! {
-          biased;
-          () = reply.closed() => None,
-          result = work => Some(result),
-        };
-        match result {
-          Some(result) => {
-            let _ = reply.send(result);
+    let deadline = limit.map(|limit| tokio::time::Instant::now() + limit.saturating_add(GRACE));
+    loop {
+      let (reply, mut answer) = oneshot::channel();
+      let flag = Arc::clone(&cancelled);
+      // QUEUED until the state starts the job or the caller takes it back, whichever is first.
+      let progress = Arc::new(AtomicU8::new(QUEUED));
+      let job_progress = Arc::clone(&progress);
+      let work = work.clone();
+      let job: Job = Box::new(move |state| {
+        Box::pin(async move {
+          if job_progress
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+          {
+            return;
           }
-          None => flag.store(true, Ordering::Relaxed),
+          let mut reply = reply;
+          let work = work(state, Arc::clone(&flag));
+          let result = tokio::select! {
+            biased;
+            () = reply.closed() => None,
+            result = work => Some(result),
+          };
+          match result {
+            Some(result) => {
+              let _ = reply.send(result);
+            }
+            None => flag.store(true, Ordering::Relaxed),
+          }
+        })
+      });
+      let (index, generation) = self.inner.dispatch(pin, job)?;
+      loop {
+        tokio::select! {
+          answer = &mut answer => {
+            return answer.unwrap_or_else(|_| {
+              Err(LuaError::Host("the Lua state stopped during the call".into()))
+            });
+          }
+          () = sleep_until(deadline) => {
+            self.inner.replace(index, generation);
+            return Err(LuaError::Stopped(format!(
+              "stopped: {what} timed out after {}; its Lua state was stuck in a library function \
+               that cannot be interrupted (a long pattern match?) and has been replaced",
+              duration::format_duration(limit.unwrap_or_default())
+            )));
+          }
+          () = tokio::time::sleep(REDISPATCH_CHECK), if pin.is_none() => {
+            if self.inner.stalled(index, generation, REDISPATCH_STALL)
+              && progress
+                .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+              break;
+            }
+          }
         }
-      })
-    });
-    let (index, generation) = self.inner.dispatch(pin, job)?;
-    let answer = match limit {
-      Some(limit) => match tokio::time::timeout(limit.saturating_add(GRACE), answer).await {
-        Ok(answer) => answer,
-        Err(_) => {
-          self.inner.replace(index, generation);
-          return Err(LuaError::Stopped(format!(
-            "stopped: {what} timed out after {}; its Lua state was stuck in a library function \
-             that cannot be interrupted (a long pattern match?) and has been replaced",
-            duration::format_duration(limit)
-          )));
-        }
-      },
-      None => answer.await,
-    };
-    answer.unwrap_or_else(|_| {
-      Err(LuaError::Host(
-        "the Lua state stopped during the call".into(),
-      ))
-    })
+      }
+    }
+  }
+}
+
+/// A queued job's progress: not started, started, or taken back by its caller.
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
+/// How often a caller checks whether the state its job waits on is stuck.
+const REDISPATCH_CHECK: Duration = Duration::from_millis(100);
+/// How long a state may stay inside one library call before queued jobs go elsewhere; a
+/// healthy state passes through the instruction hook many times a millisecond.
+const REDISPATCH_STALL: Duration = Duration::from_millis(300);
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+  match deadline {
+    Some(deadline) => tokio::time::sleep_until(deadline).await,
+    None => std::future::pending().await,
   }
 }
 
@@ -333,7 +376,16 @@ impl Inner {
     if slots.is_empty() {
       return Err(LuaError::Host("the Lua host has no states".into()));
     }
-    let index = pin.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed)) % slots.len();
+    let mut index = pin.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed)) % slots.len();
+    if pin.is_none() {
+      // Prefer a state that is not stuck inside a library call.
+      if let Some(free) = (0..slots.len())
+        .map(|k| (index + k) % slots.len())
+        .find(|&i| !slots[i].heartbeat.stalled(REDISPATCH_STALL))
+      {
+        index = free;
+      }
+    }
     if slots[index].jobs.is_closed() || slots[index].heartbeat.stalled(STALL) {
       self.respawn(&mut slots, index);
     }
@@ -343,6 +395,14 @@ impl Inner {
       .send(job)
       .map_err(|_| LuaError::Host("the Lua state has stopped".into()))?;
     Ok((index, slot.generation))
+  }
+
+  /// Whether state `index`, still at `generation`, has been inside one library call for `limit`.
+  fn stalled(&self, index: usize, generation: u64, limit: Duration) -> bool {
+    let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+    slots
+      .get(index)
+      .is_some_and(|slot| slot.generation == generation && slot.heartbeat.stalled(limit))
   }
 
   /// Replaces state `index` unless it was already replaced since `generation`.

@@ -905,10 +905,6 @@ stages:
 }
 
 #[test]
-#[ignore = "bug (documented as a limitation in docs/lua.md, against SPEC 6 \"the engine must \
-            stay healthy\"): Lua calls sent to a state stuck in a C call (a long pattern match) \
-            before the stall is noticed wait behind it until their own timeout (2h by \
-            default), so sibling Lua stages and the run hang"]
 fn a_stuck_pattern_match_does_not_hang_other_lua_stages() {
   let p = Project::new();
   p.skill("stuck", STUCK_PATTERN);
