@@ -9,6 +9,7 @@ use crate::{
   mask::Masker,
   workflow::{GateDecision, Input, OnFailure, RetryOn, Stage, StageKind, Workflow},
 };
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use indexmap::IndexMap;
 use std::{
   cmp::Reverse,
@@ -16,7 +17,7 @@ use std::{
   future::Future,
   time::{Duration, Instant, SystemTime},
 };
-use tokio::{sync::mpsc, task::AbortHandle};
+use tokio::sync::mpsc;
 
 /// Commands that steer a live run: the only way anything outside the runtime changes it.
 #[derive(Debug, Clone)]
@@ -192,11 +193,12 @@ struct Running {
   attempt: u32,
   uses: String,
   started: Instant,
-  /// `None` when the attempt finished on its first poll.
-  abort: Option<AbortHandle>,
 }
 
-/// What a finished attempt task reports.
+/// An attempt in flight; dropping it stops the attempt.
+type AttemptFuture = std::pin::Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// What a finished attempt reports.
 #[derive(Debug)]
 enum Finished {
   Result(StageResult),
@@ -243,8 +245,9 @@ struct Engine {
   workflow_value: Value,
   started: Instant,
   deadline: Option<Instant>,
-  done_tx: mpsc::UnboundedSender<Done>,
-  done_rx: mpsc::UnboundedReceiver<Done>,
+  /// Attempts in flight, polled by the engine's own task: no task, channel or thread wake-up
+  /// per attempt beyond the one that completes it.
+  attempts: FuturesUnordered<AttemptFuture>,
   log_tx: mpsc::UnboundedSender<LogLine>,
   log_rx: mpsc::UnboundedReceiver<LogLine>,
   rng: u64,
@@ -346,7 +349,6 @@ impl Engine {
         }
       }
     }
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (log_tx, log_rx) = mpsc::unbounded_channel();
     let (hook_tx, hook_rx) = mpsc::unbounded_channel();
     let started_at = event::now_rfc3339();
@@ -396,8 +398,7 @@ impl Engine {
       workflow_value,
       started: Instant::now(),
       deadline,
-      done_tx,
-      done_rx,
+      attempts: FuturesUnordered::new(),
       log_tx,
       log_rx,
       rng: seed | 1,
@@ -488,7 +489,7 @@ impl Engine {
         .flatten()
         .min();
       tokio::select! {
-        Some(done) = self.done_rx.recv() => self.on_done(done),
+        Some(done) = self.attempts.next(), if !self.attempts.is_empty() => self.on_done(done),
         Some(line) = self.log_rx.recv() => self.on_log(line),
         Some(reply) = self.hook_rx.recv() => self.on_hook_reply(reply),
         message = control.recv(), if control_open => match message {
@@ -1029,7 +1030,6 @@ impl Engine {
         attempt,
         uses,
         started,
-        abort: None,
       });
       self.on_done(Done {
         stage: i,
@@ -1038,20 +1038,17 @@ impl Engine {
       });
       return;
     }
-    let done = self.done_tx.clone();
-    let handle = tokio::spawn(async move {
-      let result = attempt_future.await;
-      let _ = done.send(Done {
+    self.attempts.push(Box::pin(async move {
+      Done {
         stage: i,
         attempt,
-        finished: finished(result),
-      });
-    });
+        finished: finished(attempt_future.await),
+      }
+    }));
     self.running[i] = Some(Running {
       attempt,
       uses,
       started,
-      abort: Some(handle.abort_handle()),
     });
   }
 
@@ -1418,13 +1415,13 @@ impl Engine {
     }
     self.stop = Some(stop);
     self.paused = false;
+    // Every attempt in flight stops now: dropping them kills shell process groups and stops
+    // Lua calls at once.
+    self.attempts.clear();
     for i in 0..self.running.len() {
       let Some(running) = self.running[i].take() else {
         continue;
       };
-      if let Some(abort) = running.abort {
-        abort.abort();
-      }
       self.in_flight -= 1;
       let id = self.id(i);
       if stop == Stop::Timeout {
