@@ -271,76 +271,10 @@ pub(super) fn join(lua: &Lua, values: &[LuaValue], separator: &str) -> mlua::Res
 }
 
 /// The JSON kind of a value, for messages: `string`, `integer`, `array`...
-pub(super) fn kind_of(value: &Json) -> &'static str {
-  match value {
-    Json::Null => "null",
-    Json::Bool(_) => "boolean",
-    Json::Number(n) if n.is_i64() || n.is_u64() => "integer",
-    Json::Number(_) => "number",
-    Json::String(_) => "string",
-    Json::Array(_) => "array",
-    Json::Object(_) => "object",
-  }
-}
+pub(super) use crate::workflow::json_kind as kind_of;
 
-/// A type a skill declares for an input or output (SPEC section 3's list).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-  String,
-  Number,
-  Integer,
-  Boolean,
-  Array,
-  Object,
-  Any,
-}
-
-impl Kind {
-  /// The names accepted in `inputs` and `outputs`.
-  pub(super) const NAMES: &'static [&'static str] = &[
-    "string", "number", "integer", "boolean", "array", "object", "any",
-  ];
-
-  pub(super) fn parse(name: &str) -> Option<Self> {
-    Some(match name {
-      "string" => Self::String,
-      "number" => Self::Number,
-      "integer" => Self::Integer,
-      "boolean" => Self::Boolean,
-      "array" => Self::Array,
-      "object" => Self::Object,
-      "any" => Self::Any,
-      _ => return None,
-    })
-  }
-
-  pub(super) fn name(self) -> &'static str {
-    match self {
-      Self::String => "string",
-      Self::Number => "number",
-      Self::Integer => "integer",
-      Self::Boolean => "boolean",
-      Self::Array => "array",
-      Self::Object => "object",
-      Self::Any => "any",
-    }
-  }
-
-  /// Whether `value` is of this type; a whole float counts as an integer.
-  pub(super) fn matches(self, value: &Json) -> bool {
-    match self {
-      Self::String => value.is_string(),
-      Self::Number => value.is_number(),
-      Self::Integer => value
-        .as_number()
-        .is_some_and(|n| n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)),
-      Self::Boolean => value.is_boolean(),
-      Self::Array => value.is_array(),
-      Self::Object => value.is_object(),
-      Self::Any => true,
-    }
-  }
-}
+/// A type a skill declares for an input or output: the same types as output contracts.
+pub(super) use crate::workflow::ValueType as Kind;
 
 /// One declared input or output: `text = "string"`, or `"string?"` when it may be absent.
 #[derive(Debug, Clone)]
@@ -386,7 +320,7 @@ impl Decl {
         Some(base) => (base, true),
         None => (written.as_str(), false),
       };
-      let Some(kind) = Kind::parse(base) else {
+      let Some(kind) = Kind::from_name(base) else {
         let hint = crate::suggest::suggest(base, Kind::NAMES.iter().copied())
           .map(|s| format!(" (did you mean `{s}`?)"))
           .unwrap_or_default();
@@ -416,7 +350,7 @@ impl Decl {
         self.name,
         self.kind.name()
       )),
-      Some(value) if self.kind.matches(value) => Ok(()),
+      Some(value) if self.kind.accepts(value) => Ok(()),
       Some(value) => Err(format!(
         "{what} `{}` must be {} {}, got {} {}",
         self.name,
