@@ -1,6 +1,6 @@
 use std::{
   io::Write,
-  path::PathBuf,
+  path::{Path, PathBuf},
   process::{Command, Output, Stdio},
 };
 
@@ -95,5 +95,49 @@ impl TempDir {
 impl Drop for TempDir {
   fn drop(&mut self) {
     let _ = std::fs::remove_dir_all(&self.0);
+  }
+}
+
+/// Every `name` event about `stage`, in order.
+pub fn events_named<'a>(
+  events: &'a [serde_json::Value],
+  name: &str,
+  stage: &str,
+) -> Vec<&'a serde_json::Value> {
+  events
+    .iter()
+    .filter(|e| e["event"] == name && e["stage"] == stage)
+    .collect()
+}
+
+/// Parses a JSON Lines events file; a missing file is no events, and a last line still being
+/// written is skipped, but any other bad line fails the test.
+#[track_caller]
+pub fn read_events(path: &Path) -> Vec<serde_json::Value> {
+  let text = std::fs::read_to_string(path).unwrap_or_default();
+  let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+  let last = lines.len().saturating_sub(1);
+  lines
+    .iter()
+    .enumerate()
+    .filter_map(|(i, l)| match serde_json::from_str(l) {
+      Ok(value) => Some(value),
+      Err(_) if i == last && !text.ends_with('\n') => None,
+      Err(e) => panic!("bad event line ({e}): {l}"),
+    })
+    .collect()
+}
+
+/// Polls `done` every 10 ms for up to `limit`.
+pub fn wait_for(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+  let start = std::time::Instant::now();
+  loop {
+    if done() {
+      return true;
+    }
+    if start.elapsed() > limit {
+      return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(10));
   }
 }

@@ -7,7 +7,7 @@
 //! The host's own unit tests (`src/lua/tests.rs`) cover the Lua API in process; these check
 //! that the pieces are wired together: discovery, `config.hooks`, permissions, the runtime's
 //! use of policies and strategies, the event stream and the exit codes.
-use crate::common::{Run, TempDir, swdl};
+use crate::common::{Run, TempDir, events_named, read_events, swdl, wait_for};
 use serde_json::{Value, json};
 use std::{
   path::{Path, PathBuf},
@@ -228,37 +228,6 @@ impl Outcome {
       self.run.stdout,
       self.run.stderr
     )
-  }
-}
-
-/// Every `name` event about `stage`, in order.
-fn events_named<'a>(events: &'a [Value], name: &str, stage: &str) -> Vec<&'a Value> {
-  events
-    .iter()
-    .filter(|e| e["event"] == name && e["stage"] == stage)
-    .collect()
-}
-
-/// Parses JSON Lines, skipping a last line still being written; a missing file is no events.
-fn read_events(path: &Path) -> Vec<Value> {
-  std::fs::read_to_string(path)
-    .unwrap_or_default()
-    .lines()
-    .filter_map(|l| serde_json::from_str(l).ok())
-    .collect()
-}
-
-/// Polls `done` every 10 ms for up to `limit`.
-fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-  let start = Instant::now();
-  loop {
-    if done() {
-      return true;
-    }
-    if start.elapsed() > limit {
-      return false;
-    }
-    std::thread::sleep(Duration::from_millis(10));
   }
 }
 

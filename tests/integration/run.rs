@@ -1,9 +1,9 @@
 //! `swdl run` scenarios: real workflow files, built-in skills, the real binary; assertions on
 //! the JSON Lines event stream (SPEC section 7) and the exit code (SPEC section 2).
-use crate::common::{Run, TempDir};
+use crate::common::{Run, TempDir, events_named, read_events, wait_for};
 use serde_json::{Value, json};
 use std::{
-  path::{Path, PathBuf},
+  path::Path,
   process::{Command, Stdio},
   time::{Duration, Instant},
 };
@@ -53,33 +53,6 @@ impl Outcome {
   }
 }
 
-/// Every `name` event about `stage`, in order.
-fn events_named<'a>(events: &'a [Value], name: &str, stage: &str) -> Vec<&'a Value> {
-  events
-    .iter()
-    .filter(|e| e["event"] == name && e["stage"] == stage)
-    .collect()
-}
-
-/// The directory a [`TempDir`] manages (found through a file written into it).
-fn dir_path(dir: &TempDir) -> PathBuf {
-  let marker = dir.write(".dir", "");
-  marker.parent().expect("temp dir").to_path_buf()
-}
-
-/// Parses JSON Lines; a missing file is no events.
-#[track_caller]
-fn read_events(path: &Path) -> Vec<Value> {
-  let Ok(text) = std::fs::read_to_string(path) else {
-    return Vec::new();
-  };
-  text
-    .lines()
-    .filter(|l| !l.trim().is_empty())
-    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line ({e}): {l}")))
-    .collect()
-}
-
 /// Runs `swdl` in `dir` (so shell stages run there too), stdin closed, no colours.
 fn swdl_in(dir: &Path, args: &[String]) -> Run {
   swdl_env(dir, args, &[])
@@ -117,7 +90,7 @@ fn run_wf_with(
   extra: &[&str],
 ) -> Outcome {
   let file = dir.write("wf.yaml", yaml);
-  let base = dir_path(dir);
+  let base = dir.path().to_path_buf();
   let events = base.join("events.jsonl");
   let _ = std::fs::remove_file(&events);
   let mut args: Vec<String> = vec![
@@ -194,20 +167,6 @@ fn process_gone(pid: i32) -> bool {
       rest.split_whitespace().next().map(|s| s == "Z" || s == "X")
     })
     .unwrap_or(true)
-}
-
-/// Polls `done` every 20 ms for up to `limit`.
-fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-  let start = Instant::now();
-  loop {
-    if done() {
-      return true;
-    }
-    if start.elapsed() > limit {
-      return false;
-    }
-    std::thread::sleep(Duration::from_millis(20));
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -463,7 +422,7 @@ stages:
 #[test]
 fn stage_timeout_kills_the_whole_process_group() {
   let dir = TempDir::new();
-  let base = dir_path(&dir);
+  let base = dir.path().to_path_buf();
   let shell_pid = base.join("shell.pid");
   let bg_pid = base.join("bg.pid");
   let yaml = format!(
@@ -582,7 +541,7 @@ stages:
 #[test]
 fn halt_compensates_in_reverse_completion_order() {
   let dir = TempDir::new();
-  let log = dir_path(&dir).join("undo.log");
+  let log = dir.path().to_path_buf().join("undo.log");
   let log = log.display();
   let yaml = format!(
     r#"
@@ -627,7 +586,8 @@ stages:
   );
   // Compensations come after the failure and before the end.
   assert!(out.index("compensation_started", "second") > out.index("stage_failed", "boom"));
-  let text = std::fs::read_to_string(dir_path(&dir).join("undo.log")).expect("log written");
+  let text =
+    std::fs::read_to_string(dir.path().to_path_buf().join("undo.log")).expect("log written");
   assert_eq!(text, "undo-second\nundo-first\n");
   for stage in ["never", "never2"] {
     assert!(out.named("stage_started", stage).is_empty());
@@ -909,7 +869,7 @@ stages:
   // The same workflow with the condition true runs the stage.
   let out = run_wf(
     &dir,
-    &std::fs::read_to_string(dir_path(&dir).join("wf.yaml")).expect("wf"),
+    &std::fs::read_to_string(dir.path().to_path_buf().join("wf.yaml")).expect("wf"),
     &["--param", "enabled=true"],
   );
   out.run.status(0);
@@ -1063,7 +1023,7 @@ outputs:
   );
   // Plain progress goes to stderr; stdout must stay pure JSON.
   let run = swdl_in(
-    &dir_path(&dir),
+    dir.path(),
     &[
       "run".into(),
       file.display().to_string(),
@@ -1092,7 +1052,7 @@ fn events_to_stdout_are_json_lines_only() {
     "name: stdout-events\nstages:\n  - id: a\n    uses: shell\n    with: { run: \"echo out; echo err >&2\" }\n",
   );
   let run = swdl_in(
-    &dir_path(&dir),
+    dir.path(),
     &[
       "run".into(),
       file.display().to_string(),
@@ -1248,7 +1208,8 @@ outputs:
     &["--param", &param, "--approve", "ok", "--output", "json"],
   );
   out.run.status(0);
-  let events = std::fs::read_to_string(dir_path(&dir).join("events.jsonl")).expect("events");
+  let events =
+    std::fs::read_to_string(dir.path().to_path_buf().join("events.jsonl")).expect("events");
   for secret in [SECRET, ENV_SECRET] {
     assert!(!events.contains(secret), "secret in events:\n{events}");
     assert!(
@@ -1285,7 +1246,7 @@ outputs:
 #[test]
 fn shell_sees_config_env_and_its_swdl_variables() {
   let dir = TempDir::new();
-  let base = dir_path(&dir);
+  let base = dir.path().to_path_buf();
   let out = run_wf(
     &dir,
     r#"
@@ -1455,7 +1416,7 @@ stages:
 #[test]
 fn sigint_cancels_the_run() {
   let dir = TempDir::new();
-  let base = dir_path(&dir);
+  let base = dir.path().to_path_buf();
   let file = dir.write(
     "wf.yaml",
     r#"
@@ -1750,7 +1711,7 @@ stages:
   // A missing required parameter too.
   let out = run_wf(
     &dir,
-    &std::fs::read_to_string(dir_path(&dir).join("wf.yaml")).expect("wf"),
+    &std::fs::read_to_string(dir.path().to_path_buf().join("wf.yaml")).expect("wf"),
     &[],
   );
   out.run.status(2);
@@ -1896,7 +1857,7 @@ stages:
 #[test]
 fn compensations_follow_completion_order_not_file_order() {
   let dir = TempDir::new();
-  let log = dir_path(&dir).join("undo.log");
+  let log = dir.path().to_path_buf().join("undo.log");
   let yaml = format!(
     r#"
 name: saga-order
@@ -2126,7 +2087,7 @@ fn progress_never_writes_to_stdout() {
     "name: quiet\nstages:\n  - id: a\n    uses: shell\n    with: { run: \"echo from-the-script\" }\n",
   );
   // The default is `--progress auto`, which is plain lines when stderr is not a terminal.
-  let run = swdl_in(&dir_path(&dir), &["run".into(), file.display().to_string()]);
+  let run = swdl_in(dir.path(), &["run".into(), file.display().to_string()]);
   run.status(0);
   assert_eq!(run.stdout, "", "stdout must stay empty");
   assert!(
