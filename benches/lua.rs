@@ -69,9 +69,15 @@ fn main() {
   .expect("lua host");
   let skills: HashMap<_, _> = [("copy".to_string(), skill.clone())].into_iter().collect();
   let executor: Arc<dyn StageExecutor> = Arc::new(Executor::new(host, skills));
+  // `SWDL_BENCH_ONLY=copy` (or `echo`) runs one kind only, for profiling.
+  let only = std::env::var("SWDL_BENCH_ONLY").ok();
   for stages in [1_000, 10_000] {
     let mut per_stage = Vec::new();
     for uses in ["echo", "copy"] {
+      if only.as_deref().is_some_and(|only| only != uses) {
+        per_stage.push(0.0);
+        continue;
+      }
       let workflow =
         Arc::new(swdl::loader::load_str("bench.yaml", &layered(stages, 100, uses)).expect("valid"));
       let run = || {

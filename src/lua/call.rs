@@ -56,6 +56,8 @@ pub(super) struct Call {
   pub(super) permissions: Vec<Permission>,
   /// Extra environment for `swdl.exec`.
   pub(super) env: Vec<(String, String)>,
+  /// Working memory behind a skill's `ctx.memory` and `ctx.memory_text`.
+  pub(super) memory: Option<executor::MemoryView>,
   /// Namespaces for `swdl.eval`, made on first use.
   names: Option<Box<dyn Fn() -> serde_json::Value>>,
   context: std::cell::OnceCell<expr::MapContext>,
@@ -96,6 +98,7 @@ impl Call {
       io: None,
       permissions: Vec::new(),
       env: Vec::new(),
+      memory: None,
       names: None,
       context: std::cell::OnceCell::new(),
       thread: Cell::new(std::ptr::null()),

@@ -114,7 +114,7 @@ fn hook_ctx(
   ctx.raw_set("params", convert::to_lua(lua, params)?)?;
   ctx.raw_set("memory", skill::memory_table(lua, memory)?)?;
   ctx.raw_set("memory_text", memory_text(memory))?;
-  ctx.raw_set("log", skill::log_function(lua, None)?)?;
+  ctx.raw_set("log", skill::log_function(lua)?)?;
   Ok(ctx)
 }
 

@@ -12,7 +12,7 @@ use {
     pin::Pin,
     sync::{
       Mutex, PoisonError,
-      atomic::{AtomicU8, AtomicUsize},
+      atomic::{AtomicU8, AtomicU64, AtomicUsize},
       mpsc as std_mpsc,
     },
   },
@@ -58,6 +58,8 @@ struct Inner {
 /// What every state is made from.
 pub(super) struct Shared {
   memory_limit: usize,
+  /// Bumped by [`LuaHost::refresh_skills`]; a state trusts a skill it loaded until this moves.
+  skills_epoch: Arc<AtomicU64>,
   hooks: Vec<HookFile>,
   epoch: Instant,
 }
@@ -110,6 +112,7 @@ impl LuaHost {
     let shared = Arc::new(Shared {
       memory_limit: config.memory_limit,
       hooks,
+      skills_epoch: Arc::new(AtomicU64::new(0)),
       epoch: Instant::now(),
     });
     let mut slots = Vec::new();
@@ -140,6 +143,17 @@ impl LuaHost {
         recoveries: first(names.recoveries),
       }),
     })
+  }
+
+  /// Makes every state look at its skill files again before their next use, and load the ones
+  /// that changed. Until then a state runs the version it loaded without touching the file: a
+  /// run uses one version of each skill however many stages call it.
+  pub fn refresh_skills(&self) {
+    self
+      .inner
+      .shared
+      .skills_epoch
+      .fetch_add(1, Ordering::Relaxed);
   }
 
   /// Names of the approval policies the hook files registered, in order.
@@ -510,6 +524,12 @@ pub(super) struct State {
   pub(super) sandbox: sandbox::Sandbox,
   pub(super) heartbeat: Heartbeat,
   pub(super) skills: RefCell<HashMap<PathBuf, Rc<skill::Skill>>>,
+  /// See [`LuaHost::refresh_skills`].
+  pub(super) skills_epoch: Arc<AtomicU64>,
+  /// Every skill's `ctx.log`.
+  pub(super) ctx_log: Function,
+  /// Every skill's `ctx` metatable.
+  pub(super) ctx_meta: Table,
   memory_limit: usize,
   repl: RefCell<Option<Table>>,
 }
@@ -520,13 +540,21 @@ impl State {
     let opened = sandbox::Sandbox::open(shared.memory_limit).and_then(|(lua, sandbox)| {
       call::install_hook(&lua, heartbeat.clone()).map(|()| (lua, sandbox))
     });
-    let (lua, sandbox) =
+    let opened = opened.and_then(|(lua, sandbox)| {
+      let log = skill::log_function(&lua)?;
+      let meta = skill::context_meta(&lua)?;
+      Ok((lua, sandbox, log, meta))
+    });
+    let (lua, sandbox, ctx_log, ctx_meta) =
       opened.map_err(|e| LuaError::Host(format!("cannot open a Lua state: {e}")))?;
     let state = Self {
       lua,
       sandbox,
       heartbeat,
       skills: RefCell::new(HashMap::new()),
+      skills_epoch: Arc::clone(&shared.skills_epoch),
+      ctx_log,
+      ctx_meta,
       memory_limit: shared.memory_limit,
       repl: RefCell::new(None),
     };

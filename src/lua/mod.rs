@@ -142,8 +142,10 @@ pub struct Executor {
 }
 
 impl Executor {
-  /// Runs the skills in `skills` (name to Lua file) on `host`, built-ins itself.
+  /// Runs the skills in `skills` (name to Lua file) on `host`, built-ins itself. The host looks
+  /// at the skill files afresh (see [`LuaHost::refresh_skills`]).
   pub fn new(host: LuaHost, skills: HashMap<String, PathBuf>) -> Self {
+    host.refresh_skills();
     Self {
       builtins: Builtins::new(),
       host,

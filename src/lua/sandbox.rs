@@ -25,6 +25,11 @@ impl Sandbox {
   pub(super) fn open(memory_limit: usize) -> mlua::Result<(Lua, Self)> {
     let lua = Lua::new_with(libraries(), LuaOptions::new())?;
     lua.set_memory_limit(memory_limit)?;
+    // Almost everything a call makes (its `ctx`, inputs, outputs) is garbage once it returns,
+    // which is the case generational collection is for.
+    lua.gc_set_mode(mlua::state::GcMode::Generational(
+      mlua::state::GcGenParams::default(),
+    ));
     convert::install(&lua)?;
     let swdl = lua.create_table()?;
     api::register(&lua, &swdl, memory_limit)?;

@@ -8,6 +8,8 @@ pub(super) struct Skill {
   /// The path as given: chunk name and message prefix.
   label: String,
   stamp: Stamp,
+  /// The [`State::skills_epoch`] at which the file last matched `stamp`.
+  checked: Cell<u64>,
   run: Function,
   info: SkillInfo,
   inputs: Vec<convert::Decl>,
@@ -73,6 +75,7 @@ impl Skill {
     Ok(Self {
       label,
       stamp,
+      checked: Cell::new(0),
       run,
       info,
       inputs,
@@ -169,6 +172,13 @@ fn describe_value(value: &LuaValue) -> String {
 
 /// The skill at `path`, loaded into this state unless it already is and the file is unchanged.
 pub(super) async fn load(state: &State, path: &Path) -> Result<Rc<Skill>, LuaError> {
+  let epoch = state.skills_epoch.load(Ordering::Relaxed);
+  let cached = state.skills.borrow().get(path).cloned();
+  if let Some(skill) = &cached
+    && skill.checked.get() == epoch
+  {
+    return Ok(Rc::clone(skill));
+  }
   let label = path.display().to_string();
   let file_error = |e: std::io::Error| LuaError::File {
     path: label.clone(),
@@ -179,10 +189,11 @@ pub(super) async fn load(state: &State, path: &Path) -> Result<Rc<Skill>, LuaErr
     modified: meta.modified().ok(),
     len: meta.len(),
   };
-  if let Some(skill) = state.skills.borrow().get(path)
+  if let Some(skill) = cached
     && skill.stamp == stamp
   {
-    return Ok(Rc::clone(skill));
+    skill.checked.set(epoch);
+    return Ok(skill);
   }
   let source = std::fs::read(path).map_err(file_error)?;
   let lua = &state.lua;
@@ -198,6 +209,7 @@ pub(super) async fn load(state: &State, path: &Path) -> Result<Rc<Skill>, LuaErr
     .await
     .map_err(|e| state.error(&e, &label))?;
   let skill = Rc::new(Skill::from_value(label, stamp, value)?);
+  skill.checked.set(epoch);
   state
     .skills
     .borrow_mut()
@@ -217,12 +229,13 @@ pub(super) async fn run(
   let limit = (task.timeout_ms > 0).then(|| Duration::from_millis(task.timeout_ms));
   let task = Rc::new(task);
   let mut call = Call::new(Purpose::Skill, "the stage", &label, limit, cancelled)
-    .with_io(io.clone())
+    .with_io(io)
     .with_names({
       let task = Rc::clone(&task);
       move || eval_names(&task)
     });
   call.permissions = task.permissions.clone();
+  call.memory = Some(task.memory.clone());
   call.env = task
     .env
     .iter()
@@ -235,7 +248,7 @@ pub(super) async fn run(
     skill.check_inputs(&task.inputs)?;
     let lua = &state.lua;
     let input = convert::to_lua(lua, &task.inputs).map_err(|e| state.error(&e, &label))?;
-    let ctx = context(lua, &task, io, &input).map_err(|e| state.error(&e, &label))?;
+    let ctx = context(state, &task, &input).map_err(|e| state.error(&e, &label))?;
     let value: LuaValue = call::run_thread(lua, skill.run.clone(), (ctx, input))
       .await
       .map_err(|e| state.error(&e, &label))?;
@@ -260,9 +273,11 @@ fn eval_names(task: &StageTask) -> Json {
   })
 }
 
-/// The `ctx` table of one attempt. `memory` and `memory_text` are made on first use: working
-/// memory grows with the run and most skills never read it.
-fn context(lua: &Lua, task: &StageTask, io: TaskIo, input: &LuaValue) -> mlua::Result<Table> {
+/// The `ctx` table of one attempt. `log` and the metatable that makes `memory` and
+/// `memory_text` on first use (working memory grows with the run and most skills never read it)
+/// are made once per state: both act for the call running when they are used.
+fn context(state: &State, task: &StageTask, input: &LuaValue) -> mlua::Result<Table> {
+  let lua = &state.lua;
   let ctx = lua.create_table_with_capacity(0, 9)?;
   ctx.raw_set("run_id", task.run.as_str())?;
   ctx.raw_set("stage", task.stage.as_str())?;
@@ -270,27 +285,34 @@ fn context(lua: &Lua, task: &StageTask, io: TaskIo, input: &LuaValue) -> mlua::R
   ctx.raw_set("idempotency_key", task.idempotency_key.as_str())?;
   ctx.raw_set("params", input.clone())?;
   ctx.raw_set("env", env_table(lua, &task.env)?)?;
-  ctx.raw_set("log", log_function(lua, Some(io))?)?;
-  let memory = task.memory.clone();
-  let lazy = lua.create_table()?;
-  lazy.raw_set(
+  ctx.raw_set("log", state.ctx_log.clone())?;
+  ctx.set_metatable(Some(state.ctx_meta.clone()))?;
+  Ok(ctx)
+}
+
+/// The metatable of every skill's `ctx`: reads `memory` and `memory_text` from the running
+/// call's working memory and keeps them in the table.
+pub(super) fn context_meta(lua: &Lua) -> mlua::Result<Table> {
+  let meta = lua.create_table()?;
+  meta.raw_set(
     "__index",
-    lua.create_function(move |lua, (ctx, key): (Table, LuaValue)| {
-      let name = match &key {
-        LuaValue::String(name) => name.to_string_lossy(),
-        _ => return Ok(LuaValue::Nil),
+    lua.create_function(|lua, (ctx, key): (Table, LuaValue)| {
+      let LuaValue::String(name) = &key else {
+        return Ok(LuaValue::Nil);
       };
-      let value = match name.as_str() {
-        "memory" => memory_table(lua, &memory.entries())?,
-        "memory_text" => LuaValue::String(lua.create_string(memory.text())?),
+      let Some(memory) = call::current().and_then(|call| call.memory.clone()) else {
+        return Ok(LuaValue::Nil);
+      };
+      let value = match &*name.as_bytes() {
+        b"memory" => memory_table(lua, &memory.entries())?,
+        b"memory_text" => LuaValue::String(lua.create_string(memory.text())?),
         _ => return Ok(LuaValue::Nil),
       };
       ctx.raw_set(key, value.clone())?;
       Ok(value)
     })?,
   )?;
-  ctx.set_metatable(Some(lazy))?;
-  Ok(ctx)
+  Ok(meta)
 }
 
 /// `ctx.env`.
@@ -311,14 +333,10 @@ pub(super) fn memory_table(lua: &Lua, entries: &[MemoryEntry]) -> mlua::Result<L
   convert::to_lua(lua, &json)
 }
 
-/// `ctx.log(...)`: joins its arguments with spaces, as one log line.
-pub(super) fn log_function(lua: &Lua, io: Option<TaskIo>) -> mlua::Result<Function> {
-  lua.create_function(move |lua, args: mlua::Variadic<LuaValue>| {
-    let line = convert::join(lua, &args, " ")?;
-    match &io {
-      Some(io) => io.log(LogStream::Log, line),
-      None => call::log(line),
-    }
+/// `ctx.log(...)`: joins its arguments with spaces, as one log line of the running call.
+pub(super) fn log_function(lua: &Lua) -> mlua::Result<Function> {
+  lua.create_function(|lua, args: mlua::Variadic<LuaValue>| {
+    call::log(convert::join(lua, &args, " ")?);
     Ok(())
   })
 }

@@ -171,6 +171,29 @@ return {
 }
 
 #[tokio::test]
+async fn an_edited_skill_is_loaded_again_only_after_a_refresh() {
+  let dir = Dir::new("refresh");
+  let path = dir.skill("version.lua", "return { version = 1 }");
+  let host = host(1);
+  assert_eq!(
+    outputs(run(&host, &path, task(json!({}))).await)["version"],
+    json!(1)
+  );
+  // A longer body, so the file's size changes even where timestamps are coarse.
+  dir.skill("version.lua", "return { version = 2, edited = true }");
+  assert_eq!(
+    outputs(run(&host, &path, task(json!({}))).await)["version"],
+    json!(1),
+    "within one run a skill keeps the version it started with"
+  );
+  host.refresh_skills();
+  assert_eq!(
+    outputs(run(&host, &path, task(json!({}))).await)["version"],
+    json!(2)
+  );
+}
+
+#[tokio::test]
 async fn ctx_memory_lists_the_stages_finished_before() {
   let dir = Dir::new("memory");
   let path = dir.skill(
