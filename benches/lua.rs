@@ -91,6 +91,7 @@ fn main() {
           interactive: false,
           masker: Default::default(),
           hooks: None,
+          resume: None,
         };
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let outcome = rt.block_on(runtime::execute(

@@ -117,6 +117,7 @@ async fn run_swdl(prepared: &Prepared, max_parallel: usize) -> usize {
     interactive: false,
     masker: swdl::mask::Masker::default(),
     hooks: None,
+    resume: None,
   };
   // The sender stays alive for the whole run, as it does under `swdl run`.
   let (_control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -36,6 +36,43 @@ pub enum Command {
   },
   /// Run a workflow (exit 0 completed, 1 failed, 2 invalid, 3 cancelled or rejected, 4 suspended).
   Run(RunArgs),
+  /// Run history from the store; with a run id, its stages, attempts, decisions and logs.
+  Runs {
+    /// Show this run in detail.
+    run_id: Option<String>,
+    /// Only runs with this status (running, paused, waiting, crashed, completed, failed,
+    /// cancelled).
+    #[arg(long, value_name = "STATUS")]
+    status: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+  },
+  /// Continue a suspended or crashed run here, or tell a paused live run to go on.
+  Resume(ResumeArgs),
+  /// Approve a gate or risky stage a run waits at; then `swdl resume` a suspended run.
+  Approve(DecideArgs),
+  /// Reject a gate or risky stage a run waits at; then `swdl resume` a suspended run.
+  Reject(DecideArgs),
+  /// Cancel a run: one executing in another process, or a suspended or crashed one.
+  Cancel {
+    /// The run.
+    run_id: String,
+    /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+  },
+  /// Pause a run executing in another process: no new stages start until `swdl resume`.
+  Pause {
+    /// The run.
+    run_id: String,
+    /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+  },
   /// The skill registry: built-in skills and those found in skills directories.
   Skills {
     /// What to show (default: list).
@@ -138,6 +175,59 @@ pub struct RunArgs {
   /// Print the final run record, with workflow outputs, as JSON on stdout.
   #[arg(long, value_enum)]
   pub output: Option<OutputArg>,
+  /// The run store directory, or `none` to keep the run in memory only (default:
+  /// `SWDL_STORE`, else `.swdl`).
+  #[arg(long, value_name = "DIR|none")]
+  pub store: Option<PathBuf>,
+}
+
+/// Options of `swdl resume`.
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+  /// The run.
+  pub run_id: String,
+  /// A value for a secret parameter (the store keeps secrets masked), `name=value`.
+  #[arg(long = "param", value_name = "NAME=VALUE")]
+  pub params: Vec<String>,
+  /// Write the events of this execution as JSON Lines to FILE, or to stdout with `-`.
+  #[arg(long, value_name = "FILE|-")]
+  pub events: Option<String>,
+  /// Progress display: live on a terminal, plain lines otherwise, or none.
+  #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+  pub progress: ProgressArg,
+  /// Approve this gate or risky stage (repeatable).
+  #[arg(long, value_name = "STAGE")]
+  pub approve: Vec<String>,
+  /// Reject this gate or risky stage (repeatable).
+  #[arg(long, value_name = "STAGE")]
+  pub reject: Vec<String>,
+  /// Approve every gate and risky stage.
+  #[arg(long)]
+  pub approve_all: bool,
+  /// Print the final run record as JSON on stdout.
+  #[arg(long, value_enum)]
+  pub output: Option<OutputArg>,
+  /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+  #[arg(long, value_name = "DIR")]
+  pub store: Option<PathBuf>,
+}
+
+/// Options of `swdl approve` and `swdl reject`.
+#[derive(Debug, clap::Args)]
+pub struct DecideArgs {
+  /// The run.
+  pub run_id: String,
+  /// The gate or risky stage.
+  pub stage: String,
+  /// Why (kept with the decision).
+  #[arg(long, value_name = "TEXT")]
+  pub reason: Option<String>,
+  /// A value for one of the gate's `inputs`, `name=value` (JSON, else text; repeatable).
+  #[arg(long = "input", value_name = "NAME=VALUE")]
+  pub inputs: Vec<String>,
+  /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+  #[arg(long, value_name = "DIR")]
+  pub store: Option<PathBuf>,
 }
 
 /// `--progress` values.

@@ -32,6 +32,9 @@ pub(crate) enum Error {
   /// Writing output failed (a closed pipe, usually).
   #[error("cannot write output: {0}")]
   Output(#[from] std::io::Error),
+  /// The run store refused or failed.
+  #[error("{0}")]
+  Store(#[from] store::StoreError),
 }
 
 impl From<LoadError> for Error {
@@ -49,7 +52,7 @@ impl From<LoadError> for Error {
 impl Error {
   fn exit_code(&self) -> i32 {
     match self {
-      Self::Diagnostics(_) | Self::Io { .. } | Self::Usage(_) => exit::INVALID,
+      Self::Diagnostics(_) | Self::Io { .. } | Self::Usage(_) | Self::Store(_) => exit::INVALID,
       Self::Output(_) => exit::FAILED,
     }
   }
@@ -86,6 +89,17 @@ where
       format,
     } => plan(&file, &params, format),
     Command::Run(args) => headless::run(&args),
+    Command::Resume(args) => headless::resume(&args),
+    Command::Runs {
+      run_id,
+      status,
+      format,
+      store,
+    } => runs::list_or_show(run_id.as_deref(), status.as_deref(), format, store.as_deref()),
+    Command::Approve(args) => runs::decide(&args, workflow::GateDecision::Approve),
+    Command::Reject(args) => runs::decide(&args, workflow::GateDecision::Reject),
+    Command::Cancel { run_id, store } => runs::cancel(&run_id, store.as_deref()),
+    Command::Pause { run_id, store } => runs::pause(&run_id, store.as_deref()),
     Command::Skills {
       action,
       dirs,

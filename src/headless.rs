@@ -2,7 +2,7 @@
 //! the outcome into an exit code.
 use super::*;
 use crate::{
-  cli::{OutputArg, ProgressArg, RunArgs},
+  cli::{OutputArg, ProgressArg, ResumeArgs, RunArgs},
   commands::Error,
   event::{EventRecord, EventSink},
   mask::Masker,
@@ -12,7 +12,7 @@ use crate::{
 use indexmap::IndexMap;
 use std::{
   io::{BufWriter, IsTerminal, Write},
-  path::Path,
+  path::{Path, PathBuf},
   sync::{
     Mutex,
     atomic::{AtomicUsize, Ordering},
@@ -23,12 +23,9 @@ use tokio::sync::mpsc;
 /// Runs `swdl run` and returns the exit code.
 pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
   if args.events.as_deref() == Some("-") && args.output.is_some() {
-    return Err(Error::Usage(
-      "`--events -` and `--output json` both write to stdout: send the events to a file".into(),
-    ));
+    return Err(both_on_stdout());
   }
   let workflow = Arc::new(loader::load_file(&args.file)?);
-  let lua = start_lua(&workflow, &args.file, &args.lua)?;
   let mut given = Vec::new();
   if let Some(path) = &args.params_file {
     given.extend(params_from_file(&workflow, path)?);
@@ -37,9 +34,233 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
   let params = params::resolve(&workflow, &given).map_err(Error::Diagnostics)?;
   let masker = masker(&workflow, &params);
   let run_id = new_run_id();
+  let max_parallel = args
+    .max_parallel
+    .map_or(workflow.config.max_parallel, |n| n as usize);
+  // Check the hooks before anything is recorded: a run that cannot start leaves no trace.
+  let lua = start_lua(&workflow, &args.file, &args.lua)?;
+  let store = match store::resolve_dir(args.store.as_deref()) {
+    None => None,
+    Some(dir) => {
+      let mut store = store::Store::open(&dir)?;
+      // The absolute path, so `swdl resume` finds skills and hooks from any directory.
+      let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
+      let options = serde_json::json!({
+        "max_parallel": max_parallel,
+        "approve": args.approve,
+        "reject": args.reject,
+        "approve_all": args.approve_all,
+        "lua": args.lua.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
+      });
+      store.create_run(&store::NewRun {
+        id: &run_id,
+        workflow: &workflow.name,
+        file: &file.display().to_string(),
+        // A secret written into the file (a parameter's default) is not kept either.
+        source: &masker.mask_str(workflow.source.text()),
+        params: &{
+          let mut stored = serde_json::Value::Object(params.clone().into_iter().collect());
+          masker.mask_json(&mut stored);
+          stored
+        },
+        options: &options,
+      })?;
+      Some((store, dir, 1))
+    }
+  };
+  execute(Execution {
+    workflow,
+    lua,
+    options: RunOptions {
+      run_id,
+      max_parallel,
+      params,
+      approve: args.approve.iter().cloned().collect(),
+      reject: args.reject.iter().cloned().collect(),
+      approve_all: args.approve_all,
+      interactive: false,
+      masker,
+      hooks: None,
+      resume: None,
+    },
+    events: args.events.clone(),
+    progress: args.progress,
+    output: args.output,
+    store,
+  })
+}
 
+/// Runs `swdl resume`: continues a suspended or crashed run in this process, or asks the
+/// process executing a paused run to go on.
+pub(crate) fn resume(args: &ResumeArgs) -> Result<i32, Error> {
+  if args.events.as_deref() == Some("-") && args.output.is_some() {
+    return Err(both_on_stdout());
+  }
+  let dir = store::resolve_dir(args.store.as_deref()).ok_or_else(no_store)?;
+  let mut store = store::Store::open(&dir)?;
+  let row = store.run(&args.run_id)?;
+  if row.is_live() {
+    if row.status != "paused" {
+      return Err(Error::Store(store::StoreError::Refused(format!(
+        "run `{}` is running in process {}; nothing to resume",
+        row.id,
+        row.pid.unwrap_or_default()
+      ))));
+    }
+    store.request(&row.id, &store::Request::Resume)?;
+    let _ = writeln!(
+      std::io::stderr(),
+      "asked run {} (process {}) to resume",
+      row.id,
+      row.pid.unwrap_or_default()
+    );
+    return Ok(exit::OK);
+  }
+  if matches!(row.effective_status(), "completed" | "failed" | "cancelled") {
+    return Err(Error::Store(store::StoreError::Refused(format!(
+      "run `{}` already finished ({}); a finished run cannot be resumed",
+      row.id, row.status
+    ))));
+  }
+  let file = PathBuf::from(&row.file);
+  let workflow = Arc::new(loader::load_str(&row.file, &row.source).map_err(Error::Diagnostics)?);
+  // The store keeps secrets masked: their values must be given again.
+  let mut params: IndexMap<String, serde_json::Value> = match &row.params {
+    serde_json::Value::Object(map) => map.clone().into_iter().collect(),
+    _ => IndexMap::new(),
+  };
+  let given = params::resolve_given(&workflow, &args.params).map_err(Error::Diagnostics)?;
+  params.extend(given);
+  let missing: Vec<&str> = workflow
+    .parameters
+    .values()
+    .filter(|p| p.secret && params.get(&p.name).is_some_and(|v| *v == mask::MASK))
+    .map(|p| p.name.as_str())
+    .collect();
+  if !missing.is_empty() {
+    return Err(Error::Usage(format!(
+      "run `{}` has secret parameters the store does not keep: give them again with {}",
+      row.id,
+      missing
+        .iter()
+        .map(|name| format!("--param {name}=..."))
+        .collect::<Vec<_>>()
+        .join(" ")
+    )));
+  }
+  let masker = masker(&workflow, &params);
+  let options = &row.options;
+  let strings = |key: &str| -> Vec<String> {
+    options[key]
+      .as_array()
+      .map(|items| {
+        items
+          .iter()
+          .filter_map(|v| v.as_str().map(str::to_string))
+          .collect()
+      })
+      .unwrap_or_default()
+  };
+  let lua_files: Vec<PathBuf> = strings("lua").into_iter().map(PathBuf::from).collect();
+  let lua = start_lua(&workflow, &file, &lua_files)?;
+  let (row, attempt) = store.claim(&args.run_id)?;
+  let events = store.events(&row.id)?;
+  let now = store::now_ms();
+  let waited = store
+    .waiting_since(&row.id)?
+    .into_iter()
+    .map(|(stage, since)| {
+      let ms = u64::try_from(now.saturating_sub(since)).unwrap_or(0);
+      (stage, std::time::Duration::from_millis(ms))
+    })
+    .collect();
+  let resume = runtime::Resume {
+    events,
+    decisions: store.pending_decisions(&row.id)?,
+    waited,
+    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+  };
+  let seq = store.next_seq(&row.id)?;
+  execute(Execution {
+    workflow,
+    lua,
+    options: RunOptions {
+      run_id: row.id.clone(),
+      max_parallel: options["max_parallel"]
+        .as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(1)
+        .max(1),
+      params,
+      approve: strings("approve").into_iter().chain(args.approve.iter().cloned()).collect(),
+      reject: strings("reject").into_iter().chain(args.reject.iter().cloned()).collect(),
+      approve_all: args.approve_all || options["approve_all"].as_bool().unwrap_or(false),
+      interactive: false,
+      masker,
+      hooks: None,
+      resume: Some(resume),
+    },
+    events: args.events.clone(),
+    progress: args.progress,
+    output: args.output,
+    store: Some((store, dir, seq)),
+  })
+}
+
+fn both_on_stdout() -> Error {
+  Error::Usage(
+    "`--events -` and `--output json` both write to stdout: send the events to a file".into(),
+  )
+}
+
+fn no_store() -> Error {
+  Error::Usage("`--store none` keeps no runs: there is nothing to resume".into())
+}
+
+fn absolute(path: &Path) -> String {
+  std::fs::canonicalize(path)
+    .unwrap_or_else(|_| path.to_path_buf())
+    .display()
+    .to_string()
+}
+
+/// A run ready to execute, new or resumed.
+struct Execution {
+  workflow: Arc<Workflow>,
+  lua: Option<Lua>,
+  /// Everything but `interactive` and `hooks`, which are decided here.
+  options: RunOptions,
+  events: Option<String>,
+  progress: ProgressArg,
+  output: Option<OutputArg>,
+  /// The store, its directory, and the number of the next event.
+  store: Option<(store::Store, PathBuf, i64)>,
+}
+
+/// Wires the sinks, runs the workflow on tokio and turns the outcome into an exit code.
+fn execute(run: Execution) -> Result<i32, Error> {
+  let Execution {
+    workflow,
+    lua,
+    mut options,
+    events,
+    progress,
+    output,
+    store,
+  } = run;
   let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
-  match args.events.as_deref() {
+  let store_error = Arc::new(Mutex::new(None));
+  let mut store_dir = None;
+  if let Some((store, dir, seq)) = store {
+    // First, so an event is committed before anything else sees it.
+    sinks.push(Box::new(store::StoreSink::new(
+      store,
+      seq,
+      Arc::clone(&store_error),
+    )));
+    store_dir = Some(dir);
+  }
+  match events.as_deref() {
     None => {}
     Some("-") => sinks.push(Box::new(JsonLines::new(Box::new(std::io::stdout())))),
     Some(path) => {
@@ -51,7 +272,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     }
   }
   let stderr_tty = std::io::stderr().is_terminal();
-  let mode = match args.progress {
+  let mode = match progress {
     ProgressArg::None => progress::ProgressMode::None,
     ProgressArg::Plain => progress::ProgressMode::Plain,
     ProgressArg::Auto if stderr_tty => progress::ProgressMode::Live,
@@ -76,32 +297,27 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
   let (control_tx, control_rx) = mpsc::unbounded_channel();
   // Gates are asked on the terminal only when someone can answer there.
   let interactive = std::io::stdin().is_terminal() && stderr_tty;
-  if interactive {
-    let decided: std::collections::HashSet<String> =
-      args.approve.iter().chain(&args.reject).cloned().collect();
-    if !args.approve_all {
-      sinks.push(Box::new(GatePrompter::new(
-        control_tx.clone(),
-        decided,
-        Arc::clone(&progress),
-      )));
-    }
+  if interactive && !options.approve_all {
+    let decided: std::collections::HashSet<String> = options
+      .approve
+      .iter()
+      .chain(&options.reject)
+      .cloned()
+      .collect();
+    sinks.push(Box::new(GatePrompter::new(
+      control_tx.clone(),
+      decided,
+      Arc::clone(&progress),
+    )));
   }
-  let options = RunOptions {
-    run_id,
-    max_parallel: args
-      .max_parallel
-      .map_or(workflow.config.max_parallel, |n| n as usize),
-    params,
-    approve: args.approve.iter().cloned().collect(),
-    reject: args.reject.iter().cloned().collect(),
-    approve_all: args.approve_all,
-    interactive,
-    masker,
-    hooks: lua
-      .as_ref()
-      .map(|(host, _)| Arc::new(host.clone()) as Arc<dyn hooks::Hooks>),
-  };
+  options.interactive = interactive;
+  options.hooks = lua
+    .as_ref()
+    .map(|(host, _)| Arc::new(host.clone()) as Arc<dyn hooks::Hooks>);
+  let run_id = options.run_id.clone();
+  let poller = store_dir
+    .as_ref()
+    .map(|dir| RequestPoller::start(dir.clone(), run_id.clone(), control_tx.clone()));
   let runtime = tokio::runtime::Builder::new_multi_thread()
     .enable_all()
     .build()
@@ -117,32 +333,122 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     };
     runtime::execute(Arc::clone(&workflow), options, executor, sinks, control_rx).await
   });
+  drop(poller);
   // Attempts still running (cancelled ones) must not outlive the command.
   runtime.shutdown_timeout(std::time::Duration::from_millis(100));
   // The prompt thread may still hold the display while it waits for an answer nobody gives.
   if let Ok(progress) = Arc::try_unwrap(progress) {
     progress.finish();
   }
+  let mut stderr = std::io::stderr();
   if !outcome.waiting.is_empty() {
-    let flags: Vec<String> = outcome
-      .waiting
-      .iter()
-      .map(|s| format!("--approve {s}"))
-      .collect();
-    let _ = writeln!(
-      std::io::stderr(),
-      "run {} is suspended at {}: decide it up front with `{}` (or `--reject`) and run again",
-      outcome.state.run,
-      outcome.waiting.join(", "),
-      flags.join(" ")
-    );
+    let gates = outcome.waiting.join(", ");
+    let _ = if store_dir.is_some() {
+      let store_flag = store_flag(store_dir.as_deref());
+      let commands: Vec<String> = outcome
+        .waiting
+        .iter()
+        .map(|s| format!("`swdl approve{store_flag} {run_id} {s}`"))
+        .collect();
+      writeln!(
+        stderr,
+        "run {run_id} is suspended at {gates}: approve with {} (or `swdl reject ...`), then \
+         continue it with `swdl resume{store_flag} {run_id}`",
+        commands.join(", ")
+      )
+    } else {
+      let flags: Vec<String> = outcome
+        .waiting
+        .iter()
+        .map(|s| format!("--approve {s}"))
+        .collect();
+      writeln!(
+        stderr,
+        "run {run_id} is suspended at {gates}: decide it up front with `{}` (or `--reject`) and \
+         run again",
+        flags.join(" ")
+      )
+    };
   }
-  if args.output == Some(OutputArg::Json) {
+  let write_error = store_error
+    .lock()
+    .unwrap_or_else(std::sync::PoisonError::into_inner)
+    .take();
+  if output == Some(OutputArg::Json) {
     let mut text = serde_json::to_string_pretty(&outcome.state).unwrap_or_default();
     text.push('\n');
     std::io::stdout().lock().write_all(text.as_bytes())?;
   }
+  if let Some(error) = write_error {
+    let _ = writeln!(
+      stderr,
+      "error: the run store could not record this run: {error}; `swdl resume` may repeat work"
+    );
+    return Ok(exit::FAILED.max(outcome.exit_code()));
+  }
   Ok(outcome.exit_code())
+}
+
+/// ` --store DIR` when the store is not the default one, for commands suggested to the user.
+fn store_flag(dir: Option<&Path>) -> String {
+  match dir {
+    Some(dir) if dir != Path::new(".swdl") && std::env::var_os("SWDL_STORE").is_none() => {
+      format!(" --store {}", dir.display())
+    }
+    _ => String::new(),
+  }
+}
+
+/// Hands requests other processes leave in the store for this run (`swdl cancel`, `pause`,
+/// `resume`, `approve`, `reject`) to the run's control channel. It polls from its own thread
+/// with its own connection, so a busy store never holds up the runtime; it stops when dropped.
+struct RequestPoller {
+  stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How often a live run looks for requests.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl RequestPoller {
+  fn start(dir: PathBuf, run_id: String, control: mpsc::UnboundedSender<Control>) -> Self {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::spawn(move || {
+      let Ok(mut store) = store::Store::open(&dir) else {
+        return;
+      };
+      while !stopped.load(Ordering::Relaxed) {
+        std::thread::sleep(POLL_EVERY);
+        let Ok(requests) = store.take_requests(&run_id) else {
+          continue;
+        };
+        for request in requests {
+          let message = match request {
+            store::Request::Cancel => Control::Cancel,
+            store::Request::Pause => Control::Pause,
+            store::Request::Resume => Control::Resume,
+            store::Request::Decide { stage, decision } => Control::Decide {
+              stage,
+              decision: decision.decision,
+              by: decision.by,
+              reason: decision.reason,
+              inputs: decision.inputs,
+            },
+          };
+          if control.send(message).is_err() {
+            return;
+          }
+        }
+      }
+    });
+    Self { stop }
+  }
+}
+
+impl Drop for RequestPoller {
+  fn drop(&mut self) {
+    self.stop.store(true, Ordering::Relaxed);
+  }
 }
 
 /// Lua skills by name, and the host that runs them and the hooks.

@@ -8,6 +8,44 @@ pub fn resolve(
   workflow: &Workflow,
   args: &[String],
 ) -> Result<IndexMap<String, serde_json::Value>, Diagnostics> {
+  let (mut given, mut diagnostics) = match resolve_given(workflow, args) {
+    Ok(given) => (given, Diagnostics::default()),
+    Err(diagnostics) => (IndexMap::new(), diagnostics),
+  };
+  let mut out = IndexMap::with_capacity(workflow.parameters.len());
+  for param in workflow.parameters.values() {
+    if let Some(value) = given.shift_remove(&param.name) {
+      out.insert(param.name.clone(), value);
+    } else if let Some(default) = &param.default {
+      out.insert(param.name.clone(), default.clone());
+    } else if param.required {
+      diagnostics.push(Diagnostic::new(
+        &workflow.source,
+        param.span,
+        ErrorKind::MissingParameter {
+          name: param.name.clone(),
+        },
+      ));
+    } else {
+      out.insert(param.name.clone(), serde_json::Value::Null);
+    }
+  }
+  if diagnostics.is_empty() {
+    Ok(out)
+  } else {
+    Err(diagnostics)
+  }
+}
+
+/// Converts and checks `name=value` arguments without applying defaults or requirements.
+///
+/// # Errors
+///
+/// Every malformed argument, unknown name, failed conversion or value outside `enum`.
+pub fn resolve_given(
+  workflow: &Workflow,
+  args: &[String],
+) -> Result<IndexMap<String, serde_json::Value>, Diagnostics> {
   let mut diagnostics = Diagnostics::default();
   let mut given: IndexMap<String, serde_json::Value> = IndexMap::new();
   for arg in args {
@@ -64,26 +102,8 @@ pub fn resolve(
     }
     given.insert(param.name.clone(), value);
   }
-  let mut out = IndexMap::with_capacity(workflow.parameters.len());
-  for param in workflow.parameters.values() {
-    if let Some(value) = given.shift_remove(&param.name) {
-      out.insert(param.name.clone(), value);
-    } else if let Some(default) = &param.default {
-      out.insert(param.name.clone(), default.clone());
-    } else if param.required {
-      diagnostics.push(Diagnostic::new(
-        &workflow.source,
-        param.span,
-        ErrorKind::MissingParameter {
-          name: param.name.clone(),
-        },
-      ));
-    } else {
-      out.insert(param.name.clone(), serde_json::Value::Null);
-    }
-  }
   if diagnostics.is_empty() {
-    Ok(out)
+    Ok(given)
   } else {
     Err(diagnostics)
   }

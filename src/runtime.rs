@@ -13,7 +13,7 @@ use futures_util::{StreamExt, stream::FuturesUnordered};
 use indexmap::IndexMap;
 use std::{
   cmp::Reverse,
-  collections::{BinaryHeap, HashSet},
+  collections::{BinaryHeap, HashMap, HashSet},
   future::Future,
   time::{Duration, Instant, SystemTime},
 };
@@ -71,6 +71,35 @@ pub struct RunOptions {
   pub masker: Masker,
   /// Approval policies and recovery strategies, when the workflow has hooks.
   pub hooks: Option<Arc<dyn hooks::Hooks>>,
+  /// Continue a run from its recorded events instead of starting afresh.
+  pub resume: Option<Resume>,
+}
+
+/// What a resumed run continues from (`swdl resume`).
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+  /// Every event recorded so far, in order.
+  pub events: Vec<EventRecord>,
+  /// Decisions on gates made while the run was suspended (`swdl approve|reject`), by stage.
+  pub decisions: HashMap<String, PriorDecision>,
+  /// How long each gate still waiting has waited already, so its timeout counts from when it
+  /// first opened.
+  pub waited: HashMap<String, Duration>,
+  /// `run.attempt`: one more than the number of times the run was resumed before.
+  pub attempt: u32,
+}
+
+/// A gate decision recorded while its run was not executing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorDecision {
+  /// Approve or reject.
+  pub decision: GateDecision,
+  /// Who decided (`user` for `swdl approve`).
+  pub by: String,
+  /// Why, if given.
+  pub reason: Option<String>,
+  /// Values for the gate's declared `inputs`.
+  pub inputs: Option<serde_json::Value>,
 }
 
 /// How a run ended.
@@ -259,6 +288,11 @@ struct Engine {
   pending_hooks: usize,
   /// A recovery strategy asked to stop without compensating.
   skip_compensation: bool,
+  /// Decisions and waits carried over from before a resume.
+  prior_decisions: HashMap<String, PriorDecision>,
+  prior_waits: HashMap<String, Duration>,
+  /// Stages compensated before a resume.
+  compensated: HashSet<usize>,
 }
 
 /// A gate or approval opened and not decided yet.
@@ -408,6 +442,9 @@ impl Engine {
       hook_rx,
       pending_hooks: 0,
       skip_compensation: false,
+      prior_decisions: HashMap::new(),
+      prior_waits: HashMap::new(),
+      compensated: HashSet::new(),
       workflow,
       options,
       executor,
@@ -448,16 +485,20 @@ impl Engine {
   }
 
   async fn run(&mut self, mut control: mpsc::UnboundedReceiver<Control>) {
-    self.emit(Event::RunStarted {
-      workflow: self.workflow.name.clone(),
-      params: serde_json::Value::Object(self.options.params.clone().into_iter().collect()),
-      max_parallel: self.options.max_parallel,
-      stages: self.workflow.stages.len(),
-    });
     self.resolve_env();
-    for i in 0..self.slots.len() {
-      if self.slots[i].remaining == 0 {
-        self.ready.push(Reverse((self.slots[i].level, i)));
+    if let Some(resume) = self.options.resume.take() {
+      self.restore(resume);
+    } else {
+      self.emit(Event::RunStarted {
+        workflow: self.workflow.name.clone(),
+        params: serde_json::Value::Object(self.options.params.clone().into_iter().collect()),
+        max_parallel: self.options.max_parallel,
+        stages: self.workflow.stages.len(),
+      });
+      for i in 0..self.slots.len() {
+        if self.slots[i].remaining == 0 {
+          self.ready.push(Reverse((self.slots[i].level, i)));
+        }
       }
     }
     let mut control_open = true;
@@ -500,6 +541,124 @@ impl Engine {
       }
     }
     self.finish().await;
+  }
+
+  /// Continues from recorded events: the state is their fold; settled stages keep their status
+  /// and outputs and release their dependents; stages that were in flight or waiting out a
+  /// retry start again with their attempts counted; gates still waiting open again, decided by
+  /// what was recorded meanwhile or by their timeout counted from when they first opened.
+  fn restore(&mut self, resume: Resume) {
+    let index = self.workflow.stage_index();
+    let mut settle_order = Vec::new();
+    let mut seen = vec![false; self.slots.len()];
+    // Per stage: primary attempts started, and whether its latest attempt never finished.
+    let mut primary = vec![0u32; self.slots.len()];
+    let mut in_flight = vec![false; self.slots.len()];
+    let mut last_uses: Vec<Option<String>> = vec![None; self.slots.len()];
+    for record in resume.events {
+      let stage = record.event.stage().and_then(|s| index.get(s).copied());
+      match (&record.event, stage) {
+        (Event::StageStarted { uses, .. }, Some(i)) => {
+          if self.workflow.stages[i].skill().is_some_and(|c| &c.uses == uses) {
+            primary[i] += 1;
+          }
+          in_flight[i] = true;
+          last_uses[i] = Some(uses.clone());
+        }
+        (Event::StageRetrying { .. }, Some(i)) => in_flight[i] = false,
+        (Event::GateDecided { decision, .. }, Some(i)) => match decision {
+          GateDecision::Approve => self.slots[i].approved = true,
+          GateDecision::Reject => self.rejected = true,
+        },
+        (
+          Event::CompensationCompleted { .. } | Event::CompensationFailed { .. },
+          Some(i),
+        ) => {
+          self.compensated.insert(i);
+        }
+        _ => {}
+      }
+      self.state.apply_owned(record);
+      if let Some(i) = stage
+        && !seen[i]
+        && self.status(i).is_settled()
+      {
+        seen[i] = true;
+        settle_order.push(i);
+      }
+    }
+    self.run_value = object([
+      ("id", Value::from(self.options.run_id.as_str())),
+      (
+        "started_at",
+        self
+          .state
+          .started_at
+          .as_deref()
+          .map_or(Value::Null, Value::from),
+      ),
+      ("attempt", Value::Number(f64::from(resume.attempt.max(1)))),
+    ]);
+    self.prior_decisions = resume.decisions;
+    self.prior_waits = resume.waited;
+    self.emit(Event::RunResumed {});
+    let mut halted = false;
+    for i in settle_order {
+      let (status, attempts, outputs) = match self.state.stages.get_index(i) {
+        Some((_, s)) => (s.status, s.attempts, s.outputs.clone()),
+        None => continue,
+      };
+      let (mut failed, mut cancelled) = (false, false);
+      for &d in &self.slots[i].deps {
+        let dep = &self.slots[d];
+        let dep_status = self.status(d);
+        failed |= dep.upstream_failed
+          || (matches!(dep_status, StageStatus::Failed | StageStatus::TimedOut) && !dep.ignored);
+        cancelled |= dep.upstream_cancelled || dep_status == StageStatus::Cancelled;
+      }
+      let slot = &mut self.slots[i];
+      slot.upstream_failed = failed;
+      slot.upstream_cancelled = cancelled;
+      slot.attempts = attempts;
+      slot.outputs = outputs;
+      if matches!(status, StageStatus::Failed | StageStatus::TimedOut) {
+        match self.workflow.stages[i].on_failure {
+          OnFailure::Ignore => slot.ignored = true,
+          OnFailure::Halt => halted = true,
+          OnFailure::Continue => {}
+        }
+      }
+      if status == StageStatus::Completed {
+        self.completion_order.push(i);
+      }
+      self.settle(i);
+    }
+    for i in 0..self.slots.len() {
+      if self.status(i).is_settled() {
+        continue;
+      }
+      let attempts = self.state.stages.get_index(i).map_or(0, |(_, s)| s.attempts);
+      let fallback = last_uses[i].as_ref().and_then(|uses| {
+        self.workflow.stages[i]
+          .fallback
+          .iter()
+          .position(|f| f == uses)
+      });
+      let slot = &mut self.slots[i];
+      slot.attempts = attempts;
+      // The attempt cut short counts as an attempt (its number is used), not as a try spent.
+      slot.tries = primary[i] - u32::from(in_flight[i] && primary[i] > 0 && fallback.is_none());
+      if let Some(k) = fallback {
+        slot.phase = Phase::Fallback(k);
+      }
+      // Stages with dependencies were queued when their last dependency was settled above.
+      if slot.deps.is_empty() {
+        self.ready.push(Reverse((slot.level, i)));
+      }
+    }
+    if halted {
+      self.begin_stop(Stop::Halt);
+    }
   }
 
   /// Resolves `config.env` once, against parameters, run and workflow.
@@ -747,7 +906,23 @@ impl Engine {
       })
     });
     let timeout = gate.and_then(|g| g.timeout);
-    let opened = Instant::now();
+    let now = Instant::now();
+    let opened = self
+      .prior_waits
+      .remove(&id)
+      .and_then(|waited| now.checked_sub(waited))
+      .unwrap_or(now);
+    if let Some(prior) = self.prior_decisions.remove(&id) {
+      let waiting = GateOpen {
+        kind: kind.to_string(),
+        message,
+        timeout,
+        opened,
+      };
+      self.announce_gate(i, &waiting);
+      self.decide(i, prior.decision, prior.by, prior.reason, prior.inputs);
+      return;
+    }
     let up_front = if self.options.reject.contains(&id) {
       Some(GateDecision::Reject)
     } else if self.options.approve_all || self.options.approve.contains(&id) {
@@ -1367,7 +1542,17 @@ impl Engine {
       ("status", Value::from(status.as_str())),
       ("attempts", Value::Number(f64::from(slot.attempts))),
     ]);
-    let duration_ms = slot.started.map_or(0, |s| millis(s.elapsed()));
+    let duration_ms = slot.started.map_or_else(
+      || {
+        self
+          .state
+          .stages
+          .get_index(i)
+          .and_then(|(_, s)| s.duration_ms)
+          .unwrap_or(0)
+      },
+      |s| millis(s.elapsed()),
+    );
     let entry = MemoryEntry {
       stage: self.workflow.stages[i].id.clone(),
       status,
@@ -1391,7 +1576,8 @@ impl Engine {
     for k in 0..self.slots[i].dependents.len() {
       let d = self.slots[i].dependents[k];
       self.slots[d].remaining -= 1;
-      if self.slots[d].remaining == 0 {
+      // A dependent already settled (restored by a resume) is not evaluated again.
+      if self.slots[d].remaining == 0 && !self.status(d).is_settled() {
         self.ready.push(Reverse((self.slots[d].level, d)));
       }
     }
@@ -1645,7 +1831,13 @@ impl Engine {
 
   /// Runs the compensations of completed stages, most recently completed first.
   async fn compensate(&mut self) {
-    let order: Vec<usize> = self.completion_order.iter().rev().copied().collect();
+    let order: Vec<usize> = self
+      .completion_order
+      .iter()
+      .rev()
+      .copied()
+      .filter(|i| !self.compensated.contains(i))
+      .collect();
     let workflow = Arc::clone(&self.workflow);
     for i in order {
       let stage = &workflow.stages[i];
@@ -2005,6 +2197,7 @@ mod tests {
       interactive: false,
       masker: Masker::default(),
       hooks: None,
+      resume: None,
     }
   }
 
@@ -2571,6 +2764,7 @@ mod hook_tests {
       interactive: false,
       masker: Masker::default(),
       hooks: Some(Arc::clone(&hooks) as Arc<dyn Hooks>),
+      resume: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
       .worker_threads(2)

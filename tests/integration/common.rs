@@ -9,6 +9,19 @@ pub fn root() -> PathBuf {
   PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The run store every test's runs share (unless a test names its own): inside Cargo's
+/// scratch directory for tests, emptied once per test process.
+pub fn test_store() -> PathBuf {
+  static STORE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+  STORE
+    .get_or_init(|| {
+      let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("store");
+      let _ = std::fs::remove_dir_all(&dir);
+      dir
+    })
+    .clone()
+}
+
 /// A finished `swdl` invocation.
 pub struct Run {
   pub status: i32,
@@ -54,6 +67,7 @@ where
     .args(args)
     .current_dir(root())
     .env("NO_COLOR", "1")
+    .env("SWDL_STORE", test_store())
     .stdin(Stdio::null())
     .output()
     .expect("swdl runs");

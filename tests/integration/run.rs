@@ -1590,7 +1590,7 @@ fn undecided_gate_without_a_terminal_suspends() {
   let out = run_wf(&dir, GATED, &[]);
   out.run.status(4);
   assert!(
-    out.run.stderr.contains("--approve ship"),
+    out.run.stderr.contains("swdl approve ") && out.run.stderr.contains(" ship`"),
     "stderr: {}",
     out.run.stderr
   );
@@ -1655,7 +1655,7 @@ fn risky_stages_need_approval() {
   let out = run_wf(&dir, RISKY, &[]);
   out.run.status(4);
   assert!(
-    out.run.stderr.contains("--approve"),
+    out.run.stderr.contains(" nuke`") && out.run.stderr.contains(" deploy`"),
     "stderr: {}",
     out.run.stderr
   );

@@ -1,0 +1,1212 @@
+//! The run store (SPEC sections 2 and 5): one SQLite file in WAL mode holding every run's
+//! events, and tables derived from them for querying (runs, attempts, logs, decisions), plus
+//! requests other processes make of a live run (cancel, pause, resume, a gate decision).
+//!
+//! The event log is the source of truth: [`StoreSink`] commits each event (with its derived
+//! rows, in one transaction) before the runtime takes its next step, and `swdl resume` folds the
+//! events back into a run state. Writes take the lock at once (`BEGIN IMMEDIATE`) and wait for
+//! it (busy timeout), so many processes can share one store.
+use super::*;
+use crate::{
+  event::{Event, EventRecord, EventSink, RunStatus},
+  runtime::PriorDecision,
+  workflow::GateDecision,
+};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::{
+  collections::HashMap,
+  path::{Path, PathBuf},
+  sync::Mutex,
+  time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// The store's file inside its directory.
+pub const STORE_FILE: &str = "swdl.db";
+
+/// Marks a SQLite file as a swdl store (`PRAGMA application_id`, "swdl" in ASCII).
+const APPLICATION_ID: i64 = 0x7377_646c;
+
+/// How long a write waits for another process holding the store's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Schema migrations; the store's `user_version` is how many have been applied.
+const MIGRATIONS: &[&str] = &[
+  // 1: the first schema.
+  "CREATE TABLE runs (
+     id TEXT PRIMARY KEY,
+     workflow TEXT NOT NULL,
+     file TEXT NOT NULL,
+     source TEXT NOT NULL,
+     params TEXT NOT NULL,
+     options TEXT NOT NULL,
+     status TEXT NOT NULL,
+     attempt INTEGER NOT NULL DEFAULT 1,
+     pid INTEGER,
+     host TEXT,
+     created_ms INTEGER NOT NULL,
+     updated_ms INTEGER NOT NULL,
+     finished_ms INTEGER,
+     outputs TEXT,
+     error TEXT
+   );
+   CREATE INDEX runs_by_status ON runs (status, created_ms);
+   CREATE TABLE events (
+     run TEXT NOT NULL REFERENCES runs (id),
+     seq INTEGER NOT NULL,
+     ts TEXT NOT NULL,
+     ts_ms INTEGER NOT NULL,
+     event TEXT NOT NULL,
+     stage TEXT,
+     body TEXT NOT NULL,
+     PRIMARY KEY (run, seq)
+   ) WITHOUT ROWID;
+   CREATE TABLE attempts (
+     run TEXT NOT NULL REFERENCES runs (id),
+     stage TEXT NOT NULL,
+     attempt INTEGER NOT NULL,
+     uses TEXT NOT NULL,
+     status TEXT NOT NULL,
+     inputs TEXT,
+     outputs TEXT,
+     error TEXT,
+     started_ms INTEGER NOT NULL,
+     finished_ms INTEGER,
+     duration_ms INTEGER,
+     PRIMARY KEY (run, stage, attempt)
+   ) WITHOUT ROWID;
+   CREATE TABLE logs (
+     run TEXT NOT NULL REFERENCES runs (id),
+     seq INTEGER NOT NULL,
+     stage TEXT NOT NULL,
+     attempt INTEGER NOT NULL,
+     stream TEXT NOT NULL,
+     message TEXT NOT NULL,
+     ts_ms INTEGER NOT NULL,
+     PRIMARY KEY (run, seq)
+   ) WITHOUT ROWID;
+   CREATE TABLE decisions (
+     run TEXT NOT NULL REFERENCES runs (id),
+     seq INTEGER NOT NULL,
+     stage TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     decision TEXT NOT NULL,
+     decided_by TEXT NOT NULL,
+     reason TEXT,
+     detail TEXT,
+     ts_ms INTEGER NOT NULL,
+     PRIMARY KEY (run, seq)
+   ) WITHOUT ROWID;
+   CREATE TABLE pending_decisions (
+     run TEXT NOT NULL REFERENCES runs (id),
+     stage TEXT NOT NULL,
+     decision TEXT NOT NULL,
+     decided_by TEXT NOT NULL,
+     reason TEXT,
+     inputs TEXT,
+     ts_ms INTEGER NOT NULL,
+     PRIMARY KEY (run, stage)
+   ) WITHOUT ROWID;
+   CREATE TABLE requests (
+     id INTEGER PRIMARY KEY,
+     run TEXT NOT NULL REFERENCES runs (id),
+     kind TEXT NOT NULL,
+     body TEXT,
+     ts_ms INTEGER NOT NULL,
+     done_ms INTEGER
+   );
+   CREATE INDEX requests_open ON requests (run, done_ms);",
+];
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+  /// The store cannot be opened or created.
+  #[error("{path}: cannot open the run store: {message}")]
+  Open {
+    /// The store file.
+    path: String,
+    /// Why.
+    message: String,
+  },
+  /// The file is not a swdl store (another program's database, or not a database at all).
+  #[error("{path}: not a swdl run store ({why}); point --store or SWDL_STORE elsewhere")]
+  Foreign {
+    /// The store file.
+    path: String,
+    /// What was found.
+    why: String,
+  },
+  /// The store was written by a newer swdl.
+  #[error(
+    "{path}: the run store has schema version {found}, newer than this swdl knows ({known}); \
+     use a newer swdl"
+  )]
+  Newer {
+    /// The store file.
+    path: String,
+    /// Its schema version.
+    found: i64,
+    /// The newest this build knows.
+    known: i64,
+  },
+  /// A query failed (a damaged file, a full disk).
+  #[error("run store: {0}")]
+  Sql(#[from] rusqlite::Error),
+  /// No such run.
+  #[error("no run `{id}` in the run store{hint}")]
+  UnknownRun {
+    /// The id asked for.
+    id: String,
+    /// ` (did you mean ...?)` or empty.
+    hint: String,
+  },
+  /// The request does not fit the run's state (resume a finished run, approve a stage that is
+  /// not waiting).
+  #[error("{0}")]
+  Refused(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+  SystemTime::now()
+    .duration_since(UNIX_EPOCH)
+    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The store directory: `--store`, else `SWDL_STORE`, else `.swdl`; `None` for `none`.
+pub fn resolve_dir(flag: Option<&Path>) -> Option<PathBuf> {
+  let dir = flag
+    .map(Path::to_path_buf)
+    .or_else(|| std::env::var_os("SWDL_STORE").map(PathBuf::from))
+    .unwrap_or_else(|| PathBuf::from(".swdl"));
+  (dir.as_os_str() != "none").then_some(dir)
+}
+
+/// One row of `runs`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+  /// Run id.
+  pub id: String,
+  /// Workflow name.
+  pub workflow: String,
+  /// The workflow file as given when the run started.
+  pub file: String,
+  /// Stored status; see [`RunRow::effective_status`].
+  pub status: String,
+  /// One more than the number of times it was resumed.
+  pub attempt: i64,
+  /// The process executing it, while one does.
+  pub pid: Option<i64>,
+  /// The host of that process.
+  pub host: Option<String>,
+  /// When it was created (Unix ms).
+  pub created_ms: i64,
+  /// When it last changed (Unix ms).
+  pub updated_ms: i64,
+  /// When it finished (Unix ms).
+  pub finished_ms: Option<i64>,
+  /// Workflow outputs (JSON), once finished.
+  pub outputs: Option<serde_json::Value>,
+  /// Why it did not complete.
+  pub error: Option<String>,
+  /// Resolved parameters, secrets masked.
+  pub params: serde_json::Value,
+  /// How it was started: `max_parallel`, gate flags, extra hook files.
+  pub options: serde_json::Value,
+  /// The workflow text it runs.
+  #[serde(skip)]
+  pub source: String,
+}
+
+impl RunRow {
+  /// Whether a process is executing the run now.
+  pub fn is_live(&self) -> bool {
+    matches!(self.status.as_str(), "running" | "paused")
+      && self
+        .pid
+        .is_some_and(|pid| self.host.as_deref() == Some(hostname().as_str()) && alive(pid))
+  }
+
+  /// The status to show: `crashed` for a run recorded as executing whose process is gone.
+  pub fn effective_status(&self) -> &str {
+    if matches!(self.status.as_str(), "running" | "paused") && !self.is_live() {
+      "crashed"
+    } else {
+      &self.status
+    }
+  }
+}
+
+/// A request made of a live run by another process.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+  /// Stop it (`swdl cancel`).
+  Cancel,
+  /// Stop starting stages (`swdl pause`).
+  Pause,
+  /// Start stages again (`swdl resume` of a paused run).
+  Resume,
+  /// Decide a gate it is waiting at (`swdl approve|reject`).
+  Decide {
+    /// The gate.
+    stage: String,
+    /// The decision.
+    decision: PriorDecision,
+  },
+}
+
+/// An open store.
+#[derive(Debug)]
+pub struct Store {
+  conn: Connection,
+  path: PathBuf,
+}
+
+impl Store {
+  /// Opens the store in `dir`, creating the directory and the schema when missing and applying
+  /// migrations.
+  ///
+  /// # Errors
+  ///
+  /// The directory cannot be made, the file is not a swdl store or is damaged, or it was
+  /// written by a newer swdl.
+  pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    let path = dir.join(STORE_FILE);
+    let label = path.display().to_string();
+    let open_error = |message: String| StoreError::Open {
+      path: label.clone(),
+      message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+    let mut conn = Connection::open(&path).map_err(|e| open_error(e.to_string()))?;
+    conn
+      .busy_timeout(BUSY_TIMEOUT)
+      .map_err(|e| open_error(e.to_string()))?;
+    let foreign = |e: rusqlite::Error| StoreError::Foreign {
+      path: label.clone(),
+      why: e.to_string(),
+    };
+    // Reading the header is the first thing that fails on a file that is not a database.
+    let application_id: i64 = conn
+      .query_row("PRAGMA application_id", [], |row| row.get(0))
+      .map_err(foreign)?;
+    let mode: String = conn
+      .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+      .map_err(foreign)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+      return Err(open_error(format!(
+        "cannot use write-ahead logging (journal mode stays {mode})"
+      )));
+    }
+    // In WAL mode NORMAL survives a crashed process (kill -9); only a power cut may lose the
+    // last commits. See docs/runs.md.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let tables: i64 = tx.query_row(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+      [],
+      |row| row.get(0),
+    )?;
+    let application_id = if application_id == 0 {
+      tx.query_row("PRAGMA application_id", [], |row| row.get(0))?
+    } else {
+      application_id
+    };
+    if application_id != APPLICATION_ID && (application_id != 0 || tables > 0) {
+      return Err(StoreError::Foreign {
+        path: label,
+        why: if application_id == 0 {
+          format!("a SQLite database with {tables} tables of another program")
+        } else {
+          format!("a SQLite database of another program (application id {application_id:#x})")
+        },
+      });
+    }
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > known {
+      return Err(StoreError::Newer {
+        path: label,
+        found: version,
+        known,
+      });
+    }
+    for (n, migration) in MIGRATIONS
+      .iter()
+      .enumerate()
+      .skip(usize::try_from(version).unwrap_or(0))
+    {
+      tx.execute_batch(migration)?;
+      tx.pragma_update(None, "user_version", n + 1)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.commit()?;
+    Ok(Self { conn, path })
+  }
+
+  /// The store file.
+  pub fn path(&self) -> &Path {
+    &self.path
+  }
+
+  /// Records a new run, executing in this process.
+  ///
+  /// # Errors
+  ///
+  /// A failed write.
+  pub fn create_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError> {
+    let now = now_ms();
+    self.conn.execute(
+      "INSERT INTO runs (id, workflow, file, source, params, options, status, attempt, pid, host,
+                         created_ms, updated_ms)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 1, ?7, ?8, ?9, ?9)",
+      params![
+        run.id,
+        run.workflow,
+        run.file,
+        run.source,
+        run.params.to_string(),
+        run.options.to_string(),
+        i64::from(std::process::id()),
+        hostname(),
+        now
+      ],
+    )?;
+    Ok(())
+  }
+
+  /// Takes over run `id` for this process to resume it: refuses a finished run and one that
+  /// another live process executes. Returns the run as it was, and its new attempt number.
+  ///
+  /// # Errors
+  ///
+  /// Unknown run, a run that cannot be resumed, a failed write.
+  pub fn claim(&mut self, id: &str) -> Result<(RunRow, i64), StoreError> {
+    let tx = self
+      .conn
+      .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let run = load_run(&tx, id)?;
+    match run.effective_status() {
+      "running" | "paused" => {
+        return Err(StoreError::Refused(format!(
+          "run `{id}` is being executed by process {} on {}; `swdl resume` continues a paused \
+           one (it is {}), `swdl cancel` stops it",
+          run.pid.unwrap_or_default(),
+          run.host.as_deref().unwrap_or("?"),
+          run.status
+        )));
+      }
+      "completed" | "failed" | "cancelled" => {
+        return Err(StoreError::Refused(format!(
+          "run `{id}` already finished ({}); a finished run cannot be resumed",
+          run.status
+        )));
+      }
+      _ => {}
+    }
+    let attempt = run.attempt + 1;
+    tx.execute(
+      "UPDATE runs SET status = 'running', attempt = ?2, pid = ?3, host = ?4, updated_ms = ?5
+       WHERE id = ?1",
+      params![
+        id,
+        attempt,
+        i64::from(std::process::id()),
+        hostname(),
+        now_ms()
+      ],
+    )?;
+    tx.commit()?;
+    Ok((run, attempt))
+  }
+
+  /// Run `id`.
+  ///
+  /// # Errors
+  ///
+  /// Unknown run (with the closest id), a failed read.
+  pub fn run(&self, id: &str) -> Result<RunRow, StoreError> {
+    load_run(&self.conn, id)
+  }
+
+  /// Runs, newest first, optionally only those whose (effective) status is `status`.
+  ///
+  /// # Errors
+  ///
+  /// A failed read.
+  pub fn runs(&self, status: Option<&str>) -> Result<Vec<RunRow>, StoreError> {
+    let mut statement = self
+      .conn
+      .prepare(&format!("{RUN_COLUMNS} ORDER BY created_ms DESC, id DESC"))?;
+    let rows = statement.query_map([], run_row)?;
+    let mut runs = Vec::new();
+    for row in rows {
+      let row = row?;
+      if status.is_none_or(|s| row.effective_status() == s) {
+        runs.push(row);
+      }
+    }
+    Ok(runs)
+  }
+
+  /// Every event of run `id`, in order.
+  ///
+  /// # Errors
+  ///
+  /// A failed read, or an event that does not parse (a damaged store).
+  pub fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+    let mut statement = self
+      .conn
+      .prepare("SELECT seq, body FROM events WHERE run = ?1 ORDER BY seq")?;
+    let rows = statement.query_map([id], |row| {
+      Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut events = Vec::new();
+    for row in rows {
+      let (seq, body) = row?;
+      let record = serde_json::from_str(&body).map_err(|e| {
+        StoreError::Refused(format!(
+          "{}: event {seq} of run `{id}` is damaged: {e}",
+          self.path.display()
+        ))
+      })?;
+      events.push(record);
+    }
+    Ok(events)
+  }
+
+  /// The attempts of run `id`: (stage, attempt, uses, status, inputs, outputs, error,
+  /// duration ms), in the order they started.
+  ///
+  /// # Errors
+  ///
+  /// A failed read.
+  pub fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+    let mut statement = self.conn.prepare(
+      "SELECT stage, attempt, uses, status, inputs, outputs, error, duration_ms
+       FROM attempts WHERE run = ?1 ORDER BY started_ms, stage, attempt",
+    )?;
+    let rows = statement.query_map([id], |row| {
+      Ok(AttemptRow {
+        stage: row.get(0)?,
+        attempt: row.get(1)?,
+        uses: row.get(2)?,
+        status: row.get(3)?,
+        inputs: json_column(row.get(4)?),
+        outputs: json_column(row.get(5)?),
+        error: row.get(6)?,
+        duration_ms: row.get(7)?,
+      })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+  }
+
+  /// The log lines of run `id`: (stage, attempt, stream, message).
+  ///
+  /// # Errors
+  ///
+  /// A failed read.
+  pub fn logs(&self, id: &str) -> Result<Vec<(String, i64, String, String)>, StoreError> {
+    let mut statement = self.conn.prepare(
+      "SELECT stage, attempt, stream, message FROM logs WHERE run = ?1 ORDER BY seq",
+    )?;
+    let rows = statement.query_map([id], |row| {
+      Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+  }
+
+  /// Every gate, approval and recovery decision of run `id`, in order.
+  ///
+  /// # Errors
+  ///
+  /// A failed read.
+  pub fn decisions(&self, id: &str) -> Result<Vec<DecisionRow>, StoreError> {
+    let mut statement = self.conn.prepare(
+      "SELECT stage, kind, decision, decided_by, reason, detail FROM decisions
+       WHERE run = ?1 ORDER BY seq",
+    )?;
+    let rows = statement.query_map([id], |row| {
+      Ok(DecisionRow {
+        stage: row.get(0)?,
+        kind: row.get(1)?,
+        decision: row.get(2)?,
+        decided_by: row.get(3)?,
+        reason: row.get(4)?,
+        detail: json_column(row.get(5)?),
+      })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+  }
+
+  /// Records a decision on a gate of a run that is not executing, for `swdl resume` to apply.
+  ///
+  /// # Errors
+  ///
+  /// A failed write.
+  pub fn record_decision(
+    &mut self,
+    id: &str,
+    stage: &str,
+    decision: &PriorDecision,
+  ) -> Result<(), StoreError> {
+    self.conn.execute(
+      "INSERT OR REPLACE INTO pending_decisions (run, stage, decision, decided_by, reason, inputs,
+                                                 ts_ms)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+      params![
+        id,
+        stage,
+        decision_name(decision.decision),
+        decision.by,
+        decision.reason,
+        decision.inputs.as_ref().map(ToString::to_string),
+        now_ms()
+      ],
+    )?;
+    Ok(())
+  }
+
+  /// Decisions recorded by [`Store::record_decision`] for run `id`, by stage.
+  ///
+  /// # Errors
+  ///
+  /// A failed read.
+  pub fn pending_decisions(&self, id: &str) -> Result<HashMap<String, PriorDecision>, StoreError> {
+    let mut statement = self.conn.prepare(
+      "SELECT stage, decision, decided_by, reason, inputs FROM pending_decisions WHERE run = ?1",
+    )?;
+    let rows = statement.query_map([id], |row| {
+      let decision: String = row.get(1)?;
+      Ok((
+        row.get::<_, String>(0)?,
+        PriorDecision {
+          decision: if decision == "approve" {
+            GateDecision::Approve
+          } else {
+            GateDecision::Reject
+          },
+          by: row.get(2)?,
+          reason: row.get(3)?,
+          inputs: json_column(row.get(4)?),
+        },
+      ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+  }
+
+  /// Asks the process executing run `id` to do something; it looks every few hundred ms.
+  ///
+  /// # Errors
+  ///
+  /// A failed write.
+  pub fn request(&mut self, id: &str, request: &Request) -> Result<(), StoreError> {
+    let (kind, body) = match request {
+      Request::Cancel => ("cancel", None),
+      Request::Pause => ("pause", None),
+      Request::Resume => ("resume", None),
+      Request::Decide { stage, decision } => (
+        "decide",
+        Some(
+          serde_json::json!({
+            "stage": stage,
+            "decision": decision_name(decision.decision),
+            "by": decision.by,
+            "reason": decision.reason,
+            "inputs": decision.inputs,
+          })
+          .to_string(),
+        ),
+      ),
+    };
+    self.conn.execute(
+      "INSERT INTO requests (run, kind, body, ts_ms) VALUES (?1, ?2, ?3, ?4)",
+      params![id, kind, body, now_ms()],
+    )?;
+    Ok(())
+  }
+
+  /// Takes the requests made of run `id` since the last call, oldest first.
+  ///
+  /// # Errors
+  ///
+  /// A failed read or write.
+  pub fn take_requests(&mut self, id: &str) -> Result<Vec<Request>, StoreError> {
+    let tx = self
+      .conn
+      .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut requests = Vec::new();
+    {
+      let mut statement = tx.prepare(
+        "SELECT id, kind, body FROM requests WHERE run = ?1 AND done_ms IS NULL ORDER BY id",
+      )?;
+      let rows = statement.query_map([id], |row| {
+        Ok((
+          row.get::<_, i64>(0)?,
+          row.get::<_, String>(1)?,
+          row.get::<_, Option<String>>(2)?,
+        ))
+      })?;
+      for row in rows {
+        let (_, kind, body) = row?;
+        let request = match kind.as_str() {
+          "cancel" => Request::Cancel,
+          "pause" => Request::Pause,
+          "resume" => Request::Resume,
+          "decide" => {
+            let body: serde_json::Value = body
+              .as_deref()
+              .and_then(|b| serde_json::from_str(b).ok())
+              .unwrap_or_default();
+            Request::Decide {
+              stage: body["stage"].as_str().unwrap_or_default().to_string(),
+              decision: PriorDecision {
+                decision: if body["decision"] == "approve" {
+                  GateDecision::Approve
+                } else {
+                  GateDecision::Reject
+                },
+                by: body["by"].as_str().unwrap_or("user").to_string(),
+                reason: body["reason"].as_str().map(str::to_string),
+                inputs: Some(body["inputs"].clone()).filter(|v| !v.is_null()),
+              },
+            }
+          }
+          _ => continue,
+        };
+        requests.push(request);
+      }
+    }
+    if !requests.is_empty() {
+      tx.execute(
+        "UPDATE requests SET done_ms = ?2 WHERE run = ?1 AND done_ms IS NULL",
+        params![id, now_ms()],
+      )?;
+    }
+    tx.commit()?;
+    Ok(requests)
+  }
+
+  /// Appends event number `seq` of run `run` and its derived rows, in one transaction.
+  ///
+  /// # Errors
+  ///
+  /// A failed write.
+  pub fn append(&mut self, seq: i64, record: &EventRecord) -> Result<(), StoreError> {
+    let body = serde_json::to_string(record).map_err(|e| StoreError::Refused(e.to_string()))?;
+    let ts_ms = now_ms();
+    let run: &str = &record.run;
+    let tx = self
+      .conn
+      .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+      "INSERT INTO events (run, seq, ts, ts_ms, event, stage, body)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+      params![
+        run,
+        seq,
+        record.ts,
+        ts_ms,
+        record.event.name(),
+        record.event.stage(),
+        body
+      ],
+    )?;
+    let json = |v: &serde_json::Value| v.to_string();
+    let finish_attempt = |stage: &str, attempt: u32, status: &str, error: Option<&str>| {
+      tx.execute(
+        "UPDATE attempts SET status = ?4, error = coalesce(?5, error), finished_ms = ?6,
+                             duration_ms = ?6 - started_ms
+         WHERE run = ?1 AND stage = ?2 AND attempt = ?3",
+        params![run, stage, attempt, status, error, ts_ms],
+      )
+    };
+    match &record.event {
+      Event::StageStarted {
+        stage,
+        attempt,
+        uses,
+        inputs,
+      } => {
+        tx.execute(
+          "INSERT OR REPLACE INTO attempts (run, stage, attempt, uses, status, inputs, started_ms)
+           VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
+          params![run, stage, attempt, uses, json(inputs), ts_ms],
+        )?;
+      }
+      Event::StageCompleted {
+        stage,
+        attempt,
+        outputs,
+        ..
+      } => {
+        finish_attempt(stage, *attempt, "completed", None)?;
+        tx.execute(
+          "UPDATE attempts SET outputs = ?4 WHERE run = ?1 AND stage = ?2 AND attempt = ?3",
+          params![run, stage, attempt, json(outputs)],
+        )?;
+      }
+      Event::StageRetrying {
+        stage,
+        attempt,
+        error,
+        ..
+      } => {
+        finish_attempt(stage, *attempt, "failed", Some(error))?;
+      }
+      Event::StageFailed {
+        stage,
+        attempt: Some(attempt),
+        error,
+        ..
+      } => {
+        finish_attempt(stage, *attempt, "failed", Some(error))?;
+      }
+      Event::StageTimedOut { stage, attempt, .. } => {
+        finish_attempt(stage, *attempt, "timed_out", Some("timed out"))?;
+      }
+      Event::StageCancelled {
+        stage,
+        attempt: Some(attempt),
+        reason,
+      } => {
+        finish_attempt(stage, *attempt, "cancelled", Some(reason))?;
+      }
+      Event::Log {
+        stage,
+        attempt,
+        stream,
+        message,
+      } => {
+        tx.execute(
+          "INSERT INTO logs (run, seq, stage, attempt, stream, message, ts_ms)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+          params![run, seq, stage, attempt, stream, message, ts_ms],
+        )?;
+      }
+      Event::GateDecided {
+        stage,
+        decision,
+        decided_by,
+        reason,
+        inputs,
+      } => {
+        tx.execute(
+          "INSERT INTO decisions (run, seq, stage, kind, decision, decided_by, reason, detail,
+                                  ts_ms)
+           VALUES (?1, ?2, ?3, 'gate', ?4, ?5, ?6, ?7, ?8)",
+          params![
+            run,
+            seq,
+            stage,
+            decision_name(*decision),
+            decided_by,
+            reason,
+            inputs.as_ref().map(json),
+            ts_ms
+          ],
+        )?;
+        tx.execute(
+          "DELETE FROM pending_decisions WHERE run = ?1 AND stage = ?2",
+          params![run, stage],
+        )?;
+      }
+      Event::RecoveryDecided {
+        stage,
+        attempt,
+        strategy,
+        action,
+        delay_ms,
+        uses,
+        with,
+        error,
+      } => {
+        let detail = serde_json::json!({
+          "attempt": attempt, "delay_ms": delay_ms, "uses": uses, "with": with, "error": error,
+        });
+        tx.execute(
+          "INSERT INTO decisions (run, seq, stage, kind, decision, decided_by, reason, detail,
+                                  ts_ms)
+           VALUES (?1, ?2, ?3, 'recovery', ?4, ?5, ?6, ?7, ?8)",
+          params![
+            run,
+            seq,
+            stage,
+            action,
+            format!("recovery:{strategy}"),
+            error,
+            json(&detail),
+            ts_ms
+          ],
+        )?;
+      }
+      Event::RunPaused { .. } => {
+        tx.execute(
+          "UPDATE runs SET status = 'paused', updated_ms = ?2 WHERE id = ?1",
+          params![run, ts_ms],
+        )?;
+      }
+      Event::RunResumed {} => {
+        tx.execute(
+          "UPDATE runs SET status = 'running', updated_ms = ?2 WHERE id = ?1",
+          params![run, ts_ms],
+        )?;
+      }
+      Event::RunCompleted {
+        status,
+        outputs,
+        error,
+        ..
+      } => {
+        let finished = (*status != RunStatus::Waiting).then_some(ts_ms);
+        tx.execute(
+          "UPDATE runs SET status = ?2, updated_ms = ?3, finished_ms = ?4, outputs = ?5,
+                           error = ?6, pid = NULL
+           WHERE id = ?1",
+          params![run, status.as_str(), ts_ms, finished, json(outputs), error],
+        )?;
+      }
+      _ => {}
+    }
+    tx.execute(
+      "UPDATE runs SET updated_ms = ?2 WHERE id = ?1",
+      params![run, ts_ms],
+    )?;
+    tx.commit()?;
+    Ok(())
+  }
+
+  /// The number the next event of run `id` gets.
+  ///
+  /// # Errors
+  ///
+  /// A failed read.
+  pub fn next_seq(&self, id: &str) -> Result<i64, StoreError> {
+    Ok(self.conn.query_row(
+      "SELECT coalesce(max(seq), 0) + 1 FROM events WHERE run = ?1",
+      [id],
+      |row| row.get(0),
+    )?)
+  }
+
+  /// How long ago (ms) stage `stage` of run `id` last began to wait at its gate.
+  ///
+  /// # Errors
+  ///
+  /// A failed read.
+  pub fn waiting_since(&self, id: &str) -> Result<HashMap<String, i64>, StoreError> {
+    let mut statement = self.conn.prepare(
+      "SELECT stage, min(ts_ms) FROM events WHERE run = ?1 AND event = 'gate_waiting'
+       GROUP BY stage",
+    )?;
+    let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+  }
+}
+
+/// A run about to start, for [`Store::create_run`].
+#[derive(Debug)]
+pub struct NewRun<'a> {
+  /// Run id.
+  pub id: &'a str,
+  /// Workflow name.
+  pub workflow: &'a str,
+  /// The workflow file as given.
+  pub file: &'a str,
+  /// Its text, so a resume runs the same workflow even if the file changed.
+  pub source: &'a str,
+  /// Resolved parameters, secrets masked.
+  pub params: &'a serde_json::Value,
+  /// How it was started (what resume needs again).
+  pub options: &'a serde_json::Value,
+}
+
+/// One attempt, as `swdl runs RUN_ID` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptRow {
+  /// Stage id.
+  pub stage: String,
+  /// Attempt number (0 for a gate's decision).
+  pub attempt: i64,
+  /// The skill it ran.
+  pub uses: String,
+  /// `running`, `completed`, `failed`, `timed_out` or `cancelled`.
+  pub status: String,
+  /// Resolved inputs.
+  pub inputs: Option<serde_json::Value>,
+  /// Outputs, when completed.
+  pub outputs: Option<serde_json::Value>,
+  /// What went wrong.
+  pub error: Option<String>,
+  /// Wall time.
+  pub duration_ms: Option<i64>,
+}
+
+/// One recorded decision.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecisionRow {
+  /// Stage id.
+  pub stage: String,
+  /// `gate` (gates and risk approvals) or `recovery`.
+  pub kind: String,
+  /// `approve`, `reject`, or the recovery action.
+  pub decision: String,
+  /// `flag`, `user`, `timeout`, `policy:NAME`, `recovery:NAME`...
+  pub decided_by: String,
+  /// Why.
+  pub reason: Option<String>,
+  /// Gate inputs, or the recovery action's details.
+  pub detail: Option<serde_json::Value>,
+}
+
+const RUN_COLUMNS: &str = "SELECT id, workflow, file, status, attempt, pid, host, created_ms, \
+                           updated_ms, finished_ms, outputs, error, params, options, source \
+                           FROM runs";
+
+fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+  Ok(RunRow {
+    id: row.get(0)?,
+    workflow: row.get(1)?,
+    file: row.get(2)?,
+    status: row.get(3)?,
+    attempt: row.get(4)?,
+    pid: row.get(5)?,
+    host: row.get(6)?,
+    created_ms: row.get(7)?,
+    updated_ms: row.get(8)?,
+    finished_ms: row.get(9)?,
+    outputs: json_column(row.get(10)?),
+    error: row.get(11)?,
+    params: json_column(row.get(12)?).unwrap_or_default(),
+    options: json_column(row.get(13)?).unwrap_or_default(),
+    source: row.get(14)?,
+  })
+}
+
+fn load_run(conn: &Connection, id: &str) -> Result<RunRow, StoreError> {
+  let found = conn
+    .query_row(&format!("{RUN_COLUMNS} WHERE id = ?1"), [id], run_row)
+    .optional()?;
+  match found {
+    Some(run) => Ok(run),
+    None => {
+      let mut statement =
+        conn.prepare("SELECT id FROM runs ORDER BY created_ms DESC LIMIT 1000")?;
+      let ids: Vec<String> = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+      let hint = crate::suggest::suggest(id, ids.iter().map(String::as_str))
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+      Err(StoreError::UnknownRun {
+        id: id.to_string(),
+        hint,
+      })
+    }
+  }
+}
+
+fn json_column(text: Option<String>) -> Option<serde_json::Value> {
+  text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn decision_name(decision: GateDecision) -> &'static str {
+  match decision {
+    GateDecision::Approve => "approve",
+    GateDecision::Reject => "reject",
+  }
+}
+
+/// This machine's name, to tell whether a recorded process is one we can see.
+pub fn hostname() -> String {
+  let mut buffer = [0u8; 256];
+  // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+  let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+  if !ok {
+    return String::new();
+  }
+  let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+  String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
+/// Whether process `pid` exists.
+fn alive(pid: i64) -> bool {
+  let Ok(pid) = libc::pid_t::try_from(pid) else {
+    return false;
+  };
+  if pid <= 0 {
+    return false;
+  }
+  // SAFETY: signal 0 checks for the process without sending anything.
+  let result = unsafe { libc::kill(pid, 0) };
+  result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Commits every event of a run to the store as it happens. A failed write is kept (the first
+/// one) for the command to report: the run goes on, but ends as failed.
+pub struct StoreSink {
+  store: Store,
+  seq: i64,
+  error: Arc<Mutex<Option<String>>>,
+}
+
+impl StoreSink {
+  /// A sink appending to `store` from event number `seq`; write errors go to `error`.
+  pub fn new(store: Store, seq: i64, error: Arc<Mutex<Option<String>>>) -> Self {
+    Self { store, seq, error }
+  }
+}
+
+impl EventSink for StoreSink {
+  fn emit(&mut self, record: &EventRecord) {
+    if let Err(e) = self.store.append(self.seq, record) {
+      let mut error = self
+        .error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+      error.get_or_insert_with(|| e.to_string());
+    }
+    self.seq += 1;
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  struct Dir(PathBuf);
+
+  impl Dir {
+    fn new(name: &str) -> Self {
+      let dir = std::env::temp_dir().join(format!("swdl-store-{name}-{}", std::process::id()));
+      let _ = std::fs::remove_dir_all(&dir);
+      Self(dir)
+    }
+  }
+
+  impl Drop for Dir {
+    fn drop(&mut self) {
+      let _ = std::fs::remove_dir_all(&self.0);
+    }
+  }
+
+  fn new_run(store: &mut Store, id: &str) {
+    let params = serde_json::json!({"n": 1});
+    let options = serde_json::json!({});
+    store
+      .create_run(&NewRun {
+        id,
+        workflow: "wf",
+        file: "wf.yaml",
+        source: "name: wf\n",
+        params: &params,
+        options: &options,
+      })
+      .expect("create");
+  }
+
+  #[test]
+  fn events_round_trip_and_derive_attempts_logs_and_decisions() {
+    let dir = Dir::new("roundtrip");
+    let mut store = Store::open(&dir.0).expect("open");
+    new_run(&mut store, "r1");
+    let record = |event: Event| EventRecord {
+      ts: "2026-11-22T10:00:00.000Z".into(),
+      run: Arc::from("r1"),
+      event,
+    };
+    let events = vec![
+      record(Event::StageStarted {
+        stage: "a".into(),
+        attempt: 1,
+        uses: "echo".into(),
+        inputs: Arc::new(serde_json::json!({"x": 1})),
+      }),
+      record(Event::Log {
+        stage: "a".into(),
+        attempt: 1,
+        stream: "stdout".into(),
+        message: "hi".into(),
+      }),
+      record(Event::StageCompleted {
+        stage: "a".into(),
+        attempt: 1,
+        uses: "echo".into(),
+        outputs: Arc::new(serde_json::json!({"x": 1})),
+        summary: None,
+        duration_ms: 3,
+      }),
+      record(Event::GateDecided {
+        stage: "g".into(),
+        decision: GateDecision::Approve,
+        decided_by: "user".into(),
+        reason: Some("looks fine".into()),
+        inputs: None,
+      }),
+    ];
+    for (seq, event) in events.iter().enumerate() {
+      store.append(seq as i64 + 1, event).expect("append");
+    }
+    assert_eq!(store.events("r1").expect("events"), events);
+    assert_eq!(store.next_seq("r1").expect("seq"), 5);
+    let attempts = store.attempts("r1").expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status, "completed");
+    assert_eq!(attempts[0].outputs, Some(serde_json::json!({"x": 1})));
+    assert_eq!(
+      store.logs("r1").expect("logs"),
+      vec![("a".into(), 1, "stdout".into(), "hi".into())]
+    );
+    let decisions = store.decisions("r1").expect("decisions");
+    assert_eq!(decisions[0].decided_by, "user");
+    assert_eq!(decisions[0].reason.as_deref(), Some("looks fine"));
+  }
+
+  #[test]
+  fn requests_are_taken_once_in_order() {
+    let dir = Dir::new("requests");
+    let mut store = Store::open(&dir.0).expect("open");
+    new_run(&mut store, "r1");
+    store.request("r1", &Request::Pause).expect("request");
+    store.request("r1", &Request::Cancel).expect("request");
+    assert_eq!(
+      store.take_requests("r1").expect("take"),
+      vec![Request::Pause, Request::Cancel]
+    );
+    assert!(store.take_requests("r1").expect("take").is_empty());
+  }
+
+  #[test]
+  fn a_foreign_or_damaged_file_is_refused_clearly() {
+    let dir = Dir::new("foreign");
+    std::fs::create_dir_all(&dir.0).expect("dir");
+    let path = dir.0.join(STORE_FILE);
+    std::fs::write(&path, b"this is not a database, just some text that is long enough").expect("write");
+    let error = Store::open(&dir.0).expect_err("garbage must be refused").to_string();
+    assert!(error.contains("not a swdl run store"), "{error}");
+    std::fs::remove_file(&path).expect("remove");
+    {
+      let conn = Connection::open(&path).expect("sqlite");
+      conn.execute_batch("CREATE TABLE songs (title TEXT);").expect("table");
+    }
+    let error = Store::open(&dir.0).expect_err("another program's database").to_string();
+    assert!(error.contains("another program"), "{error}");
+  }
+
+  #[test]
+  fn a_newer_schema_is_refused_and_an_unknown_run_gets_a_suggestion() {
+    let dir = Dir::new("newer");
+    let mut store = Store::open(&dir.0).expect("open");
+    new_run(&mut store, "20261122-100000-abcd");
+    let error = store.run("20261122-100000-abce").expect_err("unknown").to_string();
+    assert!(error.contains("did you mean `20261122-100000-abcd`"), "{error}");
+    store
+      .conn
+      .pragma_update(None, "user_version", 99)
+      .expect("bump");
+    drop(store);
+    let error = Store::open(&dir.0).expect_err("newer").to_string();
+    assert!(error.contains("schema version 99"), "{error}");
+  }
+}
