@@ -95,7 +95,12 @@ where
       status,
       format,
       store,
-    } => runs::list_or_show(run_id.as_deref(), status.as_deref(), format, store.as_deref()),
+    } => runs::list_or_show(
+      run_id.as_deref(),
+      status.as_deref(),
+      format,
+      store.as_deref(),
+    ),
     Command::Approve(args) => runs::decide(&args, workflow::GateDecision::Approve),
     Command::Reject(args) => runs::decide(&args, workflow::GateDecision::Reject),
     Command::Cancel { run_id, store } => runs::cancel(&run_id, store.as_deref()),

@@ -192,8 +192,14 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<i32, Error> {
         .unwrap_or(1)
         .max(1),
       params,
-      approve: strings("approve").into_iter().chain(args.approve.iter().cloned()).collect(),
-      reject: strings("reject").into_iter().chain(args.reject.iter().cloned()).collect(),
+      approve: strings("approve")
+        .into_iter()
+        .chain(args.approve.iter().cloned())
+        .collect(),
+      reject: strings("reject")
+        .into_iter()
+        .chain(args.reject.iter().cloned())
+        .collect(),
       approve_all: args.approve_all || options["approve_all"].as_bool().unwrap_or(false),
       interactive: false,
       masker,

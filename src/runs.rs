@@ -64,7 +64,11 @@ pub(crate) fn list_or_show(
     let runs = store.runs(status)?;
     if format == Format::Json {
       let list: Vec<serde_json::Value> = runs.iter().map(summary_json).collect();
-      writeln!(out, "{}", serde_json::to_string_pretty(&list).unwrap_or_default())?;
+      writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&list).unwrap_or_default()
+      )?;
       return Ok(exit::OK);
     }
     if runs.is_empty() {
@@ -105,7 +109,11 @@ pub(crate) fn list_or_show(
         "stage": stage, "attempt": attempt, "stream": stream, "message": message,
       })).collect::<Vec<_>>(),
     });
-    writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default())?;
+    writeln!(
+      out,
+      "{}",
+      serde_json::to_string_pretty(&value).unwrap_or_default()
+    )?;
     return Ok(exit::OK);
   }
   writeln!(out, "run       {}", row.id)?;
@@ -119,7 +127,11 @@ pub(crate) fn list_or_show(
   if row.params.as_object().is_some_and(|m| !m.is_empty()) {
     writeln!(out, "params    {}", row.params)?;
   }
-  if let Some(outputs) = row.outputs.as_ref().filter(|o| o.as_object().is_some_and(|m| !m.is_empty())) {
+  if let Some(outputs) = row
+    .outputs
+    .as_ref()
+    .filter(|o| o.as_object().is_some_and(|m| !m.is_empty()))
+  {
     writeln!(out, "outputs   {outputs}")?;
   }
   if let Some(error) = &row.error {
@@ -156,7 +168,8 @@ pub(crate) fn list_or_show(
         a.attempt,
         truncate(&a.uses, 14),
         a.status,
-        a.duration_ms.map_or_else(String::new, |ms| format!("{ms}ms")),
+        a.duration_ms
+          .map_or_else(String::new, |ms| format!("{ms}ms")),
         result
       )?;
     }
@@ -296,9 +309,7 @@ pub(crate) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<i32, E
   let mut inputs = serde_json::Map::new();
   for arg in &args.inputs {
     let Some((name, raw)) = arg.split_once('=') else {
-      return Err(Error::Usage(format!(
-        "--input `{arg}` is not `name=value`"
-      )));
+      return Err(Error::Usage(format!("--input `{arg}` is not `name=value`")));
     };
     let value =
       serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));

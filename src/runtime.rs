@@ -559,7 +559,10 @@ impl Engine {
       let stage = record.event.stage().and_then(|s| index.get(s).copied());
       match (&record.event, stage) {
         (Event::StageStarted { uses, .. }, Some(i)) => {
-          if self.workflow.stages[i].skill().is_some_and(|c| &c.uses == uses) {
+          if self.workflow.stages[i]
+            .skill()
+            .is_some_and(|c| &c.uses == uses)
+          {
             primary[i] += 1;
           }
           in_flight[i] = true;
@@ -570,10 +573,7 @@ impl Engine {
           GateDecision::Approve => self.slots[i].approved = true,
           GateDecision::Reject => self.rejected = true,
         },
-        (
-          Event::CompensationCompleted { .. } | Event::CompensationFailed { .. },
-          Some(i),
-        ) => {
+        (Event::CompensationCompleted { .. } | Event::CompensationFailed { .. }, Some(i)) => {
           self.compensated.insert(i);
         }
         _ => {}
@@ -637,7 +637,11 @@ impl Engine {
       if self.status(i).is_settled() {
         continue;
       }
-      let attempts = self.state.stages.get_index(i).map_or(0, |(_, s)| s.attempts);
+      let attempts = self
+        .state
+        .stages
+        .get_index(i)
+        .map_or(0, |(_, s)| s.attempts);
       let fallback = last_uses[i].as_ref().and_then(|uses| {
         self.workflow.stages[i]
           .fallback

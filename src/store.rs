@@ -508,9 +508,9 @@ impl Store {
   ///
   /// A failed read.
   pub fn logs(&self, id: &str) -> Result<Vec<(String, i64, String, String)>, StoreError> {
-    let mut statement = self.conn.prepare(
-      "SELECT stage, attempt, stream, message FROM logs WHERE run = ?1 ORDER BY seq",
-    )?;
+    let mut statement = self
+      .conn
+      .prepare("SELECT stage, attempt, stream, message FROM logs WHERE run = ?1 ORDER BY seq")?;
     let rows = statement.query_map([id], |row| {
       Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
     })?;
@@ -1182,15 +1182,25 @@ mod tests {
     let dir = Dir::new("foreign");
     std::fs::create_dir_all(&dir.0).expect("dir");
     let path = dir.0.join(STORE_FILE);
-    std::fs::write(&path, b"this is not a database, just some text that is long enough").expect("write");
-    let error = Store::open(&dir.0).expect_err("garbage must be refused").to_string();
+    std::fs::write(
+      &path,
+      b"this is not a database, just some text that is long enough",
+    )
+    .expect("write");
+    let error = Store::open(&dir.0)
+      .expect_err("garbage must be refused")
+      .to_string();
     assert!(error.contains("not a swdl run store"), "{error}");
     std::fs::remove_file(&path).expect("remove");
     {
       let conn = Connection::open(&path).expect("sqlite");
-      conn.execute_batch("CREATE TABLE songs (title TEXT);").expect("table");
+      conn
+        .execute_batch("CREATE TABLE songs (title TEXT);")
+        .expect("table");
     }
-    let error = Store::open(&dir.0).expect_err("another program's database").to_string();
+    let error = Store::open(&dir.0)
+      .expect_err("another program's database")
+      .to_string();
     assert!(error.contains("another program"), "{error}");
   }
 
@@ -1199,8 +1209,14 @@ mod tests {
     let dir = Dir::new("newer");
     let mut store = Store::open(&dir.0).expect("open");
     new_run(&mut store, "20261122-100000-abcd");
-    let error = store.run("20261122-100000-abce").expect_err("unknown").to_string();
-    assert!(error.contains("did you mean `20261122-100000-abcd`"), "{error}");
+    let error = store
+      .run("20261122-100000-abce")
+      .expect_err("unknown")
+      .to_string();
+    assert!(
+      error.contains("did you mean `20261122-100000-abcd`"),
+      "{error}"
+    );
     store
       .conn
       .pragma_update(None, "user_version", 99)

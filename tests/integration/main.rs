@@ -8,4 +8,5 @@ mod lua;
 mod plan;
 mod run;
 mod skills;
+mod store;
 mod validate;
