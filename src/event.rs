@@ -364,8 +364,15 @@ impl RunStatus {
 pub trait EventSink: Send {
   /// Called once per event, in order, from the runtime's own task; must not block for long.
   fn emit(&mut self, record: &EventRecord);
-  /// Called when the runtime has nothing more to emit for now, and at the end of the run.
+  /// Called when the runtime has nothing more to emit for now, before it starts attempts, and
+  /// at the end of the run.
   fn flush(&mut self) {}
+  /// A durable sink (the run store) makes events permanent in `flush`. When a run has one, the
+  /// other sinks get each event only after a durable flush, and no attempt starts before the
+  /// events leading to it are durable.
+  fn durable(&self) -> bool {
+    false
+  }
 }
 
 /// Current UTC time as RFC 3339 with milliseconds (`2026-11-22T14:03:07.123Z`).

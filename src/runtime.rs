@@ -9,7 +9,7 @@ use crate::{
   mask::Masker,
   workflow::{GateDecision, Input, OnFailure, RetryOn, Stage, StageKind, Workflow},
 };
-use futures_util::{StreamExt, stream::FuturesUnordered};
+use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use indexmap::IndexMap;
 use std::{
   cmp::Reverse,
@@ -216,6 +216,14 @@ struct Slot {
   started: Option<Instant>,
 }
 
+/// An attempt whose `stage_started` was emitted, to be started once that is durable.
+struct Launch {
+  stage: usize,
+  attempt: u32,
+  task: StageTask,
+  timeout: Duration,
+}
+
 /// A running attempt.
 #[derive(Debug)]
 struct Running {
@@ -293,6 +301,11 @@ struct Engine {
   prior_waits: HashMap<String, Duration>,
   /// Stages compensated before a resume.
   compensated: HashSet<usize>,
+  /// Attempts announced in this scheduling pass, started after the next flush.
+  launches: Vec<Launch>,
+  /// Events the non-durable sinks get after the durable ones flushed.
+  deferred: Vec<EventRecord>,
+  has_durable: bool,
 }
 
 /// A gate or approval opened and not decided yet.
@@ -445,6 +458,9 @@ impl Engine {
       prior_decisions: HashMap::new(),
       prior_waits: HashMap::new(),
       compensated: HashSet::new(),
+      launches: Vec::new(),
+      deferred: Vec::new(),
+      has_durable: sinks.iter().any(|s| s.durable()),
       workflow,
       options,
       executor,
@@ -461,13 +477,26 @@ impl Engine {
       event,
     };
     for sink in &mut self.sinks {
-      sink.emit(&record);
+      if sink.durable() || !self.has_durable {
+        sink.emit(&record);
+      }
+    }
+    if self.has_durable {
+      self.deferred.push(record.clone());
     }
     self.state.apply_owned(record);
   }
 
+  /// Makes the events so far durable, then hands them to the other sinks.
   fn flush(&mut self) {
-    for sink in &mut self.sinks {
+    for sink in self.sinks.iter_mut().filter(|s| s.durable()) {
+      sink.flush();
+    }
+    let deferred = std::mem::take(&mut self.deferred);
+    for sink in self.sinks.iter_mut().filter(|s| !s.durable()) {
+      for record in &deferred {
+        sink.emit(record);
+      }
       sink.flush();
     }
   }
@@ -530,7 +559,14 @@ impl Engine {
         .flatten()
         .min();
       tokio::select! {
-        Some(done) = self.attempts.next(), if !self.attempts.is_empty() => self.on_done(done),
+        Some(done) = self.attempts.next(), if !self.attempts.is_empty() => {
+          self.on_done(done);
+          // Take every other attempt that finished meanwhile, so one pass (and one commit)
+          // covers them all.
+          while let Some(Some(done)) = self.attempts.next().now_or_never() {
+            self.on_done(done);
+          }
+        }
         Some(line) = self.log_rx.recv() => self.on_log(line),
         Some(reply) = self.hook_rx.recv() => self.on_hook_reply(reply),
         message = control.recv(), if control_open => match message {
@@ -740,15 +776,61 @@ impl Engine {
 
   /// Moves work forward: evaluates ready stages, then starts runnable ones while slots are free.
   fn schedule(&mut self) {
-    // Attempts that finish on their first poll settle at once and make more stages ready.
+    // Attempts that finish on their first poll settle at once, free their slots and make more
+    // stages ready.
     loop {
       while let Some(Reverse((_, i))) = self.ready.pop() {
         self.evaluate(i);
       }
       self.start_runnable();
-      if self.ready.is_empty() {
+      if self.launches.is_empty() && self.ready.is_empty() {
         break;
       }
+      self.launch();
+    }
+  }
+
+  /// Starts the attempts announced since the last call, once their events are durable: one
+  /// commit covers every attempt a scheduling pass starts.
+  fn launch(&mut self) {
+    if self.launches.is_empty() {
+      return;
+    }
+    self.flush();
+    for Launch {
+      stage: i,
+      attempt,
+      task,
+      timeout,
+    } in std::mem::take(&mut self.launches)
+    {
+      let future = self
+        .executor
+        .execute(task, TaskIo::new(i, attempt, self.log_tx.clone()));
+      // Taken before the timeout starts, so a timed-out attempt never reports less than its
+      // limit.
+      if let Some(running) = self.running[i].as_mut() {
+        running.started = Instant::now();
+      }
+      let mut attempt_future = Box::pin(tokio::time::timeout(timeout, future));
+      // Skills that finish without waiting (echo, most Lua glue) are done on the first poll:
+      // handling them here saves a task, a channel message and a thread wake-up per stage.
+      let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+      if let std::task::Poll::Ready(result) = attempt_future.as_mut().poll(&mut cx) {
+        self.on_done(Done {
+          stage: i,
+          attempt,
+          finished: finished(result),
+        });
+        continue;
+      }
+      self.attempts.push(Box::pin(async move {
+        Done {
+          stage: i,
+          attempt,
+          finished: finished(attempt_future.await),
+        }
+      }));
     }
   }
 
@@ -1193,41 +1275,18 @@ impl Engine {
       uses: uses.clone(),
       inputs,
     });
-    let future = self
-      .executor
-      .execute(task, TaskIo::new(i, attempt, self.log_tx.clone()));
-    // Taken before the timeout starts, so a timed-out attempt never reports less than its limit.
-    let started = Instant::now();
-    let mut attempt_future = Box::pin(tokio::time::timeout(stage.timeout, future));
+    // It holds its slot from now; it starts when the pass's events are durable (`launch`).
     self.in_flight += 1;
-    // Skills that finish without waiting (echo, most Lua glue) are done on the first poll:
-    // handling them here saves a task, a channel message and a thread wake-up per stage.
-    // A future that is not ready is moved into a task, whose polls register real wakers.
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if let std::task::Poll::Ready(result) = attempt_future.as_mut().poll(&mut cx) {
-      self.running[i] = Some(Running {
-        attempt,
-        uses,
-        started,
-      });
-      self.on_done(Done {
-        stage: i,
-        attempt,
-        finished: finished(result),
-      });
-      return;
-    }
-    self.attempts.push(Box::pin(async move {
-      Done {
-        stage: i,
-        attempt,
-        finished: finished(attempt_future.await),
-      }
-    }));
     self.running[i] = Some(Running {
       attempt,
       uses,
-      started,
+      started: Instant::now(),
+    });
+    self.launches.push(Launch {
+      stage: i,
+      attempt,
+      task,
+      timeout: stage.timeout,
     });
   }
 
@@ -1606,8 +1665,9 @@ impl Engine {
     self.stop = Some(stop);
     self.paused = false;
     // Every attempt in flight stops now: dropping them kills shell process groups and stops
-    // Lua calls at once.
+    // Lua calls at once. Announced ones never start.
     self.attempts.clear();
+    self.launches.clear();
     for i in 0..self.running.len() {
       let Some(running) = self.running[i].take() else {
         continue;
@@ -2241,6 +2301,132 @@ mod tests {
 
   fn run(text: &str) -> Ran {
     run_with(text, |_| {}, drop)
+  }
+
+  /// A durable sink: events become `committed` on flush.
+  #[derive(Clone, Default)]
+  struct Journal {
+    pending: Arc<Mutex<Vec<String>>>,
+    committed: Arc<Mutex<HashSet<String>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+  }
+
+  fn key(record: &EventRecord) -> String {
+    format!(
+      "{}:{}",
+      record.event.name(),
+      record.event.stage().unwrap_or("-")
+    )
+  }
+
+  impl Journal {
+    fn is_committed(&self, key: &str) -> bool {
+      self.committed.lock().is_ok_and(|c| c.contains(key))
+    }
+
+    fn violation(&self, what: String) {
+      if let Ok(mut v) = self.violations.lock() {
+        v.push(what);
+      }
+    }
+  }
+
+  impl EventSink for Journal {
+    fn emit(&mut self, record: &EventRecord) {
+      if let Ok(mut pending) = self.pending.lock() {
+        pending.push(key(record));
+      }
+    }
+
+    fn flush(&mut self) {
+      if let (Ok(mut pending), Ok(mut committed)) = (self.pending.lock(), self.committed.lock()) {
+        committed.extend(pending.drain(..));
+      }
+    }
+
+    fn durable(&self) -> bool {
+      true
+    }
+  }
+
+  /// A display that must only ever see committed events.
+  struct Display(Journal);
+
+  impl EventSink for Display {
+    fn emit(&mut self, record: &EventRecord) {
+      let key = key(record);
+      if !self.0.is_committed(&key) {
+        self
+          .0
+          .violation(format!("{key} shown before it was durable"));
+      }
+    }
+  }
+
+  /// Runs nothing; checks that the stage's `stage_started` is durable when asked to run it.
+  struct Checked(Journal);
+
+  impl StageExecutor for Checked {
+    fn execute(&self, task: StageTask, _io: TaskIo) -> BoxFuture<StageResult> {
+      if !self
+        .0
+        .is_committed(&format!("stage_started:{}", task.stage))
+      {
+        self.0.violation(format!(
+          "{} started before its stage_started was durable",
+          task.stage
+        ));
+      }
+      let slow = task.stage.starts_with("slow");
+      Box::pin(async move {
+        if slow {
+          tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        StageResult::Completed {
+          outputs: serde_json::Map::new(),
+          summary: None,
+          artifacts: Vec::new(),
+          hints: Vec::new(),
+        }
+      })
+    }
+  }
+
+  #[test]
+  fn attempts_start_and_others_see_events_only_once_they_are_durable() {
+    let text = "name: d\nconfig: { max_parallel: 3 }\nstages:\n  - id: a\n    uses: echo\n  - id: slow1\n    uses: echo\n    depends_on: [a]\n  - id: b\n    uses: echo\n    depends_on: [a]\n  - id: slow2\n    uses: echo\n    depends_on: [slow1, b]\n  - id: c\n    uses: echo\n    depends_on: [slow2]\n";
+    let workflow = match loader::load_str("t.yaml", text) {
+      Ok(w) => Arc::new(w),
+      Err(d) => panic!("{}", d.render(false)),
+    };
+    let journal = Journal::default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+      .worker_threads(2)
+      .enable_all()
+      .build()
+      .expect("runtime");
+    let (_tx, rx) = mpsc::unbounded_channel();
+    let sinks: Vec<Box<dyn EventSink>> = vec![
+      Box::new(journal.clone()),
+      Box::new(Display(journal.clone())),
+    ];
+    let executor: Arc<dyn StageExecutor> = Arc::new(Checked(journal.clone()));
+    let outcome = runtime.block_on(execute(
+      Arc::clone(&workflow),
+      options(&workflow),
+      executor,
+      sinks,
+      rx,
+    ));
+    assert_eq!(outcome.exit_code(), 0);
+    assert!(journal.is_committed("run_completed:-"));
+    assert!(journal.is_committed("stage_completed:c"));
+    let violations = journal
+      .violations
+      .lock()
+      .map(|v| v.clone())
+      .unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
   }
 
   #[test]

@@ -688,195 +688,30 @@ impl Store {
     Ok(requests)
   }
 
-  /// Appends event number `seq` of run `run` and its derived rows, in one transaction.
+  /// Appends event number `seq` of its run and its derived rows, in one transaction.
   ///
   /// # Errors
   ///
   /// A failed write.
   pub fn append(&mut self, seq: i64, record: &EventRecord) -> Result<(), StoreError> {
-    let body = serde_json::to_string(record).map_err(|e| StoreError::Refused(e.to_string()))?;
-    let ts_ms = now_ms();
-    let run: &str = &record.run;
+    self.append_all(std::slice::from_ref(&(seq, record.clone())))
+  }
+
+  /// Appends numbered events and their derived rows, all in one transaction.
+  ///
+  /// # Errors
+  ///
+  /// A failed write; then none of them is recorded.
+  pub fn append_all(&mut self, records: &[(i64, EventRecord)]) -> Result<(), StoreError> {
     let tx = self
       .conn
       .transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
-      "INSERT INTO events (run, seq, ts, ts_ms, event, stage, body)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-      params![
-        run,
-        seq,
-        record.ts,
-        ts_ms,
-        record.event.name(),
-        record.event.stage(),
-        body
-      ],
-    )?;
-    let json = |v: &serde_json::Value| v.to_string();
-    let finish_attempt = |stage: &str, attempt: u32, status: &str, error: Option<&str>| {
-      tx.execute(
-        "UPDATE attempts SET status = ?4, error = coalesce(?5, error), finished_ms = ?6,
-                             duration_ms = ?6 - started_ms
-         WHERE run = ?1 AND stage = ?2 AND attempt = ?3",
-        params![run, stage, attempt, status, error, ts_ms],
-      )
-    };
-    match &record.event {
-      Event::StageStarted {
-        stage,
-        attempt,
-        uses,
-        inputs,
-      } => {
-        tx.execute(
-          "INSERT OR REPLACE INTO attempts (run, stage, attempt, uses, status, inputs, started_ms)
-           VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
-          params![run, stage, attempt, uses, json(inputs), ts_ms],
-        )?;
-      }
-      Event::StageCompleted {
-        stage,
-        attempt,
-        outputs,
-        ..
-      } => {
-        finish_attempt(stage, *attempt, "completed", None)?;
-        tx.execute(
-          "UPDATE attempts SET outputs = ?4 WHERE run = ?1 AND stage = ?2 AND attempt = ?3",
-          params![run, stage, attempt, json(outputs)],
-        )?;
-      }
-      Event::StageRetrying {
-        stage,
-        attempt,
-        error,
-        ..
-      } => {
-        finish_attempt(stage, *attempt, "failed", Some(error))?;
-      }
-      Event::StageFailed {
-        stage,
-        attempt: Some(attempt),
-        error,
-        ..
-      } => {
-        finish_attempt(stage, *attempt, "failed", Some(error))?;
-      }
-      Event::StageTimedOut { stage, attempt, .. } => {
-        finish_attempt(stage, *attempt, "timed_out", Some("timed out"))?;
-      }
-      Event::StageCancelled {
-        stage,
-        attempt: Some(attempt),
-        reason,
-      } => {
-        finish_attempt(stage, *attempt, "cancelled", Some(reason))?;
-      }
-      Event::Log {
-        stage,
-        attempt,
-        stream,
-        message,
-      } => {
-        tx.execute(
-          "INSERT INTO logs (run, seq, stage, attempt, stream, message, ts_ms)
-           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-          params![run, seq, stage, attempt, stream, message, ts_ms],
-        )?;
-      }
-      Event::GateDecided {
-        stage,
-        decision,
-        decided_by,
-        reason,
-        inputs,
-      } => {
-        tx.execute(
-          "INSERT INTO decisions (run, seq, stage, kind, decision, decided_by, reason, detail,
-                                  ts_ms)
-           VALUES (?1, ?2, ?3, 'gate', ?4, ?5, ?6, ?7, ?8)",
-          params![
-            run,
-            seq,
-            stage,
-            decision_name(*decision),
-            decided_by,
-            reason,
-            inputs.as_ref().map(json),
-            ts_ms
-          ],
-        )?;
-        tx.execute(
-          "DELETE FROM pending_decisions WHERE run = ?1 AND stage = ?2",
-          params![run, stage],
-        )?;
-      }
-      Event::RecoveryDecided {
-        stage,
-        attempt,
-        strategy,
-        action,
-        delay_ms,
-        uses,
-        with,
-        error,
-      } => {
-        let detail = serde_json::json!({
-          "attempt": attempt, "delay_ms": delay_ms, "uses": uses, "with": with, "error": error,
-        });
-        tx.execute(
-          "INSERT INTO decisions (run, seq, stage, kind, decision, decided_by, reason, detail,
-                                  ts_ms)
-           VALUES (?1, ?2, ?3, 'recovery', ?4, ?5, ?6, ?7, ?8)",
-          params![
-            run,
-            seq,
-            stage,
-            action,
-            format!("recovery:{strategy}"),
-            error,
-            json(&detail),
-            ts_ms
-          ],
-        )?;
-      }
-      Event::RunPaused { .. } => {
-        tx.execute(
-          "UPDATE runs SET status = 'paused', updated_ms = ?2 WHERE id = ?1",
-          params![run, ts_ms],
-        )?;
-      }
-      Event::RunResumed {} => {
-        tx.execute(
-          "UPDATE runs SET status = 'running', updated_ms = ?2 WHERE id = ?1",
-          params![run, ts_ms],
-        )?;
-      }
-      Event::RunCompleted {
-        status,
-        outputs,
-        error,
-        ..
-      } => {
-        let finished = (*status != RunStatus::Waiting).then_some(ts_ms);
-        tx.execute(
-          "UPDATE runs SET status = ?2, updated_ms = ?3, finished_ms = ?4, outputs = ?5,
-                           error = ?6, pid = NULL
-           WHERE id = ?1",
-          params![run, status.as_str(), ts_ms, finished, json(outputs), error],
-        )?;
-      }
-      _ => {}
+    for (seq, record) in records {
+      insert_event(&tx, *seq, record)?;
     }
-    tx.execute(
-      "UPDATE runs SET updated_ms = ?2 WHERE id = ?1",
-      params![run, ts_ms],
-    )?;
     tx.commit()?;
     Ok(())
   }
-
   /// The number the next event of run `id` gets.
   ///
   /// # Errors
@@ -903,6 +738,188 @@ impl Store {
     let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
   }
+}
+
+/// Inserts one event and its derived rows inside `tx`.
+fn insert_event(
+  tx: &rusqlite::Transaction<'_>,
+  seq: i64,
+  record: &EventRecord,
+) -> Result<(), StoreError> {
+  let body = serde_json::to_string(record).map_err(|e| StoreError::Refused(e.to_string()))?;
+  let ts_ms = now_ms();
+  let run: &str = &record.run;
+  tx.prepare_cached(
+    "INSERT INTO events (run, seq, ts, ts_ms, event, stage, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+  )?
+  .execute(params![
+    run,
+    seq,
+    record.ts,
+    ts_ms,
+    record.event.name(),
+    record.event.stage(),
+    body
+  ])?;
+  let json = |v: &serde_json::Value| v.to_string();
+  let finish_attempt = |stage: &str, attempt: u32, status: &str, error: Option<&str>| {
+    tx.prepare_cached(
+      "UPDATE attempts SET status = ?4, error = coalesce(?5, error), finished_ms = ?6,
+                           duration_ms = ?6 - started_ms
+       WHERE run = ?1 AND stage = ?2 AND attempt = ?3",
+    )?
+    .execute(params![run, stage, attempt, status, error, ts_ms])
+  };
+  match &record.event {
+    Event::StageStarted {
+      stage,
+      attempt,
+      uses,
+      inputs,
+    } => {
+      tx.prepare_cached(
+        "INSERT OR REPLACE INTO attempts (run, stage, attempt, uses, status, inputs, started_ms)
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
+      )?
+      .execute(params![run, stage, attempt, uses, json(inputs), ts_ms])?;
+    }
+    Event::StageCompleted {
+      stage,
+      attempt,
+      outputs,
+      ..
+    } => {
+      finish_attempt(stage, *attempt, "completed", None)?;
+      tx.prepare_cached(
+        "UPDATE attempts SET outputs = ?4 WHERE run = ?1 AND stage = ?2 AND attempt = ?3",
+      )?
+      .execute(params![run, stage, attempt, json(outputs)])?;
+    }
+    Event::StageRetrying {
+      stage,
+      attempt,
+      error,
+      ..
+    } => {
+      finish_attempt(stage, *attempt, "failed", Some(error))?;
+    }
+    Event::StageFailed {
+      stage,
+      attempt: Some(attempt),
+      error,
+      ..
+    } => {
+      finish_attempt(stage, *attempt, "failed", Some(error))?;
+    }
+    Event::StageTimedOut { stage, attempt, .. } => {
+      finish_attempt(stage, *attempt, "timed_out", Some("timed out"))?;
+    }
+    Event::StageCancelled {
+      stage,
+      attempt: Some(attempt),
+      reason,
+    } => {
+      finish_attempt(stage, *attempt, "cancelled", Some(reason))?;
+    }
+    Event::Log {
+      stage,
+      attempt,
+      stream,
+      message,
+    } => {
+      tx.prepare_cached(
+        "INSERT INTO logs (run, seq, stage, attempt, stream, message, ts_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+      )?
+      .execute(params![run, seq, stage, attempt, stream, message, ts_ms])?;
+    }
+    Event::GateDecided {
+      stage,
+      decision,
+      decided_by,
+      reason,
+      inputs,
+    } => {
+      tx.prepare_cached(
+        "INSERT INTO decisions (run, seq, stage, kind, decision, decided_by, reason, detail,
+                                ts_ms)
+         VALUES (?1, ?2, ?3, 'gate', ?4, ?5, ?6, ?7, ?8)",
+      )?
+      .execute(params![
+        run,
+        seq,
+        stage,
+        decision_name(*decision),
+        decided_by,
+        reason,
+        inputs.as_ref().map(json),
+        ts_ms
+      ])?;
+      tx.prepare_cached("DELETE FROM pending_decisions WHERE run = ?1 AND stage = ?2")?
+        .execute(params![run, stage])?;
+    }
+    Event::RecoveryDecided {
+      stage,
+      attempt,
+      strategy,
+      action,
+      delay_ms,
+      uses,
+      with,
+      error,
+    } => {
+      let detail = serde_json::json!({
+        "attempt": attempt, "delay_ms": delay_ms, "uses": uses, "with": with, "error": error,
+      });
+      tx.prepare_cached(
+        "INSERT INTO decisions (run, seq, stage, kind, decision, decided_by, reason, detail,
+                                ts_ms)
+         VALUES (?1, ?2, ?3, 'recovery', ?4, ?5, ?6, ?7, ?8)",
+      )?
+      .execute(params![
+        run,
+        seq,
+        stage,
+        action,
+        format!("recovery:{strategy}"),
+        error,
+        json(&detail),
+        ts_ms
+      ])?;
+    }
+    Event::RunPaused { .. } => {
+      tx.prepare_cached("UPDATE runs SET status = 'paused', updated_ms = ?2 WHERE id = ?1")?
+        .execute(params![run, ts_ms])?;
+    }
+    Event::RunResumed {} => {
+      tx.prepare_cached("UPDATE runs SET status = 'running', updated_ms = ?2 WHERE id = ?1")?
+        .execute(params![run, ts_ms])?;
+    }
+    Event::RunCompleted {
+      status,
+      outputs,
+      error,
+      ..
+    } => {
+      let finished = (*status != RunStatus::Waiting).then_some(ts_ms);
+      tx.prepare_cached(
+        "UPDATE runs SET status = ?2, updated_ms = ?3, finished_ms = ?4, outputs = ?5,
+                         error = ?6, pid = NULL
+         WHERE id = ?1",
+      )?
+      .execute(params![
+        run,
+        status.as_str(),
+        ts_ms,
+        finished,
+        json(outputs),
+        error
+      ])?;
+    }
+    _ => {}
+  }
+  Ok(())
 }
 
 /// A run about to start, for [`Store::create_run`].
@@ -1043,31 +1060,57 @@ fn alive(pid: i64) -> bool {
   result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Commits every event of a run to the store as it happens. A failed write is kept (the first
-/// one) for the command to report: the run goes on, but ends as failed.
+/// Records every event of a run in the store. Events are buffered and committed together,
+/// in one transaction, whenever the runtime flushes (before it starts attempts, and before it
+/// waits for anything), so one commit covers a whole scheduling pass. A failed write is kept
+/// (the first one) for the command to report: the run goes on, but ends as failed.
 pub struct StoreSink {
   store: Store,
   seq: i64,
+  pending: Vec<(i64, EventRecord)>,
   error: Arc<Mutex<Option<String>>>,
 }
 
 impl StoreSink {
   /// A sink appending to `store` from event number `seq`; write errors go to `error`.
   pub fn new(store: Store, seq: i64, error: Arc<Mutex<Option<String>>>) -> Self {
-    Self { store, seq, error }
+    Self {
+      store,
+      seq,
+      pending: Vec::new(),
+      error,
+    }
   }
 }
 
 impl EventSink for StoreSink {
   fn emit(&mut self, record: &EventRecord) {
-    if let Err(e) = self.store.append(self.seq, record) {
+    self.pending.push((self.seq, record.clone()));
+    self.seq += 1;
+  }
+
+  fn flush(&mut self) {
+    if self.pending.is_empty() {
+      return;
+    }
+    if let Err(e) = self.store.append_all(&self.pending) {
       let mut error = self
         .error
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
       error.get_or_insert_with(|| e.to_string());
     }
-    self.seq += 1;
+    self.pending.clear();
+  }
+
+  fn durable(&self) -> bool {
+    true
+  }
+}
+
+impl Drop for StoreSink {
+  fn drop(&mut self) {
+    self.flush();
   }
 }
 

@@ -234,7 +234,7 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   first.status(4);
   let id = run_id_in(&first.stderr);
   assert!(
-    first.stderr.contains(&format!("swdl approve --store")),
+    first.stderr.contains("swdl approve --store"),
     "the message names the command: {}",
     first.stderr
   );
