@@ -327,6 +327,17 @@ impl LuaHost {
         })
       });
       let (index, generation) = self.inner.dispatch(pin, job)?;
+      // One timer per call serves both the deadline and, for calls that may move to another
+      // state, the periodic look at whether their state is stuck: timers cost a lock each.
+      let next_wake = |now: tokio::time::Instant| {
+        let check = pin.is_none().then(|| now + REDISPATCH_CHECK);
+        match (check, deadline) {
+          (Some(c), Some(d)) => Some(c.min(d)),
+          (c, d) => c.or(d),
+        }
+      };
+      let mut wake = next_wake(tokio::time::Instant::now());
+      let mut timer = std::pin::pin!(sleep_until(wake));
       loop {
         tokio::select! {
           answer = &mut answer => {
@@ -334,22 +345,27 @@ impl LuaHost {
               Err(LuaError::Host("the Lua state stopped during the call".into()))
             });
           }
-          () = sleep_until(deadline) => {
-            self.inner.replace(index, generation);
-            return Err(LuaError::Stopped(format!(
-              "stopped: {what} timed out after {}; its Lua state was stuck in a library function \
-               that cannot be interrupted (a long pattern match?) and has been replaced",
-              duration::format_duration(limit.unwrap_or_default())
-            )));
-          }
-          () = tokio::time::sleep(REDISPATCH_CHECK), if pin.is_none() => {
-            if self.inner.stalled(index, generation, REDISPATCH_STALL)
+          () = &mut timer => {
+            let now = tokio::time::Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+              self.inner.replace(index, generation);
+              return Err(LuaError::Stopped(format!(
+                "stopped: {what} timed out after {}; its Lua state was stuck in a library \
+                 function that cannot be interrupted (a long pattern match?) and has been \
+                 replaced",
+                duration::format_duration(limit.unwrap_or_default())
+              )));
+            }
+            if pin.is_none()
+              && self.inner.stalled(index, generation, REDISPATCH_STALL)
               && progress
                 .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
               break;
             }
+            wake = next_wake(now);
+            timer.set(sleep_until(wake));
           }
         }
       }
