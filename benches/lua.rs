@@ -92,6 +92,7 @@ fn main() {
           masker: Default::default(),
           hooks: None,
           resume: None,
+          start_paused: false,
         };
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let outcome = rt.block_on(runtime::execute(

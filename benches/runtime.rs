@@ -156,6 +156,7 @@ async fn run_with(
     masker: swdl::mask::Masker::default(),
     hooks: None,
     resume: None,
+    start_paused: false,
   };
   // The sender stays alive for the whole run, as it does under `swdl run`.
   let (_control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();

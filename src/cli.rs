@@ -57,6 +57,14 @@ pub enum Command {
   Approve(DecideArgs),
   /// Reject a gate or risky stage a run waits at; then `swdl resume` a suspended run.
   Reject(DecideArgs),
+  /// Step through a workflow like a debugger (commands from a pipe run one per line).
+  Repl {
+    /// Workflow file to load.
+    file: Option<PathBuf>,
+    /// A parameter value, `name=value` (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+  },
   /// Cancel a run: one executing in another process, or a suspended or crashed one.
   Cancel {
     /// The run.

@@ -105,6 +105,7 @@ where
     Command::Reject(args) => runs::decide(&args, workflow::GateDecision::Reject),
     Command::Cancel { run_id, store } => runs::cancel(&run_id, store.as_deref()),
     Command::Pause { run_id, store } => runs::pause(&run_id, store.as_deref()),
+    Command::Repl { file, params } => repl::run(file.as_deref(), &params),
     Command::Skills {
       action,
       dirs,

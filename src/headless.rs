@@ -82,6 +82,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
       masker,
       hooks: None,
       resume: None,
+      start_paused: false,
     },
     events: args.events.clone(),
     progress: args.progress,
@@ -205,6 +206,7 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<i32, Error> {
       masker,
       hooks: None,
       resume: Some(resume),
+      start_paused: false,
     },
     events: args.events.clone(),
     progress: args.progress,
@@ -458,7 +460,7 @@ impl Drop for RequestPoller {
 }
 
 /// Lua skills by name, and the host that runs them and the hooks.
-type Lua = (
+pub(crate) type Lua = (
   lua::LuaHost,
   std::collections::HashMap<String, std::path::PathBuf>,
 );
@@ -466,7 +468,7 @@ type Lua = (
 /// Starts the Lua host when the workflow needs one (Lua skills, hooks, recovery strategies or
 /// approval policies), and checks every policy and strategy name against what the hooks
 /// registered, with positions, before anything runs.
-fn start_lua(
+pub(crate) fn start_lua(
   workflow: &Workflow,
   file: &Path,
   extra_hooks: &[std::path::PathBuf],
@@ -613,7 +615,7 @@ fn params_from_file(workflow: &Workflow, path: &Path) -> Result<Vec<String>, Err
 }
 
 /// Secret parameter values and the values of env variables listed in `config.secrets`.
-fn masker(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -> Masker {
+pub(crate) fn masker(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -> Masker {
   let from_params = workflow
     .parameters
     .values()

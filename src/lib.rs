@@ -18,6 +18,7 @@ pub mod mask;
 pub mod params;
 pub mod plan;
 pub mod progress;
+mod repl;
 mod runs;
 pub mod runtime;
 pub mod skills;

@@ -20,7 +20,7 @@ use std::{
 use tokio::sync::mpsc;
 
 /// Commands that steer a live run: the only way anything outside the runtime changes it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Control {
   /// Stop starting stages; running ones finish.
   Pause,
@@ -47,6 +47,26 @@ pub enum Control {
     /// Values for the gate's declared inputs.
     inputs: Option<serde_json::Value>,
   },
+  /// Report where the run stands, once everything sent before is handled and its events are
+  /// out.
+  Query(tokio::sync::oneshot::Sender<Snapshot>),
+}
+
+/// Where a live run stands (the answer to [`Control::Query`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+  /// No new stages start.
+  pub paused: bool,
+  /// Stages with an attempt in flight.
+  pub running: Vec<String>,
+  /// Gates and approvals waiting for a decision.
+  pub waiting: Vec<String>,
+  /// Stages that could start now but for the pause or a free slot.
+  pub runnable: Vec<String>,
+  /// Stages waiting out a retry delay.
+  pub delayed: Vec<String>,
+  /// Stages with a final status.
+  pub settled: usize,
 }
 
 /// How to run, beyond what the workflow file says.
@@ -73,6 +93,8 @@ pub struct RunOptions {
   pub hooks: Option<Arc<dyn hooks::Hooks>>,
   /// Continue a run from its recorded events instead of starting afresh.
   pub resume: Option<Resume>,
+  /// Start paused: nothing starts before `Control::Step` or `Control::Resume` (the REPL).
+  pub start_paused: bool,
 }
 
 /// What a resumed run continues from (`swdl resume`).
@@ -434,7 +456,7 @@ impl Engine {
       completion_order: Vec::new(),
       stop: None,
       rejected: false,
-      paused: false,
+      paused: options.start_paused,
       steps: 0,
       breakpoints: HashSet::new(),
       memory: Memory::default(),
@@ -1730,6 +1752,20 @@ impl Engine {
       Control::Unbreak(id) => {
         self.breakpoints.remove(&id);
       }
+      Control::Query(reply) => {
+        let names = |list: &mut dyn Iterator<Item = usize>| -> Vec<String> {
+          list.map(|i| self.workflow.stages[i].id.clone()).collect()
+        };
+        let snapshot = Snapshot {
+          paused: self.paused,
+          running: names(&mut (0..self.running.len()).filter(|&i| self.running[i].is_some())),
+          waiting: names(&mut self.waiting.iter().copied()),
+          runnable: names(&mut self.runnable.iter().map(|Reverse((_, i))| *i)),
+          delayed: names(&mut self.delayed.iter().map(|Reverse((_, i))| *i)),
+          settled: self.settled,
+        };
+        let _ = reply.send(snapshot);
+      }
       Control::Decide {
         stage,
         decision,
@@ -2262,6 +2298,7 @@ mod tests {
       masker: Masker::default(),
       hooks: None,
       resume: None,
+      start_paused: false,
     }
   }
 
@@ -2955,6 +2992,7 @@ mod hook_tests {
       masker: Masker::default(),
       hooks: Some(Arc::clone(&hooks) as Arc<dyn Hooks>),
       resume: None,
+      start_paused: false,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
       .worker_threads(2)

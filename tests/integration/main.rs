@@ -6,6 +6,7 @@ mod examples;
 mod invalid;
 mod lua;
 mod plan;
+mod repl;
 mod run;
 mod skills;
 mod store;

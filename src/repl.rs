@@ -1,0 +1,1360 @@
+//! `swdl repl` (SPEC section 8): a stepping debugger for workflows. The REPL holds a live run:
+//! the runtime executing on a tokio task, started paused and steered through its control
+//! channel, its events folded into a run state the commands read. Commands that rewrite
+//! history (`retry`, `skip`, `set`, `reload`) edit the recorded events and continue from them
+//! in a fresh engine, exactly as `swdl resume` continues a stored run.
+use super::*;
+use crate::{
+  commands::Error,
+  event::{Event, EventRecord, EventSink, StageStatus},
+  runtime::{Control, Resume, RunOptions, Snapshot},
+  state::RunState,
+  workflow::{GateDecision, Workflow},
+};
+use indexmap::IndexMap;
+use std::{
+  collections::{BTreeSet, HashMap},
+  io::{BufRead, IsTerminal, Write},
+  path::{Path, PathBuf},
+  sync::mpsc as std_mpsc,
+  time::Duration,
+};
+use tokio::sync::mpsc;
+
+mod complete;
+
+/// Every command, with its arguments and what it does (for `help` and completion).
+pub(crate) const COMMANDS: &[(&str, &str, &str)] = &[
+  (
+    "load",
+    "FILE",
+    "load a workflow file and start a fresh run of it",
+  ),
+  (
+    "param",
+    "NAME=VALUE",
+    "set a parameter (applies now if nothing ran yet, else at `restart`)",
+  ),
+  (
+    "validate",
+    "",
+    "check the file again: schema, expressions, DAG",
+  ),
+  (
+    "plan",
+    "",
+    "the plan: batches, critical path, gates, estimate",
+  ),
+  ("graph", "", "the DAG by level, with each stage's status"),
+  ("break", "STAGE", "pause before STAGE starts"),
+  ("unbreak", "STAGE", "remove a breakpoint"),
+  ("step", "", "start the next ready stage and wait for it"),
+  ("continue", "", "run until a breakpoint, a gate or the end"),
+  ("status", "", "the run and every stage, one line each"),
+  (
+    "inspect",
+    "STAGE",
+    "a stage's inputs, outputs, attempts, logs and timings",
+  ),
+  (
+    "eval",
+    "EXPR",
+    "evaluate an expression against the run so far",
+  ),
+  (
+    "lua",
+    "CODE",
+    "run Lua in the host the skills use (globals persist)",
+  ),
+  (
+    "approve",
+    "STAGE [REASON]",
+    "approve a waiting gate or risky stage",
+  ),
+  (
+    "reject",
+    "STAGE [REASON]",
+    "reject a waiting gate or risky stage",
+  ),
+  (
+    "retry",
+    "STAGE",
+    "run a finished stage (and what follows it) again",
+  ),
+  (
+    "skip",
+    "STAGE",
+    "mark a failed or pending stage skipped; what follows may run",
+  ),
+  (
+    "set",
+    "STAGE.outputs.KEY = VALUE",
+    "change a completed stage's output (what if?)",
+  ),
+  (
+    "reload",
+    "",
+    "re-read the file and skills; keep finished stages that did not change",
+  ),
+  ("restart", "", "start the run again from nothing"),
+  ("help", "[COMMAND]", "this list, or one command"),
+  ("quit", "", "leave (also `exit`, Ctrl-D)"),
+];
+
+/// How long `step` and `continue` wait for the run before giving the prompt back.
+const WAIT_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Runs `swdl repl [FILE]`.
+pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<i32, Error> {
+  let interactive = std::io::stdin().is_terminal();
+  let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+  let runtime = tokio::runtime::Builder::new_multi_thread()
+    .enable_all()
+    .build()
+    .map_err(|e| Error::Io {
+      path: "tokio runtime".into(),
+      message: e.to_string(),
+    })?;
+  let mut session = Session {
+    file: None,
+    workflow: None,
+    params: params.to_vec(),
+    runtime,
+    live: None,
+    lua: None,
+    breakpoints: BTreeSet::new(),
+    color,
+    out: Box::new(std::io::stdout()),
+    runs: 0,
+  };
+  if let Some(file) = file
+    && let Err(message) = session.load(file)
+  {
+    session.say(&format!("error: {message}"));
+  }
+  if interactive {
+    interactive_loop(&mut session);
+  } else {
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+      let Ok(line) = line else { break };
+      let line = line.trim();
+      if line.is_empty() || line.starts_with('#') {
+        continue;
+      }
+      session.say(&format!("swdl> {line}"));
+      if !session.command(line) {
+        break;
+      }
+    }
+  }
+  session.stop();
+  Ok(exit::OK)
+}
+
+fn interactive_loop(session: &mut Session) {
+  let config = rustyline::Config::builder()
+    .auto_add_history(true)
+    .completion_type(rustyline::CompletionType::List)
+    .build();
+  let mut editor =
+    match rustyline::Editor::<complete::Helper, rustyline::history::FileHistory>::with_config(
+      config,
+    ) {
+      Ok(editor) => editor,
+      Err(e) => {
+        session.say(&format!("error: cannot open the terminal: {e}"));
+        return;
+      }
+    };
+  let history = history_file();
+  if let Some(path) = &history {
+    let _ = editor.load_history(path);
+  }
+  session.say("swdl repl: `help` lists the commands, Tab completes them, Ctrl-D leaves.");
+  loop {
+    editor.set_helper(Some(complete::Helper::new(session.completion_names())));
+    let prompt = session.prompt();
+    match editor.readline(&prompt) {
+      Ok(line) => {
+        let line = line.trim();
+        if line.is_empty() {
+          continue;
+        }
+        if !session.command(line) {
+          break;
+        }
+      }
+      Err(rustyline::error::ReadlineError::Interrupted) => {}
+      Err(_) => break,
+    }
+  }
+  if let Some(path) = &history {
+    if let Some(dir) = path.parent() {
+      let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = editor.save_history(path);
+  }
+}
+
+/// `$SWDL_HISTORY`, else `$XDG_STATE_HOME/swdl/history`, else `~/.local/state/swdl/history`.
+fn history_file() -> Option<PathBuf> {
+  if let Some(path) = std::env::var_os("SWDL_HISTORY") {
+    return Some(PathBuf::from(path));
+  }
+  let state = std::env::var_os("XDG_STATE_HOME")
+    .map(PathBuf::from)
+    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+  Some(state.join("swdl").join("history"))
+}
+
+/// Sends every event to the REPL.
+struct ChannelSink(std_mpsc::Sender<EventRecord>);
+
+impl EventSink for ChannelSink {
+  fn emit(&mut self, record: &EventRecord) {
+    let _ = self.0.send(record.clone());
+  }
+}
+
+/// The run the REPL steers.
+struct Live {
+  control: mpsc::UnboundedSender<Control>,
+  events: std_mpsc::Receiver<EventRecord>,
+  handle: tokio::task::JoinHandle<runtime::RunOutcome>,
+  /// Every event of the run, including those carried over from before a rebuild.
+  log: Vec<EventRecord>,
+  state: RunState,
+}
+
+struct Session {
+  file: Option<PathBuf>,
+  workflow: Option<Arc<Workflow>>,
+  params: Vec<String>,
+  runtime: tokio::runtime::Runtime,
+  live: Option<Live>,
+  lua: Option<(lua::LuaHost, HashMap<String, PathBuf>)>,
+  breakpoints: BTreeSet<String>,
+  color: bool,
+  out: Box<dyn Write>,
+  runs: usize,
+}
+
+type Outcome = Result<(), String>;
+
+impl Session {
+  fn say(&mut self, text: &str) {
+    let _ = writeln!(self.out, "{text}");
+    let _ = self.out.flush();
+  }
+
+  fn prompt(&self) -> String {
+    match &self.live {
+      Some(live) => format!("swdl:{}> ", live.state.status.as_str()),
+      None => "swdl> ".into(),
+    }
+  }
+
+  /// Names for completion: stage ids and parameter names of the loaded workflow.
+  fn completion_names(&self) -> complete::Names {
+    let workflow = self.workflow.as_deref();
+    complete::Names {
+      stages: workflow
+        .map(|w| w.stages.iter().map(|s| s.id.clone()).collect())
+        .unwrap_or_default(),
+      params: workflow
+        .map(|w| w.parameters.keys().cloned().collect())
+        .unwrap_or_default(),
+      outputs: self
+        .live
+        .as_ref()
+        .map(|live| {
+          live
+            .state
+            .stages
+            .iter()
+            .map(|(id, s)| {
+              let keys = s
+                .outputs
+                .as_deref()
+                .and_then(serde_json::Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+              (id.clone(), keys)
+            })
+            .collect()
+        })
+        .unwrap_or_default(),
+    }
+  }
+
+  /// Runs one command line; false when the REPL should end.
+  fn command(&mut self, line: &str) -> bool {
+    let (name, rest) = line
+      .split_once(char::is_whitespace)
+      .map_or((line, ""), |(n, r)| (n, r.trim()));
+    let result = match name {
+      "quit" | "exit" | "q" => return false,
+      "help" | "?" => {
+        self.help(rest);
+        Ok(())
+      }
+      "load" => self.load(Path::new(rest)),
+      "param" => self.param(rest),
+      "validate" => self.validate(),
+      "plan" => self.plan(),
+      "graph" => self.graph(),
+      "break" | "b" => self.set_break(rest, true),
+      "unbreak" => self.set_break(rest, false),
+      "step" | "s" => self.step(),
+      "continue" | "c" => self.cont(),
+      "status" | "st" => self.status(),
+      "inspect" | "i" => self.inspect(rest),
+      "eval" | "e" => self.eval(rest),
+      "lua" => self.lua(rest),
+      "approve" => self.decide(rest, GateDecision::Approve),
+      "reject" => self.decide(rest, GateDecision::Reject),
+      "retry" => self.retry(rest),
+      "skip" => self.skip(rest),
+      "set" => self.set(rest),
+      "reload" => self.reload(),
+      "restart" => self.restart(),
+      _ => {
+        let hint = suggest::suggest(name, COMMANDS.iter().map(|c| c.0))
+          .map(|s| format!(" (did you mean `{s}`?)"))
+          .unwrap_or_default();
+        Err(format!("unknown command `{name}`{hint}; `help` lists them"))
+      }
+    };
+    if let Err(message) = result {
+      self.say(&format!("error: {message}"));
+    }
+    true
+  }
+
+  fn help(&mut self, topic: &str) {
+    if !topic.is_empty() {
+      match COMMANDS.iter().find(|c| c.0 == topic) {
+        Some((name, args, what)) => self.say(&format!("{name} {args}\n  {what}")),
+        None => self.say(&format!("error: no command `{topic}`; `help` lists them")),
+      }
+      return;
+    }
+    let lines: Vec<String> = COMMANDS
+      .iter()
+      .map(|(name, args, what)| format!("  {:<34} {what}", format!("{name} {args}")))
+      .collect();
+    self.say(&format!("commands:\n{}", lines.join("\n")));
+  }
+
+  fn workflow(&self) -> Result<Arc<Workflow>, String> {
+    self
+      .workflow
+      .clone()
+      .ok_or_else(|| "no workflow loaded: `load FILE`".to_string())
+  }
+
+  /// Loads `file` and starts a fresh run of it.
+  fn load(&mut self, file: &Path) -> Outcome {
+    if file.as_os_str().is_empty() {
+      return Err("load needs a file: `load FILE`".into());
+    }
+    let workflow = load_workflow(file, self.color)?;
+    self.lua = headless::start_lua(&workflow, file, &[]).map_err(|e| render(&e, self.color))?;
+    // Parameters set for another workflow that this one does not declare are dropped.
+    self.params.retain(|p| {
+      p.split_once('=').is_some_and(|(name, _)| {
+        workflow
+          .parameters
+          .keys()
+          .any(|k| k.eq_ignore_ascii_case(name.trim()))
+      })
+    });
+    self.file = Some(file.to_path_buf());
+    self.workflow = Some(Arc::new(workflow));
+    self.breakpoints.clear();
+    self.start(Vec::new())?;
+    let workflow = self.workflow()?;
+    self.say(&format!(
+      "loaded {} ({} stages); `step`, `continue`, or `help`",
+      workflow.name,
+      workflow.stages.len()
+    ));
+    Ok(())
+  }
+
+  fn param(&mut self, arg: &str) -> Outcome {
+    let workflow = self.workflow()?;
+    let Some((name, _)) = arg.split_once('=') else {
+      return Err("param needs `NAME=VALUE`".into());
+    };
+    let name = name.trim();
+    params::resolve_given(&workflow, &[arg.to_string()]).map_err(|d| d.render(false))?;
+    self.params.retain(|p| {
+      p.split_once('=')
+        .is_none_or(|(n, _)| !n.trim().eq_ignore_ascii_case(name))
+    });
+    self.params.push(arg.to_string());
+    let untouched = self
+      .live
+      .as_ref()
+      .is_none_or(|live| live.log.iter().all(|r| r.event.stage().is_none()));
+    if untouched {
+      self.start(Vec::new())?;
+      self.say(&format!("{name} set"));
+    } else {
+      self.say(&format!("{name} set; it applies from the next `restart`"));
+    }
+    Ok(())
+  }
+
+  fn validate(&mut self) -> Outcome {
+    let file = self.file.clone().ok_or("no workflow loaded: `load FILE`")?;
+    let workflow = load_workflow(&file, self.color)?;
+    let batches = plan::plan(&workflow, &defaults(&workflow)).batches.len();
+    self.say(&format!(
+      "{}: valid ({} stages, {batches} batches)",
+      file.display(),
+      workflow.stages.len()
+    ));
+    Ok(())
+  }
+
+  fn plan(&mut self) -> Outcome {
+    let workflow = self.workflow()?;
+    let values = params::resolve(&workflow, &self.params).map_err(|d| d.render(false))?;
+    let text = plan::plan(&workflow, &values).to_text(self.color);
+    self.say(text.trim_end());
+    Ok(())
+  }
+
+  /// Starts a run, paused; `prior` are events to continue from (empty: a fresh run).
+  fn start(&mut self, prior: Vec<EventRecord>) -> Outcome {
+    self.stop();
+    let workflow = self.workflow()?;
+    let params = params::resolve(&workflow, &self.params).map_err(|d| d.render(false))?;
+    let masker = headless::masker(&workflow, &params);
+    let run_id = match prior.first() {
+      Some(record) => record.run.to_string(),
+      None => {
+        self.runs += 1;
+        format!("repl-{}", self.runs)
+      }
+    };
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let (sender, events) = std_mpsc::channel();
+    let resume = (!prior.is_empty()).then(|| Resume {
+      events: prior.clone(),
+      decisions: HashMap::new(),
+      waited: HashMap::new(),
+      attempt: 1,
+    });
+    let options = RunOptions {
+      run_id: run_id.clone(),
+      max_parallel: workflow.config.max_parallel,
+      params,
+      approve: Default::default(),
+      reject: Default::default(),
+      approve_all: false,
+      interactive: true,
+      masker,
+      hooks: self
+        .lua
+        .as_ref()
+        .map(|(host, _)| Arc::new(host.clone()) as Arc<dyn hooks::Hooks>),
+      resume,
+      start_paused: true,
+    };
+    let executor: Arc<dyn executor::StageExecutor> = match &self.lua {
+      Some((host, skills)) => Arc::new(lua::Executor::new(host.clone(), skills.clone())),
+      None => Arc::new(builtin::Builtins),
+    };
+    for stage in &self.breakpoints {
+      let _ = control.send(Control::Break(stage.clone()));
+    }
+    let handle = {
+      let _guard = self.runtime.enter();
+      tokio::spawn(runtime::execute(
+        Arc::clone(&workflow),
+        options,
+        executor,
+        vec![Box::new(ChannelSink(sender))],
+        control_rx,
+      ))
+    };
+    let mut state = RunState::new(&workflow, &run_id);
+    for record in &prior {
+      state.apply(record);
+    }
+    self.live = Some(Live {
+      control,
+      events,
+      handle,
+      log: prior,
+      state,
+    });
+    self.sync(false);
+    Ok(())
+  }
+
+  /// Ends the live run, if any, without recording anything more.
+  fn stop(&mut self) {
+    if let Some(live) = self.live.take() {
+      live.handle.abort();
+      let _ = self.runtime.block_on(live.handle);
+    }
+  }
+
+  fn live(&mut self) -> Result<&mut Live, String> {
+    self
+      .live
+      .as_mut()
+      .ok_or_else(|| "no run: `load FILE` first".to_string())
+  }
+
+  /// Takes the events that arrived, printing the notable ones when `show`.
+  fn pump(&mut self, show: bool) {
+    let Some(live) = self.live.as_mut() else {
+      return;
+    };
+    let mut lines = Vec::new();
+    while let Ok(record) = live.events.try_recv() {
+      if show && let Some(line) = describe(&record.event, self.color) {
+        lines.push(line);
+      }
+      live.state.apply(&record);
+      live.log.push(record);
+    }
+    for line in lines {
+      self.say(&line);
+    }
+  }
+
+  /// Waits until the engine has handled everything sent so far; returns where it stands.
+  fn sync(&mut self, show: bool) -> Option<Snapshot> {
+    let live = self.live.as_ref()?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let snapshot = if live.control.send(Control::Query(reply)).is_ok() {
+      self
+        .runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), answer).await })
+        .ok()
+        .and_then(Result::ok)
+    } else {
+      None
+    };
+    self.pump(show);
+    snapshot
+  }
+
+  fn finished(&self) -> bool {
+    self.live.as_ref().is_none_or(|live| {
+      live
+        .log
+        .iter()
+        .any(|r| matches!(r.event, Event::RunCompleted { .. }))
+    })
+  }
+
+  fn ensure_running(&mut self) -> Outcome {
+    self.live()?;
+    if self.finished() {
+      let status = self
+        .live
+        .as_ref()
+        .map_or("over", |l| l.state.status.as_str());
+      return Err(format!(
+        "the run is over ({status}): `restart`, or `retry STAGE` / `skip STAGE`"
+      ));
+    }
+    Ok(())
+  }
+
+  /// Waits (printing events) until `stop` says so, the run ends, nothing is left that could
+  /// move without a decision (a gate waits and nothing runs), or the wait limit.
+  fn wait(&mut self, mut stop: impl FnMut(&Event) -> bool) {
+    let started = std::time::Instant::now();
+    let mut quiet = 0;
+    while started.elapsed() < WAIT_LIMIT {
+      let Some(live) = self.live.as_mut() else {
+        return;
+      };
+      match live.events.recv_timeout(Duration::from_millis(50)) {
+        Ok(record) => {
+          quiet = 0;
+          if let Some(line) = describe(&record.event, self.color) {
+            let _ = writeln!(self.out, "{line}");
+          }
+          let done = stop(&record.event) || matches!(record.event, Event::RunCompleted { .. });
+          live.state.apply(&record);
+          live.log.push(record);
+          if done {
+            let _ = self.out.flush();
+            return;
+          }
+        }
+        Err(std_mpsc::RecvTimeoutError::Timeout) => {
+          if live.handle.is_finished() {
+            return;
+          }
+          quiet += 1;
+          if quiet % 4 == 0
+            && let Some(s) = self.sync(true)
+            && s.running.is_empty()
+            && s.delayed.is_empty()
+            && (s.runnable.is_empty() || s.paused)
+          {
+            return;
+          }
+        }
+        Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+      }
+    }
+  }
+
+  fn stage_id(&self, arg: &str) -> Result<String, String> {
+    let workflow = self.workflow()?;
+    let arg = arg.trim();
+    if arg.is_empty() {
+      return Err("which stage?".into());
+    }
+    if workflow.stages.iter().any(|s| s.id == arg) {
+      return Ok(arg.to_string());
+    }
+    let hint = suggest::suggest(arg, workflow.stages.iter().map(|s| s.id.as_str()))
+      .map(|s| format!(" (did you mean `{s}`?)"))
+      .unwrap_or_default();
+    Err(format!("no stage `{arg}`{hint}"))
+  }
+
+  fn set_break(&mut self, arg: &str, on: bool) -> Outcome {
+    let id = self.stage_id(arg)?;
+    let live = self.live()?;
+    let message = if on {
+      Control::Break(id.clone())
+    } else {
+      Control::Unbreak(id.clone())
+    };
+    let _ = live.control.send(message);
+    if on {
+      self.breakpoints.insert(id.clone());
+      self.say(&format!("breakpoint before `{id}`"));
+    } else {
+      self.breakpoints.remove(&id);
+      self.say(&format!("no breakpoint at `{id}`"));
+    }
+    Ok(())
+  }
+
+  fn step(&mut self) -> Outcome {
+    self.ensure_running()?;
+    let before = self.sync(true).unwrap_or_default();
+    if !before.paused {
+      let _ = self.live()?.control.send(Control::Pause);
+    }
+    let _ = self.live()?.control.send(Control::Step);
+    let after = self.sync(true).unwrap_or_default();
+    let started: Vec<String> = after
+      .running
+      .iter()
+      .filter(|s| !before.running.contains(s))
+      .cloned()
+      .collect();
+    if let Some(stage) = started.first().cloned() {
+      self.wait(|event| match event {
+        Event::StageCompleted { stage: s, .. }
+        | Event::StageFailed { stage: s, .. }
+        | Event::StageTimedOut { stage: s, .. }
+        | Event::StageCancelled { stage: s, .. }
+        | Event::StageRetrying { stage: s, .. } => *s == stage,
+        _ => false,
+      });
+      return Ok(());
+    }
+    let progressed = after.settled > before.settled || after.waiting.len() > before.waiting.len();
+    if !progressed && !self.finished() {
+      let why = if !after.waiting.is_empty() {
+        format!(
+          "waiting for a decision on {}: `approve STAGE` or `reject STAGE`",
+          after.waiting.join(", ")
+        )
+      } else if !after.running.is_empty() {
+        format!("still running: {}", after.running.join(", "))
+      } else if !after.delayed.is_empty() {
+        format!("waiting out a retry delay: {}", after.delayed.join(", "))
+      } else {
+        "nothing is ready to start".into()
+      };
+      self.say(&why);
+    }
+    Ok(())
+  }
+
+  fn cont(&mut self) -> Outcome {
+    self.ensure_running()?;
+    let _ = self.live()?.control.send(Control::Resume);
+    let mut gate = None;
+    self.wait(|event| match event {
+      Event::RunPaused { .. } => true,
+      Event::GateWaiting { stage, .. } => {
+        gate = Some(stage.clone());
+        true
+      }
+      _ => false,
+    });
+    if let Some(stage) = gate {
+      // Hold the run at the gate: what runs finishes, nothing new starts.
+      let _ = self.live()?.control.send(Control::Pause);
+      self.sync(true);
+      self.say(&format!(
+        "stopped at gate `{stage}`: `approve {stage}` or `reject {stage}`, then `continue`"
+      ));
+    } else if !self.finished()
+      && let Some(snapshot) = self.sync(true)
+      && !snapshot.waiting.is_empty()
+      && snapshot.running.is_empty()
+    {
+      let _ = self.live()?.control.send(Control::Pause);
+      self.say(&format!(
+        "waiting for a decision on {}: `approve STAGE` or `reject STAGE`, then `continue`",
+        snapshot.waiting.join(", ")
+      ));
+    }
+    Ok(())
+  }
+
+  fn status(&mut self) -> Outcome {
+    let snapshot = self.sync(true);
+    let color = self.color;
+    let live = self.live()?;
+    let state = &live.state;
+    let mut lines = vec![format!(
+      "run {} {}{}",
+      state.run,
+      paint(
+        state.status.as_str(),
+        status_color(state.status.as_str()),
+        color
+      ),
+      snapshot
+        .as_ref()
+        .filter(|s| s.paused && state.status.as_str() == "running")
+        .map_or("", |_| " (paused)")
+    )];
+    for (id, stage) in &state.stages {
+      let mut line = format!(
+        "  {:<20} {}",
+        id,
+        paint(
+          &format!("{:<10}", stage.status.as_str()),
+          status_color(stage.status.as_str()),
+          color
+        )
+      );
+      if stage.attempts > 0 {
+        line.push_str(&format!(" attempts {}", stage.attempts));
+      }
+      if let Some(ms) = stage.duration_ms {
+        line.push_str(&format!(" {ms}ms"));
+      }
+      if let Some(error) = &stage.error {
+        line.push_str(&format!("  {}", one_line(error, 70)));
+      }
+      lines.push(line);
+    }
+    let text = lines.join("\n");
+    self.say(&text);
+    Ok(())
+  }
+
+  fn graph(&mut self) -> Outcome {
+    self.pump(true);
+    let workflow = self.workflow()?;
+    let plan = plan::plan(&workflow, &defaults(&workflow));
+    let color = self.color;
+    let state = self.live.as_ref().map(|l| &l.state);
+    let mut lines = Vec::new();
+    for (level, batch) in plan.batches.iter().enumerate() {
+      lines.push(format!("level {}", level + 1));
+      for id in batch {
+        let status = state
+          .and_then(|s| s.stages.get(id))
+          .map_or("pending", |s| s.status.as_str());
+        let deps = &workflow.stages[workflow.stage_index()[id.as_str()]].depends_on;
+        let from = if deps.is_empty() {
+          String::new()
+        } else {
+          format!(" <- {}", deps.join(", "))
+        };
+        let mark = match status {
+          "completed" => "✓",
+          "failed" | "timed_out" => "✗",
+          "running" => "▶",
+          "waiting" => "?",
+          "skipped" | "cancelled" => "-",
+          _ => "·",
+        };
+        let brk = if self.breakpoints.contains(id) {
+          " [break]"
+        } else {
+          ""
+        };
+        lines.push(format!(
+          "  {} {id} {}{from}{brk}",
+          paint(mark, status_color(status), color),
+          paint(&format!("({status})"), status_color(status), color)
+        ));
+      }
+    }
+    let text = lines.join("\n");
+    self.say(&text);
+    Ok(())
+  }
+
+  fn inspect(&mut self, arg: &str) -> Outcome {
+    let id = self.stage_id(arg)?;
+    self.pump(true);
+    let live = self.live()?;
+    let Some(stage) = live.state.stages.get(&id) else {
+      return Err(format!("no stage `{id}`"));
+    };
+    let mut lines = vec![format!("{id}: {}", stage.status.as_str())];
+    let mut field = |name: &str, value: Option<String>| {
+      if let Some(value) = value {
+        lines.push(format!("  {name:<9} {value}"));
+      }
+    };
+    field("uses", stage.uses.clone());
+    field(
+      "attempts",
+      (stage.attempts > 0).then(|| stage.attempts.to_string()),
+    );
+    field("inputs", stage.inputs.as_ref().map(|v| v.to_string()));
+    field("outputs", stage.outputs.as_ref().map(|v| v.to_string()));
+    field("summary", stage.summary.clone());
+    field("error", stage.error.clone());
+    field("reason", stage.reason.clone());
+    field("decision", stage.decision.as_ref().map(ToString::to_string));
+    field("started", stage.started_at.clone());
+    field("finished", stage.finished_at.clone());
+    field("took", stage.duration_ms.map(|ms| format!("{ms}ms")));
+    let attempts: Vec<String> = live
+      .log
+      .iter()
+      .filter(|r| r.event.stage() == Some(id.as_str()))
+      .filter_map(|r| match &r.event {
+        Event::StageStarted { attempt, uses, .. } => {
+          Some(format!("#{attempt} {uses} started {}", r.ts))
+        }
+        Event::StageRetrying {
+          attempt,
+          error,
+          delay_ms,
+          ..
+        } => Some(format!(
+          "#{attempt} failed: {} (retry in {delay_ms}ms)",
+          one_line(error, 60)
+        )),
+        Event::StageCompleted {
+          attempt,
+          duration_ms,
+          ..
+        } => Some(format!("#{attempt} completed in {duration_ms}ms")),
+        Event::StageFailed { attempt, error, .. } => Some(format!(
+          "#{} failed: {}",
+          attempt.unwrap_or(0),
+          one_line(error, 60)
+        )),
+        Event::StageTimedOut {
+          attempt,
+          timeout_ms,
+          ..
+        } => Some(format!("#{attempt} timed out after {timeout_ms}ms")),
+        _ => None,
+      })
+      .collect();
+    if !attempts.is_empty() {
+      lines.push("  history".into());
+      lines.extend(attempts.into_iter().map(|a| format!("    {a}")));
+    }
+    if !stage.logs.is_empty() {
+      lines.push("  logs".into());
+      lines.extend(stage.logs.iter().map(|l| format!("    {l}")));
+    }
+    let text = lines.join("\n");
+    self.say(&text);
+    Ok(())
+  }
+
+  /// The expression namespaces of the run so far.
+  fn context(&self) -> Result<expr::MapContext, String> {
+    let workflow = self.workflow()?;
+    // The parameters of the run in progress (secrets masked), else those set so far.
+    let params = match self.live.as_ref().map(|l| &l.state.params) {
+      Some(serde_json::Value::Object(map)) if !map.is_empty() => map.clone(),
+      _ => params::resolve(&workflow, &self.params)
+        .map_err(|d| d.render(false))?
+        .into_iter()
+        .collect(),
+    };
+    let mut stages = serde_json::Map::new();
+    let mut env = serde_json::Map::new();
+    let mut run = serde_json::json!({});
+    if let Some(live) = &self.live {
+      for (id, s) in &live.state.stages {
+        stages.insert(
+          id.clone(),
+          serde_json::json!({
+            "outputs": s.outputs.as_deref().cloned().unwrap_or(serde_json::Value::Null),
+            "status": s.status.as_str(),
+            "attempts": s.attempts,
+          }),
+        );
+      }
+      run = serde_json::json!({
+        "id": live.state.run,
+        "started_at": live.state.started_at,
+        "attempt": 1,
+      });
+    }
+    for (key, input) in &workflow.config.env {
+      if let workflow::Input::Literal(value) = input {
+        env.insert(key.clone(), value.clone());
+      }
+    }
+    let names = serde_json::json!({
+      "parameters": params,
+      "stages": stages,
+      "env": env,
+      "run": run,
+      "workflow": { "name": workflow.name, "version": workflow.version },
+    });
+    Ok(expr::MapContext::from_json(&names))
+  }
+
+  fn eval(&mut self, text: &str) -> Outcome {
+    if text.is_empty() {
+      return Err("eval needs an expression".into());
+    }
+    self.pump(true);
+    let ctx = self.context()?;
+    let column = |offset: usize| text.get(..offset).map_or(0, |s| s.chars().count()) + 1;
+    let value = if text.contains("$<<") {
+      expr::Template::parse(text)
+        .and_then(|t| t.eval(&ctx))
+        .map_err(|e| format!("{} at column {}", e.kind, column(e.span.offset)))?
+    } else {
+      expr::parse(text)
+        .and_then(|e| e.eval(&ctx))
+        .map_err(|e| format!("{} at column {}", e.kind, column(e.span.offset)))?
+    };
+    self.say(&value.to_json_text(false));
+    Ok(())
+  }
+
+  fn lua(&mut self, code: &str) -> Outcome {
+    if code.is_empty() {
+      return Err("lua needs code, e.g. `lua return 1 + 1`".into());
+    }
+    if self.lua.is_none() {
+      // The workflow needs no Lua; start a host for the REPL alone.
+      let host = lua::LuaHost::start(lua::HostConfig::default()).map_err(|e| e.to_string())?;
+      self.lua = Some((host, HashMap::new()));
+    }
+    let Some((host, _)) = &self.lua else {
+      return Err("no Lua host".into());
+    };
+    let host = host.clone();
+    let value = self
+      .runtime
+      .block_on(async { host.eval(code).await })
+      .map_err(|e| e.to_string())?;
+    let text = match &value {
+      serde_json::Value::Null => "nil".to_string(),
+      other => other.to_string(),
+    };
+    self.say(&text);
+    Ok(())
+  }
+
+  fn decide(&mut self, arg: &str, decision: GateDecision) -> Outcome {
+    let (stage, reason) = arg
+      .split_once(char::is_whitespace)
+      .map_or((arg, None), |(s, r)| (s, Some(r.trim().to_string())));
+    let id = self.stage_id(stage)?;
+    self.ensure_running()?;
+    let snapshot = self.sync(true).unwrap_or_default();
+    if !snapshot.waiting.contains(&id) {
+      return Err(format!(
+        "`{id}` is not waiting for a decision{}",
+        if snapshot.waiting.is_empty() {
+          String::new()
+        } else {
+          format!(" (waiting: {})", snapshot.waiting.join(", "))
+        }
+      ));
+    }
+    let by = std::env::var("USER")
+      .ok()
+      .filter(|u| !u.is_empty())
+      .map_or_else(|| "repl".to_string(), |u| format!("repl:{u}"));
+    let _ = self.live()?.control.send(Control::Decide {
+      stage: id,
+      decision,
+      by,
+      reason,
+      inputs: None,
+    });
+    self.sync(true);
+    Ok(())
+  }
+
+  /// Continues from the recorded events as `edit` leaves them, in a fresh engine.
+  fn rebuild(&mut self, edit: impl FnOnce(&mut Vec<EventRecord>, &Workflow)) -> Outcome {
+    self.pump(true);
+    let workflow = self.workflow()?;
+    let mut log = self
+      .live
+      .as_ref()
+      .map(|l| l.log.clone())
+      .unwrap_or_default();
+    log.retain(|r| !matches!(r.event, Event::RunCompleted { .. }));
+    edit(&mut log, &workflow);
+    self.start(log)
+  }
+
+  fn retry(&mut self, arg: &str) -> Outcome {
+    let id = self.stage_id(arg)?;
+    let status = self.stage_status(&id)?;
+    if !status.is_settled() {
+      return Err(format!(
+        "`{id}` is {}: only a finished stage can be retried",
+        status.as_str()
+      ));
+    }
+    self.rebuild(|log, workflow| reopen(log, workflow, &id, true))?;
+    self.say(&format!(
+      "`{id}` and what follows it will run again: `step` or `continue`"
+    ));
+    Ok(())
+  }
+
+  fn skip(&mut self, arg: &str) -> Outcome {
+    let id = self.stage_id(arg)?;
+    let status = self.stage_status(&id)?;
+    if matches!(
+      status,
+      StageStatus::Completed | StageStatus::Skipped | StageStatus::Running
+    ) {
+      return Err(format!(
+        "`{id}` is {}: only a failed or pending stage can be skipped",
+        status.as_str()
+      ));
+    }
+    self.rebuild(|log, workflow| {
+      reopen(log, workflow, &id, true);
+      let run = log
+        .first()
+        .map_or_else(|| Arc::from("repl"), |r| Arc::clone(&r.run));
+      log.push(EventRecord {
+        ts: event::now_rfc3339(),
+        run,
+        event: Event::StageSkipped {
+          stage: id.clone(),
+          reason: "skipped by the user".into(),
+        },
+      });
+    })?;
+    self.say(&format!("`{id}` skipped: `step` or `continue`"));
+    Ok(())
+  }
+
+  fn set(&mut self, arg: &str) -> Outcome {
+    let usage = || "set needs `STAGE.outputs.KEY = VALUE`".to_string();
+    let (path, value) = arg.split_once('=').ok_or_else(usage)?;
+    let mut parts = path.trim().splitn(3, '.');
+    let (Some(stage), Some("outputs"), Some(key)) = (parts.next(), parts.next(), parts.next())
+    else {
+      return Err(usage());
+    };
+    let id = self.stage_id(stage)?;
+    let key = key.trim().to_string();
+    let raw = value.trim();
+    let value: serde_json::Value =
+      serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+    if self.stage_status(&id)? != StageStatus::Completed {
+      return Err(format!(
+        "`{id}` has not completed: only a completed stage's outputs can be set"
+      ));
+    }
+    let shown = value.to_string();
+    self.rebuild(|log, _| {
+      for record in log.iter_mut().rev() {
+        if let Event::StageCompleted { stage, outputs, .. } = &mut record.event
+          && *stage == id
+        {
+          let mut changed = (**outputs).clone();
+          if let serde_json::Value::Object(map) = &mut changed {
+            map.insert(key.clone(), value.clone());
+          }
+          *outputs = Arc::new(changed);
+          break;
+        }
+      }
+    })?;
+    self.say(&format!(
+      "{stage}.outputs.{key} = {shown}; stages that already ran keep their results (`retry` them)"
+    ));
+    Ok(())
+  }
+
+  fn stage_status(&mut self, id: &str) -> Result<StageStatus, String> {
+    self.pump(true);
+    let live = self.live()?;
+    Ok(
+      live
+        .state
+        .stages
+        .get(id)
+        .map_or(StageStatus::Pending, |s| s.status),
+    )
+  }
+
+  fn reload(&mut self) -> Outcome {
+    let file = self.file.clone().ok_or("no workflow loaded: `load FILE`")?;
+    let new = load_workflow(&file, self.color)?;
+    self.pump(true);
+    let old = self.workflow()?;
+    let fingerprint = |w: &Workflow| -> HashMap<String, String> {
+      w.stages
+        .iter()
+        .map(|s| (s.id.clone(), serde_json::to_string(s).unwrap_or_default()))
+        .collect()
+    };
+    let (before, after) = (fingerprint(&old), fingerprint(&new));
+    let changed: Vec<String> = after
+      .iter()
+      .filter(|(id, text)| before.get(*id) != Some(*text))
+      .map(|(id, _)| id.clone())
+      .collect();
+    let lua = headless::start_lua(&new, &file, &[]).map_err(|e| render(&e, self.color))?;
+    let mut log = self
+      .live
+      .as_ref()
+      .map(|l| l.log.clone())
+      .unwrap_or_default();
+    log.retain(|r| !matches!(r.event, Event::RunCompleted { .. }));
+    let new = Arc::new(new);
+    // Changed stages run again, and so does everything after them.
+    for id in &changed {
+      reopen(&mut log, &new, id, false);
+    }
+    // Events of stages the file no longer has are dropped.
+    log.retain(|r| r.event.stage().is_none_or(|s| after.contains_key(s)));
+    self.workflow = Some(new);
+    self.lua = lua;
+    self.breakpoints.retain(|b| after.contains_key(b));
+    self.start(log)?;
+    let mut changed = changed;
+    changed.sort();
+    self.say(&if changed.is_empty() {
+      "reloaded; no stage changed".to_string()
+    } else {
+      format!(
+        "reloaded; changed: {} (they and what follows run again)",
+        changed.join(", ")
+      )
+    });
+    Ok(())
+  }
+
+  fn restart(&mut self) -> Outcome {
+    self.start(Vec::new())?;
+    self.say("restarted: nothing has run");
+    Ok(())
+  }
+}
+
+/// Drops what made `id` (and every stage after it) settled, so they run again; with
+/// `stopped`, also stages cancelled because the run halted.
+fn reopen(log: &mut Vec<EventRecord>, workflow: &Workflow, id: &str, stopped: bool) {
+  let mut again: BTreeSet<String> = BTreeSet::new();
+  again.insert(id.to_string());
+  // Descendants, by walking dependents until nothing new is added.
+  loop {
+    let before = again.len();
+    for stage in &workflow.stages {
+      if stage.depends_on.iter().any(|d| again.contains(d)) {
+        again.insert(stage.id.clone());
+      }
+    }
+    if again.len() == before {
+      break;
+    }
+  }
+  if stopped {
+    for record in log.iter() {
+      if let Event::StageCancelled { stage, reason, .. } = &record.event
+        && reason != "cancelled"
+      {
+        again.insert(stage.clone());
+      }
+    }
+  }
+  log.retain(|record| match &record.event {
+    Event::StageCompleted { stage, .. }
+    | Event::StageFailed { stage, .. }
+    | Event::StageTimedOut { stage, .. }
+    | Event::StageSkipped { stage, .. }
+    | Event::StageCancelled { stage, .. }
+    | Event::GateWaiting { stage, .. }
+    | Event::GateDecided { stage, .. }
+    | Event::CompensationStarted { stage, .. }
+    | Event::CompensationCompleted { stage, .. }
+    | Event::CompensationFailed { stage, .. } => !again.contains(stage),
+    _ => true,
+  });
+}
+
+fn load_workflow(file: &Path, color: bool) -> Result<Workflow, String> {
+  loader::load_file(file).map_err(|e| render(&Error::from(e), color))
+}
+
+fn render(error: &Error, color: bool) -> String {
+  match error {
+    Error::Diagnostics(d) => d.render(color).trim_end().to_string(),
+    other => other.to_string(),
+  }
+}
+
+fn defaults(workflow: &Workflow) -> IndexMap<String, serde_json::Value> {
+  workflow
+    .parameters
+    .values()
+    .map(|p| {
+      (
+        p.name.clone(),
+        p.default.clone().unwrap_or(serde_json::Value::Null),
+      )
+    })
+    .collect()
+}
+
+fn one_line(text: &str, width: usize) -> String {
+  let line = text.lines().next().unwrap_or_default();
+  if line.chars().count() <= width {
+    return line.to_string();
+  }
+  let mut out: String = line.chars().take(width.saturating_sub(1)).collect();
+  out.push('…');
+  out
+}
+
+fn status_color(status: &str) -> &'static str {
+  match status {
+    "completed" => "32",
+    "failed" | "timed_out" => "31",
+    "running" | "waiting" | "paused" => "33",
+    _ => "2",
+  }
+}
+
+fn paint(text: &str, code: &str, color: bool) -> String {
+  if color {
+    format!("\x1b[{code}m{text}\x1b[0m")
+  } else {
+    text.to_string()
+  }
+}
+
+/// One compact line for an event worth showing, or `None`.
+fn describe(event: &Event, color: bool) -> Option<String> {
+  let line = match event {
+    Event::StageStarted {
+      stage,
+      attempt,
+      uses,
+      ..
+    } => format!("▶ {stage} started (attempt {attempt}, {uses})"),
+    Event::StageCompleted {
+      stage,
+      outputs,
+      duration_ms,
+      ..
+    } => paint(
+      &format!(
+        "✓ {stage} completed in {duration_ms}ms {}",
+        one_line(&outputs.to_string(), 80)
+      ),
+      "32",
+      color,
+    ),
+    Event::StageFailed { stage, error, .. } => paint(
+      &format!("✗ {stage} failed: {}", one_line(error, 80)),
+      "31",
+      color,
+    ),
+    Event::StageTimedOut {
+      stage, timeout_ms, ..
+    } => paint(
+      &format!("✗ {stage} timed out after {timeout_ms}ms"),
+      "31",
+      color,
+    ),
+    Event::StageRetrying {
+      stage,
+      attempt,
+      delay_ms,
+      error,
+      ..
+    } => format!(
+      "↻ {stage} attempt {attempt} failed ({}); retry in {delay_ms}ms",
+      one_line(error, 60)
+    ),
+    Event::StageSkipped { stage, reason } => format!("- {stage} skipped ({reason})"),
+    Event::StageCancelled { stage, reason, .. } => format!("- {stage} cancelled ({reason})"),
+    Event::GateWaiting { stage, message, .. } => paint(
+      &format!(
+        "? {stage} waits for a decision{}",
+        message
+          .as_deref()
+          .map_or_else(String::new, |m| format!(": {m}"))
+      ),
+      "33",
+      color,
+    ),
+    Event::GateDecided {
+      stage,
+      decision,
+      decided_by,
+      ..
+    } => format!(
+      "{stage} {} by {decided_by}",
+      match decision {
+        GateDecision::Approve => "approved",
+        GateDecision::Reject => "rejected",
+      }
+    ),
+    Event::RecoveryDecided {
+      stage,
+      strategy,
+      action,
+      ..
+    } => format!("{stage}: recovery `{strategy}` chose {action}"),
+    Event::Log { stage, message, .. } => format!("  {stage}: {}", one_line(message, 100)),
+    Event::RunPaused {
+      reason,
+      stage: Some(stage),
+    } if reason == "breakpoint" => paint(&format!("⏸ breakpoint before {stage}"), "33", color),
+    Event::RunCompleted { status, error, .. } => format!(
+      "run {}{}",
+      status.as_str(),
+      error
+        .as_deref()
+        .map_or_else(String::new, |e| format!(": {}", one_line(e, 80)))
+    ),
+    Event::CompensationStarted { stage, uses } => format!("↺ compensating {stage} with {uses}"),
+    _ => return None,
+  };
+  Some(line)
+}
