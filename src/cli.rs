@@ -65,6 +65,14 @@ pub enum Command {
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
   },
+  /// Re-validate and re-plan (or re-run) whenever the file, its skills or hook files change.
+  Watch {
+    /// Workflow file.
+    file: PathBuf,
+    /// Run the workflow after each change (stopping a run still going from the last one).
+    #[arg(long)]
+    run: bool,
+  },
   /// Cancel a run: one executing in another process, or a suspended or crashed one.
   Cancel {
     /// The run.

@@ -106,6 +106,7 @@ where
     Command::Cancel { run_id, store } => runs::cancel(&run_id, store.as_deref()),
     Command::Pause { run_id, store } => runs::pause(&run_id, store.as_deref()),
     Command::Repl { file, params } => repl::run(file.as_deref(), &params),
+    Command::Watch { file, run } => watch::run(&file, run),
     Command::Skills {
       action,
       dirs,

@@ -26,6 +26,7 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod suggest;
+mod watch;
 pub mod workflow;
 pub mod yaml;
 

@@ -123,6 +123,7 @@ pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<i32, Error> 
     live: None,
     lua: None,
     breakpoints: BTreeSet::new(),
+    passed: BTreeSet::new(),
     color,
     out: Box::new(std::io::stdout()),
     runs: 0,
@@ -235,9 +236,22 @@ struct Session {
   live: Option<Live>,
   lua: Option<(lua::LuaHost, HashMap<String, PathBuf>)>,
   breakpoints: BTreeSet<String>,
+  /// Breakpoints this run already stopped at: a rebuilt engine does not stop at them again.
+  passed: BTreeSet<String>,
   color: bool,
   out: Box<dyn Write>,
   runs: usize,
+}
+
+/// A breakpoint the run stopped at, from its event.
+fn stopped_at(event: &Event) -> Option<&str> {
+  match event {
+    Event::RunPaused {
+      reason,
+      stage: Some(stage),
+    } if reason == "breakpoint" => Some(stage),
+    _ => None,
+  }
 }
 
 type Outcome = Result<(), String>;
@@ -469,7 +483,10 @@ impl Session {
       Some((host, skills)) => Arc::new(lua::Executor::new(host.clone(), skills.clone())),
       None => Arc::new(builtin::Builtins),
     };
-    for stage in &self.breakpoints {
+    if prior.is_empty() {
+      self.passed.clear();
+    }
+    for stage in self.breakpoints.difference(&self.passed) {
       let _ = control.send(Control::Break(stage.clone()));
     }
     let handle = {
@@ -521,6 +538,9 @@ impl Session {
     while let Ok(record) = live.events.try_recv() {
       if show && let Some(line) = describe(&record.event, self.color) {
         lines.push(line);
+      }
+      if let Some(stage) = stopped_at(&record.event) {
+        self.passed.insert(stage.to_string());
       }
       live.state.apply(&record);
       live.log.push(record);
@@ -584,6 +604,9 @@ impl Session {
           quiet = 0;
           if let Some(line) = describe(&record.event, self.color) {
             let _ = writeln!(self.out, "{line}");
+          }
+          if let Some(stage) = stopped_at(&record.event) {
+            self.passed.insert(stage.to_string());
           }
           let done = stop(&record.event) || matches!(record.event, Event::RunCompleted { .. });
           live.state.apply(&record);
@@ -1032,6 +1055,8 @@ impl Session {
         status.as_str()
       ));
     }
+    // The stage runs again, so its breakpoint (and those after it) may stop it again.
+    self.passed.clear();
     self.rebuild(|log, workflow| reopen(log, workflow, &id, true))?;
     self.say(&format!(
       "`{id}` and what follows it will run again: `step` or `continue`"

@@ -66,6 +66,9 @@ fn every_example_plans_in_every_format() {
 #[test]
 fn every_example_runs_to_completion_with_its_gates_approved() {
   for file in examples() {
+    // An example with a deliberate bug says so (`# fails on purpose`) and must fail.
+    let text = std::fs::read_to_string(root().join(&file)).unwrap_or_default();
+    let fails = text.contains("# fails on purpose");
     let run = swdl([
       "run",
       file.as_str(),
@@ -75,9 +78,10 @@ fn every_example_runs_to_completion_with_its_gates_approved() {
       "--output",
       "json",
     ]);
-    run.status(0);
+    run.status(if fails { 1 } else { 0 });
     let record = run.json();
-    assert_eq!(record["status"], "completed", "{file}");
+    let expected = if fails { "failed" } else { "completed" };
+    assert_eq!(record["status"], expected, "{file}");
   }
 }
 

@@ -11,3 +11,4 @@ mod run;
 mod skills;
 mod store;
 mod validate;
+mod watch;

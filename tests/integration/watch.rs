@@ -1,0 +1,112 @@
+//! `swdl watch`: edits to the workflow and to a skill are noticed and re-planned; errors do
+//! not stop the watch; Ctrl-C ends it with exit 0.
+use crate::common::TempDir;
+use std::{
+  io::{BufRead, BufReader},
+  process::{Command, Stdio},
+  sync::mpsc,
+  time::Duration,
+};
+
+const WF: &str = "name: watched\nstages:\n  - id: a\n    uses: echo\n  - id: b\n    uses: echo\n    depends_on: [a]\n";
+
+/// Waits for a line containing `wanted`; returns every line read up to it.
+#[track_caller]
+fn expect_line(lines: &mpsc::Receiver<String>, wanted: &str, seen: &mut Vec<String>) {
+  let deadline = std::time::Instant::now() + Duration::from_secs(15);
+  while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+    match lines.recv_timeout(left) {
+      Ok(line) => {
+        let found = line.contains(wanted);
+        seen.push(line);
+        if found {
+          return;
+        }
+      }
+      Err(_) => break,
+    }
+  }
+  panic!("no line with {wanted:?} in:\n{}", seen.join("\n"));
+}
+
+#[test]
+fn edits_are_replanned_errors_reported_and_the_watch_goes_on() {
+  let dir = TempDir::new();
+  let file = dir.write("wf.yaml", WF);
+  std::fs::create_dir_all(dir.path().join("skills")).expect("skills dir");
+  let mut child = Command::new(env!("CARGO_BIN_EXE_swdl"))
+    .args(["watch", "wf.yaml"])
+    .current_dir(dir.path())
+    .env("NO_COLOR", "1")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("swdl watch starts");
+  let stdout = child.stdout.take().expect("stdout");
+  let (tx, lines) = mpsc::channel();
+  std::thread::spawn(move || {
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+      if tx.send(line).is_err() {
+        break;
+      }
+    }
+  });
+  let mut seen = Vec::new();
+  expect_line(&lines, "critical path: a -> b", &mut seen);
+  // Give the watcher a moment to be in place after printing the first plan.
+  std::thread::sleep(Duration::from_millis(200));
+
+  std::fs::write(
+    &file,
+    format!("{WF}  - id: c\n    uses: echo\n    depends_on: [b]\n"),
+  )
+  .expect("edit");
+  expect_line(&lines, "plan changed:", &mut seen);
+  expect_line(&lines, "+ critical path: a -> b -> c", &mut seen);
+  assert!(
+    seen.iter().any(|l| l == "- critical path: a -> b"),
+    "only what changed is printed:\n{}",
+    seen.join("\n")
+  );
+  assert!(
+    !seen.iter().any(|l| l.starts_with("+ batch 1")),
+    "unchanged lines are not repeated:\n{}",
+    seen.join("\n")
+  );
+
+  std::fs::write(
+    &file,
+    format!("{WF}  - id: c\n    uses: echo\n    depends_on: [zz]\n"),
+  )
+  .expect("break it");
+  expect_line(&lines, "depends on unknown stage `zz`", &mut seen);
+  std::fs::write(&file, WF).expect("fix it");
+  expect_line(&lines, "valid again:", &mut seen);
+
+  // A skill appearing counts too.
+  std::fs::write(
+    dir.path().join("skills/tidy.lua"),
+    "return { run = function() return {} end }\n",
+  )
+  .expect("skill");
+  expect_line(
+    &lines,
+    "changed: skills/tidy.lua (plan unchanged)",
+    &mut seen,
+  );
+
+  // Files that are none of those do not wake it.
+  std::fs::write(dir.path().join("notes.txt"), "x").expect("unrelated");
+  std::thread::sleep(Duration::from_millis(400));
+  while let Ok(line) = lines.try_recv() {
+    assert!(!line.contains("notes.txt"), "{line}");
+  }
+
+  let _ = Command::new("kill")
+    .args(["-INT", &child.id().to_string()])
+    .status();
+  expect_line(&lines, "watch stopped", &mut seen);
+  let status = child.wait().expect("watch ends");
+  assert_eq!(status.code(), Some(0));
+}
