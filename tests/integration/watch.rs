@@ -110,3 +110,41 @@ fn edits_are_replanned_errors_reported_and_the_watch_goes_on() {
   let status = child.wait().expect("watch ends");
   assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn with_run_each_valid_version_is_run() {
+  let dir = TempDir::new();
+  let file = dir.write("wf.yaml", WF);
+  let mut child = Command::new(env!("CARGO_BIN_EXE_swdl"))
+    .args(["watch", "wf.yaml", "--run"])
+    .current_dir(dir.path())
+    .env("NO_COLOR", "1")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("swdl watch starts");
+  let stdout = child.stdout.take().expect("stdout");
+  let (tx, lines) = mpsc::channel();
+  std::thread::spawn(move || {
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+      if tx.send(line).is_err() {
+        break;
+      }
+    }
+  });
+  let mut seen = Vec::new();
+  expect_line(&lines, "run exited with 0", &mut seen);
+  std::fs::write(
+    &file,
+    format!("{WF}  - id: boom\n    uses: fail\n    depends_on: [b]\n"),
+  )
+  .expect("edit");
+  expect_line(&lines, "plan changed:", &mut seen);
+  expect_line(&lines, "run exited with 1", &mut seen);
+  let _ = Command::new("kill")
+    .args(["-INT", &child.id().to_string()])
+    .status();
+  expect_line(&lines, "watch stopped", &mut seen);
+  assert_eq!(child.wait().expect("watch ends").code(), Some(0));
+}
