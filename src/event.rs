@@ -373,6 +373,10 @@ pub trait EventSink: Send {
   fn durable(&self) -> bool {
     false
   }
+  /// False once a durable sink failed to make events permanent (the run then stops).
+  fn healthy(&self) -> bool {
+    true
+  }
 }
 
 /// Current UTC time as RFC 3339 with milliseconds (`2026-11-22T14:03:07.123Z`).

@@ -163,7 +163,9 @@ pub async fn execute(
     engine.run(control).await;
     engine
   });
-  let engine = match handle.await {
+  // Dropping this future (the REPL replacing its run) stops the engine and its attempts.
+  let mut handle = AbortOnDrop(handle);
+  let engine = match (&mut handle.0).await {
     Ok(engine) => engine,
     Err(error) => std::panic::resume_unwind(error.into_panic()),
   };
@@ -175,6 +177,15 @@ pub async fn execute(
       .collect(),
     rejected: engine.rejected,
     state: engine.state,
+  }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+  fn drop(&mut self) {
+    self.0.abort();
   }
 }
 
@@ -514,6 +525,14 @@ impl Engine {
     for sink in self.sinks.iter_mut().filter(|s| s.durable()) {
       sink.flush();
     }
+    // Nothing may start on events that could not be made durable: the run stops.
+    if self.stop.is_none() && self.sinks.iter().any(|s| s.durable() && !s.healthy()) {
+      self
+        .errors
+        .push("the run store could not record the run's events; the run stopped".into());
+      self.skip_compensation = true;
+      self.begin_stop(Stop::Halt);
+    }
     let deferred = std::mem::take(&mut self.deferred);
     for sink in self.sinks.iter_mut().filter(|s| !s.durable()) {
       for record in &deferred {
@@ -607,14 +626,23 @@ impl Engine {
   /// what was recorded meanwhile or by their timeout counted from when they first opened.
   fn restore(&mut self, resume: Resume) {
     let index = self.workflow.stage_index();
-    let mut settle_order = Vec::new();
-    let mut seen = vec![false; self.slots.len()];
-    // Per stage: primary attempts started, and whether its latest attempt never finished.
-    let mut primary = vec![0u32; self.slots.len()];
-    let mut in_flight = vec![false; self.slots.len()];
-    let mut last_uses: Vec<Option<String>> = vec![None; self.slots.len()];
-    for record in resume.events {
+    let n = self.slots.len();
+    // Per stage: where in the log it last became settled, primary attempts started, whether
+    // its latest attempt never finished, the skill of its latest attempt, and how its latest
+    // attempt failed when nothing was recorded after that failure (the decision that follows a
+    // failed attempt, a retry, a fallback, a recovery or the end, is taken again).
+    let mut settled_at: Vec<Option<usize>> = vec![None; n];
+    let mut primary = vec![0u32; n];
+    let mut in_flight = vec![false; n];
+    let mut last_uses: Vec<Option<String>> = vec![None; n];
+    let mut failed_attempt: Vec<Option<RetryOn>> = vec![None; n];
+    for (position, record) in resume.events.into_iter().enumerate() {
       let stage = record.event.stage().and_then(|s| index.get(s).copied());
+      if let Some(i) = stage
+        && !matches!(record.event, Event::Log { .. })
+      {
+        failed_attempt[i] = None;
+      }
       match (&record.event, stage) {
         (Event::StageStarted { uses, .. }, Some(i)) => {
           if self.workflow.stages[i]
@@ -627,6 +655,19 @@ impl Engine {
           last_uses[i] = Some(uses.clone());
         }
         (Event::StageRetrying { .. }, Some(i)) => in_flight[i] = false,
+        (
+          Event::StageFailed {
+            attempt: Some(_), ..
+          },
+          Some(i),
+        ) => {
+          in_flight[i] = false;
+          failed_attempt[i] = Some(RetryOn::Error);
+        }
+        (Event::StageTimedOut { .. }, Some(i)) => {
+          in_flight[i] = false;
+          failed_attempt[i] = Some(RetryOn::Timeout);
+        }
         (Event::GateDecided { decision, .. }, Some(i)) => match decision {
           GateDecision::Approve => self.slots[i].approved = true,
           GateDecision::Reject => self.rejected = true,
@@ -637,12 +678,12 @@ impl Engine {
         _ => {}
       }
       self.state.apply_owned(record);
-      if let Some(i) = stage
-        && !seen[i]
-        && self.status(i).is_settled()
-      {
-        seen[i] = true;
-        settle_order.push(i);
+      if let Some(i) = stage {
+        if self.status(i).is_settled() {
+          settled_at[i].get_or_insert(position);
+        } else {
+          settled_at[i] = None;
+        }
       }
     }
     self.run_value = object([
@@ -660,41 +701,8 @@ impl Engine {
     self.prior_decisions = resume.decisions;
     self.prior_waits = resume.waited;
     self.emit(Event::RunResumed {});
-    let mut halted = false;
-    for i in settle_order {
-      let (status, attempts, outputs) = match self.state.stages.get_index(i) {
-        Some((_, s)) => (s.status, s.attempts, s.outputs.clone()),
-        None => continue,
-      };
-      let (mut failed, mut cancelled) = (false, false);
-      for &d in &self.slots[i].deps {
-        let dep = &self.slots[d];
-        let dep_status = self.status(d);
-        failed |= dep.upstream_failed
-          || (matches!(dep_status, StageStatus::Failed | StageStatus::TimedOut) && !dep.ignored);
-        cancelled |= dep.upstream_cancelled || dep_status == StageStatus::Cancelled;
-      }
-      let slot = &mut self.slots[i];
-      slot.upstream_failed = failed;
-      slot.upstream_cancelled = cancelled;
-      slot.attempts = attempts;
-      slot.outputs = outputs;
-      if matches!(status, StageStatus::Failed | StageStatus::TimedOut) {
-        match self.workflow.stages[i].on_failure {
-          OnFailure::Ignore => slot.ignored = true,
-          OnFailure::Halt => halted = true,
-          OnFailure::Continue => {}
-        }
-      }
-      if status == StageStatus::Completed {
-        self.completion_order.push(i);
-      }
-      self.settle(i);
-    }
-    for i in 0..self.slots.len() {
-      if self.status(i).is_settled() {
-        continue;
-      }
+    // Every stage's counters, then the settled ones in the order they settled.
+    for i in 0..n {
       let attempts = self
         .state
         .stages
@@ -708,14 +716,58 @@ impl Engine {
       });
       let slot = &mut self.slots[i];
       slot.attempts = attempts;
-      // The attempt cut short counts as an attempt (its number is used), not as a try spent.
+      // An attempt cut short counts as an attempt (its number is used), not as a try spent.
       slot.tries = primary[i] - u32::from(in_flight[i] && primary[i] > 0 && fallback.is_none());
       if let Some(k) = fallback {
         slot.phase = Phase::Fallback(k);
       }
+    }
+    let mut order: Vec<(usize, usize)> = settled_at
+      .iter()
+      .enumerate()
+      .filter_map(|(i, at)| at.map(|at| (at, i)))
+      .collect();
+    order.sort_unstable();
+    let mut halted = false;
+    for (_, i) in order {
+      let (status, outputs) = match self.state.stages.get_index(i) {
+        Some((_, s)) => (s.status, s.outputs.clone()),
+        None => continue,
+      };
+      let (mut failed, mut cancelled) = (false, false);
+      for &d in &self.slots[i].deps {
+        let dep = &self.slots[d];
+        let dep_status = self.status(d);
+        failed |= dep.upstream_failed
+          || (matches!(dep_status, StageStatus::Failed | StageStatus::TimedOut) && !dep.ignored);
+        cancelled |= dep.upstream_cancelled || dep_status == StageStatus::Cancelled;
+      }
+      let slot = &mut self.slots[i];
+      slot.upstream_failed = failed;
+      slot.upstream_cancelled = cancelled;
+      slot.outputs = outputs;
+      if let Some(kind) = failed_attempt[i] {
+        // What follows a failed attempt was not recorded: decide it again.
+        self.after_failure(i, kind);
+        continue;
+      }
+      if matches!(status, StageStatus::Failed | StageStatus::TimedOut) {
+        match self.workflow.stages[i].on_failure {
+          OnFailure::Ignore => slot.ignored = true,
+          OnFailure::Halt => halted = true,
+          OnFailure::Continue => {}
+        }
+      }
+      if status == StageStatus::Completed {
+        self.completion_order.push(i);
+      }
+      self.settle(i);
+    }
+    for i in 0..n {
       // Stages with dependencies were queued when their last dependency was settled above.
-      if slot.deps.is_empty() {
-        self.ready.push(Reverse((slot.level, i)));
+      if !self.status(i).is_settled() && self.slots[i].deps.is_empty() {
+        let level = self.slots[i].level;
+        self.ready.push(Reverse((level, i)));
       }
     }
     if halted {
@@ -826,6 +878,14 @@ impl Engine {
       timeout,
     } in std::mem::take(&mut self.launches)
     {
+      // An attempt started earlier in this loop may have stopped the run (halt) and with it
+      // this one, which was announced but must not start now.
+      if self.running[i]
+        .as_ref()
+        .is_none_or(|r| r.attempt != attempt)
+      {
+        continue;
+      }
       let future = self
         .executor
         .execute(task, TaskIo::new(i, attempt, self.log_tx.clone()));
@@ -2338,6 +2398,147 @@ mod tests {
 
   fn run(text: &str) -> Ran {
     run_with(text, |_| {}, drop)
+  }
+
+  fn record(event: Event) -> EventRecord {
+    EventRecord {
+      ts: event::now_rfc3339(),
+      run: Arc::from("test"),
+      event,
+    }
+  }
+
+  /// The events of a run that started `a`'s first attempt and saw it fail, and nothing more.
+  fn failed_first_attempt(retrying: bool) -> Vec<EventRecord> {
+    let mut events = vec![
+      record(Event::RunStarted {
+        workflow: "t".into(),
+        params: serde_json::json!({}),
+        max_parallel: 4,
+        stages: 2,
+      }),
+      record(Event::StageStarted {
+        stage: "a".into(),
+        attempt: 1,
+        uses: "work".into(),
+        inputs: Arc::new(serde_json::json!({"fail_times": 1, "outputs": {"v": 7}})),
+      }),
+      record(Event::StageFailed {
+        stage: "a".into(),
+        attempt: Some(1),
+        uses: Some("work".into()),
+        error: "a failed on attempt 1".into(),
+        reason: "error".into(),
+        duration_ms: 1,
+      }),
+    ];
+    if retrying {
+      events.push(record(Event::StageRetrying {
+        stage: "a".into(),
+        attempt: 1,
+        delay_ms: 10,
+        due: event::now_rfc3339(),
+        error: "a failed on attempt 1".into(),
+      }));
+    }
+    events
+  }
+
+  #[test]
+  fn a_resume_during_a_retry_delay_retries_before_anything_downstream_runs() {
+    let text = "name: t\nstages:\n  - id: a\n    uses: work\n    with: { fail_times: 1, outputs: { v: 7 } }\n    retry: { max_attempts: 3, delay: 10ms }\n  - id: b\n    uses: work\n    with: { got: \"$<< stages.a.outputs.v >>\" }\n    depends_on: [a]\n";
+    for retrying in [true, false] {
+      let ran = run_with(
+        text,
+        |o| {
+          o.resume = Some(Resume {
+            events: failed_first_attempt(retrying),
+            attempt: 2,
+            ..Resume::default()
+          });
+        },
+        drop,
+      );
+      assert_eq!(ran.outcome.exit_code(), 0, "{:?}", ran.outcome.state.error);
+      assert_eq!(ran.status("a"), StageStatus::Completed);
+      assert_eq!(ran.outcome.state.stage("a").map(|s| s.attempts), Some(2));
+      assert!(ran.position("stage_completed", "a") < ran.position("stage_started", "b"));
+      let b = ran.outcome.state.stage("b").and_then(|s| s.inputs.clone());
+      assert_eq!(
+        b.as_deref(),
+        Some(&serde_json::json!({"got": 7})),
+        "retrying: {retrying}"
+      );
+    }
+  }
+
+  #[test]
+  fn a_resume_after_a_failed_attempt_goes_on_to_the_fallback() {
+    let text = "name: t\nstages:\n  - id: a\n    uses: work\n    with: { fail_times: 1, outputs: { v: 7 } }\n    fallback: [backup]\n  - id: b\n    uses: work\n    depends_on: [a]\n";
+    let ran = run_with(
+      text,
+      |o| {
+        o.resume = Some(Resume {
+          events: failed_first_attempt(false),
+          attempt: 2,
+          ..Resume::default()
+        });
+      },
+      drop,
+    );
+    assert_eq!(ran.outcome.exit_code(), 0, "{:?}", ran.outcome.state.error);
+    let a = ran.outcome.state.stage("a");
+    assert_eq!(a.and_then(|s| s.uses.clone()).as_deref(), Some("backup"));
+    assert_eq!(ran.status("b"), StageStatus::Completed);
+  }
+
+  /// Records which stages were asked to start; `boom` fails at once, anything else never ends.
+  struct Starts(Arc<Mutex<Vec<String>>>);
+
+  impl StageExecutor for Starts {
+    fn execute(&self, task: StageTask, _io: TaskIo) -> BoxFuture<StageResult> {
+      if let Ok(mut started) = self.0.lock() {
+        started.push(task.stage.clone());
+      }
+      let boom = task.skill == "boom";
+      Box::pin(async move {
+        if !boom {
+          std::future::pending::<()>().await;
+        }
+        StageResult::failed("boom")
+      })
+    }
+  }
+
+  #[test]
+  fn an_attempt_announced_in_the_pass_that_halted_the_run_never_starts() {
+    let text = "name: t\nconfig: { max_parallel: 4 }\nstages:\n  - id: check\n    uses: boom\n  - id: deploy\n    uses: slow\n";
+    let workflow = match loader::load_str("t.yaml", text) {
+      Ok(w) => Arc::new(w),
+      Err(d) => panic!("{}", d.render(false)),
+    };
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+      .worker_threads(2)
+      .enable_all()
+      .build()
+      .expect("runtime");
+    let (_tx, rx) = mpsc::unbounded_channel();
+    let executor: Arc<dyn StageExecutor> = Arc::new(Starts(Arc::clone(&started)));
+    let outcome = runtime.block_on(execute(
+      Arc::clone(&workflow),
+      options(&workflow),
+      executor,
+      Vec::new(),
+      rx,
+    ));
+    assert_eq!(outcome.exit_code(), 1);
+    assert_eq!(
+      outcome.state.stage("deploy").map(|s| s.status),
+      Some(StageStatus::Cancelled)
+    );
+    let started = started.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(started, ["check"], "deploy was cancelled before it started");
   }
 
   /// A durable sink: events become `committed` on flush.

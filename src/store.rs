@@ -406,6 +406,11 @@ impl Store {
       _ => {}
     }
     let attempt = run.attempt + 1;
+    // Requests made of an earlier process (a cancel that arrived as it died) do not carry over.
+    tx.execute(
+      "UPDATE requests SET done_ms = ?2 WHERE run = ?1 AND done_ms IS NULL",
+      params![id, now_ms()],
+    )?;
     tx.execute(
       "UPDATE runs SET status = 'running', attempt = ?2, pid = ?3, host = ?4, updated_ms = ?5
        WHERE id = ?1",
@@ -1068,6 +1073,7 @@ pub struct StoreSink {
   store: Store,
   seq: i64,
   pending: Vec<(i64, EventRecord)>,
+  failed: bool,
   error: Arc<Mutex<Option<String>>>,
 }
 
@@ -1078,6 +1084,7 @@ impl StoreSink {
       store,
       seq,
       pending: Vec::new(),
+      failed: false,
       error,
     }
   }
@@ -1093,18 +1100,26 @@ impl EventSink for StoreSink {
     if self.pending.is_empty() {
       return;
     }
-    if let Err(e) = self.store.append_all(&self.pending) {
-      let mut error = self
-        .error
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-      error.get_or_insert_with(|| e.to_string());
+    match self.store.append_all(&self.pending) {
+      Ok(()) => self.pending.clear(),
+      // Kept, in order, for the next flush: a store that recovers loses nothing.
+      Err(e) => {
+        self.failed = true;
+        let mut error = self
+          .error
+          .lock()
+          .unwrap_or_else(std::sync::PoisonError::into_inner);
+        error.get_or_insert_with(|| e.to_string());
+      }
     }
-    self.pending.clear();
   }
 
   fn durable(&self) -> bool {
     true
+  }
+
+  fn healthy(&self) -> bool {
+    !self.failed
   }
 }
 
