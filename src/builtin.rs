@@ -17,10 +17,10 @@ use tokio::{
 };
 
 /// The built-in skills this module implements.
-pub const NAMES: &[&str] = &["echo", "sleep", "fail", "shell"];
+pub const NAMES: &[&str] = &["echo", "sleep", "fail", "shell", "http"];
 
 /// Built-ins that are part of the language but not implemented yet.
-const LATER: &[&str] = &["http", "llm"];
+const LATER: &[&str] = &["llm"];
 
 /// How much of each of a shell's streams is kept for its outputs.
 const CAPTURE_LIMIT: usize = 8 * 1024 * 1024;
@@ -59,6 +59,7 @@ impl StageExecutor for Builtins {
         "sleep" => sleep(&task).await,
         "fail" => fail(&task),
         "shell" => shell(&task, &io).await,
+        "http" => http_skill(&task, &io).await,
         other => StageResult::failed(unavailable(other)),
       }
     })
@@ -109,6 +110,110 @@ async fn sleep(task: &StageTask) -> StageResult {
   let mut outputs = Map::new();
   outputs.insert("slept_ms".into(), slept_ms.into());
   StageResult::outputs(outputs)
+}
+
+/// `http`: one request (SPEC section 9). Inputs: `url`; optional `method` (GET), `headers`,
+/// `body` (text) or `json` (any value, sent as JSON), `timeout` (per try: a duration string or
+/// milliseconds; 30s), `retries` (3), `max_bytes` (10 MiB) and `fail_on_error` (true: a final
+/// status of 400 or more fails the attempt). Outputs: `status`, `headers`, `body`, `json` (the
+/// body parsed, or null) and `tries`.
+async fn http_skill(task: &StageTask, io: &TaskIo) -> StageResult {
+  let request = match http_request(task) {
+    Ok(request) => request,
+    Err(error) => return StageResult::failed(format!("http: {error}")),
+  };
+  let fail_on_error = input(task, "fail_on_error")
+    .and_then(Value::as_bool)
+    .unwrap_or(true);
+  match crate::http::send(&request).await {
+    Ok(response) => {
+      if response.tries > 1 {
+        io.log(
+          LogStream::Log,
+          format!(
+            "{} {} answered after {} tries",
+            request.method, request.url, response.tries
+          ),
+        );
+      }
+      if fail_on_error && response.status >= 400 {
+        let snippet: String = response.body.chars().take(300).collect();
+        return StageResult::failed(format!(
+          "http: {} {} answered {}: {snippet}",
+          request.method, request.url, response.status
+        ));
+      }
+      StageResult::outputs(response.to_json())
+    }
+    Err(error) => StageResult::failed(format!("http: {error}")),
+  }
+}
+
+/// The request an `http` stage describes.
+fn http_request(task: &StageTask) -> Result<crate::http::Request, String> {
+  let url = match input(task, "url") {
+    Some(Value::String(url)) => url.clone(),
+    Some(other) => return Err(format!("`url` must be a string, got {other}")),
+    None => return Err("needs `url`".into()),
+  };
+  let mut request = crate::http::Request::get(url);
+  if let Some(method) = input(task, "method") {
+    request.method = method
+      .as_str()
+      .ok_or_else(|| format!("`method` must be a string, got {method}"))?
+      .to_string();
+  }
+  match input(task, "headers") {
+    None | Some(Value::Null) => {}
+    Some(Value::Object(map)) => {
+      for (name, value) in map {
+        let value = match value {
+          Value::String(s) => s.clone(),
+          other => other.to_string(),
+        };
+        request.headers.push((name.clone(), value));
+      }
+    }
+    Some(other) => return Err(format!("`headers` must be a mapping, got {other}")),
+  }
+  match (input(task, "body"), input(task, "json")) {
+    (Some(_), Some(_)) => return Err("give `body` or `json`, not both".into()),
+    (Some(Value::String(body)), None) => request.body = Some(body.clone().into_bytes()),
+    (Some(other), None) => {
+      return Err(format!(
+        "`body` must be text, got {other}; use `json` for data"
+      ));
+    }
+    (None, Some(json)) => request = request.json(json),
+    (None, None) => {}
+  }
+  if let Some(timeout) = input(task, "timeout") {
+    request.timeout = match timeout {
+      Value::Number(n) => n
+        .as_u64()
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`timeout` must be a whole number of milliseconds, got {n}"))?,
+      Value::String(s) => duration::parse_duration(s).map_err(|e| format!("`timeout`: {e}"))?,
+      other => return Err(format!("`timeout` must be a duration, got {other}")),
+    };
+  }
+  // Each try must end before the stage's own timeout does.
+  if task.timeout_ms > 0 {
+    request.timeout = request.timeout.min(Duration::from_millis(task.timeout_ms));
+  }
+  for (key, slot) in [("retries", 0usize), ("max_bytes", 1)] {
+    if let Some(value) = input(task, key) {
+      let n = value
+        .as_u64()
+        .ok_or_else(|| format!("`{key}` must be a whole number, got {value}"))?;
+      if slot == 0 {
+        request.retries = u32::try_from(n).unwrap_or(u32::MAX);
+      } else {
+        request.max_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+      }
+    }
+  }
+  Ok(request)
 }
 
 /// Reads `ms`: a non-negative number of milliseconds or a duration string. A string of digits
@@ -873,11 +978,11 @@ mod tests {
   async fn builtin_unknown_skills_are_reported() {
     assert_eq!(
       error(run(task("nope", json!({}))).await),
-      "skill `nope` is not available: built-in skills are echo, sleep, fail and shell"
+      "skill `nope` is not available: built-in skills are echo, sleep, fail, shell and http"
     );
     assert_eq!(
       error(run(task("http", json!({}))).await),
-      "skill `http` is not available yet: built-in skills are echo, sleep, fail and shell"
+      "http: needs `url`"
     );
     assert!(error(run(task("llm", json!({}))).await).contains("not available yet"));
   }

@@ -12,6 +12,7 @@ pub mod executor;
 pub mod expr;
 mod headless;
 pub mod hooks;
+pub mod http;
 pub mod loader;
 pub mod lua;
 pub mod mask;

@@ -334,13 +334,37 @@ fn fs(lua: &Lua, swdl: &Table, memory_limit: usize) -> mlua::Result<()> {
   swdl.set("fs", fs)
 }
 
-/// `swdl.http` and `swdl.llm`: present so code can be written against them, failing until the
-/// http and llm skills arrive.
+/// `swdl.http.request{...}`, `swdl.http.get(url [, options])`, `swdl.http.post(url, body [,
+/// options])`: the `http` skill's request from Lua, returning `{status, headers, body, json,
+/// tries}`. A table body is sent as JSON. Needs the `net` permission. `swdl.llm` is present so
+/// code can be written against it, failing until the llm skill arrives.
 fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
-  for (module, functions) in [
-    ("http", &["get", "post", "request"][..]),
-    ("llm", &["complete"]),
-  ] {
+  let http = lua.create_table()?;
+  http.set(
+    "request",
+    lua.create_async_function(|lua, options: Table| async move {
+      let request = http_request(&lua, None, None, None, Some(&options))?;
+      http_send(&lua, request).await
+    })?,
+  )?;
+  http.set(
+    "get",
+    lua.create_async_function(|lua, (url, options): (String, Option<Table>)| async move {
+      let request = http_request(&lua, Some("GET"), Some(url), None, options.as_ref())?;
+      http_send(&lua, request).await
+    })?,
+  )?;
+  http.set(
+    "post",
+    lua.create_async_function(
+      |lua, (url, body, options): (String, LuaValue, Option<Table>)| async move {
+        let request = http_request(&lua, Some("POST"), Some(url), Some(body), options.as_ref())?;
+        http_send(&lua, request).await
+      },
+    )?,
+  )?;
+  swdl.set("http", http)?;
+  for (module, functions) in [("llm", &["complete"][..])] {
     let table = lua.create_table()?;
     for function in functions {
       let name = format!("swdl.{module}.{function}");
@@ -363,6 +387,80 @@ fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
     swdl.set(module, table)?;
   }
   Ok(())
+}
+
+/// A request from Lua arguments; fails without the `net` permission.
+fn http_request(
+  lua: &Lua,
+  method: Option<&str>,
+  url: Option<String>,
+  body: Option<LuaValue>,
+  options: Option<&Table>,
+) -> mlua::Result<crate::http::Request> {
+  if call::granted(Permission::Net).is_none() {
+    return fail("swdl.http needs the `net` permission: grant it in config.permissions");
+  }
+  let get = |key: &str| -> mlua::Result<LuaValue> {
+    options.map_or(Ok(LuaValue::Nil), |o| o.get::<LuaValue>(key))
+  };
+  let url = match url {
+    Some(url) => url,
+    None => match get("url")? {
+      LuaValue::String(s) => s.to_str()?.to_string(),
+      _ => return fail("swdl.http.request needs `url`"),
+    },
+  };
+  let mut request = crate::http::Request::get(url);
+  request.method = match (method, get("method")?) {
+    (_, LuaValue::String(m)) => m.to_str()?.to_string(),
+    (Some(m), _) => m.to_string(),
+    (None, _) => "GET".into(),
+  };
+  if let LuaValue::Table(headers) = get("headers")? {
+    for pair in headers.pairs::<String, String>() {
+      let (name, value) = pair?;
+      request.headers.push((name, value));
+    }
+  }
+  let to_json = |value: &LuaValue| {
+    convert::to_json(lua, value, convert::Unsupported::Fail)
+      .map_err(|e| mlua::Error::runtime(format!("swdl.http: the body {}", e.describe("body"))))
+  };
+  let (body, json) = match body {
+    Some(body) if !body.is_nil() => (body, LuaValue::Nil),
+    _ => (get("body")?, get("json")?),
+  };
+  match (body, json) {
+    (LuaValue::Nil, LuaValue::Nil) => {}
+    (LuaValue::Nil, json) => request = request.json(&to_json(&json)?),
+    (LuaValue::String(s), LuaValue::Nil) => request.body = Some(s.as_bytes().to_vec()),
+    (table @ LuaValue::Table(_), LuaValue::Nil) => request = request.json(&to_json(&table)?),
+    (_, LuaValue::Nil) => {
+      return fail("swdl.http: a body must be a string, or a table sent as JSON");
+    }
+    _ => return fail("swdl.http: give `body` or `json`, not both"),
+  }
+  match get("timeout")? {
+    LuaValue::Nil => {}
+    value => {
+      request.timeout = lua_duration(&value)
+        .map_err(|e| mlua::Error::runtime(format!("swdl.http: `timeout` {e}")))?;
+    }
+  }
+  if let LuaValue::Integer(n) = get("retries")? {
+    request.retries = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+  }
+  if let LuaValue::Integer(n) = get("max_bytes")? {
+    request.max_bytes = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+  }
+  Ok(request)
+}
+
+async fn http_send(lua: &Lua, request: crate::http::Request) -> mlua::Result<LuaValue> {
+  let response = crate::http::send(&request)
+    .await
+    .map_err(|e| mlua::Error::runtime(format!("swdl.http: {e}")))?;
+  convert::to_lua(lua, &serde_json::Value::Object(response.to_json()))
 }
 
 /// Which registry a hook goes to.

@@ -863,22 +863,18 @@ async fn exec_and_fs_need_their_permissions() {
 
   let http = dir.skill("http.lua", "swdl.http.get('http://example.com')");
   let message = failure(run(&host, &http, task(json!({}))).await);
-  assert_contains(
-    &message,
-    "swdl.http.get is not available yet, and needs the `net` permission",
-  );
+  assert_contains(&message, "swdl.http needs the `net` permission");
+  // With it, the request is made: a URL swdl refuses shows it got that far.
+  let bad = dir.skill("bad.lua", "swdl.http.get('ftp://example.com/x')");
   let message = failure(
     run(
       &host,
-      &http,
+      &bad,
       with_permissions(task(json!({})), &[Permission::Net]),
     )
     .await,
   );
-  assert_contains(
-    &message,
-    "swdl.http.get is not available yet: swdl.http arrives with the http skill",
-  );
+  assert_contains(&message, "only http and https URLs are supported");
   let llm = dir.skill("llm.lua", "swdl.llm.complete('hi')");
   let message = failure(run(&host, &llm, task(json!({}))).await);
   assert_contains(&message, "swdl.llm.complete is not available yet");

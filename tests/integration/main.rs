@@ -3,11 +3,13 @@
 mod common;
 mod eval;
 mod examples;
+mod http;
 mod invalid;
 mod lua;
 mod plan;
 mod repl;
 mod run;
+mod server;
 mod skills;
 mod store;
 mod validate;

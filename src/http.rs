@@ -1,0 +1,337 @@
+//! HTTP requests for the `http` skill and `swdl.http` (SPEC section 9): reqwest with rustls,
+//! retries on 429 and 5xx that honour `Retry-After`, a timeout per try, and a bounded response
+//! body.
+use indexmap::IndexMap;
+use std::time::Duration;
+
+/// Responses larger than this fail unless the request allows more.
+pub const DEFAULT_MAX_BYTES: usize = 10 * 1024 * 1024;
+/// A try that has not answered by then fails (and may be retried).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tries after the first one, for 429, 5xx and connection failures.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// The longest wait between tries, whatever `Retry-After` asks.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct Request {
+  /// `GET`, `POST`, ...
+  pub method: String,
+  /// Absolute `http` or `https` URL.
+  pub url: String,
+  /// Header names and values.
+  pub headers: Vec<(String, String)>,
+  /// The body, if any.
+  pub body: Option<Vec<u8>>,
+  /// Limit for each try.
+  pub timeout: Duration,
+  /// Tries after the first.
+  pub retries: u32,
+  /// Largest response body accepted.
+  pub max_bytes: usize,
+}
+
+impl Request {
+  /// A `GET` of `url` with the defaults.
+  pub fn get(url: impl Into<String>) -> Self {
+    Self {
+      method: "GET".into(),
+      url: url.into(),
+      headers: Vec::new(),
+      body: None,
+      timeout: DEFAULT_TIMEOUT,
+      retries: DEFAULT_RETRIES,
+      max_bytes: DEFAULT_MAX_BYTES,
+    }
+  }
+
+  /// This request with a JSON body (and its content type).
+  pub fn json(mut self, body: &serde_json::Value) -> Self {
+    self.body = Some(body.to_string().into_bytes());
+    if !self
+      .headers
+      .iter()
+      .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+      self
+        .headers
+        .push(("content-type".into(), "application/json".into()));
+    }
+    self
+  }
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+  /// Status code.
+  pub status: u16,
+  /// Headers (lower-case names; repeated headers joined with `, `).
+  pub headers: IndexMap<String, String>,
+  /// The body as text (invalid UTF-8 replaced).
+  pub body: String,
+  /// The body parsed as JSON, when it is JSON.
+  pub json: Option<serde_json::Value>,
+  /// How many tries it took.
+  pub tries: u32,
+}
+
+impl Response {
+  /// The response as the `http` skill's outputs.
+  pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    out.insert("status".into(), self.status.into());
+    out.insert(
+      "headers".into(),
+      serde_json::Value::Object(
+        self
+          .headers
+          .iter()
+          .map(|(k, v)| (k.clone(), v.clone().into()))
+          .collect(),
+      ),
+    );
+    out.insert("body".into(), self.body.clone().into());
+    out.insert(
+      "json".into(),
+      self.json.clone().unwrap_or(serde_json::Value::Null),
+    );
+    out.insert("tries".into(), self.tries.into());
+    out
+  }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HttpError {
+  /// The request itself is wrong (bad URL, method or header).
+  #[error("{0}")]
+  Invalid(String),
+  /// No answer within the timeout, on every try.
+  #[error("{url}: no response within {} (tried {tries} times)", crate::duration::format_duration(*.timeout))]
+  Timeout {
+    /// The URL.
+    url: String,
+    /// The limit per try.
+    timeout: Duration,
+    /// Tries made.
+    tries: u32,
+  },
+  /// The body is larger than allowed.
+  #[error("{url}: the response is larger than {limit} bytes (raise `max_bytes` to accept it)")]
+  TooLarge {
+    /// The URL.
+    url: String,
+    /// The limit.
+    limit: usize,
+  },
+  /// The connection failed on every try.
+  #[error("{url}: {message} (tried {tries} times)")]
+  Transport {
+    /// The URL.
+    url: String,
+    /// What failed.
+    message: String,
+    /// Tries made.
+    tries: u32,
+  },
+}
+
+thread_local! {
+  // A client per thread: its connection pool lives on that thread's runtime (the engine's
+  // workers, or a Lua state's own runtime).
+  static CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+}
+
+fn client() -> Result<reqwest::Client, HttpError> {
+  CLIENT.with(|cell| {
+    if let Some(client) = cell.get() {
+      return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+      .user_agent(concat!("swdl/", env!("CARGO_PKG_VERSION")))
+      .build()
+      .map_err(|e| HttpError::Invalid(format!("cannot make an HTTP client: {e}")))?;
+    Ok(cell.get_or_init(|| client).clone())
+  })
+}
+
+/// Sends `request`, retrying 429, 5xx and connection failures as configured. A final 429 or 5xx
+/// is returned as a response, not an error: the caller decides what a status means.
+///
+/// # Errors
+///
+/// An invalid request, a timeout or connection failure on every try, or a body over the limit.
+pub async fn send(request: &Request) -> Result<Response, HttpError> {
+  let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+    .map_err(|_| HttpError::Invalid(format!("`{}` is not an HTTP method", request.method)))?;
+  let url = reqwest::Url::parse(&request.url)
+    .map_err(|e| HttpError::Invalid(format!("`{}` is not a URL: {e}", request.url)))?;
+  if !matches!(url.scheme(), "http" | "https") {
+    return Err(HttpError::Invalid(format!(
+      "`{}`: only http and https URLs are supported",
+      request.url
+    )));
+  }
+  let client = client()?;
+  let mut tries = 0;
+  loop {
+    tries += 1;
+    let mut builder = client
+      .request(method.clone(), url.clone())
+      .timeout(request.timeout);
+    for (name, value) in &request.headers {
+      builder = builder.header(name.as_str(), value.as_str());
+    }
+    if let Some(body) = &request.body {
+      builder = builder.body(body.clone());
+    }
+    let last = tries > request.retries;
+    let wait = match builder.send().await {
+      Ok(response) => {
+        let status = response.status().as_u16();
+        let retryable = status == 429 || (500..600).contains(&status);
+        if !retryable || last {
+          return read(response, request, tries).await;
+        }
+        retry_after(&response).unwrap_or_else(|| backoff(tries))
+      }
+      Err(error) if last => {
+        return Err(if error.is_timeout() {
+          HttpError::Timeout {
+            url: request.url.clone(),
+            timeout: request.timeout,
+            tries,
+          }
+        } else if error.is_builder() {
+          HttpError::Invalid(format!("{}: {error}", request.url))
+        } else {
+          HttpError::Transport {
+            url: request.url.clone(),
+            message: describe(&error),
+            tries,
+          }
+        });
+      }
+      Err(error) if error.is_builder() => {
+        return Err(HttpError::Invalid(format!("{}: {error}", request.url)));
+      }
+      Err(_) => backoff(tries),
+    };
+    tokio::time::sleep(wait.min(MAX_RETRY_WAIT)).await;
+  }
+}
+
+/// The error and its causes, which reqwest keeps apart.
+fn describe(error: &reqwest::Error) -> String {
+  let mut text = error.to_string();
+  let mut source = std::error::Error::source(error);
+  while let Some(cause) = source {
+    text.push_str(": ");
+    text.push_str(&cause.to_string());
+    source = cause.source();
+  }
+  text
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by the APIs swdl talks to; it
+/// falls back to the backoff).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+  let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
+  let seconds: f64 = value.to_str().ok()?.trim().parse().ok()?;
+  (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// 250 ms, 500 ms, 1 s, ... after the first, second, third failed try.
+fn backoff(tries: u32) -> Duration {
+  Duration::from_millis(250u64.saturating_mul(1 << tries.saturating_sub(1).min(8)))
+}
+
+async fn read(
+  mut response: reqwest::Response,
+  request: &Request,
+  tries: u32,
+) -> Result<Response, HttpError> {
+  let status = response.status().as_u16();
+  let mut headers: IndexMap<String, String> = IndexMap::new();
+  for (name, value) in response.headers() {
+    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    headers
+      .entry(name.as_str().to_string())
+      .and_modify(|v| {
+        v.push_str(", ");
+        v.push_str(&value);
+      })
+      .or_insert(value);
+  }
+  let too_large = || HttpError::TooLarge {
+    url: request.url.clone(),
+    limit: request.max_bytes,
+  };
+  if response
+    .content_length()
+    .is_some_and(|n| n > request.max_bytes as u64)
+  {
+    return Err(too_large());
+  }
+  let mut body = Vec::new();
+  loop {
+    match response.chunk().await {
+      Ok(Some(chunk)) => {
+        if body.len() + chunk.len() > request.max_bytes {
+          return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+      }
+      Ok(None) => break,
+      Err(error) if error.is_timeout() => {
+        return Err(HttpError::Timeout {
+          url: request.url.clone(),
+          timeout: request.timeout,
+          tries,
+        });
+      }
+      Err(error) => {
+        return Err(HttpError::Transport {
+          url: request.url.clone(),
+          message: describe(&error),
+          tries,
+        });
+      }
+    }
+  }
+  let json = serde_json::from_slice(&body).ok();
+  Ok(Response {
+    status,
+    headers,
+    body: String::from_utf8_lossy(&body).into_owned(),
+    json,
+    tries,
+  })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn backoff_doubles_and_is_capped() {
+    assert_eq!(backoff(1), Duration::from_millis(250));
+    assert_eq!(backoff(2), Duration::from_millis(500));
+    assert_eq!(backoff(3), Duration::from_secs(1));
+    assert!(backoff(40) <= Duration::from_secs(64));
+  }
+
+  #[tokio::test]
+  async fn bad_requests_are_refused_before_anything_is_sent() {
+    let error = send(&Request::get("ftp://example.com/x")).await;
+    assert!(matches!(error, Err(HttpError::Invalid(m)) if m.contains("only http and https")));
+    let error = send(&Request::get("not a url")).await;
+    assert!(matches!(error, Err(HttpError::Invalid(m)) if m.contains("is not a URL")));
+    let mut request = Request::get("http://127.0.0.1:9/");
+    request.method = "BR EW".into();
+    let error = send(&request).await;
+    assert!(matches!(error, Err(HttpError::Invalid(m)) if m.contains("not an HTTP method")));
+  }
+}
