@@ -17,10 +17,10 @@ use tokio::{
 };
 
 /// The built-in skills this module implements.
-pub const NAMES: &[&str] = &["echo", "sleep", "fail", "shell", "http"];
+pub const NAMES: &[&str] = &["echo", "sleep", "fail", "shell", "http", "llm"];
 
 /// Built-ins that are part of the language but not implemented yet.
-const LATER: &[&str] = &["llm"];
+const LATER: &[&str] = &[];
 
 /// How much of each of a shell's streams is kept for its outputs.
 const CAPTURE_LIMIT: usize = 8 * 1024 * 1024;
@@ -60,6 +60,7 @@ impl StageExecutor for Builtins {
         "fail" => fail(&task),
         "shell" => shell(&task, &io).await,
         "http" => http_skill(&task, &io).await,
+        "llm" => llm_skill(&task, &io).await,
         other => StageResult::failed(unavailable(other)),
       }
     })
@@ -147,6 +148,47 @@ async fn http_skill(task: &StageTask, io: &TaskIo) -> StageResult {
     }
     Err(error) => StageResult::failed(format!("http: {error}")),
   }
+}
+
+/// `llm`: one chat completion (SPEC section 9). Inputs: `prompt` and/or `messages`, `system`,
+/// `temperature`, `max_tokens`, `json` (ask for a JSON object), and `model` / `url` to
+/// override `SWDL_LLM_MODEL` / `SWDL_LLM_URL`. Outputs: `text`, `json`, `model`, `usage`.
+async fn llm_skill(task: &StageTask, io: &TaskIo) -> StageResult {
+  let text = |key: &str| input(task, key).and_then(Value::as_str);
+  let prepared =
+    crate::llm::Endpoint::from_env(text("url"), text("model")).and_then(|mut endpoint| {
+      if task.timeout_ms > 0 {
+        endpoint.timeout = endpoint.timeout.min(Duration::from_millis(task.timeout_ms));
+      }
+      crate::llm::completion_from(&task.inputs).map(|completion| (endpoint, completion))
+    });
+  let (endpoint, completion) = match prepared {
+    Ok(prepared) => prepared,
+    Err(error) => return StageResult::failed(format!("llm: {error}")),
+  };
+  let budget = crate::llm::budget(&task.run);
+  match crate::llm::complete(&endpoint, &completion, &budget).await {
+    Ok(answer) => {
+      io.log(LogStream::Log, usage_line(&answer, &budget));
+      StageResult::outputs(crate::llm::outputs(&answer))
+    }
+    Err(error) => StageResult::failed(format!("llm: {error}")),
+  }
+}
+
+/// `llm: 130 tokens (prompt 100, completion 30; run 412 of 200000)`.
+pub(crate) fn usage_line(answer: &crate::llm::Answer, budget: &crate::llm::Budget) -> String {
+  let of = budget
+    .limit
+    .map_or_else(String::new, |limit| format!(" of {limit}"));
+  format!(
+    "llm: {} tokens (prompt {}, completion {}; run {}{of}) from {}",
+    answer.usage.total,
+    answer.usage.prompt,
+    answer.usage.completion,
+    budget.used(),
+    answer.model
+  )
 }
 
 /// The request an `http` stage describes.
@@ -978,13 +1020,13 @@ mod tests {
   async fn builtin_unknown_skills_are_reported() {
     assert_eq!(
       error(run(task("nope", json!({}))).await),
-      "skill `nope` is not available: built-in skills are echo, sleep, fail, shell and http"
+      "skill `nope` is not available: built-in skills are echo, sleep, fail, shell, http and llm"
     );
     assert_eq!(
       error(run(task("http", json!({}))).await),
       "http: needs `url`"
     );
-    assert!(error(run(task("llm", json!({}))).await).contains("not available yet"));
+    assert!(error(run(task("llm", json!({}))).await).starts_with("llm: "));
   }
 
   #[tokio::test]

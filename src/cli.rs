@@ -73,6 +73,26 @@ pub enum Command {
     #[arg(long)]
     run: bool,
   },
+  /// Ask a model for a workflow over the available skills; writes it once it is valid.
+  Decompose {
+    /// What the workflow should do, in a sentence or two.
+    task: String,
+    /// Directories of skills the workflow may use (default: ./skills); repeatable.
+    #[arg(long = "skills", value_name = "DIR")]
+    skills: Vec<PathBuf>,
+    /// Write the workflow here (default: stdout).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// How many times the model may repair an invalid answer.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    repairs: u32,
+    /// The model (default: `SWDL_LLM_MODEL`).
+    #[arg(long, value_name = "NAME")]
+    model: Option<String>,
+    /// The server's base URL with `/v1` (default: `SWDL_LLM_URL`).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+  },
   /// Cancel a run: one executing in another process, or a suspended or crashed one.
   Cancel {
     /// The run.

@@ -35,6 +35,9 @@ pub(crate) enum Error {
   /// The run store refused or failed.
   #[error("{0}")]
   Store(#[from] store::StoreError),
+  /// The command ran but could not do its job (`decompose` found no valid workflow).
+  #[error("{0}")]
+  Failed(String),
 }
 
 impl From<LoadError> for Error {
@@ -53,7 +56,7 @@ impl Error {
   fn exit_code(&self) -> i32 {
     match self {
       Self::Diagnostics(_) | Self::Io { .. } | Self::Usage(_) | Self::Store(_) => exit::INVALID,
-      Self::Output(_) => exit::FAILED,
+      Self::Output(_) | Self::Failed(_) => exit::FAILED,
     }
   }
 }
@@ -107,6 +110,21 @@ where
     Command::Pause { run_id, store } => runs::pause(&run_id, store.as_deref()),
     Command::Repl { file, params } => repl::run(file.as_deref(), &params),
     Command::Watch { file, run } => watch::run(&file, run),
+    Command::Decompose {
+      task,
+      skills,
+      output,
+      repairs,
+      model,
+      url,
+    } => decompose::run(&decompose::Args {
+      task: &task,
+      skills: &skills,
+      output: output.as_deref(),
+      repairs,
+      model: model.as_deref(),
+      url: url.as_deref(),
+    }),
     Command::Skills {
       action,
       dirs,
@@ -397,7 +415,7 @@ fn skills_command(
 
 /// Fills in what `skill.yaml` left out (description, inputs, outputs) from the table each Lua
 /// skill returns; a skill that does not load keeps what it had.
-fn describe_from_lua(registry: &mut skills::Registry) {
+pub(crate) fn describe_from_lua(registry: &mut skills::Registry) {
   let missing: Vec<usize> = registry
     .skills
     .iter()

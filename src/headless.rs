@@ -323,6 +323,7 @@ fn execute(run: Execution) -> Result<i32, Error> {
     .as_ref()
     .map(|(host, _)| Arc::new(host.clone()) as Arc<dyn hooks::Hooks>);
   let run_id = options.run_id.clone();
+  let budget = llm::open_budget(&run_id, workflow.config.budget_tokens);
   let poller = store_dir
     .as_ref()
     .map(|dir| RequestPoller::start(dir.clone(), run_id.clone(), control_tx.clone()));
@@ -342,6 +343,7 @@ fn execute(run: Execution) -> Result<i32, Error> {
     runtime::execute(Arc::clone(&workflow), options, executor, sinks, control_rx).await
   });
   drop(poller);
+  llm::close_budget(&run_id);
   // Attempts still running (cancelled ones) must not outlive the command.
   runtime.shutdown_timeout(std::time::Duration::from_millis(100));
   // The prompt thread may still hold the display while it waits for an answer nobody gives.
@@ -349,6 +351,16 @@ fn execute(run: Execution) -> Result<i32, Error> {
     progress.finish();
   }
   let mut stderr = std::io::stderr();
+  if budget.used() > 0 {
+    let of = budget
+      .limit
+      .map_or_else(String::new, |limit| format!(" of a budget of {limit}"));
+    let _ = writeln!(
+      stderr,
+      "model tokens used by this run: {}{of}",
+      budget.used()
+    );
+  }
   if !outcome.waiting.is_empty() {
     let gates = outcome.waiting.join(", ");
     let _ = if store_dir.is_some() {
@@ -625,11 +637,15 @@ pub(crate) fn masker(workflow: &Workflow, params: &IndexMap<String, serde_json::
       serde_json::Value::String(s) => s.clone(),
       other => other.to_string(),
     });
+  // The model API key is a secret whether or not the workflow lists it.
   let from_env = workflow
     .config
     .secrets
     .iter()
-    .filter_map(|name| std::env::var(name).ok());
+    .map(String::as_str)
+    .chain(["SWDL_LLM_API_KEY"])
+    .filter_map(|name| std::env::var(name).ok())
+    .filter(|value| !value.is_empty());
   Masker::new(from_params.chain(from_env).collect::<Vec<_>>())
 }
 

@@ -4,6 +4,7 @@
 pub mod analyzer;
 pub mod builtin;
 pub mod cli;
+mod decompose;
 pub mod diagnostic;
 pub mod duration;
 pub mod error_kind;
@@ -13,6 +14,7 @@ pub mod expr;
 mod headless;
 pub mod hooks;
 pub mod http;
+pub mod llm;
 pub mod loader;
 pub mod lua;
 pub mod mask;

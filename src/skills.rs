@@ -19,8 +19,8 @@ const BUILTIN_DESCRIPTIONS: &[&str] = &[
   "Wait `ms` milliseconds",
   "Fail, or fail the first `times` attempts (for testing recovery)",
   "Run a shell script; outputs stdout, stderr, exit_code and $SWDL_OUTPUT lines",
-  "Call an HTTP endpoint (not available yet)",
-  "Ask a language model (not available yet)",
+  "Call an HTTP endpoint: url, method, headers, body or json; outputs status, headers, body, json",
+  "Ask a language model (OpenAI-compatible): prompt, system, json; outputs text, json, usage",
 ];
 
 /// The skill names visible to one workflow, with where discovered ones live.

@@ -364,29 +364,72 @@ fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
     )?,
   )?;
   swdl.set("http", http)?;
-  for (module, functions) in [("llm", &["complete"][..])] {
-    let table = lua.create_table()?;
-    for function in functions {
-      let name = format!("swdl.{module}.{function}");
-      table.set(
-        *function,
-        lua.create_function(move |_, _: Variadic<LuaValue>| -> mlua::Result<()> {
-          if call::granted(Permission::Net).is_some() {
-            fail(format!(
-              "{name} is not available yet: swdl.{module} arrives with the {module} skill"
+  let llm = lua.create_table()?;
+  llm.set(
+    "complete",
+    lua.create_async_function(
+      |lua, (prompt, options): (LuaValue, Option<Table>)| async move {
+        let Some(call) = call::granted(Permission::Net) else {
+          return fail("swdl.llm needs the `net` permission: grant it in config.permissions");
+        };
+        let mut inputs = match &options {
+          Some(options) => convert::to_json(
+            &lua,
+            &LuaValue::Table(options.clone()),
+            convert::Unsupported::Fail,
+          )
+          .map_err(|e| {
+            mlua::Error::runtime(format!(
+              "swdl.llm.complete: options {}",
+              e.describe("options")
             ))
-          } else {
-            fail(format!(
-              "{name} is not available yet, and needs the `net` permission: grant it in \
-               config.permissions"
-            ))
+          })?,
+          None => serde_json::json!({}),
+        };
+        if inputs.as_array().is_some_and(Vec::is_empty) {
+          inputs = serde_json::json!({});
+        }
+        match prompt {
+          LuaValue::String(s) => inputs["prompt"] = s.to_str()?.to_string().into(),
+          LuaValue::Table(t) => {
+            // `complete{ prompt = ..., system = ... }`: the table is the options.
+            inputs = convert::to_json(&lua, &LuaValue::Table(t), convert::Unsupported::Fail)
+              .map_err(|e| {
+                mlua::Error::runtime(format!("swdl.llm.complete: {}", e.describe("request")))
+              })?;
           }
-        })?,
-      )?;
-    }
-    swdl.set(module, table)?;
-  }
-  Ok(())
+          LuaValue::Nil => {}
+          other => {
+            return fail(format!(
+              "swdl.llm.complete: the prompt must be text or a table, got {}",
+              other.type_name()
+            ));
+          }
+        }
+        let text = |key: &str| {
+          inputs
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+        };
+        let endpoint =
+          crate::llm::Endpoint::from_env(text("url").as_deref(), text("model").as_deref())
+            .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
+        let completion = crate::llm::completion_from(&inputs)
+          .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
+        let budget = crate::llm::budget(call.run.as_deref().unwrap_or_default());
+        let answer = crate::llm::complete(&endpoint, &completion, &budget)
+          .await
+          .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
+        call::log(crate::builtin::usage_line(&answer, &budget));
+        convert::to_lua(
+          &lua,
+          &serde_json::Value::Object(crate::llm::outputs(&answer)),
+        )
+      },
+    )?,
+  )?;
+  swdl.set("llm", llm)
 }
 
 /// A request from Lua arguments; fails without the `net` permission.

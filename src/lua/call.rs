@@ -58,6 +58,8 @@ pub(super) struct Call {
   pub(super) env: Vec<(String, String)>,
   /// Working memory behind a skill's `ctx.memory` and `ctx.memory_text`.
   pub(super) memory: Option<executor::MemoryView>,
+  /// The run a skill's call belongs to (whose model-token budget `swdl.llm` uses).
+  pub(super) run: Option<String>,
   /// Namespaces for `swdl.eval`, made on first use.
   names: Option<Box<dyn Fn() -> serde_json::Value>>,
   context: std::cell::OnceCell<expr::MapContext>,
@@ -99,6 +101,7 @@ impl Call {
       permissions: Vec::new(),
       env: Vec::new(),
       memory: None,
+      run: None,
       names: None,
       context: std::cell::OnceCell::new(),
       thread: Cell::new(std::ptr::null()),

@@ -236,6 +236,7 @@ pub(super) async fn run(
     });
   call.permissions = task.permissions.clone();
   call.memory = Some(task.memory.clone());
+  call.run = Some(task.run.clone());
   call.env = task
     .env
     .iter()

@@ -877,7 +877,7 @@ async fn exec_and_fs_need_their_permissions() {
   assert_contains(&message, "only http and https URLs are supported");
   let llm = dir.skill("llm.lua", "swdl.llm.complete('hi')");
   let message = failure(run(&host, &llm, task(json!({}))).await);
-  assert_contains(&message, "swdl.llm.complete is not available yet");
+  assert_contains(&message, "swdl.llm needs the `net` permission");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod examples;
 mod http;
 mod invalid;
 mod lua;
+mod models;
 mod plan;
 mod repl;
 mod run;
