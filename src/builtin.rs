@@ -155,13 +155,19 @@ async fn http_skill(task: &StageTask, io: &TaskIo) -> StageResult {
 /// override `SWDL_LLM_MODEL` / `SWDL_LLM_URL`. Outputs: `text`, `json`, `model`, `usage`.
 async fn llm_skill(task: &StageTask, io: &TaskIo) -> StageResult {
   let text = |key: &str| input(task, key).and_then(Value::as_str);
-  let prepared =
-    crate::llm::Endpoint::from_env(text("url"), text("model")).and_then(|mut endpoint| {
+  let config_env: Vec<(&str, &str)> = task
+    .env
+    .iter()
+    .map(|(k, v)| (k.as_str(), v.as_str()))
+    .collect();
+  let prepared = crate::llm::Endpoint::resolve(text("url"), text("model"), &config_env).and_then(
+    |mut endpoint| {
       if task.timeout_ms > 0 {
         endpoint.timeout = endpoint.timeout.min(Duration::from_millis(task.timeout_ms));
       }
       crate::llm::completion_from(&task.inputs).map(|completion| (endpoint, completion))
-    });
+    },
+  );
   let (endpoint, completion) = match prepared {
     Ok(prepared) => prepared,
     Err(error) => return StageResult::failed(format!("llm: {error}")),

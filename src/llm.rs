@@ -42,7 +42,29 @@ impl Endpoint {
   ///
   /// No URL or no model anywhere.
   pub fn from_env(url: Option<&str>, model: Option<&str>) -> Result<Self, String> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    Self::resolve(url, model, &[])
+  }
+
+  /// Like [`Endpoint::from_env`], with the workflow's `config.env` (`SWDL_LLM_URL`,
+  /// `SWDL_LLM_MODEL`) between the call's values and the process environment. The key comes
+  /// from the process environment only, so it is never written in a workflow file.
+  ///
+  /// # Errors
+  ///
+  /// No URL or no model anywhere.
+  pub fn resolve(
+    url: Option<&str>,
+    model: Option<&str>,
+    config_env: &[(&str, &str)],
+  ) -> Result<Self, String> {
+    let env = |name: &str| {
+      config_env
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| (*v).to_string())
+        .or_else(|| std::env::var(name).ok())
+        .filter(|v| !v.trim().is_empty())
+    };
     let url = url
       .map(str::to_string)
       .or_else(|| env("SWDL_LLM_URL"))
@@ -54,7 +76,9 @@ impl Endpoint {
     Ok(Self {
       url: url.trim_end_matches('/').to_string(),
       model,
-      api_key: env("SWDL_LLM_API_KEY"),
+      api_key: std::env::var("SWDL_LLM_API_KEY")
+        .ok()
+        .filter(|v| !v.trim().is_empty()),
       timeout: Duration::from_secs(120),
     })
   }

@@ -412,9 +412,17 @@ fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
             .and_then(serde_json::Value::as_str)
             .map(str::to_string)
         };
-        let endpoint =
-          crate::llm::Endpoint::from_env(text("url").as_deref(), text("model").as_deref())
-            .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
+        let config_env: Vec<(&str, &str)> = call
+          .env
+          .iter()
+          .map(|(k, v)| (k.as_str(), v.as_str()))
+          .collect();
+        let endpoint = crate::llm::Endpoint::resolve(
+          text("url").as_deref(),
+          text("model").as_deref(),
+          &config_env,
+        )
+        .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
         let completion = crate::llm::completion_from(&inputs)
           .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
         let budget = crate::llm::budget(call.run.as_deref().unwrap_or_default());

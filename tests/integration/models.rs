@@ -287,3 +287,33 @@ fn lua_skills_ask_the_model_with_swdl_llm_complete() {
   assert_eq!(request["max_tokens"], 40);
   assert_eq!(request["messages"][1]["content"], "autumn");
 }
+
+#[test]
+fn the_model_server_can_be_named_in_config_env() {
+  let server = Server::start(vec![completion("fine", 5)]);
+  let dir = TempDir::new();
+  dir.write(
+    "wf.yaml",
+    &format!(
+      "name: c\nconfig:\n  env: {{ SWDL_LLM_URL: \"{}/v1\", SWDL_LLM_MODEL: from-config }}\nstages:\n  - id: ask\n    uses: llm\n    with: {{ prompt: hi }}\n",
+      server.url
+    ),
+  );
+  let out = Command::new(env!("CARGO_BIN_EXE_swdl"))
+    .args(["run", "wf.yaml", "--progress", "none", "--store", "none"])
+    .current_dir(dir.path())
+    .env_remove("SWDL_LLM_URL")
+    .env_remove("SWDL_LLM_MODEL")
+    .env_remove("SWDL_LLM_API_KEY")
+    .stdin(Stdio::null())
+    .output()
+    .expect("swdl runs");
+  assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+  let request = &requests(&server)[0];
+  assert_eq!(request["model"], "from-config");
+  assert_eq!(
+    server.seen()[0].header("authorization"),
+    None,
+    "no key, no header"
+  );
+}
