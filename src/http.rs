@@ -139,8 +139,9 @@ pub enum HttpError {
 }
 
 thread_local! {
-  // A client per thread: its connection pool lives on that thread's runtime (the engine's
-  // workers, or a Lua state's own runtime).
+  // A client per thread, so its TLS set-up is made once. Idle connections are not kept: a
+  // pooled connection belongs to the runtime that opened it, and one thread may run several
+  // runtimes in turn (commands, tests), where a connection from a finished runtime is dead.
   static CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
 }
 
@@ -151,6 +152,7 @@ fn client() -> Result<reqwest::Client, HttpError> {
     }
     let client = reqwest::Client::builder()
       .user_agent(concat!("swdl/", env!("CARGO_PKG_VERSION")))
+      .pool_max_idle_per_host(0)
       .build()
       .map_err(|e| HttpError::Invalid(format!("cannot make an HTTP client: {e}")))?;
     Ok(cell.get_or_init(|| client).clone())
