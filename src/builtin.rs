@@ -138,7 +138,14 @@ async fn http_skill(task: &StageTask, io: &TaskIo) -> StageResult {
         );
       }
       if fail_on_error && response.status >= 400 {
-        let snippet: String = response.body.chars().take(300).collect();
+        // Cut at a space, so a secret the body repeats is not cut in two (the run masks whole
+        // values only).
+        let mut snippet: String = response.body.chars().take(300).collect();
+        if response.body.chars().count() > 300
+          && let Some(space) = snippet.rfind(char::is_whitespace)
+        {
+          snippet.truncate(space);
+        }
         return StageResult::failed(format!(
           "http: {} {} answered {}: {snippet}",
           request.method, request.url, response.status

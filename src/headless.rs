@@ -323,7 +323,11 @@ fn execute(run: Execution) -> Result<i32, Error> {
     .as_ref()
     .map(|(host, _)| Arc::new(host.clone()) as Arc<dyn hooks::Hooks>);
   let run_id = options.run_id.clone();
-  let budget = llm::open_budget(&run_id, workflow.config.budget_tokens);
+  let spent = options
+    .resume
+    .as_ref()
+    .map_or(0, |resume| llm::tokens_in(&resume.events));
+  let budget = llm::open_budget(&run_id, workflow.config.budget_tokens, spent);
   let poller = store_dir
     .as_ref()
     .map(|dir| RequestPoller::start(dir.clone(), run_id.clone(), control_tx.clone()));
@@ -643,8 +647,13 @@ pub(crate) fn masker(workflow: &Workflow, params: &IndexMap<String, serde_json::
     .secrets
     .iter()
     .map(String::as_str)
-    .chain(["SWDL_LLM_API_KEY"])
     .filter_map(|name| std::env::var(name).ok())
+    // Placeholder keys local servers accept (`EMPTY`, `ollama`) would mask ordinary words.
+    .chain(
+      std::env::var("SWDL_LLM_API_KEY")
+        .ok()
+        .filter(|key| key.len() >= 12),
+    )
     .filter(|value| !value.is_empty());
   Masker::new(from_params.chain(from_env).collect::<Vec<_>>())
 }

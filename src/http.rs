@@ -30,6 +30,12 @@ pub struct Request {
   pub retries: u32,
   /// Largest response body accepted.
   pub max_bytes: usize,
+  /// Retry whatever failed (5xx, timeouts, dropped connections). Off, only what surely did
+  /// not reach the server's logic is retried: 429, 503 and connections that never opened.
+  /// On by default for methods that may be repeated (GET, HEAD, PUT, DELETE, OPTIONS).
+  pub retry_all: Option<bool>,
+  /// Retry a try that timed out (with `retry_all`); a slow model would only be asked again.
+  pub retry_timeouts: bool,
 }
 
 impl Request {
@@ -43,6 +49,8 @@ impl Request {
       timeout: DEFAULT_TIMEOUT,
       retries: DEFAULT_RETRIES,
       max_bytes: DEFAULT_MAX_BYTES,
+      retry_all: None,
+      retry_timeouts: true,
     }
   }
 
@@ -177,6 +185,14 @@ pub async fn send(request: &Request) -> Result<Response, HttpError> {
     )));
   }
   let client = client()?;
+  let retry_all = request.retry_all.unwrap_or(matches!(
+    method,
+    reqwest::Method::GET
+      | reqwest::Method::HEAD
+      | reqwest::Method::PUT
+      | reqwest::Method::DELETE
+      | reqwest::Method::OPTIONS
+  ));
   let mut tries = 0;
   loop {
     tries += 1;
@@ -193,13 +209,18 @@ pub async fn send(request: &Request) -> Result<Response, HttpError> {
     let wait = match builder.send().await {
       Ok(response) => {
         let status = response.status().as_u16();
-        let retryable = status == 429 || (500..600).contains(&status);
+        let retryable =
+          status == 429 || status == 503 || (retry_all && (500..600).contains(&status));
         if !retryable || last {
           return read(response, request, tries).await;
         }
         retry_after(&response).unwrap_or_else(|| backoff(tries))
       }
-      Err(error) if last => {
+      Err(error)
+        if last
+          || !(error.is_connect()
+            || (retry_all && (!error.is_timeout() || request.retry_timeouts))) =>
+      {
         return Err(if error.is_timeout() {
           HttpError::Timeout {
             url: request.url.clone(),
@@ -241,8 +262,13 @@ fn describe(error: &reqwest::Error) -> String {
 /// falls back to the backoff).
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
   let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
-  let seconds: f64 = value.to_str().ok()?.trim().parse().ok()?;
-  (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+  retry_after_text(value.to_str().ok()?)
+}
+
+fn retry_after_text(text: &str) -> Option<Duration> {
+  let seconds: f64 = text.trim().parse().ok().filter(|s: &f64| !s.is_nan())?;
+  // A server's number is not trusted to fit: anything past the cap is the cap.
+  Duration::try_from_secs_f64(seconds.min(MAX_RETRY_WAIT.as_secs_f64())).ok()
 }
 
 /// 250 ms, 500 ms, 1 s, ... after the first, second, third failed try.
@@ -316,6 +342,17 @@ async fn read(
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn retry_after_is_read_in_seconds_and_capped() {
+    assert_eq!(retry_after_text("2"), Some(Duration::from_secs(2)));
+    assert_eq!(retry_after_text(" 0.5 "), Some(Duration::from_millis(500)));
+    assert_eq!(retry_after_text("1e20"), Some(MAX_RETRY_WAIT));
+    assert_eq!(retry_after_text("inf"), Some(MAX_RETRY_WAIT));
+    assert_eq!(retry_after_text("-1"), None);
+    assert_eq!(retry_after_text("NaN"), None);
+    assert_eq!(retry_after_text("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+  }
 
   #[test]
   fn backoff_doubles_and_is_capped() {

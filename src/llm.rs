@@ -41,13 +41,21 @@ impl Endpoint {
   /// # Errors
   ///
   /// No URL or no model anywhere.
+  /// The person running swdl chose `url` (`swdl decompose --url`), so the key may go there.
   pub fn from_env(url: Option<&str>, model: Option<&str>) -> Result<Self, String> {
-    Self::resolve(url, model, &[])
+    let mut endpoint = Self::resolve(url, model, &[])?;
+    if endpoint.api_key.is_none() {
+      endpoint.api_key = std::env::var("SWDL_LLM_API_KEY")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    }
+    Ok(endpoint)
   }
 
-  /// Like [`Endpoint::from_env`], with the workflow's `config.env` (`SWDL_LLM_URL`,
-  /// `SWDL_LLM_MODEL`) between the call's values and the process environment. The key comes
-  /// from the process environment only, so it is never written in a workflow file.
+  /// For a stage or a skill: the call's `url` and `model`, else the workflow's `config.env`
+  /// (`SWDL_LLM_URL`, `SWDL_LLM_MODEL`), else the process environment. The key comes from the
+  /// process environment only (never from a workflow file), and is sent only to the server
+  /// `SWDL_LLM_URL` in the environment names.
   ///
   /// # Errors
   ///
@@ -57,13 +65,13 @@ impl Endpoint {
     model: Option<&str>,
     config_env: &[(&str, &str)],
   ) -> Result<Self, String> {
+    let process = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let env = |name: &str| {
       config_env
         .iter()
-        .find(|(k, _)| *k == name)
+        .find(|(k, v)| *k == name && !v.trim().is_empty())
         .map(|(_, v)| (*v).to_string())
-        .or_else(|| std::env::var(name).ok())
-        .filter(|v| !v.trim().is_empty())
+        .or_else(|| process(name))
     };
     let url = url
       .map(str::to_string)
@@ -73,14 +81,22 @@ impl Endpoint {
       .map(str::to_string)
       .or_else(|| env("SWDL_LLM_MODEL"))
       .ok_or("no model: set SWDL_LLM_MODEL or give `model`")?;
+    let url = url.trim_end_matches('/').to_string();
+    // The key goes only to the server the environment names: a URL from a stage, a parameter,
+    // a workflow file or a Lua skill must not be able to collect it.
+    let trusted = process("SWDL_LLM_URL").is_some_and(|env_url| same_origin(&env_url, &url));
     Ok(Self {
-      url: url.trim_end_matches('/').to_string(),
+      url,
       model,
-      api_key: std::env::var("SWDL_LLM_API_KEY")
-        .ok()
-        .filter(|v| !v.trim().is_empty()),
+      api_key: process("SWDL_LLM_API_KEY").filter(|_| trusted),
       timeout: Duration::from_secs(120),
     })
+  }
+
+  /// `text` with the API key replaced by `***`, then cut to `limit` characters (masking
+  /// first, so a cut cannot leave part of the key).
+  fn masked(&self, text: &str, limit: usize) -> String {
+    self.mask(text).chars().take(limit).collect()
   }
 
   /// `text` with the API key replaced by `***`.
@@ -138,6 +154,18 @@ impl Usage {
   }
 }
 
+/// Whether two URLs have the same scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+  match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+    (Ok(a), Ok(b)) => {
+      a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+    }
+    _ => false,
+  }
+}
+
 /// A run's model-token budget: every call's usage is added; once `limit` is reached no new
 /// call starts.
 #[derive(Debug, Default)]
@@ -166,11 +194,12 @@ impl Budget {
 
 static BUDGETS: Mutex<Option<HashMap<String, Arc<Budget>>>> = Mutex::new(None);
 
-/// Starts counting run `run`'s tokens against `limit`; returns its budget.
-pub fn open_budget(run: &str, limit: Option<u64>) -> Arc<Budget> {
+/// Starts counting run `run`'s tokens against `limit`, `used` of them already spent (by the
+/// run before it was resumed); returns its budget.
+pub fn open_budget(run: &str, limit: Option<u64>, used: u64) -> Arc<Budget> {
   let budget = Arc::new(Budget {
     limit,
-    used: AtomicU64::new(0),
+    used: AtomicU64::new(used),
   });
   let mut budgets = BUDGETS.lock().unwrap_or_else(PoisonError::into_inner);
   budgets
@@ -229,6 +258,9 @@ pub async fn complete(
   let mut request = crate::http::Request::get(&url).json(&body);
   request.method = "POST".into();
   request.timeout = endpoint.timeout;
+  // Asking again after an error answer is safe; after a timeout it only doubles the wait.
+  request.retry_all = Some(true);
+  request.retry_timeouts = false;
   if let Some(key) = &endpoint.api_key {
     request
       .headers
@@ -238,31 +270,38 @@ pub async fn complete(
     .await
     .map_err(|e| endpoint.mask(&format!("model call failed: {e}")))?;
   if response.status >= 400 {
-    let snippet: String = response.body.chars().take(300).collect();
-    return Err(endpoint.mask(&format!(
-      "the model server answered {} at {url}: {snippet}",
-      response.status
-    )));
+    return Err(format!(
+      "the model server answered {} at {url}: {}",
+      response.status,
+      endpoint.masked(&response.body, 300)
+    ));
   }
   let reply = response.json.ok_or_else(|| {
-    let snippet: String = response.body.chars().take(200).collect();
-    endpoint.mask(&format!("the model server's reply is not JSON: {snippet}"))
+    format!(
+      "the model server's reply is not JSON: {}",
+      endpoint.masked(&response.body, 200)
+    )
   })?;
   let text = reply["choices"][0]["message"]["content"]
     .as_str()
     .ok_or_else(|| {
-      endpoint.mask(&format!(
+      format!(
         "the model server's reply has no choices[0].message.content: {}",
-        reply.to_string().chars().take(200).collect::<String>()
-      ))
+        endpoint.masked(&reply.to_string(), 200)
+      )
     })?
     .to_string();
   let count = |key: &str| reply["usage"][key].as_u64().unwrap_or(0);
   let (prompt, answer) = (count("prompt_tokens"), count("completion_tokens"));
   let total = reply["usage"]["total_tokens"]
     .as_u64()
-    .unwrap_or(prompt + answer);
-  budget.used.fetch_add(total, Ordering::Relaxed);
+    .unwrap_or_else(|| prompt.saturating_add(answer));
+  // Server-reported counts are not trusted to fit: the count saturates instead of wrapping.
+  let _ = budget
+    .used
+    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+      Some(used.saturating_add(total))
+    });
   Ok(Answer {
     text,
     model: reply["model"]
@@ -275,6 +314,21 @@ pub async fn complete(
       total,
     },
   })
+}
+
+/// Tokens a run spent according to its events: the `llm: N tokens ...` log lines each model
+/// call leaves.
+pub fn tokens_in(events: &[crate::event::EventRecord]) -> u64 {
+  events
+    .iter()
+    .filter_map(|r| match &r.event {
+      crate::event::Event::Log { message, .. } => message
+        .strip_prefix("llm: ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok()),
+      _ => None,
+    })
+    .fold(0, u64::saturating_add)
 }
 
 /// Reads a completion from JSON inputs (the `llm` skill's `with`, or a Lua table as JSON):
@@ -379,6 +433,38 @@ mod tests {
     );
     assert!(completion_from(&serde_json::json!({"system": "x"})).is_err());
     assert!(completion_from(&serde_json::json!({"prompt": "x", "max_tokens": -1})).is_err());
+  }
+
+  #[test]
+  fn tokens_are_counted_back_from_the_log_lines_of_earlier_calls() {
+    let log = |message: &str| crate::event::EventRecord {
+      ts: String::new(),
+      run: Arc::from("r"),
+      event: crate::event::Event::Log {
+        stage: "s".into(),
+        attempt: 1,
+        stream: "log".into(),
+        message: message.into(),
+      },
+    };
+    let events = [
+      log("llm: 120 tokens (prompt 100, completion 20; run 120) from m"),
+      log("something else"),
+      log("llm: 30 tokens (prompt 20, completion 10; run 150) from m"),
+    ];
+    assert_eq!(tokens_in(&events), 150);
+    assert!(same_origin(
+      "http://127.0.0.1:8080/v1",
+      "http://127.0.0.1:8080/v1/"
+    ));
+    assert!(!same_origin(
+      "http://127.0.0.1:8080/v1",
+      "http://127.0.0.1:9090/v1"
+    ));
+    assert!(!same_origin(
+      "https://api.example.com/v1",
+      "http://api.example.com/v1"
+    ));
   }
 
   #[test]

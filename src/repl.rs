@@ -489,6 +489,12 @@ impl Session {
     for stage in self.breakpoints.difference(&self.passed) {
       let _ = control.send(Control::Break(stage.clone()));
     }
+    // The REPL's runs count model tokens against the workflow's budget too.
+    llm::open_budget(
+      &run_id,
+      workflow.config.budget_tokens,
+      llm::tokens_in(&prior),
+    );
     let handle = {
       let _guard = self.runtime.enter();
       tokio::spawn(runtime::execute(

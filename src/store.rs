@@ -282,17 +282,25 @@ impl Store {
     conn
       .busy_timeout(BUSY_TIMEOUT)
       .map_err(|e| open_error(e.to_string()))?;
-    let foreign = |e: rusqlite::Error| StoreError::Foreign {
-      path: label.clone(),
-      why: e.to_string(),
+    let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
+      Some(rusqlite::ErrorCode::NotADatabase) => StoreError::Foreign {
+        path: label.clone(),
+        why: e.to_string(),
+      },
+      _ => StoreError::Open {
+        path: label.clone(),
+        message: e.to_string(),
+      },
     };
     // Reading the header is the first thing that fails on a file that is not a database.
-    let application_id: i64 = conn
-      .query_row("PRAGMA application_id", [], |row| row.get(0))
-      .map_err(foreign)?;
-    let mode: String = conn
-      .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-      .map_err(foreign)?;
+    // Switching to WAL takes an exclusive lock; when several processes create the store at
+    // once SQLite reports "locked" here without waiting, so wait here.
+    let application_id: i64 =
+      retry_locked(|| conn.query_row("PRAGMA application_id", [], |row| row.get(0)))
+        .map_err(classify)?;
+    let mode: String =
+      retry_locked(|| conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)))
+        .map_err(classify)?;
     if !mode.eq_ignore_ascii_case("wal") {
       return Err(open_error(format!(
         "cannot use write-ahead logging (journal mode stays {mode})"
@@ -925,6 +933,24 @@ fn insert_event(
     _ => {}
   }
   Ok(())
+}
+
+/// Runs `step` again while the database is busy or locked, up to [`BUSY_TIMEOUT`].
+fn retry_locked<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+  let started = std::time::Instant::now();
+  loop {
+    match step() {
+      Err(e)
+        if matches!(
+          e.sqlite_error_code(),
+          Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ) && started.elapsed() < BUSY_TIMEOUT =>
+      {
+        std::thread::sleep(Duration::from_millis(20));
+      }
+      other => return other,
+    }
+  }
 }
 
 /// A run about to start, for [`Store::create_run`].

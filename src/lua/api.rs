@@ -389,6 +389,15 @@ fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
         if inputs.as_array().is_some_and(Vec::is_empty) {
           inputs = serde_json::json!({});
         }
+        let not_named = || {
+          fail(
+            "swdl.llm.complete: the options must be a table of named fields, like \
+             { system = \"...\" }",
+          )
+        };
+        if !inputs.is_object() {
+          return not_named();
+        }
         match prompt {
           LuaValue::String(s) => inputs["prompt"] = s.to_str()?.to_string().into(),
           LuaValue::Table(t) => {
@@ -397,6 +406,9 @@ fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
               .map_err(|e| {
                 mlua::Error::runtime(format!("swdl.llm.complete: {}", e.describe("request")))
               })?;
+            if !inputs.is_object() {
+              return not_named();
+            }
           }
           LuaValue::Nil => {}
           other => {

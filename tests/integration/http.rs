@@ -179,3 +179,28 @@ fn lua_skills_call_swdl_http_with_the_net_permission_only() {
     .unwrap_or_default();
   assert!(error.contains("needs the `net` permission"), "{error}");
 }
+
+#[test]
+fn a_post_is_not_repeated_after_a_server_error_but_after_a_429() {
+  let server = Server::start(vec![Reply::json(500, "{}"), Reply::json(200, "{}")]);
+  let dir = TempDir::new();
+  let (code, _, _) = run(
+    &dir,
+    &stage(&server.url, "method: POST, json: { n: 1 }, retries: 3"),
+  );
+  assert_eq!(
+    code, 1,
+    "the 500 ends it: the server may have acted on the POST"
+  );
+  assert_eq!(server.seen().len(), 1);
+  let server = Server::start(vec![
+    Reply::json(429, "{}").header("retry-after", "0"),
+    Reply::json(200, "{}"),
+  ]);
+  let (code, record, stderr) = run(
+    &dir,
+    &stage(&server.url, "method: POST, json: { n: 1 }, retries: 3"),
+  );
+  assert_eq!(code, 0, "{stderr}");
+  assert_eq!(record["stages"]["call"]["outputs"]["tries"], 2);
+}

@@ -317,3 +317,33 @@ fn the_model_server_can_be_named_in_config_env() {
     "no key, no header"
   );
 }
+
+#[test]
+fn the_key_goes_only_to_the_server_the_environment_names() {
+  let trusted = Server::start(vec![completion("from the configured server", 5)]);
+  let other = Server::start(vec![completion("from elsewhere", 5)]);
+  let dir = TempDir::new();
+  dir.write(
+    "wf.yaml",
+    &format!(
+      "name: k\nstages:\n  - id: mine\n    uses: llm\n    with: {{ prompt: a }}\n  - id: theirs\n    uses: llm\n    with: {{ prompt: b, url: \"{}/v1\" }}\n",
+      other.url
+    ),
+  );
+  let out = swdl(
+    dir.path(),
+    &trusted,
+    &["run", "wf.yaml", "--progress", "none", "--store", "none"],
+  );
+  assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+  assert_eq!(
+    trusted.seen()[0].header("authorization"),
+    Some(format!("Bearer {KEY}").as_str())
+  );
+  assert_eq!(other.seen().len(), 1);
+  assert_eq!(
+    other.seen()[0].header("authorization"),
+    None,
+    "the key must not leave"
+  );
+}
