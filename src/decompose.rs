@@ -214,9 +214,7 @@ fn check(yaml: &str, known: &[String]) -> Result<workflow::Workflow, String> {
       .chain(stage.fallback.iter().map(String::as_str))
     {
       if !known.iter().any(|k| k == name) {
-        let hint = suggest::suggest(name, known.iter().map(String::as_str))
-          .map(|s| format!(" (did you mean `{s}`?)"))
-          .unwrap_or_default();
+        let hint = suggest::hint(name, known.iter().map(String::as_str));
         unknown.push_str(&format!(
           "decomposed.yaml: error: stage `{}` uses skill `{name}`, which does not exist{hint}; \
            use one of the listed skills\n",

@@ -334,9 +334,7 @@ impl Session {
       "reload" => self.reload(),
       "restart" => self.restart(),
       _ => {
-        let hint = suggest::suggest(name, COMMANDS.iter().map(|c| c.0))
-          .map(|s| format!(" (did you mean `{s}`?)"))
-          .unwrap_or_default();
+        let hint = suggest::hint(name, COMMANDS.iter().map(|c| c.0));
         Err(format!("unknown command `{name}`{hint}; `help` lists them"))
       }
     };
@@ -650,9 +648,7 @@ impl Session {
     if workflow.stages.iter().any(|s| s.id == arg) {
       return Ok(arg.to_string());
     }
-    let hint = suggest::suggest(arg, workflow.stages.iter().map(|s| s.id.as_str()))
-      .map(|s| format!(" (did you mean `{s}`?)"))
-      .unwrap_or_default();
+    let hint = suggest::hint(arg, workflow.stages.iter().map(|s| s.id.as_str()));
     Err(format!("no stage `{arg}`{hint}"))
   }
 

@@ -50,9 +50,7 @@ pub(crate) fn list_or_show(
   if let Some(status) = status
     && !STATUSES.contains(&status)
   {
-    let hint = suggest::suggest(status, STATUSES)
-      .map(|s| format!(" (did you mean `{s}`?)"))
-      .unwrap_or_default();
+    let hint = suggest::hint(status, STATUSES);
     return Err(Error::Usage(format!(
       "unknown status `{status}`{hint}; one of: {}",
       STATUSES.join(", ")
@@ -272,9 +270,7 @@ pub(crate) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<i32, E
   });
   let state = fold(&row, events)?;
   let Some(stage) = state.stages.get(&args.stage) else {
-    let hint = suggest::suggest(&args.stage, state.stages.keys().map(String::as_str))
-      .map(|s| format!(" (did you mean `{s}`?)"))
-      .unwrap_or_default();
+    let hint = suggest::hint(&args.stage, state.stages.keys().map(String::as_str));
     return Err(Error::Store(StoreError::Refused(format!(
       "run `{}` has no stage `{}`{hint}",
       row.id, args.stage

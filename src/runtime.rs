@@ -2444,21 +2444,26 @@ mod tests {
     events
   }
 
+  /// Runs `text` resumed from `events`.
+  fn resumed(text: &str, events: Vec<EventRecord>) -> Ran {
+    run_with(
+      text,
+      |o| {
+        o.resume = Some(Resume {
+          events,
+          attempt: 2,
+          ..Resume::default()
+        });
+      },
+      drop,
+    )
+  }
+
   #[test]
   fn a_resume_during_a_retry_delay_retries_before_anything_downstream_runs() {
     let text = "name: t\nstages:\n  - id: a\n    uses: work\n    with: { fail_times: 1, outputs: { v: 7 } }\n    retry: { max_attempts: 3, delay: 10ms }\n  - id: b\n    uses: work\n    with: { got: \"$<< stages.a.outputs.v >>\" }\n    depends_on: [a]\n";
     for retrying in [true, false] {
-      let ran = run_with(
-        text,
-        |o| {
-          o.resume = Some(Resume {
-            events: failed_first_attempt(retrying),
-            attempt: 2,
-            ..Resume::default()
-          });
-        },
-        drop,
-      );
+      let ran = resumed(text, failed_first_attempt(retrying));
       assert_eq!(ran.outcome.exit_code(), 0, "{:?}", ran.outcome.state.error);
       assert_eq!(ran.status("a"), StageStatus::Completed);
       assert_eq!(ran.outcome.state.stage("a").map(|s| s.attempts), Some(2));
@@ -2475,17 +2480,7 @@ mod tests {
   #[test]
   fn a_resume_after_a_failed_attempt_goes_on_to_the_fallback() {
     let text = "name: t\nstages:\n  - id: a\n    uses: work\n    with: { fail_times: 1, outputs: { v: 7 } }\n    fallback: [backup]\n  - id: b\n    uses: work\n    depends_on: [a]\n";
-    let ran = run_with(
-      text,
-      |o| {
-        o.resume = Some(Resume {
-          events: failed_first_attempt(false),
-          attempt: 2,
-          ..Resume::default()
-        });
-      },
-      drop,
-    );
+    let ran = resumed(text, failed_first_attempt(false));
     assert_eq!(ran.outcome.exit_code(), 0, "{:?}", ran.outcome.state.error);
     let a = ran.outcome.state.stage("a");
     assert_eq!(a.and_then(|s| s.uses.clone()).as_deref(), Some("backup"));

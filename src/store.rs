@@ -1044,9 +1044,7 @@ fn load_run(conn: &Connection, id: &str) -> Result<RunRow, StoreError> {
       let ids: Vec<String> = statement
         .query_map([], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-      let hint = crate::suggest::suggest(id, ids.iter().map(String::as_str))
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default();
+      let hint = crate::suggest::hint(id, ids.iter().map(String::as_str));
       Err(StoreError::UnknownRun {
         id: id.to_string(),
         hint,

@@ -21,6 +21,13 @@ fn common_prefix(a: &str, b: &str) -> usize {
   a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
 }
 
+/// ` (did you mean `x`?)` for the closest of `candidates`, or nothing when none is close.
+pub fn hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+  suggest(name, candidates)
+    .map(|s| format!(" (did you mean `{s}`?)"))
+    .unwrap_or_default()
+}
+
 /// Edit distance between two strings, counting characters.
 pub fn levenshtein(a: &str, b: &str) -> usize {
   let b: Vec<char> = b.chars().collect();

@@ -321,9 +321,7 @@ impl Decl {
         None => (written.as_str(), false),
       };
       let Some(kind) = Kind::from_name(base) else {
-        let hint = crate::suggest::suggest(base, Kind::NAMES.iter().copied())
-          .map(|s| format!(" (did you mean `{s}`?)"))
-          .unwrap_or_default();
+        let hint = crate::suggest::hint(base, Kind::NAMES.iter().copied());
         return Err(format!(
           "`{what}.{name}` has unknown type `{written}`{hint}: use {}, with `?` for optional",
           Kind::NAMES.join(", ")

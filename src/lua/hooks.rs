@@ -259,9 +259,7 @@ fn action(lua: &Lua, what: &str, file: &str, value: &LuaValue) -> Result<Recover
     given.remove("action");
     for key in given.keys() {
       if !fields.contains(&key.as_str()) {
-        let hint = crate::suggest::suggest(key, fields.iter().copied())
-          .map(|s| format!(" (did you mean `{s}`?)"))
-          .unwrap_or_default();
+        let hint = crate::suggest::hint(key, fields.iter().copied());
         let allowed = if fields.is_empty() {
           "takes no other fields".to_string()
         } else {

@@ -168,9 +168,7 @@ impl StageExecutor for Executor {
       .iter()
       .copied()
       .chain(self.skills.keys().map(String::as_str));
-    let hint = crate::suggest::suggest(&task.skill, names)
-      .map(|s| format!(" (did you mean `{s}`?)"))
-      .unwrap_or_default();
+    let hint = crate::suggest::hint(&task.skill, names);
     let message = format!(
       "skill `{}` is not available{hint}: it is neither built in ({}) nor a Lua skill found in \
        skills_path",

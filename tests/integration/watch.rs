@@ -3,12 +3,36 @@
 use crate::common::TempDir;
 use std::{
   io::{BufRead, BufReader},
-  process::{Command, Stdio},
+  process::{Child, Command, Stdio},
   sync::mpsc,
   time::Duration,
 };
 
 const WF: &str = "name: watched\nstages:\n  - id: a\n    uses: echo\n  - id: b\n    uses: echo\n    depends_on: [a]\n";
+
+/// Starts `swdl watch wf.yaml EXTRA` in `dir`; its stdout arrives line by line.
+fn watch(dir: &std::path::Path, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
+  let mut child = Command::new(env!("CARGO_BIN_EXE_swdl"))
+    .args(["watch", "wf.yaml"])
+    .args(extra)
+    .current_dir(dir)
+    .env("NO_COLOR", "1")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("swdl watch starts");
+  let stdout = child.stdout.take().expect("stdout");
+  let (tx, lines) = mpsc::channel();
+  std::thread::spawn(move || {
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+      if tx.send(line).is_err() {
+        break;
+      }
+    }
+  });
+  (child, lines)
+}
 
 /// Waits for a line containing `wanted`; returns every line read up to it.
 #[track_caller]
@@ -34,24 +58,7 @@ fn edits_are_replanned_errors_reported_and_the_watch_goes_on() {
   let dir = TempDir::new();
   let file = dir.write("wf.yaml", WF);
   std::fs::create_dir_all(dir.path().join("skills")).expect("skills dir");
-  let mut child = Command::new(env!("CARGO_BIN_EXE_swdl"))
-    .args(["watch", "wf.yaml"])
-    .current_dir(dir.path())
-    .env("NO_COLOR", "1")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("swdl watch starts");
-  let stdout = child.stdout.take().expect("stdout");
-  let (tx, lines) = mpsc::channel();
-  std::thread::spawn(move || {
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-      if tx.send(line).is_err() {
-        break;
-      }
-    }
-  });
+  let (mut child, lines) = watch(dir.path(), &[]);
   let mut seen = Vec::new();
   expect_line(&lines, "critical path: a -> b", &mut seen);
   // Give the watcher a moment to be in place after printing the first plan.
@@ -115,24 +122,7 @@ fn edits_are_replanned_errors_reported_and_the_watch_goes_on() {
 fn with_run_each_valid_version_is_run() {
   let dir = TempDir::new();
   let file = dir.write("wf.yaml", WF);
-  let mut child = Command::new(env!("CARGO_BIN_EXE_swdl"))
-    .args(["watch", "wf.yaml", "--run"])
-    .current_dir(dir.path())
-    .env("NO_COLOR", "1")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("swdl watch starts");
-  let stdout = child.stdout.take().expect("stdout");
-  let (tx, lines) = mpsc::channel();
-  std::thread::spawn(move || {
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-      if tx.send(line).is_err() {
-        break;
-      }
-    }
-  });
+  let (mut child, lines) = watch(dir.path(), &["--run"]);
   let mut seen = Vec::new();
   expect_line(&lines, "run exited with 0", &mut seen);
   std::fs::write(
