@@ -19,9 +19,6 @@ use tokio::{
 /// The built-in skills this module implements.
 pub const NAMES: &[&str] = &["echo", "sleep", "fail", "shell", "http", "llm"];
 
-/// Built-ins that are part of the language but not implemented yet.
-const LATER: &[&str] = &[];
-
 /// How much of each of a shell's streams is kept for its outputs.
 const CAPTURE_LIMIT: usize = 8 * 1024 * 1024;
 
@@ -74,11 +71,7 @@ fn unavailable(skill: &str) -> String {
     [one] => (*one).to_string(),
     [init @ .., last] => format!("{} and {last}", init.join(", ")),
   };
-  if LATER.contains(&skill) {
-    format!("skill `{skill}` is not available yet: built-in skills are {known}")
-  } else {
-    format!("skill `{skill}` is not available: built-in skills are {known}")
-  }
+  format!("skill `{skill}` is not available: built-in skills are {known}")
 }
 
 /// An input, with `null` counting as absent (an interpolated optional value may be `null`).

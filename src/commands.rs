@@ -154,7 +154,7 @@ fn validate(files: &[std::path::PathBuf], format: Format) -> Result<i32, Error> 
     let name = file.display().to_string();
     match loader::load_file(file) {
       Ok(workflow) => {
-        let plan = plan::plan(&workflow, &defaults_only(&workflow));
+        let plan = plan::plan(&workflow, &params::defaults(&workflow));
         if format == Format::Text {
           writeln!(
             stdout,
@@ -193,20 +193,6 @@ fn validate(files: &[std::path::PathBuf], format: Format) -> Result<i32, Error> 
     )?;
   }
   Ok(if all_valid { exit::OK } else { exit::INVALID })
-}
-
-/// Parameter values from defaults alone, for views that take no `--param`.
-fn defaults_only(workflow: &workflow::Workflow) -> IndexMap<String, serde_json::Value> {
-  workflow
-    .parameters
-    .values()
-    .map(|p| {
-      (
-        p.name.clone(),
-        p.default.clone().unwrap_or(serde_json::Value::Null),
-      )
-    })
-    .collect()
 }
 
 fn plan(file: &Path, params: &[String], format: PlanFormat) -> Result<i32, Error> {

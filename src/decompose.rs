@@ -94,7 +94,7 @@ pub(crate) fn run(args: &Args<'_>) -> Result<i32, Error> {
     let yaml = extract_yaml(&answer.text);
     match check(&yaml, &known) {
       Ok(workflow) => {
-        let plan = plan::plan(&workflow, &defaults(&workflow));
+        let plan = plan::plan(&workflow, &params::defaults(&workflow));
         let _ = writeln!(
           stderr,
           "decompose: a valid workflow after {} (model tokens: {})",
@@ -228,19 +228,6 @@ fn check(yaml: &str, known: &[String]) -> Result<workflow::Workflow, String> {
   } else {
     Err(unknown)
   }
-}
-
-fn defaults(workflow: &workflow::Workflow) -> indexmap::IndexMap<String, serde_json::Value> {
-  workflow
-    .parameters
-    .values()
-    .map(|p| {
-      (
-        p.name.clone(),
-        p.default.clone().unwrap_or(serde_json::Value::Null),
-      )
-    })
-    .collect()
 }
 
 /// The plan in words: what runs together and why.

@@ -109,6 +109,21 @@ pub fn resolve_given(
   }
 }
 
+/// Every parameter at its default (null when it has none): what `plan` and `validate` assume
+/// when no values are given.
+pub fn defaults(workflow: &Workflow) -> IndexMap<String, serde_json::Value> {
+  workflow
+    .parameters
+    .values()
+    .map(|p| {
+      (
+        p.name.clone(),
+        p.default.clone().unwrap_or(serde_json::Value::Null),
+      )
+    })
+    .collect()
+}
+
 /// Converts command-line text to a declared type; `None` when it does not convert.
 pub fn convert(ty: ValueType, raw: &str) -> Option<serde_json::Value> {
   use serde_json::Value as J;

@@ -11,7 +11,6 @@ use crate::{
   state::RunState,
   workflow::{GateDecision, Workflow},
 };
-use indexmap::IndexMap;
 use std::{
   collections::{BTreeSet, HashMap},
   io::{BufRead, IsTerminal, Write},
@@ -423,7 +422,9 @@ impl Session {
   fn validate(&mut self) -> Outcome {
     let file = self.file.clone().ok_or("no workflow loaded: `load FILE`")?;
     let workflow = load_workflow(&file, self.color)?;
-    let batches = plan::plan(&workflow, &defaults(&workflow)).batches.len();
+    let batches = plan::plan(&workflow, &params::defaults(&workflow))
+      .batches
+      .len();
     self.say(&format!(
       "{}: valid ({} stages, {batches} batches)",
       file.display(),
@@ -795,7 +796,7 @@ impl Session {
   fn graph(&mut self) -> Outcome {
     self.pump(true);
     let workflow = self.workflow()?;
-    let plan = plan::plan(&workflow, &defaults(&workflow));
+    let plan = plan::plan(&workflow, &params::defaults(&workflow));
     let color = self.color;
     let state = self.live.as_ref().map(|l| &l.state);
     let mut lines = Vec::new();
@@ -1254,27 +1255,8 @@ fn render(error: &Error, color: bool) -> String {
   }
 }
 
-fn defaults(workflow: &Workflow) -> IndexMap<String, serde_json::Value> {
-  workflow
-    .parameters
-    .values()
-    .map(|p| {
-      (
-        p.name.clone(),
-        p.default.clone().unwrap_or(serde_json::Value::Null),
-      )
-    })
-    .collect()
-}
-
 fn one_line(text: &str, width: usize) -> String {
-  let line = text.lines().next().unwrap_or_default();
-  if line.chars().count() <= width {
-    return line.to_string();
-  }
-  let mut out: String = line.chars().take(width.saturating_sub(1)).collect();
-  out.push('…');
-  out
+  runs::truncate(text.lines().next().unwrap_or_default(), width)
 }
 
 fn status_color(status: &str) -> &'static str {

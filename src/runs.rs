@@ -224,7 +224,8 @@ fn duration_text(run: &RunRow) -> String {
   }
 }
 
-fn truncate(text: &str, width: usize) -> String {
+/// `text` cut to `width` characters, the last one `…` when it was longer.
+pub(crate) fn truncate(text: &str, width: usize) -> String {
   if text.chars().count() <= width {
     return text.to_string();
   }
@@ -236,18 +237,8 @@ fn truncate(text: &str, width: usize) -> String {
 /// `2026-11-22 14:03:07` from Unix milliseconds.
 fn utc(ms: i64) -> String {
   let secs = ms.div_euclid(1_000);
-  let days = secs.div_euclid(86_400);
+  let (year, month, day) = event::civil_from_days(secs.div_euclid(86_400));
   let rem = secs.rem_euclid(86_400);
-  // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-  let z = days + 719_468;
-  let era = z.div_euclid(146_097);
-  let doe = z.rem_euclid(146_097);
-  let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-  let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  let mp = (5 * doy + 2) / 153;
-  let day = doy - (153 * mp + 2) / 5 + 1;
-  let month = if mp < 10 { mp + 3 } else { mp - 9 };
-  let year = yoe + era * 400 + i64::from(month <= 2);
   format!(
     "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
     rem / 3_600,

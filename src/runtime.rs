@@ -520,8 +520,16 @@ impl Engine {
     self.state.apply_owned(record);
   }
 
-  /// Makes the events so far durable, then hands them to the other sinks.
+  /// Makes the events so far durable, then hands them to the other sinks and flushes those.
   fn flush(&mut self) {
+    self.commit();
+    for sink in self.sinks.iter_mut().filter(|s| !s.durable()) {
+      sink.flush();
+    }
+  }
+
+  /// Makes the events so far durable (the run store), then hands them to the other sinks.
+  fn commit(&mut self) {
     for sink in self.sinks.iter_mut().filter(|s| s.durable()) {
       sink.flush();
     }
@@ -538,7 +546,6 @@ impl Engine {
       for record in &deferred {
         sink.emit(record);
       }
-      sink.flush();
     }
   }
 
@@ -870,7 +877,10 @@ impl Engine {
     if self.launches.is_empty() {
       return;
     }
-    self.flush();
+    // Without a run store there is nothing to wait for: events already reached every sink.
+    if self.has_durable {
+      self.commit();
+    }
     for Launch {
       stage: i,
       attempt,

@@ -216,16 +216,7 @@ impl State {
     }
     let (text, workflow) = match loader::load_file(&self.file) {
       Ok(workflow) => {
-        let values = workflow
-          .parameters
-          .values()
-          .map(|p| {
-            (
-              p.name.clone(),
-              p.default.clone().unwrap_or(serde_json::Value::Null),
-            )
-          })
-          .collect();
+        let values = params::defaults(&workflow);
         (
           plan::plan(&workflow, &values).to_text(false),
           Some(workflow),

@@ -92,7 +92,7 @@ pub(super) async fn decide(
     let lua = &state.lua;
     let error = |e: mlua::Error| state.error(&e, &file);
     let gate = convert::to_lua(lua, &gate).map_err(error)?;
-    let ctx = hook_ctx(lua, &stage.run_id, &stage.params, &stage.memory).map_err(error)?;
+    let ctx = hook_ctx(state, &stage.run_id, &stage.params, &stage.memory).map_err(error)?;
     let values: MultiValue = call::run_thread(lua, function, (gate, ctx))
       .await
       .map_err(error)?;
@@ -104,17 +104,18 @@ pub(super) async fn decide(
 /// The `ctx` a policy or recovery strategy gets: `run_id`, `params`, `memory`, `memory_text`
 /// and `log`.
 fn hook_ctx(
-  lua: &mlua::Lua,
+  state: &State,
   run_id: &str,
   params: &Json,
   memory: &[MemoryEntry],
 ) -> mlua::Result<mlua::Table> {
+  let lua = &state.lua;
   let ctx = lua.create_table()?;
   ctx.raw_set("run_id", run_id)?;
   ctx.raw_set("params", convert::to_lua(lua, params)?)?;
   ctx.raw_set("memory", skill::memory_table(lua, memory)?)?;
   ctx.raw_set("memory_text", memory_text(memory))?;
-  ctx.raw_set("log", skill::log_function(lua)?)?;
+  ctx.raw_set("log", state.ctx_log.clone())?;
   Ok(ctx)
 }
 
@@ -190,7 +191,7 @@ pub(super) async fn recover(
     let lua = &state.lua;
     let error = |e: mlua::Error| state.error(&e, &file);
     let argument = convert::to_lua(lua, &failure_json).map_err(error)?;
-    let ctx = hook_ctx(lua, &failure.run_id, &failure.params, &failure.memory).map_err(error)?;
+    let ctx = hook_ctx(state, &failure.run_id, &failure.params, &failure.memory).map_err(error)?;
     ctx
       .raw_set("stage", failure.stage.as_str())
       .map_err(error)?;
