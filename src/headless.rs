@@ -340,11 +340,14 @@ fn execute(run: Execution) -> Result<i32, Error> {
     })?;
   let outcome = runtime.block_on(async {
     tokio::spawn(watch_interrupts(control_tx.clone()));
-    let executor: Arc<dyn executor::StageExecutor> = match &lua {
-      Some((host, skills)) => Arc::new(lua::Executor::new(host.clone(), skills.clone())),
-      None => Arc::new(builtin::Builtins),
-    };
-    runtime::execute(Arc::clone(&workflow), options, executor, sinks, control_rx).await
+    runtime::execute(
+      Arc::clone(&workflow),
+      options,
+      executor(lua.as_ref()),
+      sinks,
+      control_rx,
+    )
+    .await
   });
   drop(poller);
   llm::close_budget(&run_id);
@@ -411,6 +414,15 @@ fn execute(run: Execution) -> Result<i32, Error> {
     return Ok(exit::FAILED.max(outcome.exit_code()));
   }
   Ok(outcome.exit_code())
+}
+
+/// What runs a workflow's stages: the Lua host's executor (built-ins included) when the
+/// workflow needs Lua, else the built-ins alone. Making one looks at the skill files afresh.
+pub(crate) fn executor(lua: Option<&Lua>) -> Arc<dyn executor::StageExecutor> {
+  match lua {
+    Some((host, skills)) => Arc::new(lua::Executor::new(host.clone(), skills.clone())),
+    None => Arc::new(builtin::Builtins),
+  }
 }
 
 /// ` --store DIR` when the store is not the default one, for commands suggested to the user.

@@ -478,10 +478,7 @@ impl Session {
       resume,
       start_paused: true,
     };
-    let executor: Arc<dyn executor::StageExecutor> = match &self.lua {
-      Some((host, skills)) => Arc::new(lua::Executor::new(host.clone(), skills.clone())),
-      None => Arc::new(builtin::Builtins),
-    };
+    let executor = headless::executor(self.lua.as_ref());
     if prior.is_empty() {
       self.passed.clear();
     }
@@ -524,6 +521,7 @@ impl Session {
     if let Some(live) = self.live.take() {
       live.handle.abort();
       let _ = self.runtime.block_on(live.handle);
+      llm::close_budget(&live.state.run);
     }
   }
 

@@ -338,7 +338,11 @@ struct Engine {
   launches: Vec<Launch>,
   /// Events the non-durable sinks get after the durable ones flushed.
   deferred: Vec<EventRecord>,
+  /// Which sinks are durable, decided once.
+  durable: Vec<bool>,
   has_durable: bool,
+  /// Some sink is not durable (so events are held back for it while a durable one exists).
+  has_plain: bool,
 }
 
 /// A gate or approval opened and not decided yet.
@@ -493,7 +497,9 @@ impl Engine {
       compensated: HashSet::new(),
       launches: Vec::new(),
       deferred: Vec::new(),
+      durable: sinks.iter().map(|s| s.durable()).collect(),
       has_durable: sinks.iter().any(|s| s.durable()),
+      has_plain: sinks.iter().any(|s| !s.durable()),
       workflow,
       options,
       executor,
@@ -509,12 +515,12 @@ impl Engine {
       run: Arc::clone(&self.run_id),
       event,
     };
-    for sink in &mut self.sinks {
-      if sink.durable() || !self.has_durable {
+    for (sink, &durable) in self.sinks.iter_mut().zip(&self.durable) {
+      if durable || !self.has_durable {
         sink.emit(&record);
       }
     }
-    if self.has_durable {
+    if self.has_durable && self.has_plain {
       self.deferred.push(record.clone());
     }
     self.state.apply_owned(record);
