@@ -112,7 +112,7 @@ async fn sleep(task: &StageTask) -> StageResult {
 /// status of 400 or more fails the attempt). Outputs: `status`, `headers`, `body`, `json` (the
 /// body parsed, or null) and `tries`.
 async fn http_skill(task: &StageTask, io: &TaskIo) -> StageResult {
-  let request = match http_request(task) {
+  let request = match crate::http::Request::from_inputs(&task.inputs, task.timeout_ms) {
     Ok(request) => request,
     Err(error) => return StageResult::failed(format!("http: {error}")),
   };
@@ -154,20 +154,12 @@ async fn http_skill(task: &StageTask, io: &TaskIo) -> StageResult {
 /// `temperature`, `max_tokens`, `json` (ask for a JSON object), and `model` / `url` to
 /// override `SWDL_LLM_MODEL` / `SWDL_LLM_URL`. Outputs: `text`, `json`, `model`, `usage`.
 async fn llm_skill(task: &StageTask, io: &TaskIo) -> StageResult {
-  let text = |key: &str| input(task, key).and_then(Value::as_str);
   let config_env: Vec<(&str, &str)> = task
     .env
     .iter()
     .map(|(k, v)| (k.as_str(), v.as_str()))
     .collect();
-  let prepared = crate::llm::Endpoint::resolve(text("url"), text("model"), &config_env).and_then(
-    |mut endpoint| {
-      if task.timeout_ms > 0 {
-        endpoint.timeout = endpoint.timeout.min(Duration::from_millis(task.timeout_ms));
-      }
-      crate::llm::completion_from(&task.inputs).map(|completion| (endpoint, completion))
-    },
-  );
+  let prepared = crate::llm::prepare(&task.inputs, &config_env, task.timeout_ms);
   let (endpoint, completion) = match prepared {
     Ok(prepared) => prepared,
     Err(error) => return StageResult::failed(format!("llm: {error}")),
@@ -195,73 +187,6 @@ pub(crate) fn usage_line(answer: &crate::llm::Answer, budget: &crate::llm::Budge
     budget.used(),
     answer.model
   )
-}
-
-/// The request an `http` stage describes.
-fn http_request(task: &StageTask) -> Result<crate::http::Request, String> {
-  let url = match input(task, "url") {
-    Some(Value::String(url)) => url.clone(),
-    Some(other) => return Err(format!("`url` must be a string, got {other}")),
-    None => return Err("needs `url`".into()),
-  };
-  let mut request = crate::http::Request::get(url);
-  if let Some(method) = input(task, "method") {
-    request.method = method
-      .as_str()
-      .ok_or_else(|| format!("`method` must be a string, got {method}"))?
-      .to_string();
-  }
-  match input(task, "headers") {
-    None | Some(Value::Null) => {}
-    Some(Value::Object(map)) => {
-      for (name, value) in map {
-        let value = match value {
-          Value::String(s) => s.clone(),
-          other => other.to_string(),
-        };
-        request.headers.push((name.clone(), value));
-      }
-    }
-    Some(other) => return Err(format!("`headers` must be a mapping, got {other}")),
-  }
-  match (input(task, "body"), input(task, "json")) {
-    (Some(_), Some(_)) => return Err("give `body` or `json`, not both".into()),
-    (Some(Value::String(body)), None) => request.body = Some(body.clone().into_bytes()),
-    (Some(other), None) => {
-      return Err(format!(
-        "`body` must be text, got {other}; use `json` for data"
-      ));
-    }
-    (None, Some(json)) => request = request.json(json),
-    (None, None) => {}
-  }
-  if let Some(timeout) = input(task, "timeout") {
-    request.timeout = match timeout {
-      Value::Number(n) => n
-        .as_u64()
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`timeout` must be a whole number of milliseconds, got {n}"))?,
-      Value::String(s) => duration::parse_duration(s).map_err(|e| format!("`timeout`: {e}"))?,
-      other => return Err(format!("`timeout` must be a duration, got {other}")),
-    };
-  }
-  // Each try must end before the stage's own timeout does.
-  if task.timeout_ms > 0 {
-    request.timeout = request.timeout.min(Duration::from_millis(task.timeout_ms));
-  }
-  for (key, slot) in [("retries", 0usize), ("max_bytes", 1)] {
-    if let Some(value) = input(task, key) {
-      let n = value
-        .as_u64()
-        .ok_or_else(|| format!("`{key}` must be a whole number, got {value}"))?;
-      if slot == 0 {
-        request.retries = u32::try_from(n).unwrap_or(u32::MAX);
-      } else {
-        request.max_bytes = usize::try_from(n).unwrap_or(usize::MAX);
-      }
-    }
-  }
-  Ok(request)
 }
 
 /// Reads `ms`: a non-negative number of milliseconds or a duration string. A string of digits

@@ -2,6 +2,7 @@
 //! retries on 429 and 5xx that honour `Retry-After`, a timeout per try, and a bounded response
 //! body.
 use indexmap::IndexMap;
+use serde_json::Value;
 use std::time::Duration;
 
 /// Responses larger than this fail unless the request allows more.
@@ -52,6 +53,83 @@ impl Request {
       retry_all: None,
       retry_timeouts: true,
     }
+  }
+
+  /// The request the `http` skill's inputs describe (also `swdl.http`'s options): `url`,
+  /// `method`, `headers`, `body` or `json`, `timeout`, `retries`, `max_bytes`. Each try ends
+  /// before `stage_timeout_ms` (when not 0) does.
+  ///
+  /// # Errors
+  ///
+  /// A missing `url`, or a field of the wrong type.
+  pub fn from_inputs(inputs: &Value, stage_timeout_ms: u64) -> Result<Self, String> {
+    // A null field is an absent one, as everywhere in skill inputs.
+    let input = |name: &str| inputs.get(name).filter(|value| !value.is_null());
+    let url = match input("url") {
+      Some(Value::String(url)) => url.clone(),
+      Some(other) => return Err(format!("`url` must be a string, got {other}")),
+      None => return Err("needs `url`".into()),
+    };
+    let mut request = Self::get(url);
+    if let Some(method) = input("method") {
+      request.method = method
+        .as_str()
+        .ok_or_else(|| format!("`method` must be a string, got {method}"))?
+        .to_string();
+    }
+    match input("headers") {
+      None | Some(Value::Null) => {}
+      Some(Value::Object(map)) => {
+        for (name, value) in map {
+          let value = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+          };
+          request.headers.push((name.clone(), value));
+        }
+      }
+      Some(other) => return Err(format!("`headers` must be a mapping, got {other}")),
+    }
+    match (input("body"), input("json")) {
+      (Some(_), Some(_)) => return Err("give `body` or `json`, not both".into()),
+      (Some(Value::String(body)), None) => request.body = Some(body.clone().into_bytes()),
+      (Some(other), None) => {
+        return Err(format!(
+          "`body` must be text, got {other}; use `json` for data"
+        ));
+      }
+      (None, Some(json)) => request = request.json(json),
+      (None, None) => {}
+    }
+    if let Some(timeout) = input("timeout") {
+      request.timeout = match timeout {
+        Value::Number(n) => n
+          .as_u64()
+          .map(Duration::from_millis)
+          .ok_or_else(|| format!("`timeout` must be a whole number of milliseconds, got {n}"))?,
+        Value::String(s) => {
+          crate::duration::parse_duration(s).map_err(|e| format!("`timeout`: {e}"))?
+        }
+        other => return Err(format!("`timeout` must be a duration, got {other}")),
+      };
+    }
+    // Each try must end before the stage's own timeout does.
+    if stage_timeout_ms > 0 {
+      request.timeout = request.timeout.min(Duration::from_millis(stage_timeout_ms));
+    }
+    for (key, slot) in [("retries", 0usize), ("max_bytes", 1)] {
+      if let Some(value) = input(key) {
+        let n = value
+          .as_u64()
+          .ok_or_else(|| format!("`{key}` must be a whole number, got {value}"))?;
+        if slot == 0 {
+          request.retries = u32::try_from(n).unwrap_or(u32::MAX);
+        } else {
+          request.max_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+      }
+    }
+    Ok(request)
   }
 
   /// This request with a JSON body (and its content type).

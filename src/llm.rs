@@ -331,6 +331,29 @@ pub fn tokens_in(events: &[crate::event::EventRecord]) -> u64 {
     .fold(0, u64::saturating_add)
 }
 
+/// Where to send a completion and what it asks, from the `llm` skill's inputs (also
+/// `swdl.llm.complete`'s options): the endpoint from `url`/`model`, `config_env` and the
+/// environment ([`Endpoint::resolve`]), each try ending before `stage_timeout_ms` (when not
+/// 0) does.
+///
+/// # Errors
+///
+/// No server or model configured, or inputs that do not describe a completion.
+pub fn prepare(
+  inputs: &serde_json::Value,
+  config_env: &[(&str, &str)],
+  stage_timeout_ms: u64,
+) -> Result<(Endpoint, Completion), String> {
+  let text = |key: &str| inputs.get(key).and_then(serde_json::Value::as_str);
+  let mut endpoint = Endpoint::resolve(text("url"), text("model"), config_env)?;
+  if stage_timeout_ms > 0 {
+    endpoint.timeout = endpoint
+      .timeout
+      .min(Duration::from_millis(stage_timeout_ms));
+  }
+  Ok((endpoint, completion_from(inputs)?))
+}
+
 /// Reads a completion from JSON inputs (the `llm` skill's `with`, or a Lua table as JSON):
 /// `prompt` and/or `messages`, `system`, `temperature`, `max_tokens`, `json`.
 ///

@@ -418,24 +418,12 @@ fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
             ));
           }
         }
-        let text = |key: &str| {
-          inputs
-            .get(key)
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_string)
-        };
         let config_env: Vec<(&str, &str)> = call
           .env
           .iter()
           .map(|(k, v)| (k.as_str(), v.as_str()))
           .collect();
-        let endpoint = crate::llm::Endpoint::resolve(
-          text("url").as_deref(),
-          text("model").as_deref(),
-          &config_env,
-        )
-        .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
-        let completion = crate::llm::completion_from(&inputs)
+        let (endpoint, completion) = crate::llm::prepare(&inputs, &config_env, 0)
           .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
         let budget = crate::llm::budget(call.run.as_deref().unwrap_or_default());
         let answer = crate::llm::complete(&endpoint, &completion, &budget)
@@ -452,7 +440,9 @@ fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
   swdl.set("llm", llm)
 }
 
-/// A request from Lua arguments; fails without the `net` permission.
+/// A request from Lua arguments, read as the `http` skill reads its inputs: `options`
+/// (a table of the skill's inputs), with `method`, `url` and a positional `body` (a string,
+/// or a table sent as JSON) filled in by `get`/`post`. Fails without the `net` permission.
 fn http_request(
   lua: &Lua,
   method: Option<&str>,
@@ -463,60 +453,42 @@ fn http_request(
   if call::granted(Permission::Net).is_none() {
     return fail("swdl.http needs the `net` permission: grant it in config.permissions");
   }
-  let get = |key: &str| -> mlua::Result<LuaValue> {
-    options.map_or(Ok(LuaValue::Nil), |o| o.get::<LuaValue>(key))
-  };
-  let url = match url {
-    Some(url) => url,
-    None => match get("url")? {
-      LuaValue::String(s) => s.to_str()?.to_string(),
-      _ => return fail("swdl.http.request needs `url`"),
-    },
-  };
-  let mut request = crate::http::Request::get(url);
-  request.method = match (method, get("method")?) {
-    (_, LuaValue::String(m)) => m.to_str()?.to_string(),
-    (Some(m), _) => m.to_string(),
-    (None, _) => "GET".into(),
-  };
-  if let LuaValue::Table(headers) = get("headers")? {
-    for pair in headers.pairs::<String, String>() {
-      let (name, value) = pair?;
-      request.headers.push((name, value));
-    }
-  }
-  let to_json = |value: &LuaValue| {
+  let to_json = |value: &LuaValue, what: &str| {
     convert::to_json(lua, value, convert::Unsupported::Fail)
-      .map_err(|e| mlua::Error::runtime(format!("swdl.http: the body {}", e.describe("body"))))
+      .map_err(|e| mlua::Error::runtime(format!("swdl.http: {}", e.describe(what))))
   };
-  let (body, json) = match body {
-    Some(body) if !body.is_nil() => (body, LuaValue::Nil),
-    _ => (get("body")?, get("json")?),
+  let mut inputs = match options {
+    Some(options) => to_json(&LuaValue::Table(options.clone()), "options")?,
+    None => serde_json::json!({}),
   };
-  match (body, json) {
-    (LuaValue::Nil, LuaValue::Nil) => {}
-    (LuaValue::Nil, json) => request = request.json(&to_json(&json)?),
-    (LuaValue::String(s), LuaValue::Nil) => request.body = Some(s.as_bytes().to_vec()),
-    (table @ LuaValue::Table(_), LuaValue::Nil) => request = request.json(&to_json(&table)?),
-    (_, LuaValue::Nil) => {
-      return fail("swdl.http: a body must be a string, or a table sent as JSON");
+  if inputs.as_array().is_some_and(Vec::is_empty) {
+    inputs = serde_json::json!({});
+  }
+  let Some(fields) = inputs.as_object_mut() else {
+    return fail(
+      "swdl.http: the options must be a table of named fields, like { timeout = \"5s\" }",
+    );
+  };
+  if let Some(method) = method {
+    fields
+      .entry("method")
+      .or_insert_with(|| method.to_string().into());
+  }
+  if let Some(url) = url {
+    fields.insert("url".into(), url.into());
+  }
+  match body {
+    None | Some(LuaValue::Nil) => {}
+    Some(LuaValue::String(s)) => {
+      fields.insert("body".into(), s.to_str()?.to_string().into());
     }
-    _ => return fail("swdl.http: give `body` or `json`, not both"),
-  }
-  match get("timeout")? {
-    LuaValue::Nil => {}
-    value => {
-      request.timeout = lua_duration(&value)
-        .map_err(|e| mlua::Error::runtime(format!("swdl.http: `timeout` {e}")))?;
+    Some(table @ LuaValue::Table(_)) => {
+      fields.insert("json".into(), to_json(&table, "body")?);
     }
+    Some(_) => return fail("swdl.http: a body must be a string, or a table sent as JSON"),
   }
-  if let LuaValue::Integer(n) = get("retries")? {
-    request.retries = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
-  }
-  if let LuaValue::Integer(n) = get("max_bytes")? {
-    request.max_bytes = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
-  }
-  Ok(request)
+  crate::http::Request::from_inputs(&inputs, 0)
+    .map_err(|e| mlua::Error::runtime(format!("swdl.http: {e}")))
 }
 
 async fn http_send(lua: &Lua, request: crate::http::Request) -> mlua::Result<LuaValue> {
