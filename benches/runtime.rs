@@ -70,6 +70,20 @@ fn sleepers(stages: usize, ms: u64) -> String {
   out
 }
 
+/// A chain of `stages` stages, each depending on the one before, all running `uses` with
+/// `with` (the built-in skills: `echo`, or `sleep` with `ms: 0`).
+fn chain(stages: usize, uses: &str, with: &str) -> String {
+  let mut out = String::with_capacity(stages * 64);
+  out.push_str("name: chain\nstages:\n");
+  for i in 0..stages {
+    let _ = writeln!(out, "  - id: s{i}\n    uses: {uses}\n    with: {with}");
+    if i > 0 {
+      let _ = writeln!(out, "    depends_on: s{}", i - 1);
+    }
+  }
+  out
+}
+
 /// The in-bench executor: `sleep` waits `ms` milliseconds on the tokio timer, everything else
 /// returns its inputs as outputs at once.
 struct Immediate;
@@ -107,11 +121,35 @@ fn prepare(text: &str) -> Prepared {
 /// One full run through `runtime::execute` with no event sinks; returns how many stages
 /// completed.
 async fn run_swdl(prepared: &Prepared, max_parallel: usize) -> usize {
-  run_with(prepared, max_parallel, "bench", Vec::new()).await
+  run_with(
+    prepared,
+    max_parallel,
+    "bench",
+    Vec::new(),
+    Arc::new(Immediate),
+  )
+  .await
+}
+
+/// One run on the built-in skills (`echo`, `sleep`), as `swdl run` executes them.
+async fn run_builtins(prepared: &Prepared) -> usize {
+  run_with(
+    prepared,
+    3,
+    "bench",
+    Vec::new(),
+    Arc::new(swdl::builtin::Builtins),
+  )
+  .await
 }
 
 /// A run whose every event is committed to a run store in `dir`, as `swdl run` does.
-async fn run_stored(prepared: &Prepared, max_parallel: usize, dir: &std::path::Path) -> usize {
+async fn run_stored(
+  prepared: &Prepared,
+  max_parallel: usize,
+  dir: &std::path::Path,
+  executor: Arc<dyn StageExecutor>,
+) -> usize {
   static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
   let id = format!(
     "bench-{}",
@@ -131,7 +169,7 @@ async fn run_stored(prepared: &Prepared, max_parallel: usize, dir: &std::path::P
     .expect("create the run");
   let error = Arc::new(std::sync::Mutex::new(None));
   let sink = swdl::store::StoreSink::new(store, 1, Arc::clone(&error));
-  let completed = run_with(prepared, max_parallel, &id, vec![Box::new(sink)]).await;
+  let completed = run_with(prepared, max_parallel, &id, vec![Box::new(sink)], executor).await;
   assert!(
     error.lock().map_or(true, |e| e.is_none()),
     "store writes failed"
@@ -144,6 +182,7 @@ async fn run_with(
   max_parallel: usize,
   run_id: &str,
   sinks: Vec<Box<dyn swdl::event::EventSink>>,
+  executor: Arc<dyn StageExecutor>,
 ) -> usize {
   let options = RunOptions {
     run_id: run_id.into(),
@@ -163,7 +202,7 @@ async fn run_with(
   let outcome = runtime::execute(
     Arc::clone(&prepared.workflow),
     options,
-    Arc::new(Immediate),
+    executor,
     sinks,
     control_rx,
   )
@@ -337,9 +376,12 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("swdl-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let prepared = prepare(&layered(1_000, 100, 100));
-    assert_eq!(rt.block_on(run_stored(&prepared, 100, &dir)), 1_000);
+    assert_eq!(
+      rt.block_on(run_stored(&prepared, 100, &dir, Arc::new(Immediate))),
+      1_000
+    );
     let (stored, runs) = measure(Duration::from_secs(5), 5, || {
-      black_box(rt.block_on(run_stored(&prepared, 100, &dir)));
+      black_box(rt.block_on(run_stored(&prepared, 100, &dir, Arc::new(Immediate))));
     });
     let (plain, _) = measure(Duration::from_secs(2), 5, || {
       black_box(rt.block_on(run_swdl(&prepared, 100)));
@@ -350,6 +392,39 @@ fn main() {
       ms(stored),
       stored.as_secs_f64() * 1e3,
       (stored.as_secs_f64() - plain.as_secs_f64()) * 1e3,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+
+  // Chains of 1,000 stages on the built-in skills: each hop waits for the one before, so a
+  // per-hop cost (a timer tick, a commit) shows at once.
+  {
+    let dir = std::env::temp_dir().join(format!("swdl-bench-chain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let echo = prepare(&chain(1_000, "echo", "{ x: 1 }"));
+    let sleep0 = prepare(&chain(1_000, "sleep", "{ ms: 0 }"));
+    for (name, prepared) in [("echo", &echo), ("sleep 0", &sleep0)] {
+      assert_eq!(rt.block_on(run_builtins(prepared)), 1_000);
+      let (took, runs) = measure(Duration::from_secs(3), 5, || {
+        black_box(rt.block_on(run_builtins(prepared)));
+      });
+      println!(
+        "chain  {:>6} x {name:<8} in memory: {:>8.2} ms (target < 20 ms) {} (median of {runs})",
+        1_000,
+        ms(took),
+        verdict(took < Duration::from_millis(20)),
+      );
+    }
+    let builtins = || -> Arc<dyn StageExecutor> { Arc::new(swdl::builtin::Builtins) };
+    assert_eq!(rt.block_on(run_stored(&echo, 3, &dir, builtins())), 1_000);
+    let (took, runs) = measure(Duration::from_secs(5), 5, || {
+      black_box(rt.block_on(run_stored(&echo, 3, &dir, builtins())));
+    });
+    println!(
+      "chain  {:>6} x echo     with the store: {:>8.2} ms (target < 20 ms) {} (median of {runs})",
+      1_000,
+      ms(took),
+      verdict(took < Duration::from_millis(20)),
     );
     let _ = std::fs::remove_dir_all(&dir);
   }

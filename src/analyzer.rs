@@ -1,6 +1,9 @@
 //! Checks across stages: dependencies, cycles, and what each expression may read (SPEC 4).
 use super::*;
-use crate::workflow::{Expression, Input, Stage, StageKind, Workflow};
+use crate::{
+  dag::{Dag, DagProblem, Reach},
+  workflow::{Expression, Input, Stage, StageKind, Workflow},
+};
 use std::collections::HashMap;
 
 const STAGE_NAMES: &[&str] = &["parameters", "stages", "env", "run", "workflow", "memory"];
@@ -16,9 +19,9 @@ pub fn analyze(workflow: &Workflow) -> Diagnostics {
     index: workflow.stage_index(),
     diagnostics: Diagnostics::default(),
   };
-  let deps = analyzer.dependencies();
-  let acyclic = analyzer.cycles(&deps);
-  analyzer.expressions(&deps, acyclic);
+  let dag = workflow.dag();
+  analyzer.graph(dag);
+  analyzer.expressions(dag);
   analyzer.diagnostics
 }
 
@@ -50,103 +53,48 @@ impl<'a> Analyzer<'a> {
       .push(Diagnostic::new(&self.workflow.source, span, kind));
   }
 
-  /// Resolves `depends_on` to indexes, reporting unknown, self and repeated entries.
-  fn dependencies(&mut self) -> Vec<Vec<(usize, Span)>> {
+  /// Reports `depends_on` entries that name no stage, the stage itself or a repeat, and each
+  /// cycle once, at the entry that closes it.
+  fn graph(&mut self, dag: &Dag) {
     let workflow = self.workflow;
-    workflow
-      .stages
-      .iter()
-      .map(|stage| {
-        let mut out: Vec<(usize, Span)> = Vec::with_capacity(stage.depends_on.len());
-        for (dep, &span) in stage.depends_on.iter().zip(&stage.depends_on_spans) {
-          if *dep == stage.id {
-            self.error(
-              span,
-              ErrorKind::SelfDependency {
-                id: stage.id.clone(),
-              },
-            );
-            continue;
-          }
-          let Some(&target) = self.index.get(dep.as_str()) else {
-            let suggestion = suggest::suggest(dep, workflow.stages.iter().map(|s| s.id.as_str()))
-              .map(str::to_string);
-            self.error(
-              span,
-              ErrorKind::UnknownDependency {
-                id: stage.id.clone(),
-                on: dep.clone(),
-                suggestion,
-              },
-            );
-            continue;
-          };
-          if out.iter().any(|(t, _)| *t == target) {
-            self.error(
-              span,
-              ErrorKind::DuplicateDependency {
-                id: stage.id.clone(),
-                on: dep.clone(),
-              },
-            );
-            continue;
-          }
-          out.push((target, span));
-        }
-        out
-      })
-      .collect()
+    for problem in &dag.problems {
+      let (stage, entry) = match problem {
+        DagProblem::SelfDependency { stage, entry }
+        | DagProblem::Unknown { stage, entry }
+        | DagProblem::Duplicate { stage, entry }
+        | DagProblem::Cycle { stage, entry, .. } => (&workflow.stages[*stage], *entry),
+      };
+      let span = stage.depends_on_spans[entry];
+      let on = stage.depends_on[entry].clone();
+      let kind = match problem {
+        DagProblem::SelfDependency { .. } => ErrorKind::SelfDependency {
+          id: stage.id.clone(),
+        },
+        DagProblem::Unknown { .. } => ErrorKind::UnknownDependency {
+          id: stage.id.clone(),
+          suggestion: suggest::suggest(&on, workflow.stages.iter().map(|s| s.id.as_str()))
+            .map(str::to_string),
+          on,
+        },
+        DagProblem::Duplicate { .. } => ErrorKind::DuplicateDependency {
+          id: stage.id.clone(),
+          on,
+        },
+        DagProblem::Cycle { path, .. } => ErrorKind::Cycle {
+          path: path
+            .iter()
+            .map(|&i| workflow.stages[i].id.clone())
+            .collect(),
+        },
+      };
+      self.error(span, kind);
+    }
   }
 
-  /// Reports each cycle once, at the `depends_on` entry that closes it; true when there are none.
-  fn cycles(&mut self, deps: &[Vec<(usize, Span)>]) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-      New,
-      Open,
-      Done,
-    }
-    let mut marks = vec![Mark::New; deps.len()];
-    let mut acyclic = true;
-    for root in 0..deps.len() {
-      if marks[root] != Mark::New {
-        continue;
-      }
-      // An explicit stack of (stage, next dependency to visit) so deep graphs cannot overflow.
-      let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
-      marks[root] = Mark::Open;
-      while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-        let Some(&(dep, span)) = deps[node].get(*next) else {
-          marks[node] = Mark::Done;
-          stack.pop();
-          continue;
-        };
-        *next += 1;
-        match marks[dep] {
-          Mark::New => {
-            marks[dep] = Mark::Open;
-            stack.push((dep, 0));
-          }
-          Mark::Open => {
-            acyclic = false;
-            let start = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
-            let mut path: Vec<String> = stack[start..]
-              .iter()
-              .map(|(n, _)| self.workflow.stages[*n].id.clone())
-              .collect();
-            path.push(self.workflow.stages[dep].id.clone());
-            self.error(span, ErrorKind::Cycle { path });
-          }
-          Mark::Done => {}
-        }
-      }
-    }
-    acyclic
-  }
-
-  fn expressions(&mut self, deps: &[Vec<(usize, Span)>], acyclic: bool) {
+  fn expressions(&mut self, dag: &Dag) {
     let workflow = self.workflow;
-    let mut reach = Reach::new(deps);
+    let acyclic = dag.is_acyclic();
+    let mut reach = Reach::new(dag);
     for (name, input) in &workflow.config.env {
       let _ = name;
       for e in input.expressions() {
@@ -336,47 +284,6 @@ impl<'a> Analyzer<'a> {
       }
       _ => {}
     }
-  }
-}
-
-/// Answers "is `a` an ancestor of `b`" over the dependency graph, reusing its scratch space.
-struct Reach<'a> {
-  deps: &'a [Vec<(usize, Span)>],
-  seen: Vec<u32>,
-  generation: u32,
-  stack: Vec<usize>,
-}
-
-impl<'a> Reach<'a> {
-  fn new(deps: &'a [Vec<(usize, Span)>]) -> Self {
-    Self {
-      deps,
-      seen: vec![0; deps.len()],
-      generation: 0,
-      stack: Vec::new(),
-    }
-  }
-
-  fn is_ancestor(&mut self, a: usize, b: usize) -> bool {
-    // Most reads are of a direct dependency; answer those without a walk.
-    if self.deps[b].iter().any(|(d, _)| *d == a) {
-      return true;
-    }
-    self.generation += 1;
-    self.stack.clear();
-    self.stack.push(b);
-    while let Some(n) = self.stack.pop() {
-      for &(d, _) in &self.deps[n] {
-        if d == a {
-          return true;
-        }
-        if self.seen[d] != self.generation {
-          self.seen[d] = self.generation;
-          self.stack.push(d);
-        }
-      }
-    }
-    false
   }
 }
 

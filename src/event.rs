@@ -30,6 +30,9 @@ pub enum Event {
     max_parallel: usize,
     /// Number of stages.
     stages: usize,
+    /// Seed of the run's random choices (retry jitter), so that replaying it decides the same.
+    #[serde(default)]
+    seed: u64,
   },
   /// An attempt began.
   StageStarted {
@@ -417,6 +420,53 @@ pub fn rfc3339(time: std::time::SystemTime) -> String {
   )
 }
 
+/// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_ms(ms: u64) -> String {
+  rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 UTC time as events carry it
+/// (`2026-11-22T14:03:07.123Z`; fractions and a `Z` or `+00:00` suffix are optional).
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+  let b = text.as_bytes();
+  let num = |range: std::ops::Range<usize>| -> Option<i64> {
+    let part = text.get(range)?;
+    part
+      .bytes()
+      .all(|c| c.is_ascii_digit())
+      .then(|| part.parse().ok())?
+  };
+  if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+    return None;
+  }
+  let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+  let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+  if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+    return None;
+  }
+  let mut millis = 0;
+  let mut rest = &text[19..];
+  if let Some(fraction) = rest.strip_prefix('.') {
+    let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+    let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
+    millis = padded.parse::<i64>().ok()?;
+    rest = &fraction[digits..];
+  }
+  if !matches!(rest, "Z" | "z" | "+00:00" | "") {
+    return None;
+  }
+  // Days from civil (Howard Hinnant's algorithm), the inverse of `civil_from_days`.
+  let y = if month <= 2 { year - 1 } else { year };
+  let era = y.div_euclid(400);
+  let yoe = y - era * 400;
+  let mp = (month + 9) % 12;
+  let doy = (153 * mp + 2) / 5 + day - 1;
+  let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  let days = era * 146_097 + doe - 719_468;
+  let ms = ((days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000) + millis;
+  u64::try_from(ms).ok()
+}
+
 /// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
   let z = days + 719_468;
@@ -450,6 +500,24 @@ mod tests {
     assert_eq!(rfc3339(t), "2026-11-28T14:03:07.123Z");
     let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
     assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+  }
+
+  #[test]
+  fn rfc3339_parses_back_to_the_same_millisecond() {
+    for ms in [0, 951_782_400_000, 1_795_874_587_123, 4_102_444_799_999] {
+      assert_eq!(parse_rfc3339(&rfc3339_ms(ms)), Some(ms));
+    }
+    assert_eq!(
+      parse_rfc3339("2026-11-28T14:03:07Z"),
+      Some(1_795_874_587_000)
+    );
+    assert_eq!(
+      parse_rfc3339("2026-11-28T14:03:07.1Z"),
+      Some(1_795_874_587_100)
+    );
+    assert_eq!(parse_rfc3339("2026-13-28T14:03:07Z"), None);
+    assert_eq!(parse_rfc3339("yesterday"), None);
+    assert_eq!(parse_rfc3339("2026-11-28T14:03:07+02:00"), None);
   }
 
   #[test]

@@ -166,19 +166,9 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<i32, Error> {
   let lua = start_lua(&workflow, &file, &lua_files)?;
   let (row, attempt) = store.claim(&args.run_id)?;
   let events = store.events(&row.id)?;
-  let now = store::now_ms();
-  let waited = store
-    .waiting_since(&row.id)?
-    .into_iter()
-    .map(|(stage, since)| {
-      let ms = u64::try_from(now.saturating_sub(since)).unwrap_or(0);
-      (stage, std::time::Duration::from_millis(ms))
-    })
-    .collect();
   let resume = runtime::Resume {
     events,
     decisions: store.pending_decisions(&row.id)?,
-    waited,
     attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
   };
   let seq = store.next_seq(&row.id)?;

@@ -4,6 +4,7 @@
 pub mod analyzer;
 pub mod builtin;
 pub mod cli;
+pub mod dag;
 mod decompose;
 pub mod diagnostic;
 pub mod duration;

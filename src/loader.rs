@@ -141,6 +141,18 @@ fn load(name: &str, text: &str, base: Option<&Path>) -> Result<Workflow, Diagnos
   }
 }
 
+/// The typed model of `text` without the cross-stage checks (for tests of those checks' parts).
+#[cfg(test)]
+pub(crate) fn load_unchecked(name: &str, text: &str) -> Option<Workflow> {
+  let source = Source::new(name, text);
+  let root = yaml::parse(&source).ok()?;
+  let mut loader = Loader {
+    source: Arc::clone(&source),
+    diagnostics: Diagnostics::default(),
+  };
+  loader.workflow(&root)
+}
+
 /// Keys of a skill's `skill.yaml`.
 const SKILL_META_KEYS: &[&str] = &[
   "description",
@@ -621,6 +633,7 @@ impl Loader {
       stages: Vec::new(),
       outputs: IndexMap::new(),
       reads: std::sync::OnceLock::new(),
+      dag: std::sync::OnceLock::new(),
     };
     if let Some(node) = map.get("swdl") {
       match node.value {

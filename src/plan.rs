@@ -2,7 +2,6 @@
 use super::*;
 use crate::workflow::{Backoff, OnFailure, Stage, StageKind, Workflow};
 use indexmap::IndexMap;
-use petgraph::{algo::toposort, graph::DiGraph};
 use serde::Serialize;
 use std::{fmt::Write as _, time::Duration};
 
@@ -80,22 +79,10 @@ pub struct PlannedStage {
 /// Builds the plan for `workflow` given resolved parameter values.
 pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -> Plan {
   let n = workflow.stages.len();
-  let index = workflow.stage_index();
-  let mut graph = DiGraph::<usize, ()>::with_capacity(n, n);
-  let nodes: Vec<_> = (0..n).map(|i| graph.add_node(i)).collect();
-  let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-  for (i, stage) in workflow.stages.iter().enumerate() {
-    for dep in &stage.depends_on {
-      if let Some(&d) = index.get(dep.as_str()) {
-        graph.add_edge(nodes[d], nodes[i], ());
-        dependents[d].push(i);
-      }
-    }
-  }
-  // A loaded workflow is acyclic; fall back to file order rather than panic if it is not.
-  let order: Vec<usize> = toposort(&graph, None)
-    .map(|o| o.into_iter().map(|ix| graph[ix]).collect())
-    .unwrap_or_else(|_| (0..n).collect());
+  let dag = workflow.dag();
+  let order = &dag.order;
+  let level = &dag.level;
+  let dependents = &dag.dependents;
 
   let param_ctx = parameter_context(params);
   let decisions: Vec<Option<&'static str>> = workflow
@@ -129,19 +116,13 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
       }
     })
     .collect();
-  let mut level = vec![0usize; n];
   // Longest chain ending at each stage: (estimated time, stage count, previous stage).
   let mut best: Vec<(Duration, usize, Option<usize>)> = vec![(Duration::ZERO, 0, None); n];
   let mut worst_to: Vec<Option<Duration>> = vec![Some(Duration::ZERO); n];
-  for &i in &order {
-    let stage = &workflow.stages[i];
+  for &i in order {
     let mut longest = (Duration::ZERO, 0, None);
     let mut worst_before = Some(Duration::ZERO);
-    for dep in &stage.depends_on {
-      let Some(&d) = index.get(dep.as_str()) else {
-        continue;
-      };
-      level[i] = level[i].max(level[d] + 1);
+    for &d in &dag.deps[i] {
       if (best[d].0, best[d].1) > (longest.0, longest.1) {
         longest = (best[d].0, best[d].1, Some(d));
       }

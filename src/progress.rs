@@ -1375,6 +1375,7 @@ mod tests {
       params: json!({}),
       max_parallel: 3,
       stages,
+      seed: 0,
     }
   }
 

@@ -459,7 +459,6 @@ impl Session {
     let resume = (!prior.is_empty()).then(|| Resume {
       events: prior.clone(),
       decisions: HashMap::new(),
-      waited: HashMap::new(),
       attempt: 1,
     });
     let options = RunOptions {

@@ -252,11 +252,15 @@ pub(crate) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<i32, E
   let mut store = open(args.store.as_deref())?;
   let row = store.run(&args.run_id)?;
   let events = store.events(&row.id)?;
-  // The latest wait of the stage, with its timeout.
+  // The latest wait of the stage, with its timeout, which counts from when it first opened.
   let waited = events.iter().rev().find_map(|r| match &r.event {
     Event::GateWaiting {
       stage, timeout_ms, ..
     } if *stage == args.stage => Some(*timeout_ms),
+    _ => None,
+  });
+  let opened = events.iter().find_map(|r| match &r.event {
+    Event::GateWaiting { stage, .. } if *stage == args.stage => event::parse_rfc3339(&r.ts),
     _ => None,
   });
   let state = fold(&row, events)?;
@@ -281,11 +285,9 @@ pub(crate) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<i32, E
       row.id, row.status
     ))));
   }
-  if let Some(Some(timeout_ms)) = waited {
-    let since = store.waiting_since(&row.id)?;
-    if let Some(since) = since.get(&args.stage)
-      && store::now_ms() - since >= i64::try_from(timeout_ms).unwrap_or(i64::MAX)
-    {
+  if let (Some(Some(timeout_ms)), Some(opened)) = (waited, opened) {
+    let now = u64::try_from(store::now_ms()).unwrap_or(0);
+    if now.saturating_sub(opened) >= timeout_ms {
       return Err(Error::Store(StoreError::Refused(format!(
         "the gate `{}` of run `{}` timed out; `swdl resume {}` decides it as its `on_timeout` \
          says",

@@ -108,6 +108,11 @@ impl RunState {
     }
   }
 
+  /// The position of a stage in file order, by id.
+  pub fn position(&self, id: &str) -> Option<usize> {
+    self.index.get(id).copied()
+  }
+
   /// The state of a stage by id.
   pub fn stage(&self, id: &str) -> Option<&StageState> {
     self

@@ -737,20 +737,6 @@ impl Store {
       |row| row.get(0),
     )?)
   }
-
-  /// How long ago (ms) stage `stage` of run `id` last began to wait at its gate.
-  ///
-  /// # Errors
-  ///
-  /// A failed read.
-  pub fn waiting_since(&self, id: &str) -> Result<HashMap<String, i64>, StoreError> {
-    let mut statement = self.conn.prepare(
-      "SELECT stage, min(ts_ms) FROM events WHERE run = ?1 AND event = 'gate_waiting'
-       GROUP BY stage",
-    )?;
-    let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-  }
 }
 
 /// Inserts one event and its derived rows inside `tx`.

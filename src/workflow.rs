@@ -29,6 +29,9 @@ pub struct Workflow {
   /// Which stages each stage's expressions read, worked out once on first use.
   #[serde(skip)]
   pub reads: std::sync::OnceLock<Vec<StageReads>>,
+  /// The dependency graph, built once on first use.
+  #[serde(skip)]
+  pub dag: std::sync::OnceLock<dag::Dag>,
 }
 
 /// The stages one stage's `if`, `with`, gate message and compensation read.
@@ -57,6 +60,11 @@ impl Workflow {
       let index = self.stage_index();
       self.stages.iter().map(|s| s.reads(&index)).collect()
     })
+  }
+
+  /// The dependency graph of the stages (built once, then cached).
+  pub fn dag(&self) -> &dag::Dag {
+    self.dag.get_or_init(|| dag::Dag::new(self))
   }
 
   /// The stage with this id.

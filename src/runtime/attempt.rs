@@ -1,0 +1,211 @@
+//! Attempts: building a stage's `StageTask`, what a finished attempt means (its output contract
+//! included), and the log lines it sends while it runs.
+use super::machine::{Command, Core, Finished, Phase};
+use super::*;
+use crate::{
+  event::Event,
+  executor::{LogStream, StageResult, StageTask},
+  workflow::{RetryOn, Stage},
+};
+
+impl Core {
+  /// Starts an attempt of stage `i` (after a risk approval when one is needed).
+  pub(super) fn start_or_wait(&mut self, i: usize) {
+    if self.needs_approval(i) && self.slots[i].attempts == 0 {
+      self.open_gate(i, "approval");
+      return;
+    }
+    let workflow = Arc::clone(&self.workflow);
+    let stage = &workflow.stages[i];
+    let Some(call) = stage.skill() else {
+      return;
+    };
+    let uses = match self.slots[i].phase {
+      Phase::Primary => call.uses.clone(),
+      Phase::Fallback(f) => stage.fallback.get(f).cloned().unwrap_or_default(),
+      Phase::Chosen => self.slots[i].chosen.clone().unwrap_or_default(),
+    };
+    let ctx = self.context(i, self.flags(i));
+    let mut inputs = match scope::resolve_with(&call.with, &ctx) {
+      Ok(inputs) => inputs,
+      Err(error) => {
+        self.fail_without_attempt(
+          i,
+          format!("inputs could not be evaluated: {error}"),
+          "inputs",
+        );
+        return;
+      }
+    };
+    if let (Some(overrides), serde_json::Value::Object(map)) =
+      (&self.slots[i].overrides, &mut inputs)
+    {
+      map.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let inputs = Arc::new(inputs);
+    let attempt = self.slots[i].attempts + 1;
+    let task = self.task(i, &uses, attempt, Arc::clone(&inputs), "");
+    self.emit(Event::StageStarted {
+      stage: stage.id.clone(),
+      attempt,
+      uses,
+      inputs,
+    });
+    // It holds its slot from now (the fold counted it in flight).
+    self.commands.push_back(Command::Start {
+      stage: i,
+      attempt,
+      task,
+      timeout: stage.timeout,
+    });
+  }
+
+  /// The task for one attempt (or, with `suffix` `/compensate`, a compensation) of stage `i`.
+  pub(super) fn task(
+    &self,
+    i: usize,
+    uses: &str,
+    attempt: u32,
+    inputs: Arc<serde_json::Value>,
+    suffix: &str,
+  ) -> StageTask {
+    let stage = &self.workflow.stages[i];
+    StageTask {
+      run: self.options.run_id.clone(),
+      stage: stage.id.clone(),
+      attempt,
+      idempotency_key: format!("{}/{}{suffix}", self.options.run_id, stage.id),
+      skill: uses.to_string(),
+      inputs,
+      timeout_ms: machine::millis(stage.timeout),
+      permissions: self
+        .workflow
+        .config
+        .permissions
+        .get(uses)
+        .cloned()
+        .unwrap_or_default(),
+      env: self.scope.env_strings.clone(),
+      memory: self.memory.view(),
+    }
+  }
+
+  /// A log line from attempt `attempt` of stage `i`; lines of attempts no longer current are
+  /// dropped.
+  pub(super) fn on_log(&mut self, i: usize, attempt: u32, stream: LogStream, message: String) {
+    let current = self.running.get(i).and_then(Option::as_ref);
+    if current.is_none_or(|r| r.attempt != attempt) {
+      return;
+    }
+    let id = self.id(i);
+    self.emit(Event::Log {
+      stage: id,
+      attempt,
+      stream: stream.as_str().into(),
+      message,
+    });
+  }
+
+  /// Attempt `attempt` of stage `i` ended.
+  pub(super) fn on_finished(&mut self, i: usize, attempt: u32, result: Finished) {
+    // A result from an attempt that was already cancelled is stale.
+    let Some(running) = self.running.get(i).and_then(Option::as_ref) else {
+      return;
+    };
+    if running.attempt != attempt {
+      return;
+    }
+    let uses = running.uses.clone();
+    let elapsed = self.now.saturating_sub(running.started);
+    let workflow = Arc::clone(&self.workflow);
+    let stage = &workflow.stages[i];
+    let id = stage.id.clone();
+    match result {
+      Finished::Result(StageResult::Completed {
+        outputs, summary, ..
+      }) => {
+        if let Err(error) = check_contract(stage, &outputs) {
+          self.emit(Event::StageFailed {
+            stage: id,
+            attempt: Some(attempt),
+            uses: Some(uses),
+            error,
+            reason: "contract".into(),
+            duration_ms: elapsed,
+          });
+          self.after_failure(i, RetryOn::Error);
+          return;
+        }
+        self.emit(Event::StageCompleted {
+          stage: id,
+          attempt,
+          uses,
+          outputs: Arc::new(serde_json::Value::Object(outputs)),
+          summary,
+          duration_ms: elapsed,
+        });
+      }
+      Finished::Result(StageResult::Failed { error }) => {
+        self.emit(Event::StageFailed {
+          stage: id,
+          attempt: Some(attempt),
+          uses: Some(uses),
+          error,
+          reason: "error".into(),
+          duration_ms: elapsed,
+        });
+        self.after_failure(i, RetryOn::Error);
+      }
+      Finished::TimedOut => {
+        self.emit(Event::StageTimedOut {
+          stage: id,
+          attempt,
+          uses,
+          timeout_ms: machine::millis(stage.timeout),
+          duration_ms: elapsed,
+        });
+        self.after_failure(i, RetryOn::Timeout);
+      }
+    }
+  }
+
+  /// A stage fails before any attempt ran (a rejected gate, an `if` or inputs that failed).
+  pub(super) fn fail_without_attempt(&mut self, i: usize, error: String, reason: &str) {
+    let id = self.id(i);
+    self.emit(Event::StageFailed {
+      stage: id,
+      attempt: None,
+      uses: None,
+      error,
+      reason: reason.into(),
+      duration_ms: 0,
+    });
+    self.final_failure(i);
+  }
+}
+
+/// Checks outputs against the stage's contract; the message names the offending field.
+pub(super) fn check_contract(
+  stage: &Stage,
+  outputs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+  for (name, field) in &stage.outputs {
+    match outputs.get(name) {
+      None | Some(serde_json::Value::Null) if field.required => {
+        return Err(format!(
+          "output contract broken: required output `{name}` ({}) is missing",
+          field.ty
+        ));
+      }
+      Some(value) if !value.is_null() && !field.ty.accepts(value) => {
+        return Err(format!(
+          "output contract broken: output `{name}` must be {}, got {}",
+          field.ty,
+          workflow::json_kind(value)
+        ));
+      }
+      _ => {}
+    }
+  }
+  Ok(())
+}

@@ -1,0 +1,629 @@
+//! The core's state and its one entry point, [`Core::handle`]: an input comes in with the time,
+//! events and commands come out. The concerns it delegates to live in sibling modules, each
+//! adding methods to [`Core`]: `fold` (events into bookkeeping), `queue` (ready queue, slots,
+//! pause and breakpoints), `attempt` (starting attempts, output contracts), `retry` (what
+//! follows a failed attempt), `gate` (gates and approvals), `recovery` (Lua recovery advice),
+//! `outcome` (stopping, compensation, the final event) and `scope` (a stage's expression scope).
+use super::*;
+use crate::{
+  event::{Event, EventRecord, StageStatus},
+  executor::{LogStream, Memory, StageResult, StageTask},
+  expr::Value,
+  workflow::{GateDecision, RetryOn, Workflow},
+};
+use std::{
+  cmp::Reverse,
+  collections::{BinaryHeap, VecDeque},
+  time::Duration,
+};
+
+/// Milliseconds since the Unix epoch: the only notion of time the core has.
+pub type Millis = u64;
+
+/// What the core needs to know about how to run, beyond the workflow file.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+  /// Run id.
+  pub run_id: String,
+  /// Stages executing at once (at least 1).
+  pub max_parallel: usize,
+  /// Resolved parameter values.
+  pub params: IndexMap<String, serde_json::Value>,
+  /// Gates and approvals approved up front.
+  pub approve: HashSet<String>,
+  /// Gates and approvals rejected up front.
+  pub reject: HashSet<String>,
+  /// Approve every gate and approval.
+  pub approve_all: bool,
+  /// Hides secret values in everything emitted.
+  pub masker: Masker,
+  /// The driver can answer policy and recovery questions (the workflow has Lua hooks).
+  pub hooks: bool,
+  /// Start paused: nothing starts before a step or a resume.
+  pub start_paused: bool,
+}
+
+/// Something that happened, handed to [`Core::handle`] with the time it happened.
+#[derive(Debug)]
+pub enum Input {
+  /// Begin a fresh run; `seed` drives retry jitter and is recorded in `run_started`.
+  Start {
+    /// Seed for every random choice of the run.
+    seed: u64,
+  },
+  /// Continue a run from its recorded events.
+  Resume(Resume),
+  /// An attempt started by [`Command::Start`] ended.
+  Finished {
+    /// Stage index.
+    stage: usize,
+    /// The attempt.
+    attempt: u32,
+    /// How it ended.
+    result: Finished,
+  },
+  /// An attempt logged a line.
+  Log {
+    /// Stage index.
+    stage: usize,
+    /// The attempt.
+    attempt: u32,
+    /// Which stream.
+    stream: LogStream,
+    /// The line.
+    message: String,
+  },
+  /// Time passed; timers due by now fire (every input fires them, this one does nothing else).
+  Tick,
+  /// Someone steered the run.
+  Steer(Steer),
+  /// The answer to [`Command::AskPolicy`].
+  Policy {
+    /// Stage index.
+    stage: usize,
+    /// The policy asked.
+    policy: String,
+    /// Its decision, or why it failed.
+    result: Result<hooks::PolicyDecision, String>,
+  },
+  /// The answer to [`Command::AskRecovery`].
+  Recovery {
+    /// Stage index.
+    stage: usize,
+    /// The failed attempt.
+    attempt: u32,
+    /// The strategy asked.
+    strategy: String,
+    /// Its action, or why it failed.
+    result: Result<hooks::RecoveryAction, String>,
+  },
+  /// A compensation started by [`Command::Compensate`] ended.
+  Compensated {
+    /// Stage index.
+    stage: usize,
+    /// How it ended.
+    result: Finished,
+  },
+  /// The run store could not make events durable: the run must stop.
+  StoreFailed,
+  /// Nothing can progress until someone decides a gate and nobody is there to: suspend.
+  Suspend,
+}
+
+/// How an attempt or compensation ended.
+#[derive(Debug)]
+pub enum Finished {
+  /// The executor returned.
+  Result(StageResult),
+  /// It ran into its timeout.
+  TimedOut,
+}
+
+/// The ways to steer a live run (the control channel's commands that change the run).
+#[derive(Debug, Clone)]
+pub enum Steer {
+  /// Stop starting stages.
+  Pause,
+  /// Start stages again.
+  Resume,
+  /// Stop everything.
+  Cancel,
+  /// While paused, start the next ready stage.
+  Step,
+  /// Pause before this stage starts.
+  Break(String),
+  /// Remove a breakpoint.
+  Unbreak(String),
+  /// Decide a waiting gate or approval.
+  Decide {
+    /// Stage id.
+    stage: String,
+    /// Approve or reject.
+    decision: GateDecision,
+    /// Who decided.
+    by: String,
+    /// Why.
+    reason: Option<String>,
+    /// Values for the gate's declared inputs.
+    inputs: Option<serde_json::Value>,
+  },
+}
+
+/// What the driver must do for the core.
+#[derive(Debug)]
+pub enum Command {
+  /// Start an attempt; report its end as [`Input::Finished`].
+  Start {
+    /// Stage index.
+    stage: usize,
+    /// The attempt.
+    attempt: u32,
+    /// What to run.
+    task: StageTask,
+    /// Stop it after this long and report [`Finished::TimedOut`].
+    timeout: Duration,
+  },
+  /// Stop a started attempt; its result no longer matters.
+  Cancel {
+    /// Stage index.
+    stage: usize,
+    /// The attempt.
+    attempt: u32,
+  },
+  /// Ask an approval policy; report the answer as [`Input::Policy`].
+  AskPolicy {
+    /// Stage index.
+    stage: usize,
+    /// The policy.
+    policy: String,
+    /// What it decides on.
+    request: hooks::PolicyStage,
+  },
+  /// Ask a recovery strategy; report the answer as [`Input::Recovery`].
+  AskRecovery {
+    /// Stage index.
+    stage: usize,
+    /// The failed attempt.
+    attempt: u32,
+    /// The strategy.
+    strategy: String,
+    /// What failed.
+    failure: hooks::Failure,
+  },
+  /// Run a compensation; report its end as [`Input::Compensated`].
+  Compensate {
+    /// Stage index.
+    stage: usize,
+    /// What to run.
+    task: StageTask,
+    /// Stop it after this long.
+    timeout: Duration,
+  },
+}
+
+/// Why the run stopped starting ordinary stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+  /// A stage failed under `on_failure: halt`.
+  Halt,
+  /// The user cancelled.
+  Cancel,
+  /// The whole-run timeout expired.
+  Timeout,
+}
+
+impl Stop {
+  pub(super) fn reason(self) -> &'static str {
+    match self {
+      Self::Halt => "halt",
+      Self::Cancel => "cancel",
+      Self::Timeout => "timeout",
+    }
+  }
+
+  pub(super) fn from_reason(reason: &str) -> Option<Self> {
+    match reason {
+      "halt" => Some(Self::Halt),
+      "cancel" => Some(Self::Cancel),
+      "timeout" => Some(Self::Timeout),
+      _ => None,
+    }
+  }
+}
+
+/// Which skill the next attempt of a stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Phase {
+  /// The stage's own skill, with retries.
+  #[default]
+  Primary,
+  /// `fallback[i]`, one attempt each.
+  Fallback(usize),
+  /// A skill a recovery strategy chose, one attempt.
+  Chosen,
+}
+
+/// What the last recorded event of a stage leaves to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum After {
+  /// An attempt failed this way; a retry, fallback, recovery or the end follows.
+  Failed(RetryOn),
+  /// Nothing more will be tried: `on_failure` applies.
+  GaveUp,
+}
+
+/// A running attempt.
+#[derive(Debug, Clone)]
+pub(super) struct Running {
+  pub(super) attempt: u32,
+  pub(super) uses: String,
+  pub(super) started: Millis,
+}
+
+/// Bookkeeping per stage; statuses and outputs shown to users live in the folded state.
+#[derive(Debug, Default)]
+pub(super) struct Slot {
+  /// Dependencies not settled yet.
+  pub(super) remaining: usize,
+  /// Some ancestor failed or timed out (failures under `ignore` do not count).
+  pub(super) upstream_failed: bool,
+  /// Some ancestor was cancelled.
+  pub(super) upstream_cancelled: bool,
+  /// Total attempts started, across the primary skill and fallbacks.
+  pub(super) attempts: u32,
+  /// Attempts of the primary skill.
+  pub(super) tries: u32,
+  pub(super) phase: Phase,
+  /// A risk approval was granted (so the stage may start).
+  pub(super) approved: bool,
+  /// Passed its breakpoint once (so resuming does not stop at it again).
+  pub(super) passed_break: bool,
+  /// The value seen as `stages.<id>` once settled.
+  pub(super) value: Value,
+  /// Real (unmasked) outputs, for later stages' inputs.
+  pub(super) outputs: Option<Arc<serde_json::Value>>,
+  /// Failed under `on_failure: ignore`.
+  pub(super) ignored: bool,
+  /// Inputs a recovery strategy replaced for the next attempt.
+  pub(super) overrides: Option<serde_json::Map<String, serde_json::Value>>,
+  /// The skill a recovery strategy chose for the next attempt.
+  pub(super) chosen: Option<String>,
+  /// When the first attempt started.
+  pub(super) first_started: Option<Millis>,
+  /// When its gate first opened (its timeout counts from here, across resumes).
+  pub(super) opened: Option<Millis>,
+  /// When the next attempt is due, while waiting out a retry delay.
+  pub(super) retry_due: Option<Millis>,
+  /// What its last event leaves to decide.
+  pub(super) after: Option<After>,
+  /// A policy or recovery question is out.
+  pub(super) asking: bool,
+  /// The kind (`gate` or `approval`) and message of a gate whose policy was asked.
+  pub(super) gate_ask: Option<(String, Option<String>)>,
+  /// In the ready or runnable queue.
+  pub(super) queued: bool,
+  /// A recovery strategy settled it and stopped the run (`abort` or `compensate`).
+  pub(super) recovery_halts: Option<bool>,
+  /// Has a final status.
+  pub(super) settled: bool,
+}
+
+/// The deterministic core of one run. See the module docs of [`crate::runtime`].
+pub struct Core {
+  pub(super) workflow: Arc<Workflow>,
+  pub(super) options: CoreOptions,
+  pub(super) state: state::RunState,
+  pub(super) slots: Vec<Slot>,
+  pub(super) running: Vec<Option<Running>>,
+  /// Dependencies settled; condition not evaluated yet. Ordered by (level, file order).
+  pub(super) ready: BinaryHeap<Reverse<(usize, usize)>>,
+  /// Condition passed; waiting for a free slot.
+  pub(super) runnable: BinaryHeap<Reverse<(usize, usize)>>,
+  /// Waiting out a retry delay: (due, stage).
+  pub(super) delayed: BinaryHeap<Reverse<(Millis, usize)>>,
+  /// Gates and approvals waiting for a decision, with their deadlines.
+  pub(super) waiting: Vec<usize>,
+  pub(super) deadlines: Vec<(Millis, usize)>,
+  pub(super) in_flight: usize,
+  pub(super) asks: usize,
+  pub(super) settled: usize,
+  pub(super) completion_order: Vec<usize>,
+  pub(super) compensated: HashSet<usize>,
+  pub(super) stop: Option<Stop>,
+  pub(super) rejected: bool,
+  pub(super) paused: bool,
+  pub(super) steps: usize,
+  pub(super) breakpoints: HashSet<String>,
+  pub(super) memory: Memory,
+  pub(super) scope: scope::Scope,
+  /// When this core began (the run timeout and `duration_ms` count from here).
+  pub(super) began: Millis,
+  pub(super) deadline: Option<Millis>,
+  pub(super) seed: u64,
+  pub(super) errors: Vec<String>,
+  /// A recovery strategy or a store failure asked to stop without compensating.
+  pub(super) skip_compensation: bool,
+  /// Decisions made while the run was not executing, applied when their gates open.
+  pub(super) prior_decisions: HashMap<String, PriorDecision>,
+  /// Compensations still to run, most recently completed stage first, once finishing.
+  pub(super) finishing: Option<outcome::Finishing>,
+  pub(super) finished: bool,
+  pub(super) commands: VecDeque<Command>,
+  pub(super) outbox: Vec<EventRecord>,
+  pub(super) now: Millis,
+  run_id: Arc<str>,
+  /// `YYYY-MM-DDTHH:MM:SS` of the second in `ts_second`, reused while it does not change.
+  ts_cache: (u64, String),
+}
+
+impl Core {
+  /// A core for `workflow`, before any input.
+  pub fn new(workflow: Arc<Workflow>, options: CoreOptions) -> Self {
+    let n = workflow.stages.len();
+    let dag = workflow.dag();
+    let slots = (0..n)
+      .map(|i| Slot {
+        remaining: dag.deps[i].len(),
+        ..Slot::default()
+      })
+      .collect();
+    Self {
+      state: state::RunState::new(&workflow, &options.run_id),
+      scope: scope::Scope::new(&workflow, &options),
+      run_id: Arc::from(options.run_id.as_str()),
+      slots,
+      running: vec![None; n],
+      ready: BinaryHeap::new(),
+      runnable: BinaryHeap::new(),
+      delayed: BinaryHeap::new(),
+      waiting: Vec::new(),
+      deadlines: Vec::new(),
+      in_flight: 0,
+      asks: 0,
+      settled: 0,
+      completion_order: Vec::new(),
+      compensated: HashSet::new(),
+      stop: None,
+      rejected: false,
+      paused: options.start_paused,
+      steps: 0,
+      breakpoints: HashSet::new(),
+      memory: Memory::default(),
+      began: 0,
+      deadline: None,
+      seed: 0,
+      errors: Vec::new(),
+      skip_compensation: false,
+      prior_decisions: HashMap::new(),
+      finishing: None,
+      finished: false,
+      commands: VecDeque::new(),
+      outbox: Vec::new(),
+      now: 0,
+      ts_cache: (u64::MAX, String::new()),
+      workflow,
+      options,
+    }
+  }
+
+  /// Handles one input that happened at `now`: timers due by then fire first, then the input,
+  /// then everything that can move forward does. Read the results with
+  /// [`Core::take_events`] and [`Core::next_command`].
+  pub fn handle(&mut self, now: Millis, input: Input) {
+    // Time never goes backwards for the core, whatever the driver's clock does.
+    self.now = self.now.max(now);
+    if self.finished {
+      return;
+    }
+    match input {
+      Input::Start { seed } => self.start(seed),
+      Input::Resume(resume) => self.resume(resume),
+      Input::Finished {
+        stage,
+        attempt,
+        result,
+      } => self.on_finished(stage, attempt, result),
+      Input::Log {
+        stage,
+        attempt,
+        stream,
+        message,
+      } => self.on_log(stage, attempt, stream, message),
+      Input::Tick => {}
+      Input::Steer(steer) => self.steer(steer),
+      Input::Policy {
+        stage,
+        policy,
+        result,
+      } => self.on_policy(stage, &policy, result),
+      Input::Recovery {
+        stage,
+        attempt,
+        strategy,
+        result,
+      } => self.on_recovery(stage, attempt, &strategy, result),
+      Input::Compensated { stage, result } => self.on_compensated(stage, result),
+      Input::StoreFailed => {
+        if self.stop.is_none() {
+          self
+            .errors
+            .push("the run store could not record the run's events; the run stopped".into());
+          self.skip_compensation = true;
+          self.begin_stop(Stop::Halt);
+        }
+      }
+      Input::Suspend => self.begin_finish(),
+    }
+    self.fire_timers();
+    self.schedule();
+    if self.finishing.is_none() && self.settled == self.slots.len() {
+      self.begin_finish();
+    }
+  }
+
+  /// Events emitted since the last call, masked, in order.
+  pub fn take_events(&mut self) -> Vec<EventRecord> {
+    std::mem::take(&mut self.outbox)
+  }
+
+  /// Whether events are waiting in [`Core::take_events`].
+  pub fn has_events(&self) -> bool {
+    !self.outbox.is_empty()
+  }
+
+  /// The next thing the driver must do, oldest first.
+  pub fn next_command(&mut self) -> Option<Command> {
+    self.commands.pop_front()
+  }
+
+  /// When the earliest timer (a retry, a gate deadline, the run timeout) is due.
+  pub fn next_timer(&self) -> Option<Millis> {
+    let retry = self.delayed.peek().map(|Reverse((due, _))| *due);
+    let gate = self.deadlines.iter().map(|(d, _)| *d).min();
+    [retry, gate, self.deadline].into_iter().flatten().min()
+  }
+
+  /// The run ended: `run_completed` was emitted.
+  pub fn is_finished(&self) -> bool {
+    self.finished
+  }
+
+  /// Whether the run should suspend now: nothing is in flight or due, gates wait (or the run is
+  /// paused with nobody left to resume it), and nobody can decide them. `decider` says someone
+  /// watches the gates; `control_open` that steering can still arrive.
+  pub fn should_suspend(&self, decider: bool, control_open: bool) -> bool {
+    if self.finishing.is_some()
+      || self.in_flight > 0
+      || self.asks > 0
+      || !self.delayed.is_empty()
+      || !self.commands.is_empty()
+    {
+      return false;
+    }
+    let stuck = self.runnable.is_empty() || self.paused;
+    let gates = !self.waiting.is_empty();
+    let can_wait = decider || !self.deadlines.is_empty();
+    stuck && ((gates && !can_wait && !self.paused) || (self.paused && !control_open && !gates))
+  }
+
+  /// The folded state: what every sink has been told.
+  pub fn state(&self) -> &state::RunState {
+    &self.state
+  }
+
+  /// Where the run stands.
+  pub fn snapshot(&self) -> Snapshot {
+    let names = |list: &mut dyn Iterator<Item = usize>| -> Vec<String> {
+      list.map(|i| self.workflow.stages[i].id.clone()).collect()
+    };
+    Snapshot {
+      paused: self.paused,
+      running: names(&mut (0..self.running.len()).filter(|&i| self.running[i].is_some())),
+      waiting: names(&mut self.waiting.iter().copied()),
+      runnable: names(&mut self.runnable.iter().map(|Reverse((_, i))| *i)),
+      delayed: names(&mut self.delayed.iter().map(|Reverse((_, i))| *i)),
+      settled: self.settled,
+    }
+  }
+
+  /// How the run ended (or where it stands, if it has not).
+  pub fn outcome(&self) -> RunOutcome {
+    RunOutcome {
+      waiting: self
+        .waiting
+        .iter()
+        .map(|&i| self.workflow.stages[i].id.clone())
+        .collect(),
+      rejected: self.rejected,
+      state: self.state.clone(),
+    }
+  }
+
+  /// Consumes the core into its outcome, without copying the state.
+  pub fn into_outcome(self) -> RunOutcome {
+    RunOutcome {
+      waiting: self
+        .waiting
+        .iter()
+        .map(|&i| self.workflow.stages[i].id.clone())
+        .collect(),
+      rejected: self.rejected,
+      state: self.state,
+    }
+  }
+
+  /// Begins a fresh run.
+  fn start(&mut self, seed: u64) {
+    self.began = self.now;
+    self.seed = seed;
+    self.deadline = self.workflow.config.timeout.map(|t| self.now + millis(t));
+    let started_at = self.rfc3339(self.now);
+    self.scope.set_run(&self.options.run_id, &started_at, 1);
+    self.resolve_env();
+    self.emit(Event::RunStarted {
+      workflow: self.workflow.name.clone(),
+      params: serde_json::Value::Object(self.options.params.clone().into_iter().collect()),
+      max_parallel: self.options.max_parallel,
+      stages: self.workflow.stages.len(),
+      seed,
+    });
+    for i in 0..self.slots.len() {
+      if self.slots[i].remaining == 0 {
+        self.push_ready(i);
+      }
+    }
+  }
+
+  /// Emits an event: the folded state gets it masked, the core's own bookkeeping gets the real
+  /// values, sinks get the masked record.
+  pub(super) fn emit(&mut self, event: Event) {
+    let ts = self.rfc3339(self.now);
+    let record = EventRecord {
+      ts,
+      run: Arc::clone(&self.run_id),
+      event,
+    };
+    if self.options.masker.is_empty() {
+      self.state.apply(&record);
+      self.apply(&record);
+      self.outbox.push(record);
+    } else {
+      let mut masked = record.clone();
+      self.options.masker.mask_event(&mut masked.event);
+      self.state.apply(&masked);
+      self.apply(&record);
+      self.outbox.push(masked);
+    }
+  }
+
+  /// RFC 3339 for `ms`, reusing the formatted second.
+  pub(super) fn rfc3339(&mut self, ms: Millis) -> String {
+    let second = ms / 1_000;
+    if self.ts_cache.0 != second {
+      let full = event::rfc3339_ms(ms);
+      self.ts_cache = (second, full[..19].to_string());
+    }
+    format!("{}.{:03}Z", self.ts_cache.1, ms % 1_000)
+  }
+
+  pub(super) fn id(&self, i: usize) -> String {
+    self.workflow.stages[i].id.clone()
+  }
+
+  pub(super) fn status(&self, i: usize) -> StageStatus {
+    self
+      .state
+      .stages
+      .get_index(i)
+      .map_or(StageStatus::Pending, |(_, s)| s.status)
+  }
+
+  pub(super) fn level(&self, i: usize) -> usize {
+    self.workflow.dag().level[i]
+  }
+}
+
+/// Milliseconds of a duration, saturating.
+pub(super) fn millis(d: Duration) -> u64 {
+  u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

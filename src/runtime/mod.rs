@@ -1,0 +1,181 @@
+//! The runtime: a deterministic core that decides what a run does next ([`Core`]), and the
+//! drivers around it that carry those decisions out.
+//!
+//! The core ([`machine`] and the modules that extend it, one concern each) takes the workflow
+//! plus each thing that happens — an attempt finished, time passed, a decision arrived, pause or
+//! cancel was asked — as an [`Input`] stamped with the time, and answers with events (the run's
+//! record) and [`Command`]s (start this attempt, stop that one, ask this policy, run this
+//! compensation). It reads no clock, spawns nothing and touches no store, Lua or terminal, so the
+//! same inputs give the same events on every machine; resuming a run is folding its recorded
+//! events back into a fresh core ([`fold`]).
+//!
+//! [`driver`] is the local tokio driver that `swdl run`, `swdl resume` and the REPL use;
+//! [`delivery`] makes events durable in the run store and only then shows them to everyone
+//! else. The simulation tests (`sim`) drive the same core with a virtual clock and injected
+//! faults.
+use super::*;
+use crate::{event::RunStatus, mask::Masker, workflow::GateDecision};
+use indexmap::IndexMap;
+use std::collections::{HashMap, HashSet};
+
+mod attempt;
+mod delivery;
+mod driver;
+mod fold;
+mod gate;
+mod machine;
+mod outcome;
+mod queue;
+mod recovery;
+mod retry;
+mod scope;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+pub use driver::execute;
+pub use machine::{Command, Core, CoreOptions, Finished, Input, Millis, Steer};
+
+/// Commands that steer a live run: the only way anything outside the runtime changes it.
+#[derive(Debug)]
+pub enum Control {
+  /// Stop starting stages; running ones finish.
+  Pause,
+  /// Start stages again.
+  Resume,
+  /// Stop everything: in-flight attempts are cancelled, nothing new starts.
+  Cancel,
+  /// While paused, start the next ready stage (one only).
+  Step,
+  /// Pause before this stage starts.
+  Break(String),
+  /// Remove a breakpoint.
+  Unbreak(String),
+  /// Decide a waiting gate or approval.
+  Decide {
+    /// Stage id.
+    stage: String,
+    /// Approve or reject.
+    decision: GateDecision,
+    /// Who decided.
+    by: String,
+    /// Why.
+    reason: Option<String>,
+    /// Values for the gate's declared inputs.
+    inputs: Option<serde_json::Value>,
+  },
+  /// Report where the run stands, once everything sent before is handled and its events are
+  /// out.
+  Query(tokio::sync::oneshot::Sender<Snapshot>),
+}
+
+/// Where a live run stands (the answer to [`Control::Query`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+  /// No new stages start.
+  pub paused: bool,
+  /// Stages with an attempt in flight.
+  pub running: Vec<String>,
+  /// Gates and approvals waiting for a decision.
+  pub waiting: Vec<String>,
+  /// Stages that could start now but for the pause or a free slot.
+  pub runnable: Vec<String>,
+  /// Stages waiting out a retry delay.
+  pub delayed: Vec<String>,
+  /// Stages with a final status.
+  pub settled: usize,
+}
+
+/// How to run, beyond what the workflow file says.
+#[derive(Clone)]
+pub struct RunOptions {
+  /// Run id.
+  pub run_id: String,
+  /// Stages executing at once.
+  pub max_parallel: usize,
+  /// Resolved parameter values.
+  pub params: IndexMap<String, serde_json::Value>,
+  /// Gates and approvals approved up front.
+  pub approve: HashSet<String>,
+  /// Gates and approvals rejected up front.
+  pub reject: HashSet<String>,
+  /// Approve every gate and approval.
+  pub approve_all: bool,
+  /// Someone is watching `gate_waiting` events and will send `Control::Decide`; without it, an
+  /// undecided gate suspends the run once nothing else can progress.
+  pub interactive: bool,
+  /// Hides secret values in everything emitted.
+  pub masker: Masker,
+  /// Approval policies and recovery strategies, when the workflow has hooks.
+  pub hooks: Option<Arc<dyn hooks::Hooks>>,
+  /// Continue a run from its recorded events instead of starting afresh.
+  pub resume: Option<Resume>,
+  /// Start paused: nothing starts before `Control::Step` or `Control::Resume` (the REPL).
+  pub start_paused: bool,
+}
+
+impl RunOptions {
+  /// What the core needs of these options.
+  pub fn core(&self) -> CoreOptions {
+    CoreOptions {
+      run_id: self.run_id.clone(),
+      max_parallel: self.max_parallel.max(1),
+      params: self.params.clone(),
+      approve: self.approve.clone(),
+      reject: self.reject.clone(),
+      approve_all: self.approve_all,
+      masker: self.masker.clone(),
+      hooks: self.hooks.is_some(),
+      start_paused: self.start_paused,
+    }
+  }
+}
+
+/// What a resumed run continues from (`swdl resume`).
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+  /// Every event recorded so far, in order.
+  pub events: Vec<event::EventRecord>,
+  /// Decisions on gates made while the run was suspended (`swdl approve|reject`), by stage.
+  pub decisions: HashMap<String, PriorDecision>,
+  /// `run.attempt`: one more than the number of times the run was resumed before.
+  pub attempt: u32,
+}
+
+/// A gate decision recorded while its run was not executing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorDecision {
+  /// Approve or reject.
+  pub decision: GateDecision,
+  /// Who decided (`user` for `swdl approve`).
+  pub by: String,
+  /// Why, if given.
+  pub reason: Option<String>,
+  /// Values for the gate's declared `inputs`.
+  pub inputs: Option<serde_json::Value>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+  /// The final state (the fold of every event).
+  pub state: state::RunState,
+  /// True when a gate or approval was rejected.
+  pub rejected: bool,
+  /// Gates still waiting when the run suspended.
+  pub waiting: Vec<String>,
+}
+
+impl RunOutcome {
+  /// The process exit code for this outcome (SPEC section 2).
+  pub fn exit_code(&self) -> i32 {
+    match self.state.status {
+      RunStatus::Completed if !self.rejected => exit::OK,
+      RunStatus::Cancelled => exit::CANCELLED,
+      _ if self.rejected => exit::CANCELLED,
+      RunStatus::Waiting => exit::SUSPENDED,
+      _ => exit::FAILED,
+    }
+  }
+}

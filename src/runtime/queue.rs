@@ -1,0 +1,269 @@
+//! The ready queue and the parallel slots: which stage is looked at next (level, then file
+//! order), when a runnable stage gets a slot, pausing, stepping and breakpoints, and timers.
+use super::machine::{Core, Stop};
+use super::*;
+use crate::{
+  event::{Event, StageStatus},
+  workflow::{GateDecision, StageKind},
+};
+use std::cmp::Reverse;
+
+impl Core {
+  /// Queues stage `i` to have its condition evaluated.
+  pub(super) fn push_ready(&mut self, i: usize) {
+    self.slots[i].queued = true;
+    self.ready.push(Reverse((self.level(i), i)));
+  }
+
+  /// Queues stage `i` for a free slot.
+  pub(super) fn push_runnable(&mut self, i: usize) {
+    self.slots[i].queued = true;
+    self.runnable.push(Reverse((self.level(i), i)));
+  }
+
+  /// Moves work forward: evaluates ready stages, then starts runnable ones while slots are free.
+  pub(super) fn schedule(&mut self) {
+    loop {
+      while let Some(Reverse((_, i))) = self.ready.pop() {
+        self.slots[i].queued = false;
+        self.evaluate(i);
+      }
+      self.start_runnable();
+      if self.ready.is_empty() {
+        break;
+      }
+    }
+  }
+
+  /// Starts runnable stages while slots are free and the run is not paused.
+  fn start_runnable(&mut self) {
+    while let Some(&Reverse((_, i))) = self.runnable.peek() {
+      if let Some(stop) = self.stop
+        && !self.runs_while_stopping(i, stop)
+      {
+        self.runnable.pop();
+        self.slots[i].queued = false;
+        self.cancel_pending(i, stop);
+        continue;
+      }
+      // Clean-up stages that run after a halt or cancel still take a slot each.
+      if self.in_flight >= self.options.max_parallel {
+        break;
+      }
+      if self.stop.is_none() {
+        if self.paused && self.steps == 0 {
+          break;
+        }
+        let stage = &self.workflow.stages[i];
+        if self.breakpoints.contains(&stage.id)
+          && !self.slots[i].passed_break
+          && self.slots[i].attempts == 0
+        {
+          self.slots[i].passed_break = true;
+          if !self.paused || self.steps == 0 {
+            let id = stage.id.clone();
+            self.emit(Event::RunPaused {
+              reason: "breakpoint".into(),
+              stage: Some(id),
+            });
+            break;
+          }
+        }
+        if self.paused {
+          self.steps = self.steps.saturating_sub(1);
+        }
+      }
+      self.runnable.pop();
+      self.slots[i].queued = false;
+      self.start_or_wait(i);
+    }
+  }
+
+  /// Whether stage `i` still runs after the run stopped: clean-up stages asking for it.
+  pub(super) fn runs_while_stopping(&self, i: usize, stop: Stop) -> bool {
+    let Some(condition) = &self.workflow.stages[i].condition else {
+      return false;
+    };
+    let wanted: &[&str] = match stop {
+      Stop::Halt => &["always", "failure"],
+      Stop::Cancel => &["always", "cancelled"],
+      Stop::Timeout => return false,
+    };
+    condition
+      .template
+      .exprs()
+      .any(|(e, _)| scope::calls_any(e, wanted))
+  }
+
+  /// Computes stage `i`'s upstream flags from its direct dependencies, which carry their own
+  /// ancestors' flags.
+  pub(super) fn upstream(&mut self, i: usize) {
+    let (mut failed, mut cancelled) = (false, false);
+    for &d in &self.workflow.dag().deps[i] {
+      let slot = &self.slots[d];
+      let status = self.status(d);
+      failed |= slot.upstream_failed
+        || (matches!(status, StageStatus::Failed | StageStatus::TimedOut) && !slot.ignored);
+      cancelled |= slot.upstream_cancelled || status == StageStatus::Cancelled;
+    }
+    self.slots[i].upstream_failed = failed;
+    self.slots[i].upstream_cancelled = cancelled;
+  }
+
+  /// Dependencies are settled: skip, cancel, queue for a slot, or wait at a gate.
+  fn evaluate(&mut self, i: usize) {
+    let slot = &self.slots[i];
+    // Anything already under way (restored by a resume, or queued twice) is left alone.
+    if slot.settled
+      || slot.asking
+      || slot.retry_due.is_some()
+      || slot.after.is_some()
+      || self.running[i].is_some()
+      || self.waiting.contains(&i)
+    {
+      return;
+    }
+    self.upstream(i);
+    if let Some(stop) = self.stop
+      && !self.runs_while_stopping(i, stop)
+    {
+      self.cancel_pending(i, stop);
+      return;
+    }
+    let flags = self.flags(i);
+    let stage = &self.workflow.stages[i];
+    let run = match &stage.condition {
+      None => Ok(flags.success),
+      Some(condition) => {
+        let ctx = self.context(i, flags);
+        let explicit = condition
+          .template
+          .exprs()
+          .any(|(e, _)| e.uses_status_function());
+        match condition.template.single() {
+          Some(e) => e
+            .eval(&ctx)
+            .map(|v| v.is_truthy() && (explicit || flags.success)),
+          None => condition
+            .template
+            .eval(&ctx)
+            .map(|v| v.is_truthy() && (explicit || flags.success)),
+        }
+      }
+    };
+    match run {
+      Err(error) => {
+        let message = format!("`if` could not be evaluated: {}", error.kind);
+        self.fail_without_attempt(i, message, "condition");
+      }
+      Ok(false) => {
+        let reason = if flags.success {
+          "condition"
+        } else {
+          "dependency"
+        };
+        let id = self.id(i);
+        self.emit(Event::StageSkipped {
+          stage: id,
+          reason: reason.into(),
+        });
+      }
+      Ok(true) => match &stage.kind {
+        StageKind::Gate(_) => self.open_gate(i, "gate"),
+        StageKind::Skill(_) if self.needs_approval(i) => self.open_gate(i, "approval"),
+        StageKind::Skill(_) => self.push_runnable(i),
+      },
+    }
+  }
+
+  /// Fires every timer due by now: the run timeout, retry delays, gate deadlines.
+  pub(super) fn fire_timers(&mut self) {
+    let now = self.now;
+    if self.deadline.is_some_and(|d| d <= now) {
+      self.deadline = None;
+      let limit = self.workflow.config.timeout.unwrap_or_default();
+      self.errors.push(format!(
+        "the run timed out after {}",
+        duration::format_duration(limit)
+      ));
+      self.begin_stop(Stop::Timeout);
+      return;
+    }
+    while let Some(&Reverse((due, i))) = self.delayed.peek() {
+      if due > now {
+        break;
+      }
+      self.delayed.pop();
+      if self.slots[i].retry_due == Some(due) && !self.slots[i].settled {
+        self.slots[i].retry_due = None;
+        self.push_runnable(i);
+      }
+    }
+    let mut expired: Vec<usize> = self
+      .deadlines
+      .iter()
+      .filter(|(d, _)| *d <= now)
+      .map(|(_, i)| *i)
+      .collect();
+    expired.sort_unstable();
+    for i in expired {
+      let on_timeout = self.workflow.stages[i]
+        .gate()
+        .map_or(GateDecision::Reject, |g| g.on_timeout);
+      self.decide(
+        i,
+        on_timeout,
+        "timeout".into(),
+        Some("no decision before the gate's timeout".into()),
+        None,
+      );
+    }
+  }
+
+  /// Applies one steering command.
+  pub(super) fn steer(&mut self, steer: Steer) {
+    match steer {
+      Steer::Pause => {
+        if !self.paused && self.stop.is_none() {
+          self.emit(Event::RunPaused {
+            reason: "pause".into(),
+            stage: None,
+          });
+        }
+      }
+      Steer::Resume => {
+        if self.paused {
+          self.emit(Event::RunResumed {});
+        }
+      }
+      Steer::Step => {
+        if self.paused {
+          self.steps += 1;
+        }
+      }
+      Steer::Cancel => self.begin_stop(Stop::Cancel),
+      Steer::Break(id) => {
+        self.breakpoints.insert(id);
+      }
+      Steer::Unbreak(id) => {
+        self.breakpoints.remove(&id);
+      }
+      Steer::Decide {
+        stage,
+        decision,
+        by,
+        reason,
+        inputs,
+      } => {
+        let waiting = self
+          .waiting
+          .iter()
+          .copied()
+          .find(|&w| self.workflow.stages[w].id == stage);
+        if let Some(i) = waiting {
+          self.decide(i, decision, by, reason, inputs);
+        }
+      }
+    }
+  }
+}

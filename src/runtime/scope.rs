@@ -1,0 +1,257 @@
+//! The expression scope of a stage: `parameters`, `env`, `run`, `workflow`, the `stages` it
+//! reads and `memory`, plus resolving inputs against it.
+use super::machine::{Core, Stop};
+use super::*;
+use crate::{
+  executor::Memory,
+  expr::{Context, StatusFlags, Value},
+  workflow::{Input, Workflow},
+};
+
+/// The parts of every scope that do not depend on the stage.
+#[derive(Debug, Default)]
+pub(super) struct Scope {
+  params: Value,
+  pub(super) env: Value,
+  /// `config.env` as strings, for tasks.
+  pub(super) env_strings: IndexMap<String, String>,
+  run: Value,
+  workflow: Value,
+}
+
+impl Scope {
+  pub(super) fn new(workflow: &Workflow, options: &CoreOptions) -> Self {
+    Self {
+      params: Value::from(serde_json::Value::Object(
+        options.params.clone().into_iter().collect(),
+      )),
+      env: Value::Null,
+      env_strings: IndexMap::new(),
+      run: Value::Null,
+      workflow: object([
+        ("name", Value::from(workflow.name.as_str())),
+        (
+          "version",
+          workflow.version.as_deref().map_or(Value::Null, Value::from),
+        ),
+      ]),
+    }
+  }
+
+  /// Sets `run`: its id, when it started, and how many times it has been run.
+  pub(super) fn set_run(&mut self, id: &str, started_at: &str, attempt: u32) {
+    self.run = object([
+      ("id", Value::from(id)),
+      ("started_at", Value::from(started_at)),
+      ("attempt", Value::Number(f64::from(attempt))),
+    ]);
+  }
+
+  /// Parameters as user code may see them: secrets masked.
+  pub(super) fn masked_params(&self, options: &CoreOptions) -> serde_json::Value {
+    let mut params = serde_json::Value::Object(options.params.clone().into_iter().collect());
+    options.masker.mask_json(&mut params);
+    params
+  }
+}
+
+impl Core {
+  /// Resolves `config.env` once, against parameters, run and workflow.
+  pub(super) fn resolve_env(&mut self) {
+    let mut values: IndexMap<String, Value> = IndexMap::new();
+    let mut strings = IndexMap::new();
+    let workflow = Arc::clone(&self.workflow);
+    for (key, input) in &workflow.config.env {
+      let ctx = self.context_with(
+        Value::Object(Arc::new(values.clone())),
+        Value::Null,
+        StatusFlags::default(),
+      );
+      match resolve_input(input, &ctx) {
+        Ok(v) => {
+          let value = Value::from(v);
+          strings.insert(key.clone(), value.to_text());
+          values.insert(key.clone(), value);
+        }
+        Err(e) => self.errors.push(format!("config.env.{key}: {e}")),
+      }
+    }
+    self.scope.env = Value::Object(Arc::new(values));
+    self.scope.env_strings = strings;
+  }
+
+  pub(super) fn context_with(
+    &self,
+    env: Value,
+    stages: Value,
+    status: StatusFlags,
+  ) -> StageContext {
+    StageContext {
+      params: self.scope.params.clone(),
+      env,
+      run: self.scope.run.clone(),
+      workflow: self.scope.workflow.clone(),
+      stages,
+      memory_log: self.memory.clone(),
+      status,
+    }
+  }
+
+  /// The expression context of stage `i`: only the stages it reads are built into `stages`.
+  pub(super) fn context(&self, i: usize, status: StatusFlags) -> StageContext {
+    let reads = &self.workflow.reads()[i];
+    let mut stages = IndexMap::new();
+    let visible: Box<dyn Iterator<Item = usize>> = if reads.all {
+      Box::new(0..self.slots.len())
+    } else {
+      Box::new(reads.stages.iter().copied())
+    };
+    for r in visible {
+      stages.insert(self.workflow.stages[r].id.clone(), self.stage_value(r));
+    }
+    self.context_with(
+      self.scope.env.clone(),
+      Value::Object(Arc::new(stages)),
+      status,
+    )
+  }
+
+  /// `stages.<id>` for any stage: settled ones have their cached value.
+  pub(super) fn stage_value(&self, i: usize) -> Value {
+    if self.slots[i].settled {
+      return self.slots[i].value.clone();
+    }
+    object([
+      ("outputs", Value::Null),
+      ("status", Value::from(self.status(i).as_str())),
+      ("attempts", Value::Number(f64::from(self.slots[i].attempts))),
+    ])
+  }
+
+  /// `success()`, `failure()` and `cancelled()` as stage `i` sees them.
+  pub(super) fn flags(&self, i: usize) -> StatusFlags {
+    let slot = &self.slots[i];
+    StatusFlags {
+      success: !slot.upstream_failed && !slot.upstream_cancelled,
+      failure: slot.upstream_failed,
+      cancelled: self.stop == Some(Stop::Cancel),
+    }
+  }
+}
+
+pub(super) fn risk_name(risk: workflow::Risk) -> &'static str {
+  match risk {
+    workflow::Risk::Low => "low",
+    workflow::Risk::Medium => "medium",
+    workflow::Risk::High => "high",
+    workflow::Risk::Critical => "critical",
+  }
+}
+
+pub(super) fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+  Value::Object(Arc::new(
+    fields
+      .into_iter()
+      .map(|(k, v)| (k.to_string(), v))
+      .collect(),
+  ))
+}
+
+/// Whether an expression calls one of the named status functions.
+pub(super) fn calls_any(e: &expr::Expr, names: &[&str]) -> bool {
+  use expr::ExprKind as K;
+  match &e.kind {
+    K::Call { name, args } => {
+      names.iter().any(|n| n.eq_ignore_ascii_case(name)) || args.iter().any(|a| calls_any(a, names))
+    }
+    K::Literal(_) | K::Name(_) => false,
+    K::Property { base, .. } | K::Filter { base } | K::Not(base) => calls_any(base, names),
+    K::Index { base, index } => calls_any(base, names) || calls_any(index, names),
+    K::Binary { lhs, rhs, .. } => calls_any(lhs, names) || calls_any(rhs, names),
+    K::Logical { operands, .. } | K::Array(operands) => {
+      operands.iter().any(|o| calls_any(o, names))
+    }
+    K::Ternary {
+      condition,
+      then,
+      otherwise,
+    } => calls_any(condition, names) || calls_any(then, names) || calls_any(otherwise, names),
+    K::Object(fields) => fields.iter().any(|(_, v)| calls_any(v, names)),
+  }
+}
+
+/// Evaluates every input of a `with` into one JSON object.
+pub(super) fn resolve_with(
+  with: &IndexMap<String, Input>,
+  ctx: &dyn Context,
+) -> Result<serde_json::Value, String> {
+  let mut out = serde_json::Map::with_capacity(with.len());
+  for (key, input) in with {
+    out.insert(key.clone(), resolve_input(input, ctx)?);
+  }
+  Ok(serde_json::Value::Object(out))
+}
+
+/// Evaluates the expressions in one input; literals are returned as they are.
+pub(super) fn resolve_input(input: &Input, ctx: &dyn Context) -> Result<serde_json::Value, String> {
+  Ok(match input {
+    Input::Literal(v) => v.clone(),
+    Input::Expr(e) => e
+      .template
+      .eval(ctx)
+      .map_err(|error| format!("`{}`: {}", e.text, error.kind))?
+      .to_json(),
+    Input::List(items) => serde_json::Value::Array(
+      items
+        .iter()
+        .map(|i| resolve_input(i, ctx))
+        .collect::<Result<_, _>>()?,
+    ),
+    Input::Map(entries) => serde_json::Value::Object(
+      entries
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), resolve_input(v, ctx)?)))
+        .collect::<Result<_, String>>()?,
+    ),
+  })
+}
+
+/// The expression context of one evaluation.
+pub(super) struct StageContext {
+  params: Value,
+  env: Value,
+  run: Value,
+  workflow: Value,
+  stages: Value,
+  memory_log: Memory,
+  status: StatusFlags,
+}
+
+impl StageContext {
+  /// Makes stage `id` visible under `stages` too.
+  pub(super) fn add_stage(&mut self, id: &str, value: Value) {
+    if let Value::Object(stages) = &mut self.stages {
+      Arc::make_mut(stages).insert(id.to_string(), value);
+    }
+  }
+}
+
+impl Context for StageContext {
+  fn lookup(&self, name: &str) -> Option<Value> {
+    let value = match name.to_ascii_lowercase().as_str() {
+      "parameters" => self.params.clone(),
+      "env" => self.env.clone(),
+      "run" => self.run.clone(),
+      "workflow" => self.workflow.clone(),
+      "stages" => self.stages.clone(),
+      // Built on use: most expressions never read memory.
+      "memory" => Value::from(serde_json::to_value(self.memory_log.view()).unwrap_or_default()),
+      _ => return None,
+    };
+    Some(value)
+  }
+
+  fn status(&self) -> StatusFlags {
+    self.status
+  }
+}

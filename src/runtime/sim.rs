@@ -1,0 +1,813 @@
+//! Deterministic simulation of the core: generated workflows run on a virtual clock with a
+//! seeded fault injector (attempt outcomes and durations, hangs that run into timeouts, policy
+//! and recovery answers, pauses, cancels, gate decisions, crashes that lose uncommitted events
+//! and resume from the committed ones, suspensions decided and resumed), with invariants
+//! checked after every step.
+//!
+//! `cargo test --lib runtime::sim` runs 10,000 seeds (`SWDL_SIM_RUNS` changes the count, e.g.
+//! `SWDL_SIM_RUNS=1000000 cargo test --release --lib runtime::sim`); a failing seed is printed
+//! with the command that replays it alone: `SWDL_SIM_SEED=N cargo test --lib runtime::sim`.
+use super::machine::{Command, Core, Finished, Input, Millis, Steer};
+use super::*;
+use crate::{
+  event::{Event, EventRecord, RunStatus, StageStatus},
+  executor::StageResult,
+  workflow::{OnFailure, Workflow},
+};
+use std::{collections::BTreeMap, fmt::Write as _};
+
+/// A small seeded generator (SplitMix64): the whole simulation draws from it.
+struct Rng(u64);
+
+impl Rng {
+  fn next(&mut self) -> u64 {
+    self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = self.0;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+  }
+
+  /// A number in `0..n`.
+  fn below(&mut self, n: u64) -> u64 {
+    if n == 0 { 0 } else { self.next() % n }
+  }
+
+  /// True with probability `percent` / 100.
+  fn chance(&mut self, percent: u64) -> bool {
+    self.below(100) < percent
+  }
+
+  fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+    items[self.below(items.len() as u64) as usize]
+  }
+}
+
+/// Writes a random workflow: a DAG of skill stages and gates with retries, timeouts, `if`,
+/// every `on_failure`, fallbacks, compensations, risk approvals, policies and recovery.
+fn generate(rng: &mut Rng) -> String {
+  let n = 1 + rng.below(8) as usize;
+  let mut text = String::from("name: sim\n");
+  let _ = write!(
+    text,
+    "config: {{ max_parallel: {}, approval: {{ require_for: high }}",
+    1 + rng.below(4)
+  );
+  if rng.chance(10) {
+    let _ = write!(text, ", timeout: {}ms", 200 + rng.below(2_000));
+  }
+  text.push_str(" }\nstages:\n");
+  for i in 0..n {
+    let _ = writeln!(text, "  - id: s{i}");
+    let deps: Vec<String> = (0..i)
+      .filter(|_| rng.chance(35))
+      .map(|d| format!("s{d}"))
+      .collect();
+    if !deps.is_empty() {
+      let _ = writeln!(text, "    depends_on: [{}]", deps.join(", "));
+    }
+    if rng.chance(12) {
+      let _ = write!(text, "    gate: {{ message: wait for s{i}");
+      if rng.chance(40) {
+        let on_timeout = rng.pick(&["approve", "reject"]);
+        let _ = write!(
+          text,
+          ", timeout: {}ms, on_timeout: {on_timeout}",
+          10 + rng.below(300)
+        );
+      }
+      if rng.chance(25) {
+        let _ = write!(
+          text,
+          ", policy: {}",
+          rng.pick(&["yes", "no", "ask", "broken"])
+        );
+      }
+      text.push_str(" }\n");
+    } else {
+      let _ = writeln!(text, "    uses: work\n    with: {{ n: {i} }}");
+      let _ = writeln!(text, "    timeout: {}ms", 20 + rng.below(400));
+      if rng.chance(40) {
+        let _ = write!(
+          text,
+          "    retry: {{ max_attempts: {}, delay: {}ms",
+          1 + rng.below(3),
+          rng.below(60)
+        );
+        if rng.chance(50) {
+          text.push_str(", jitter: true");
+        }
+        if rng.chance(20) {
+          text.push_str(", on: [timeout]");
+        }
+        text.push_str(" }\n");
+      }
+      if rng.chance(20) {
+        text.push_str("    fallback: [backup]\n");
+      }
+      if rng.chance(25) {
+        text.push_str("    compensate: undo\n");
+      }
+      if rng.chance(10) {
+        text.push_str("    risk: high\n");
+      }
+      if rng.chance(10) {
+        let _ = writeln!(text, "    recover: {}", rng.pick(&["advise", "broken"]));
+      }
+    }
+    if rng.chance(20) {
+      let condition = rng.pick(&[
+        "always()",
+        "failure()",
+        "cancelled()",
+        "success()",
+        "false",
+        "parameters.go",
+      ]);
+      let _ = writeln!(text, "    if: \"$<< {condition} >>\"");
+    }
+    if rng.chance(45) {
+      let _ = writeln!(
+        text,
+        "    on_failure: {}",
+        rng.pick(&["halt", "continue", "ignore"])
+      );
+    }
+  }
+  text.push_str("parameters:\n  go: { type: boolean, default: true }\n");
+  text
+}
+
+/// Something the simulated world will report to the core at a time.
+#[derive(Debug)]
+enum Due {
+  Attempt {
+    stage: usize,
+    attempt: u32,
+    result: Option<bool>,
+  },
+  Policy {
+    stage: usize,
+    policy: String,
+  },
+  Recovery {
+    stage: usize,
+    attempt: u32,
+    strategy: String,
+  },
+  Compensation {
+    stage: usize,
+    ok: Option<bool>,
+  },
+}
+
+/// One simulated run, across every crash and resume.
+struct Sim {
+  rng: Rng,
+  workflow: Arc<Workflow>,
+  core: Core,
+  now: Millis,
+  /// What the world owes the core, by when; ties keep insertion order.
+  due: BTreeMap<(Millis, u64), Due>,
+  sequence: u64,
+  /// Every event the current incarnation's store holds or was handed, in order.
+  log: Vec<EventRecord>,
+  /// How many of them are committed (survive a crash).
+  committed: usize,
+  /// Every event of every incarnation, for the determinism check.
+  all: Vec<EventRecord>,
+  /// Stages whose completion was committed: they must never start again.
+  done: Vec<bool>,
+  /// The observer's fold of the current incarnation's stream.
+  seen: state::RunState,
+  running: Vec<bool>,
+  incarnation: u32,
+  steers: u32,
+  cancel_took: bool,
+  steps: u32,
+  trace: bool,
+}
+
+const EPOCH: Millis = 1_800_000_000_000;
+
+impl Sim {
+  fn new(seed: u64, trace: bool) -> Result<Self, String> {
+    let mut rng = Rng(seed);
+    let text = generate(&mut rng);
+    if trace {
+      eprintln!("{text}");
+    }
+    let workflow = Arc::new(loader::load_str("sim.yaml", &text).map_err(|d| d.render(false))?);
+    let core = Core::new(Arc::clone(&workflow), options(&workflow));
+    let n = workflow.stages.len();
+    Ok(Self {
+      seen: state::RunState::new(&workflow, "sim"),
+      rng,
+      core,
+      now: EPOCH,
+      due: BTreeMap::new(),
+      sequence: 0,
+      log: Vec::new(),
+      committed: 0,
+      all: Vec::new(),
+      done: vec![false; n],
+      running: vec![false; n],
+      incarnation: 1,
+      steers: 0,
+      cancel_took: false,
+      steps: 0,
+      trace,
+      workflow,
+    })
+  }
+
+  fn run(&mut self) -> Result<(), String> {
+    let seed = self.rng.next();
+    self.input(Input::Start { seed })?;
+    loop {
+      self.steps += 1;
+      if self.steps > 20_000 {
+        return Err("the run did not end after 20,000 steps".into());
+      }
+      if self.core.is_finished() {
+        if self.finished()? {
+          return Ok(());
+        }
+        continue;
+      }
+      if self.incarnation < 6 && self.rng.chance(2) {
+        self.crash()?;
+        continue;
+      }
+      if self.steers < 8 && self.rng.chance(4) {
+        self.steers += 1;
+        self.steer()?;
+        continue;
+      }
+      if self.core.should_suspend(false, true) {
+        self.input(Input::Suspend)?;
+        continue;
+      }
+      let world = self.due.keys().next().map(|&(at, _)| at);
+      let timer = self.core.next_timer();
+      let world_first = match (world, timer) {
+        (Some(w), Some(t)) => w <= t,
+        (Some(_), None) => true,
+        (None, _) => false,
+      };
+      match timer {
+        _ if world_first => {
+          let Some(((at, _), due)) = self.due.pop_first() else {
+            continue;
+          };
+          self.now = self.now.max(at);
+          self.deliver(due)?;
+        }
+        Some(t) => {
+          self.now = self.now.max(t);
+          self.input(Input::Tick)?;
+        }
+        None if self.core.paused => self.input(Input::Steer(Steer::Resume))?,
+        None => return Err("stuck: nothing in flight, no timer, and no suspension".into()),
+      }
+    }
+  }
+
+  /// Hands the core one input, carries out its commands, and checks every invariant.
+  fn input(&mut self, input: Input) -> Result<(), String> {
+    if self.trace {
+      eprintln!("{} <- {input:?}", self.now - EPOCH);
+    }
+    if matches!(input, Input::Steer(Steer::Cancel))
+      && self.core.stop.is_none()
+      && self.core.finishing.is_none()
+    {
+      self.cancel_took = true;
+    }
+    self.core.handle(self.now, input);
+    while let Some(command) = self.core.next_command() {
+      self.command(command)?;
+      self.observe()?;
+    }
+    self.observe()?;
+    // The store commits some of what it was handed (all of it, most of the time).
+    if self.rng.chance(70) {
+      self.committed = self.log.len();
+    } else if self.log.len() > self.committed {
+      self.committed += self.rng.below((self.log.len() - self.committed) as u64) as usize;
+    }
+    Ok(())
+  }
+
+  fn at(&mut self, delay: Millis, due: Due) {
+    self.sequence += 1;
+    self.due.insert((self.now + delay, self.sequence), due);
+  }
+
+  fn command(&mut self, command: Command) -> Result<(), String> {
+    if self.trace {
+      eprintln!("{} -> {command:?}", self.now - EPOCH);
+    }
+    match command {
+      Command::Start {
+        stage,
+        attempt,
+        timeout,
+        ..
+      } => {
+        let timeout = machine::millis(timeout);
+        let roll = self.rng.below(100);
+        let result = match roll {
+          0..60 => Some(true),
+          60..85 => Some(false),
+          _ => None,
+        };
+        let took = match result {
+          // Hangs run into their timeout.
+          None => timeout,
+          Some(_) if self.rng.chance(30) => 0,
+          Some(_) => self.rng.below(timeout + 50),
+        };
+        if took == 0 && result.is_some() {
+          // Done on the first poll, like `echo`: handled before the next command.
+          self.input(Input::Finished {
+            stage,
+            attempt,
+            result: outcome(stage, result),
+          })?;
+        } else {
+          let result = if took >= timeout { None } else { result };
+          self.at(
+            took.min(timeout),
+            Due::Attempt {
+              stage,
+              attempt,
+              result,
+            },
+          );
+        }
+      }
+      Command::Cancel { stage, attempt } => {
+        self.due.retain(|_, d| {
+          !matches!(d, Due::Attempt { stage: s, attempt: a, .. } if *s == stage && *a == attempt)
+        });
+      }
+      Command::AskPolicy { stage, policy, .. } => {
+        let delay = self.rng.below(30);
+        self.at(delay, Due::Policy { stage, policy });
+      }
+      Command::AskRecovery {
+        stage,
+        attempt,
+        strategy,
+        ..
+      } => {
+        let delay = self.rng.below(30);
+        self.at(
+          delay,
+          Due::Recovery {
+            stage,
+            attempt,
+            strategy,
+          },
+        );
+      }
+      Command::Compensate { stage, timeout, .. } => {
+        let ok = match self.rng.below(10) {
+          0 => None,
+          1 | 2 => Some(false),
+          _ => Some(true),
+        };
+        let delay = if ok.is_none() {
+          machine::millis(timeout)
+        } else {
+          self.rng.below(40)
+        };
+        self.at(delay, Due::Compensation { stage, ok });
+      }
+    }
+    Ok(())
+  }
+
+  fn deliver(&mut self, due: Due) -> Result<(), String> {
+    let input = match due {
+      Due::Attempt {
+        stage,
+        attempt,
+        result,
+      } => Input::Finished {
+        stage,
+        attempt,
+        result: outcome(stage, result),
+      },
+      Due::Policy { stage, policy } => {
+        let reason = Some("simulated".to_string());
+        let result = match policy.as_str() {
+          "yes" => Ok(hooks::PolicyDecision::Approve { reason }),
+          "no" => Ok(hooks::PolicyDecision::Reject { reason }),
+          "ask" => Ok(hooks::PolicyDecision::Ask { reason }),
+          _ => Err("simulated policy failure".into()),
+        };
+        Input::Policy {
+          stage,
+          policy,
+          result,
+        }
+      }
+      Due::Recovery {
+        stage,
+        attempt,
+        strategy,
+      } => {
+        let result = if strategy == "broken" {
+          Err("simulated recovery failure".into())
+        } else {
+          Ok(match self.rng.below(6) {
+            0 => hooks::RecoveryAction::Retry {
+              delay: Some(std::time::Duration::from_millis(self.rng.below(20))),
+              with: Some(serde_json::Map::from_iter([("n".into(), 99.into())])),
+            },
+            1 => hooks::RecoveryAction::Fallback {
+              uses: "backup".into(),
+            },
+            2 => hooks::RecoveryAction::Skip,
+            3 => hooks::RecoveryAction::Abort,
+            4 => hooks::RecoveryAction::Compensate,
+            _ => hooks::RecoveryAction::Retry {
+              delay: None,
+              with: None,
+            },
+          })
+        };
+        Input::Recovery {
+          stage,
+          attempt,
+          strategy,
+          result,
+        }
+      }
+      Due::Compensation { stage, ok } => Input::Compensated {
+        stage,
+        result: match ok {
+          Some(true) => Finished::Result(StageResult::outputs(serde_json::Map::new())),
+          Some(false) => Finished::Result(StageResult::failed("undo failed")),
+          None => Finished::TimedOut,
+        },
+      },
+    };
+    self.input(input)
+  }
+
+  /// Someone steers: pause, resume, step, cancel, or decide a waiting gate.
+  fn steer(&mut self) -> Result<(), String> {
+    let waiting = self.core.waiting.clone();
+    let steer = match self.rng.below(10) {
+      0..3 if !waiting.is_empty() => {
+        let i = waiting[self.rng.below(waiting.len() as u64) as usize];
+        Steer::Decide {
+          stage: self.workflow.stages[i].id.clone(),
+          decision: if self.rng.chance(70) {
+            workflow::GateDecision::Approve
+          } else {
+            workflow::GateDecision::Reject
+          },
+          by: "sim".into(),
+          reason: None,
+          inputs: None,
+        }
+      }
+      3 | 4 => Steer::Pause,
+      5 | 6 => Steer::Resume,
+      7 => Steer::Step,
+      8 if self.rng.chance(30) => Steer::Cancel,
+      _ => Steer::Break(format!("s{}", self.rng.below(8))),
+    };
+    self.input(Input::Steer(steer))
+  }
+
+  /// The process dies: uncommitted events are lost, attempts in flight with it; a new core
+  /// resumes from what the store holds.
+  fn crash(&mut self) -> Result<(), String> {
+    if self.trace {
+      eprintln!(
+        "{} crash after {} committed events",
+        self.now - EPOCH,
+        self.committed
+      );
+    }
+    self.log.truncate(self.committed);
+    self.restart(HashMap::new())
+  }
+
+  fn restart(&mut self, decisions: HashMap<String, PriorDecision>) -> Result<(), String> {
+    self.incarnation += 1;
+    self.due.clear();
+    self.seen = state::RunState::new(&self.workflow, "sim");
+    self.running.iter_mut().for_each(|r| *r = false);
+    self.done.iter_mut().for_each(|d| *d = false);
+    for record in &self.log {
+      if let Event::StageCompleted { stage, .. } = &record.event
+        && let Some(i) = self.seen.position(stage)
+      {
+        self.done[i] = true;
+      }
+      self.seen.apply(record);
+    }
+    self.core = Core::new(Arc::clone(&self.workflow), options(&self.workflow));
+    self.cancel_took = false;
+    let resume = Resume {
+      events: self.log.clone(),
+      decisions,
+      attempt: self.incarnation,
+    };
+    self.input(Input::Resume(resume))
+  }
+
+  /// The run emitted `run_completed`: check its final statuses; a suspended run gets its gates
+  /// decided and resumes. Returns true when the simulation is over.
+  fn finished(&mut self) -> Result<bool, String> {
+    self.committed = self.log.len();
+    self.final_statuses()?;
+    if self.seen.status != RunStatus::Waiting {
+      return Ok(true);
+    }
+    if self.incarnation > 40 {
+      return Err("still suspended after 40 resumes".into());
+    }
+    let mut decisions = HashMap::new();
+    for &i in &self.core.waiting {
+      let decision = if self.rng.chance(75) {
+        workflow::GateDecision::Approve
+      } else {
+        workflow::GateDecision::Reject
+      };
+      decisions.insert(
+        self.workflow.stages[i].id.clone(),
+        PriorDecision {
+          decision,
+          by: "user".into(),
+          reason: None,
+          inputs: None,
+        },
+      );
+    }
+    self.restart(decisions)?;
+    Ok(false)
+  }
+
+  /// Folds new events into the observer's view and checks the invariants that hold at every
+  /// step.
+  fn observe(&mut self) -> Result<(), String> {
+    let dag = self.workflow.dag();
+    for record in self.core.take_events() {
+      let stage = record.event.stage().and_then(|s| self.seen.position(s));
+      match (&record.event, stage) {
+        (Event::StageStarted { .. } | Event::GateWaiting { .. }, Some(i)) => {
+          for &d in &dag.deps[i] {
+            let status = self.seen.stages[d].status;
+            if !status.is_settled() {
+              return Err(format!(
+                "`{}` started while its dependency `{}` was {}",
+                self.workflow.stages[i].id,
+                self.workflow.stages[d].id,
+                status.as_str()
+              ));
+            }
+          }
+          if self.done[i] {
+            return Err(format!(
+              "`{}` ran again after its completion was committed",
+              self.workflow.stages[i].id
+            ));
+          }
+          if let Event::StageStarted { .. } = record.event {
+            self.running[i] = true;
+            let in_flight = self.running.iter().filter(|r| **r).count();
+            if in_flight > self.core.options.max_parallel {
+              return Err(format!(
+                "{in_flight} attempts in flight with max_parallel {}",
+                self.core.options.max_parallel
+              ));
+            }
+          }
+        }
+        (
+          Event::StageCompleted { .. }
+          | Event::StageFailed { .. }
+          | Event::StageTimedOut { .. }
+          | Event::StageCancelled { .. },
+          Some(i),
+        ) => {
+          self.running[i] = false;
+          if let Event::StageCompleted { .. } = record.event {
+            self.done[i] = true;
+          }
+        }
+        _ => {}
+      }
+      self.seen.apply(&record);
+      self.log.push(record.clone());
+      self.all.push(record);
+    }
+    Ok(())
+  }
+
+  /// SPEC sections 3 and 10: what a finished run's statuses must look like.
+  fn final_statuses(&self) -> Result<(), String> {
+    let state = &self.seen;
+    let dag = self.workflow.dag();
+    let id = |i: usize| self.workflow.stages[i].id.as_str();
+    let failed = |i: usize| {
+      matches!(
+        state.stages[i].status,
+        StageStatus::Failed | StageStatus::TimedOut
+      )
+    };
+    let ignored = |i: usize| self.core.slots[i].ignored;
+    match state.status {
+      RunStatus::Waiting => {
+        if !state
+          .stages
+          .values()
+          .any(|s| s.status == StageStatus::Waiting)
+        {
+          return Err("the run suspended with no stage waiting".into());
+        }
+      }
+      status => {
+        for (i, s) in state.stages.values().enumerate() {
+          if !s.status.is_settled() {
+            return Err(format!(
+              "the run ended {} with `{}` still {}",
+              status.as_str(),
+              id(i),
+              s.status.as_str()
+            ));
+          }
+        }
+        let real_failure = (0..state.stages.len()).any(|i| failed(i) && !ignored(i));
+        if status == RunStatus::Completed && real_failure {
+          return Err("the run completed although a stage failed".into());
+        }
+        // A cancel that reached a run not already stopping ends it cancelled.
+        if self.cancel_took && status != RunStatus::Cancelled {
+          return Err(format!(
+            "the run was cancelled but ended {}",
+            status.as_str()
+          ));
+        }
+      }
+    }
+    // A stage without `if` ran only when everything upstream succeeded (or failed ignored).
+    for (i, stage) in self.workflow.stages.iter().enumerate() {
+      if stage.condition.is_some() || state.stages[i].status != StageStatus::Completed {
+        continue;
+      }
+      for &d in &dag.deps[i] {
+        let dep = &state.stages[d];
+        let fine = match dep.status {
+          StageStatus::Completed => true,
+          StageStatus::Skipped => dep.reason.as_deref() != Some("dependency"),
+          StageStatus::Failed | StageStatus::TimedOut => ignored(d),
+          _ => false,
+        };
+        if !fine {
+          return Err(format!(
+            "`{}` completed although its dependency `{}` is {} ({:?})",
+            id(i),
+            id(d),
+            dep.status.as_str(),
+            dep.reason
+          ));
+        }
+      }
+    }
+    // Under `on_failure: ignore` a failure never fails the run; under `halt` nothing that was
+    // not already settled or clean-up runs after it.
+    if state.status == RunStatus::Completed {
+      for (i, stage) in self.workflow.stages.iter().enumerate() {
+        if failed(i) && stage.on_failure != OnFailure::Ignore {
+          return Err(format!("the run completed with `{}` failed", id(i)));
+        }
+      }
+    }
+    Ok(())
+  }
+}
+
+fn options(workflow: &Workflow) -> CoreOptions {
+  CoreOptions {
+    run_id: "sim".into(),
+    max_parallel: workflow.config.max_parallel,
+    params: params::resolve(workflow, &[]).unwrap_or_default(),
+    approve: HashSet::new(),
+    reject: HashSet::new(),
+    approve_all: false,
+    masker: mask::Masker::default(),
+    hooks: true,
+    start_paused: false,
+  }
+}
+
+/// What an attempt of stage `stage` reports: outputs, a failure, or (`None`) a timeout.
+fn outcome(stage: usize, result: Option<bool>) -> Finished {
+  match result {
+    Some(true) => Finished::Result(StageResult::outputs(serde_json::Map::from_iter([(
+      "v".to_string(),
+      serde_json::Value::from(stage),
+    )]))),
+    Some(false) => Finished::Result(StageResult::failed(format!("s{stage} failed"))),
+    None => Finished::TimedOut,
+  }
+}
+
+/// Runs seed `seed` twice: once checking invariants, once more to check the same events come
+/// out.
+fn simulate(seed: u64, trace: bool) -> Result<usize, String> {
+  let mut first = Sim::new(seed, trace)?;
+  first.run()?;
+  let mut second = Sim::new(seed, false)?;
+  second.run()?;
+  if first.all != second.all {
+    let at = first
+      .all
+      .iter()
+      .zip(&second.all)
+      .position(|(a, b)| a != b)
+      .unwrap_or(first.all.len().min(second.all.len()));
+    return Err(format!(
+      "the same seed gave different events from event {at}"
+    ));
+  }
+  Ok(first.all.len())
+}
+
+fn env_number(name: &str) -> Option<u64> {
+  std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn simulated_runs_keep_every_invariant() {
+  if let Some(seed) = env_number("SWDL_SIM_SEED") {
+    if let Err(error) = simulate(seed, true) {
+      panic!("simulation seed {seed} failed: {error}");
+    }
+    return;
+  }
+  let runs = env_number("SWDL_SIM_RUNS").unwrap_or(10_000);
+  let threads = std::thread::available_parallelism()
+    .map_or(2, |n| n.get())
+    .min(8) as u64;
+  let failures: Vec<(u64, String)> = std::thread::scope(|scope| {
+    let workers: Vec<_> = (0..threads)
+      .map(|t| {
+        scope.spawn(move || {
+          let mut failures = Vec::new();
+          let mut seed = t;
+          while seed < runs && failures.len() < 3 {
+            if let Err(error) = simulate(seed, false) {
+              failures.push((seed, error));
+            }
+            seed += threads;
+          }
+          failures
+        })
+      })
+      .collect();
+    workers
+      .into_iter()
+      .flat_map(|w| w.join().unwrap_or_default())
+      .collect()
+  });
+  if let Some((seed, error)) = failures.iter().min_by_key(|(s, _)| *s) {
+    panic!(
+      "{} of {runs} simulated runs failed; first: seed {seed}: {error}\n\
+       replay it with: SWDL_SIM_SEED={seed} cargo test --lib runtime::sim",
+      failures.len()
+    );
+  }
+}
+
+#[test]
+fn the_generator_covers_every_feature() {
+  let mut rng = Rng(7);
+  let all: String = (0..200).map(|_| generate(&mut rng)).collect();
+  for feature in [
+    "gate:",
+    "retry:",
+    "fallback:",
+    "compensate:",
+    "risk: high",
+    "recover:",
+    "always()",
+    "failure()",
+    "cancelled()",
+    "on_failure: halt",
+    "on_failure: ignore",
+    "on_failure: continue",
+    "timeout:",
+    "policy:",
+  ] {
+    assert!(all.contains(feature), "no generated workflow has {feature}");
+  }
+}
