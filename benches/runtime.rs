@@ -329,10 +329,26 @@ fn profile_child() {
   }
 }
 
+/// A chain of 1,000 `echo` stages with the run store, over and over (for a profiler).
+fn profile_store_child() {
+  let dir = std::env::temp_dir().join(format!("swdl-bench-profile-{}", std::process::id()));
+  let echo = prepare(&chain(1_000, "echo", "{ x: 1 }"));
+  let runs = std::env::var("SWDL_BENCH_RUNS")
+    .ok()
+    .and_then(|r| r.parse().ok())
+    .unwrap_or(20);
+  let rt = tokio_runtime();
+  for _ in 0..runs {
+    black_box(rt.block_on(run_stored(&echo, 3, &dir, Arc::new(swdl::builtin::Builtins))));
+  }
+  let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
   match std::env::var(CHILD_ENV).as_deref() {
     Ok("memory") => return memory_child(),
     Ok("profile") => return profile_child(),
+    Ok("profile-store") => return profile_store_child(),
     _ => {}
   }
   let rt = tokio_runtime();

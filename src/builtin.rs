@@ -99,7 +99,10 @@ async fn sleep(task: &StageTask) -> StageResult {
     Some(Ok(duration)) => duration,
   };
   // tokio's sleep, not std's: dropping this future (timeout, cancel) ends the wait at once.
-  tokio::time::sleep(duration).await;
+  // A zero wait returns on the first poll instead of costing a timer tick (about 1 ms).
+  if !duration.is_zero() {
+    tokio::time::sleep(duration).await;
+  }
   let slept_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
   let mut outputs = Map::new();
   outputs.insert("slept_ms".into(), slept_ms.into());
@@ -883,6 +886,17 @@ mod tests {
     assert_eq!(out["slept_ms"], json!(15));
     let out = outputs(run(task("sleep", json!({"ms": 0}))).await);
     assert_eq!(out["slept_ms"], json!(0));
+  }
+
+  #[test]
+  fn a_zero_sleep_is_done_on_its_first_poll() {
+    use std::future::Future as _;
+    let mut future = Box::pin(run(task("sleep", json!({"ms": 0}))));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+      std::task::Poll::Ready(result) => assert_eq!(outputs(result)["slept_ms"], json!(0)),
+      std::task::Poll::Pending => panic!("sleep 0 waited for a timer"),
+    }
   }
 
   #[tokio::test]

@@ -26,7 +26,7 @@ fn fold(row: &RunRow, events: Vec<EventRecord>) -> Result<RunState, Error> {
   let workflow = loader::load_str(&row.file, &row.source).map_err(Error::Diagnostics)?;
   let mut state = RunState::new(&workflow, &row.id);
   for record in events {
-    state.apply_owned(record);
+    state.apply(&record);
   }
   Ok(state)
 }
@@ -93,10 +93,10 @@ pub(crate) fn list_or_show(
   };
   let row = store.run(id)?;
   let events = store.events(id)?;
+  let attempts = store::attempts_of(&events);
+  let decisions = store::decisions_of(&events);
+  let logs = store::logs_of(&events);
   let state = fold(&row, events)?;
-  let attempts = store.attempts(id)?;
-  let decisions = store.decisions(id)?;
-  let logs = store.logs(id)?;
   if format == Format::Json {
     let value = serde_json::json!({
       "run": summary_json(&row),

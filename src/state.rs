@@ -127,19 +127,14 @@ impl RunState {
     self.stages.get_index_mut(i).map(|(_, s)| s)
   }
 
-  /// Folds one event into the state.
+  /// Folds one event into the state, copying only the values it keeps.
   pub fn apply(&mut self, record: &EventRecord) {
-    self.apply_owned(record.clone());
-  }
-
-  /// Folds one event into the state, taking its values instead of copying them.
-  pub fn apply_owned(&mut self, record: EventRecord) {
-    let ts = record.ts;
-    match record.event {
+    let ts = &record.ts;
+    match &record.event {
       Event::RunStarted { params, .. } => {
         self.status = RunStatus::Running;
         self.started_at = Some(ts.clone());
-        self.params = params;
+        self.params = params.clone();
       }
       Event::RunPaused { .. } => self.status = RunStatus::Paused,
       Event::RunResumed {} => self.status = RunStatus::Running,
@@ -150,11 +145,11 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        self.status = status;
-        self.outputs = outputs;
-        self.error = error;
+        self.status = *status;
+        self.outputs = outputs.clone();
+        self.error = error.clone();
         self.finished_at = Some(ts.clone());
-        self.duration_ms = Some(duration_ms);
+        self.duration_ms = Some(*duration_ms);
       }
       Event::StageStarted {
         stage,
@@ -162,11 +157,13 @@ impl RunState {
         uses,
         inputs,
       } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.status = StageStatus::Running;
-          s.attempts = attempt;
-          s.uses = Some(uses);
-          s.inputs = Some(inputs);
+          s.attempts = *attempt;
+          if s.uses.as_deref() != Some(uses) {
+            s.uses = Some(uses.clone());
+          }
+          s.inputs = Some(Arc::clone(inputs));
           s.retry_due = None;
           s.started_at.get_or_insert_with(|| ts.clone());
         }
@@ -174,10 +171,10 @@ impl RunState {
       Event::StageRetrying {
         stage, due, error, ..
       } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.status = StageStatus::Pending;
-          s.retry_due = Some(due);
-          s.error = Some(error);
+          s.retry_due = Some(due.clone());
+          s.error = Some(error.clone());
         }
       }
       Event::StageCompleted {
@@ -187,13 +184,13 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.status = StageStatus::Completed;
-          s.outputs = Some(outputs);
-          s.summary = summary;
+          s.outputs = Some(Arc::clone(outputs));
+          s.summary = summary.clone();
           s.error = None;
           s.reason = None;
-          s.duration_ms = Some(duration_ms);
+          s.duration_ms = Some(*duration_ms);
           s.finished_at = Some(ts.clone());
         }
       }
@@ -204,11 +201,11 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.status = StageStatus::Failed;
-          s.error = Some(error);
-          s.reason = Some(reason);
-          s.duration_ms = Some(duration_ms);
+          s.error = Some(error.clone());
+          s.reason = Some(reason.clone());
+          s.duration_ms = Some(*duration_ms);
           s.finished_at = Some(ts.clone());
         }
       }
@@ -218,34 +215,34 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.status = StageStatus::TimedOut;
           s.error = Some(format!(
             "timed out after {}",
-            duration::format_duration(std::time::Duration::from_millis(timeout_ms))
+            duration::format_duration(std::time::Duration::from_millis(*timeout_ms))
           ));
           s.reason = Some("timeout".into());
-          s.duration_ms = Some(duration_ms);
+          s.duration_ms = Some(*duration_ms);
           s.finished_at = Some(ts.clone());
         }
       }
       Event::StageSkipped { stage, reason } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.status = StageStatus::Skipped;
-          s.reason = Some(reason);
+          s.reason = Some(reason.clone());
           s.finished_at = Some(ts.clone());
         }
       }
       Event::StageCancelled { stage, reason, .. } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.status = StageStatus::Cancelled;
-          s.reason = Some(reason);
+          s.reason = Some(reason.clone());
           s.retry_due = None;
           s.finished_at = Some(ts.clone());
         }
       }
       Event::GateWaiting { stage, .. } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.status = StageStatus::Waiting;
           s.started_at.get_or_insert_with(|| ts.clone());
         }
@@ -257,7 +254,7 @@ impl RunState {
         reason,
         inputs,
       } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           s.decision = Some(serde_json::json!({
             "decision": decision,
             "decided_by": decided_by,
@@ -267,11 +264,11 @@ impl RunState {
         }
       }
       Event::Log { stage, message, .. } => {
-        if let Some(s) = self.stage_mut(&stage) {
+        if let Some(s) = self.stage_mut(stage) {
           if s.logs.len() == LOG_LINES_KEPT {
             s.logs.remove(0);
           }
-          s.logs.push(message);
+          s.logs.push(message.clone());
         }
       }
       Event::RecoveryDecided { .. }

@@ -8,7 +8,7 @@
 //! it (busy timeout), so many processes can share one store.
 use super::*;
 use crate::{
-  event::{Event, EventRecord, EventSink, RunStatus},
+  event::{self, Event, EventRecord, EventSink, RunStatus},
   runtime::PriorDecision,
   workflow::GateDecision,
 };
@@ -115,6 +115,11 @@ const MIGRATIONS: &[&str] = &[
      done_ms INTEGER
    );
    CREATE INDEX requests_open ON requests (run, done_ms);",
+  // 2: attempts, log lines and decisions are read from the events (one record, one fold);
+  // writing them again per event doubled the cost of every commit.
+  "DROP TABLE attempts;
+   DROP TABLE logs;
+   DROP TABLE decisions;",
 ];
 
 /// What can go wrong with the store.
@@ -489,30 +494,13 @@ impl Store {
     Ok(events)
   }
 
-  /// The attempts of run `id`: (stage, attempt, uses, status, inputs, outputs, error,
-  /// duration ms), in the order they started.
+  /// The attempts of run `id`, in the order they started (see [`attempts_of`]).
   ///
   /// # Errors
   ///
   /// A failed read.
   pub fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-    let mut statement = self.conn.prepare(
-      "SELECT stage, attempt, uses, status, inputs, outputs, error, duration_ms
-       FROM attempts WHERE run = ?1 ORDER BY started_ms, stage, attempt",
-    )?;
-    let rows = statement.query_map([id], |row| {
-      Ok(AttemptRow {
-        stage: row.get(0)?,
-        attempt: row.get(1)?,
-        uses: row.get(2)?,
-        status: row.get(3)?,
-        inputs: json_column(row.get(4)?),
-        outputs: json_column(row.get(5)?),
-        error: row.get(6)?,
-        duration_ms: row.get(7)?,
-      })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(attempts_of(&self.events(id)?))
   }
 
   /// The log lines of run `id`: (stage, attempt, stream, message).
@@ -521,13 +509,7 @@ impl Store {
   ///
   /// A failed read.
   pub fn logs(&self, id: &str) -> Result<Vec<(String, i64, String, String)>, StoreError> {
-    let mut statement = self
-      .conn
-      .prepare("SELECT stage, attempt, stream, message FROM logs WHERE run = ?1 ORDER BY seq")?;
-    let rows = statement.query_map([id], |row| {
-      Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(logs_of(&self.events(id)?))
   }
 
   /// Every gate, approval and recovery decision of run `id`, in order.
@@ -536,21 +518,7 @@ impl Store {
   ///
   /// A failed read.
   pub fn decisions(&self, id: &str) -> Result<Vec<DecisionRow>, StoreError> {
-    let mut statement = self.conn.prepare(
-      "SELECT stage, kind, decision, decided_by, reason, detail FROM decisions
-       WHERE run = ?1 ORDER BY seq",
-    )?;
-    let rows = statement.query_map([id], |row| {
-      Ok(DecisionRow {
-        stage: row.get(0)?,
-        kind: row.get(1)?,
-        decision: row.get(2)?,
-        decided_by: row.get(3)?,
-        reason: row.get(4)?,
-        detail: json_column(row.get(5)?),
-      })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(decisions_of(&self.events(id)?))
   }
 
   /// Records a decision on a gate of a run that is not executing, for `swdl resume` to apply.
@@ -762,130 +730,10 @@ fn insert_event(
     body
   ])?;
   let json = |v: &serde_json::Value| v.to_string();
-  let finish_attempt = |stage: &str, attempt: u32, status: &str, error: Option<&str>| {
-    tx.prepare_cached(
-      "UPDATE attempts SET status = ?4, error = coalesce(?5, error), finished_ms = ?6,
-                           duration_ms = ?6 - started_ms
-       WHERE run = ?1 AND stage = ?2 AND attempt = ?3",
-    )?
-    .execute(params![run, stage, attempt, status, error, ts_ms])
-  };
   match &record.event {
-    Event::StageStarted {
-      stage,
-      attempt,
-      uses,
-      inputs,
-    } => {
-      tx.prepare_cached(
-        "INSERT OR REPLACE INTO attempts (run, stage, attempt, uses, status, inputs, started_ms)
-         VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
-      )?
-      .execute(params![run, stage, attempt, uses, json(inputs), ts_ms])?;
-    }
-    Event::StageCompleted {
-      stage,
-      attempt,
-      outputs,
-      ..
-    } => {
-      finish_attempt(stage, *attempt, "completed", None)?;
-      tx.prepare_cached(
-        "UPDATE attempts SET outputs = ?4 WHERE run = ?1 AND stage = ?2 AND attempt = ?3",
-      )?
-      .execute(params![run, stage, attempt, json(outputs)])?;
-    }
-    Event::StageRetrying {
-      stage,
-      attempt,
-      error,
-      ..
-    } => {
-      finish_attempt(stage, *attempt, "failed", Some(error))?;
-    }
-    Event::StageFailed {
-      stage,
-      attempt: Some(attempt),
-      error,
-      ..
-    } => {
-      finish_attempt(stage, *attempt, "failed", Some(error))?;
-    }
-    Event::StageTimedOut { stage, attempt, .. } => {
-      finish_attempt(stage, *attempt, "timed_out", Some("timed out"))?;
-    }
-    Event::StageCancelled {
-      stage,
-      attempt: Some(attempt),
-      reason,
-    } => {
-      finish_attempt(stage, *attempt, "cancelled", Some(reason))?;
-    }
-    Event::Log {
-      stage,
-      attempt,
-      stream,
-      message,
-    } => {
-      tx.prepare_cached(
-        "INSERT INTO logs (run, seq, stage, attempt, stream, message, ts_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-      )?
-      .execute(params![run, seq, stage, attempt, stream, message, ts_ms])?;
-    }
-    Event::GateDecided {
-      stage,
-      decision,
-      decided_by,
-      reason,
-      inputs,
-    } => {
-      tx.prepare_cached(
-        "INSERT INTO decisions (run, seq, stage, kind, decision, decided_by, reason, detail,
-                                ts_ms)
-         VALUES (?1, ?2, ?3, 'gate', ?4, ?5, ?6, ?7, ?8)",
-      )?
-      .execute(params![
-        run,
-        seq,
-        stage,
-        decision_name(*decision),
-        decided_by,
-        reason,
-        inputs.as_ref().map(json),
-        ts_ms
-      ])?;
+    Event::GateDecided { stage, .. } => {
       tx.prepare_cached("DELETE FROM pending_decisions WHERE run = ?1 AND stage = ?2")?
         .execute(params![run, stage])?;
-    }
-    Event::RecoveryDecided {
-      stage,
-      attempt,
-      strategy,
-      action,
-      delay_ms,
-      uses,
-      with,
-      error,
-    } => {
-      let detail = serde_json::json!({
-        "attempt": attempt, "delay_ms": delay_ms, "uses": uses, "with": with, "error": error,
-      });
-      tx.prepare_cached(
-        "INSERT INTO decisions (run, seq, stage, kind, decision, decided_by, reason, detail,
-                                ts_ms)
-         VALUES (?1, ?2, ?3, 'recovery', ?4, ?5, ?6, ?7, ?8)",
-      )?
-      .execute(params![
-        run,
-        seq,
-        stage,
-        action,
-        format!("recovery:{strategy}"),
-        error,
-        json(&detail),
-        ts_ms
-      ])?;
     }
     Event::RunPaused { .. } => {
       tx.prepare_cached("UPDATE runs SET status = 'paused', updated_ms = ?2 WHERE id = ?1")?
@@ -919,6 +767,152 @@ fn insert_event(
     _ => {}
   }
   Ok(())
+}
+
+/// The attempts recorded in a run's events, in the order they started: each `stage_started`
+/// and how it ended. A gate's decision (attempt 0) is not an attempt.
+pub fn attempts_of(events: &[EventRecord]) -> Vec<AttemptRow> {
+  let mut rows: Vec<AttemptRow> = Vec::new();
+  let mut started: Vec<Option<u64>> = Vec::new();
+  let mut index: HashMap<(&str, u32), usize> = HashMap::new();
+  for record in events {
+    let at = event::parse_rfc3339(&record.ts);
+    let (stage, attempt, status, error, outputs, duration) = match &record.event {
+      Event::StageStarted {
+        stage,
+        attempt,
+        uses,
+        inputs,
+      } => {
+        index.insert((stage.as_str(), *attempt), rows.len());
+        started.push(at);
+        rows.push(AttemptRow {
+          stage: stage.clone(),
+          attempt: i64::from(*attempt),
+          uses: uses.clone(),
+          status: "running".into(),
+          inputs: Some(inputs.as_ref().clone()),
+          outputs: None,
+          error: None,
+          duration_ms: None,
+        });
+        continue;
+      }
+      Event::StageCompleted {
+        stage,
+        attempt,
+        outputs,
+        duration_ms,
+        ..
+      } => (
+        stage,
+        *attempt,
+        "completed",
+        None,
+        Some(outputs),
+        Some(*duration_ms),
+      ),
+      Event::StageFailed {
+        stage,
+        attempt: Some(attempt),
+        error,
+        duration_ms,
+        ..
+      } => (stage, *attempt, "failed", Some(error.as_str()), None, Some(*duration_ms)),
+      Event::StageTimedOut {
+        stage,
+        attempt,
+        duration_ms,
+        ..
+      } => (stage, *attempt, "timed_out", Some("timed out"), None, Some(*duration_ms)),
+      Event::StageCancelled {
+        stage,
+        attempt: Some(attempt),
+        reason,
+      } => (stage, *attempt, "cancelled", Some(reason.as_str()), None, None),
+      _ => continue,
+    };
+    let Some(&i) = index.get(&(stage.as_str(), attempt)) else {
+      continue;
+    };
+    let row = &mut rows[i];
+    row.status = status.into();
+    if let Some(error) = error {
+      row.error = Some(error.to_string());
+    }
+    if let Some(outputs) = outputs {
+      row.outputs = Some(outputs.as_ref().clone());
+    }
+    let elapsed = started[i].zip(at).map(|(from, to)| to.saturating_sub(from));
+    row.duration_ms = duration
+      .or(elapsed)
+      .and_then(|ms| i64::try_from(ms).ok());
+  }
+  rows
+}
+
+/// The log lines recorded in a run's events: (stage, attempt, stream, message).
+pub fn logs_of(events: &[EventRecord]) -> Vec<(String, i64, String, String)> {
+  events
+    .iter()
+    .filter_map(|record| match &record.event {
+      Event::Log {
+        stage,
+        attempt,
+        stream,
+        message,
+      } => Some((
+        stage.clone(),
+        i64::from(*attempt),
+        stream.clone(),
+        message.clone(),
+      )),
+      _ => None,
+    })
+    .collect()
+}
+
+/// The gate, approval and recovery decisions recorded in a run's events, in order.
+pub fn decisions_of(events: &[EventRecord]) -> Vec<DecisionRow> {
+  events
+    .iter()
+    .filter_map(|record| match &record.event {
+      Event::GateDecided {
+        stage,
+        decision,
+        decided_by,
+        reason,
+        inputs,
+      } => Some(DecisionRow {
+        stage: stage.clone(),
+        kind: "gate".into(),
+        decision: decision_name(*decision).into(),
+        decided_by: decided_by.clone(),
+        reason: reason.clone(),
+        detail: inputs.clone(),
+      }),
+      Event::RecoveryDecided {
+        stage,
+        attempt,
+        strategy,
+        action,
+        delay_ms,
+        uses,
+        with,
+        error,
+      } => Some(DecisionRow {
+        stage: stage.clone(),
+        kind: "recovery".into(),
+        decision: action.clone(),
+        decided_by: format!("recovery:{strategy}"),
+        reason: error.clone(),
+        detail: Some(serde_json::json!({
+          "attempt": attempt, "delay_ms": delay_ms, "uses": uses, "with": with, "error": error,
+        })),
+      }),
+      _ => None,
+    })
+    .collect()
 }
 
 /// Runs `step` again while the database is busy or locked, up to [`BUSY_TIMEOUT`].
@@ -1175,7 +1169,7 @@ mod tests {
   }
 
   #[test]
-  fn events_round_trip_and_derive_attempts_logs_and_decisions() {
+  fn events_round_trip_and_give_attempts_logs_and_decisions() {
     let dir = Dir::new("roundtrip");
     let mut store = Store::open(&dir.0).expect("open");
     new_run(&mut store, "r1");

@@ -57,20 +57,17 @@ impl Delivery {
   }
 
   /// Hands events on, in order.
-  pub(super) fn send(&mut self, events: Vec<EventRecord>) {
-    if events.is_empty() {
-      return;
-    }
+  pub(super) fn send(&mut self, events: impl Iterator<Item = EventRecord>) {
     match self {
       Self::Direct(sinks) => {
-        for sink in sinks.iter_mut() {
-          for record in &events {
-            sink.emit(record);
+        for record in events {
+          for sink in sinks.iter_mut() {
+            sink.emit(&record);
           }
         }
       }
       Self::Store { sender, .. } => {
-        let _ = sender.send(Message::Events(events));
+        let _ = sender.send(Message::Events(events.collect()));
       }
     }
   }

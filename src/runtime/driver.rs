@@ -178,10 +178,12 @@ impl Driver {
     while let Some(command) = self.core.next_command() {
       self.command(command);
       if self.core.has_events() {
-        self.delivery.send(self.core.take_events());
+        self.delivery.send(self.core.drain_events());
       }
     }
-    self.delivery.send(self.core.take_events());
+    if self.core.has_events() {
+      self.delivery.send(self.core.drain_events());
+    }
   }
 
   fn command(&mut self, command: Command) {

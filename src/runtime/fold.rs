@@ -182,7 +182,8 @@ impl Core {
     self.delayed.clear();
     for i in 0..n {
       let slot = &mut self.slots[i];
-      slot.queued = false;
+      slot.in_ready = false;
+      slot.in_runnable = false;
       if let Some(due) = slot.retry_due
         && !slot.settled
       {
@@ -218,7 +219,8 @@ impl Core {
       if !slot.settled
         && slot.remaining == 0
         && slot.retry_due.is_none()
-        && !slot.queued
+        && !slot.in_ready
+        && !slot.in_runnable
         && !slot.asking
       {
         self.push_ready(i);

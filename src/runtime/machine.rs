@@ -300,8 +300,10 @@ pub(super) struct Slot {
   pub(super) asking: bool,
   /// The kind (`gate` or `approval`) and message of a gate whose policy was asked.
   pub(super) gate_ask: Option<(String, Option<String>)>,
-  /// In the ready or runnable queue.
-  pub(super) queued: bool,
+  /// In the ready queue.
+  pub(super) in_ready: bool,
+  /// In the runnable queue.
+  pub(super) in_runnable: bool,
   /// A recovery strategy settled it and stopped the run (`abort` or `compensate`).
   pub(super) recovery_halts: Option<bool>,
   /// Has a final status.
@@ -464,6 +466,11 @@ impl Core {
   /// Events emitted since the last call, masked, in order.
   pub fn take_events(&mut self) -> Vec<EventRecord> {
     std::mem::take(&mut self.outbox)
+  }
+
+  /// Events emitted since the last call, masked, in order, keeping the buffer for the next.
+  pub fn drain_events(&mut self) -> std::vec::Drain<'_, EventRecord> {
+    self.outbox.drain(..)
   }
 
   /// Whether events are waiting in [`Core::take_events`].

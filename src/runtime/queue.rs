@@ -11,21 +11,23 @@ use std::cmp::Reverse;
 impl Core {
   /// Queues stage `i` to have its condition evaluated.
   pub(super) fn push_ready(&mut self, i: usize) {
-    self.slots[i].queued = true;
-    self.ready.push(Reverse((self.level(i), i)));
+    if !std::mem::replace(&mut self.slots[i].in_ready, true) {
+      self.ready.push(Reverse((self.level(i), i)));
+    }
   }
 
   /// Queues stage `i` for a free slot.
   pub(super) fn push_runnable(&mut self, i: usize) {
-    self.slots[i].queued = true;
-    self.runnable.push(Reverse((self.level(i), i)));
+    if !std::mem::replace(&mut self.slots[i].in_runnable, true) {
+      self.runnable.push(Reverse((self.level(i), i)));
+    }
   }
 
   /// Moves work forward: evaluates ready stages, then starts runnable ones while slots are free.
   pub(super) fn schedule(&mut self) {
     loop {
       while let Some(Reverse((_, i))) = self.ready.pop() {
-        self.slots[i].queued = false;
+        self.slots[i].in_ready = false;
         self.evaluate(i);
       }
       self.start_runnable();
@@ -42,7 +44,7 @@ impl Core {
         && !self.runs_while_stopping(i, stop)
       {
         self.runnable.pop();
-        self.slots[i].queued = false;
+        self.slots[i].in_runnable = false;
         self.cancel_pending(i, stop);
         continue;
       }
@@ -74,7 +76,7 @@ impl Core {
         }
       }
       self.runnable.pop();
-      self.slots[i].queued = false;
+      self.slots[i].in_runnable = false;
       self.start_or_wait(i);
     }
   }
@@ -115,6 +117,7 @@ impl Core {
     let slot = &self.slots[i];
     // Anything already under way (restored by a resume, or queued twice) is left alone.
     if slot.settled
+      || slot.in_runnable
       || slot.asking
       || slot.retry_due.is_some()
       || slot.after.is_some()

@@ -161,6 +161,36 @@ enum Due {
   },
 }
 
+/// What the simulations went through, to show they cover what they claim.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+  runs: u64,
+  events: u64,
+  crashes: u64,
+  suspensions: u64,
+  completed: u64,
+  failed: u64,
+  cancelled: u64,
+  compensations: u64,
+  retries: u64,
+  timeouts: u64,
+}
+
+impl Stats {
+  fn add(&mut self, other: &Self) {
+    self.runs += other.runs;
+    self.events += other.events;
+    self.crashes += other.crashes;
+    self.suspensions += other.suspensions;
+    self.completed += other.completed;
+    self.failed += other.failed;
+    self.cancelled += other.cancelled;
+    self.compensations += other.compensations;
+    self.retries += other.retries;
+    self.timeouts += other.timeouts;
+  }
+}
+
 /// One simulated run, across every crash and resume.
 struct Sim {
   rng: Rng,
@@ -186,6 +216,11 @@ struct Sim {
   cancel_took: bool,
   steps: u32,
   trace: bool,
+  stats: Stats,
+  /// The stage compensated last in this incarnation.
+  compensating: Option<usize>,
+  /// Primary attempts started per stage in this incarnation.
+  tries: Vec<u32>,
 }
 
 const EPOCH: Millis = 1_800_000_000_000;
@@ -217,6 +252,9 @@ impl Sim {
       cancel_took: false,
       steps: 0,
       trace,
+      stats: Stats::default(),
+      compensating: None,
+      tries: vec![0; n],
       workflow,
     })
   }
@@ -318,8 +356,8 @@ impl Sim {
         let timeout = machine::millis(timeout);
         let roll = self.rng.below(100);
         let result = match roll {
-          0..60 => Some(true),
-          60..85 => Some(false),
+          0..75 => Some(true),
+          75..90 => Some(false),
           _ => None,
         };
         let took = match result {
@@ -479,7 +517,7 @@ impl Sim {
       3 | 4 => Steer::Pause,
       5 | 6 => Steer::Resume,
       7 => Steer::Step,
-      8 if self.rng.chance(30) => Steer::Cancel,
+      8 if self.rng.chance(60) => Steer::Cancel,
       _ => Steer::Break(format!("s{}", self.rng.below(8))),
     };
     self.input(Input::Steer(steer))
@@ -496,6 +534,7 @@ impl Sim {
       );
     }
     self.log.truncate(self.committed);
+    self.stats.crashes += 1;
     self.restart(HashMap::new())
   }
 
@@ -504,6 +543,8 @@ impl Sim {
     self.due.clear();
     self.seen = state::RunState::new(&self.workflow, "sim");
     self.running.iter_mut().for_each(|r| *r = false);
+    self.tries.iter_mut().for_each(|t| *t = 0);
+    self.compensating = None;
     self.done.iter_mut().for_each(|d| *d = false);
     for record in &self.log {
       if let Event::StageCompleted { stage, .. } = &record.event
@@ -528,6 +569,12 @@ impl Sim {
   fn finished(&mut self) -> Result<bool, String> {
     self.committed = self.log.len();
     self.final_statuses()?;
+    match self.seen.status {
+      RunStatus::Completed => self.stats.completed += 1,
+      RunStatus::Failed => self.stats.failed += 1,
+      RunStatus::Cancelled => self.stats.cancelled += 1,
+      _ => self.stats.suspensions += 1,
+    }
     if self.seen.status != RunStatus::Waiting {
       return Ok(true);
     }
@@ -560,6 +607,9 @@ impl Sim {
   fn observe(&mut self) -> Result<(), String> {
     let dag = self.workflow.dag();
     for record in self.core.take_events() {
+      if self.trace {
+        eprintln!("   {} {:?}", record.event.name(), record.event.stage());
+      }
       let stage = record.event.stage().and_then(|s| self.seen.position(s));
       match (&record.event, stage) {
         (Event::StageStarted { .. } | Event::GateWaiting { .. }, Some(i)) => {
@@ -580,7 +630,20 @@ impl Sim {
               self.workflow.stages[i].id
             ));
           }
-          if let Event::StageStarted { .. } = record.event {
+          if let Event::StageStarted { uses, .. } = &record.event {
+            let stage = &self.workflow.stages[i];
+            if stage.skill().is_some_and(|c| &c.uses == uses) && stage.recover.is_none() {
+              self.tries[i] += 1;
+              if self.tries[i] > stage.retry.max_attempts {
+                return Err(format!(
+                  "`{}` tried {} times with max_attempts {}",
+                  stage.id, self.tries[i], stage.retry.max_attempts
+                ));
+              }
+            }
+            if self.running[i] {
+              return Err(format!("`{}` started while an attempt ran", stage.id));
+            }
             self.running[i] = true;
             let in_flight = self.running.iter().filter(|r| **r).count();
             if in_flight > self.core.options.max_parallel {
@@ -603,8 +666,38 @@ impl Sim {
             self.done[i] = true;
           }
         }
+        (Event::CompensationStarted { .. }, Some(i)) => {
+          self.stats.compensations += 1;
+          // Most recently completed first.
+          let completed_at = |log: &[EventRecord], i: usize| {
+            log.iter().rposition(|r| {
+              matches!(&r.event, Event::StageCompleted { stage, .. } if *stage == self.workflow.stages[i].id)
+            })
+          };
+          let this = completed_at(&self.log, i);
+          if this.is_none() {
+            return Err(format!("`{}` compensated without completing", self.workflow.stages[i].id));
+          }
+          if let Some(previous) = self.compensating
+            && completed_at(&self.log, previous) < this
+          {
+            return Err(format!(
+              "`{}` compensated after `{}`, which completed before it",
+              self.workflow.stages[i].id, self.workflow.stages[previous].id
+            ));
+          }
+          self.compensating = Some(i);
+        }
+        (Event::StageRetrying { .. }, Some(i)) => {
+          self.stats.retries += 1;
+          self.running[i] = false;
+        }
         _ => {}
       }
+      if let Event::StageTimedOut { .. } = record.event {
+        self.stats.timeouts += 1;
+      }
+      self.stats.events += 1;
       self.seen.apply(&record);
       self.log.push(record.clone());
       self.all.push(record);
@@ -723,7 +816,7 @@ fn outcome(stage: usize, result: Option<bool>) -> Finished {
 
 /// Runs seed `seed` twice: once checking invariants, once more to check the same events come
 /// out.
-fn simulate(seed: u64, trace: bool) -> Result<usize, String> {
+fn simulate(seed: u64, trace: bool) -> Result<Stats, String> {
   let mut first = Sim::new(seed, trace)?;
   first.run()?;
   let mut second = Sim::new(seed, false)?;
@@ -739,7 +832,8 @@ fn simulate(seed: u64, trace: bool) -> Result<usize, String> {
       "the same seed gave different events from event {at}"
     ));
   }
-  Ok(first.all.len())
+  first.stats.runs = 1;
+  Ok(first.stats)
 }
 
 fn env_number(name: &str) -> Option<u64> {
@@ -758,27 +852,37 @@ fn simulated_runs_keep_every_invariant() {
   let threads = std::thread::available_parallelism()
     .map_or(2, |n| n.get())
     .min(8) as u64;
-  let failures: Vec<(u64, String)> = std::thread::scope(|scope| {
+  let results: Vec<(Stats, Vec<(u64, String)>)> = std::thread::scope(|scope| {
     let workers: Vec<_> = (0..threads)
       .map(|t| {
         scope.spawn(move || {
           let mut failures = Vec::new();
+          let mut stats = Stats::default();
           let mut seed = t;
           while seed < runs && failures.len() < 3 {
-            if let Err(error) = simulate(seed, false) {
-              failures.push((seed, error));
+            match simulate(seed, false) {
+              Ok(run) => stats.add(&run),
+              Err(error) => failures.push((seed, error)),
             }
             seed += threads;
           }
-          failures
+          (stats, failures)
         })
       })
       .collect();
     workers
       .into_iter()
-      .flat_map(|w| w.join().unwrap_or_default())
+      .filter_map(|w| w.join().ok())
       .collect()
   });
+  let mut stats = Stats::default();
+  let mut failures = Vec::new();
+  for (s, f) in results {
+    stats.add(&s);
+    failures.extend(f);
+  }
+  eprintln!("simulated: {stats:?}");
+  assert!(!failures.is_empty() || stats.runs == runs, "only {} of {runs} runs ran", stats.runs);
   if let Some((seed, error)) = failures.iter().min_by_key(|(s, _)| *s) {
     panic!(
       "{} of {runs} simulated runs failed; first: seed {seed}: {error}\n\
