@@ -339,7 +339,12 @@ fn profile_store_child() {
     .unwrap_or(20);
   let rt = tokio_runtime();
   for _ in 0..runs {
-    black_box(rt.block_on(run_stored(&echo, 3, &dir, Arc::new(swdl::builtin::Builtins))));
+    black_box(rt.block_on(run_stored(
+      &echo,
+      3,
+      &dir,
+      Arc::new(swdl::builtin::Builtins),
+    )));
   }
   let _ = std::fs::remove_dir_all(&dir);
 }

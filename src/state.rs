@@ -122,13 +122,18 @@ impl RunState {
       .map(|(_, s)| s)
   }
 
-  fn stage_mut(&mut self, id: &str) -> Option<&mut StageState> {
-    let i = *self.index.get(id)?;
-    self.stages.get_index_mut(i).map(|(_, s)| s)
+  fn at(&mut self, index: Option<usize>) -> Option<&mut StageState> {
+    self.stages.get_index_mut(index?).map(|(_, s)| s)
   }
 
   /// Folds one event into the state, copying only the values it keeps.
   pub fn apply(&mut self, record: &EventRecord) {
+    let index = record.event.stage().and_then(|s| self.position(s));
+    self.apply_at(record, index);
+  }
+
+  /// Folds one event whose stage sits at `index` (as [`RunState::position`] finds it).
+  pub fn apply_at(&mut self, record: &EventRecord, index: Option<usize>) {
     let ts = &record.ts;
     match &record.event {
       Event::RunStarted { params, .. } => {
@@ -152,12 +157,12 @@ impl RunState {
         self.duration_ms = Some(*duration_ms);
       }
       Event::StageStarted {
-        stage,
+        stage: _,
         attempt,
         uses,
         inputs,
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.at(index) {
           s.status = StageStatus::Running;
           s.attempts = *attempt;
           if s.uses.as_deref() != Some(uses) {
@@ -168,23 +173,21 @@ impl RunState {
           s.started_at.get_or_insert_with(|| ts.clone());
         }
       }
-      Event::StageRetrying {
-        stage, due, error, ..
-      } => {
-        if let Some(s) = self.stage_mut(stage) {
+      Event::StageRetrying { due, error, .. } => {
+        if let Some(s) = self.at(index) {
           s.status = StageStatus::Pending;
           s.retry_due = Some(due.clone());
           s.error = Some(error.clone());
         }
       }
       Event::StageCompleted {
-        stage,
+        stage: _,
         outputs,
         summary,
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.at(index) {
           s.status = StageStatus::Completed;
           s.outputs = Some(Arc::clone(outputs));
           s.summary = summary.clone();
@@ -195,13 +198,13 @@ impl RunState {
         }
       }
       Event::StageFailed {
-        stage,
+        stage: _,
         error,
         reason,
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.at(index) {
           s.status = StageStatus::Failed;
           s.error = Some(error.clone());
           s.reason = Some(reason.clone());
@@ -210,12 +213,12 @@ impl RunState {
         }
       }
       Event::StageTimedOut {
-        stage,
+        stage: _,
         timeout_ms,
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.at(index) {
           s.status = StageStatus::TimedOut;
           s.error = Some(format!(
             "timed out after {}",
@@ -226,35 +229,35 @@ impl RunState {
           s.finished_at = Some(ts.clone());
         }
       }
-      Event::StageSkipped { stage, reason } => {
-        if let Some(s) = self.stage_mut(stage) {
+      Event::StageSkipped { reason, .. } => {
+        if let Some(s) = self.at(index) {
           s.status = StageStatus::Skipped;
           s.reason = Some(reason.clone());
           s.finished_at = Some(ts.clone());
         }
       }
-      Event::StageCancelled { stage, reason, .. } => {
-        if let Some(s) = self.stage_mut(stage) {
+      Event::StageCancelled { reason, .. } => {
+        if let Some(s) = self.at(index) {
           s.status = StageStatus::Cancelled;
           s.reason = Some(reason.clone());
           s.retry_due = None;
           s.finished_at = Some(ts.clone());
         }
       }
-      Event::GateWaiting { stage, .. } => {
-        if let Some(s) = self.stage_mut(stage) {
+      Event::GateWaiting { .. } => {
+        if let Some(s) = self.at(index) {
           s.status = StageStatus::Waiting;
           s.started_at.get_or_insert_with(|| ts.clone());
         }
       }
       Event::GateDecided {
-        stage,
+        stage: _,
         decision,
         decided_by,
         reason,
         inputs,
       } => {
-        if let Some(s) = self.stage_mut(stage) {
+        if let Some(s) = self.at(index) {
           s.decision = Some(serde_json::json!({
             "decision": decision,
             "decided_by": decided_by,
@@ -263,8 +266,8 @@ impl RunState {
           }));
         }
       }
-      Event::Log { stage, message, .. } => {
-        if let Some(s) = self.stage_mut(stage) {
+      Event::Log { message, .. } => {
+        if let Some(s) = self.at(index) {
           if s.logs.len() == LOG_LINES_KEPT {
             s.logs.remove(0);
           }

@@ -818,18 +818,39 @@ pub fn attempts_of(events: &[EventRecord]) -> Vec<AttemptRow> {
         error,
         duration_ms,
         ..
-      } => (stage, *attempt, "failed", Some(error.as_str()), None, Some(*duration_ms)),
+      } => (
+        stage,
+        *attempt,
+        "failed",
+        Some(error.as_str()),
+        None,
+        Some(*duration_ms),
+      ),
       Event::StageTimedOut {
         stage,
         attempt,
         duration_ms,
         ..
-      } => (stage, *attempt, "timed_out", Some("timed out"), None, Some(*duration_ms)),
+      } => (
+        stage,
+        *attempt,
+        "timed_out",
+        Some("timed out"),
+        None,
+        Some(*duration_ms),
+      ),
       Event::StageCancelled {
         stage,
         attempt: Some(attempt),
         reason,
-      } => (stage, *attempt, "cancelled", Some(reason.as_str()), None, None),
+      } => (
+        stage,
+        *attempt,
+        "cancelled",
+        Some(reason.as_str()),
+        None,
+        None,
+      ),
       _ => continue,
     };
     let Some(&i) = index.get(&(stage.as_str(), attempt)) else {
@@ -844,9 +865,7 @@ pub fn attempts_of(events: &[EventRecord]) -> Vec<AttemptRow> {
       row.outputs = Some(outputs.as_ref().clone());
     }
     let elapsed = started[i].zip(at).map(|(from, to)| to.saturating_sub(from));
-    row.duration_ms = duration
-      .or(elapsed)
-      .and_then(|ms| i64::try_from(ms).ok());
+    row.duration_ms = duration.or(elapsed).and_then(|ms| i64::try_from(ms).ok());
   }
   rows
 }

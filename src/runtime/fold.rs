@@ -12,6 +12,12 @@ use std::cmp::Reverse;
 impl Core {
   /// Folds one event (with its real, unmasked values) into the bookkeeping, at `self.now`.
   pub(super) fn apply(&mut self, record: &EventRecord) {
+    let index = record.event.stage().and_then(|s| self.state.position(s));
+    self.apply_at(record, index);
+  }
+
+  /// [`Core::apply`] for an event whose stage sits at `index`.
+  pub(super) fn apply_at(&mut self, record: &EventRecord, index: Option<usize>) {
     let now = self.now;
     let event = &record.event;
     match event {
@@ -29,7 +35,7 @@ impl Core {
       Event::RunCompleted { .. } => self.finished = true,
       _ => {}
     }
-    let Some(i) = event.stage().and_then(|s| self.state.position(s)) else {
+    let Some(i) = index else {
       return;
     };
     match event {

@@ -417,6 +417,14 @@ impl Core {
     if self.finished {
       return;
     }
+    // Once the run is finishing (compensating, then the final event), nothing but the
+    // compensations moves it: late results, decisions and timers no longer count.
+    if self.finishing.is_some() {
+      if let Input::Compensated { stage, result } = input {
+        self.on_compensated(stage, result);
+      }
+      return;
+    }
     match input {
       Input::Start { seed } => self.start(seed),
       Input::Resume(resume) => self.resume(resume),
@@ -590,15 +598,16 @@ impl Core {
       run: Arc::clone(&self.run_id),
       event,
     };
+    let index = record.event.stage().and_then(|s| self.state.position(s));
     if self.options.masker.is_empty() {
-      self.state.apply(&record);
-      self.apply(&record);
+      self.state.apply_at(&record, index);
+      self.apply_at(&record, index);
       self.outbox.push(record);
     } else {
       let mut masked = record.clone();
       self.options.masker.mask_event(&mut masked.event);
-      self.state.apply(&masked);
-      self.apply(&record);
+      self.state.apply_at(&masked, index);
+      self.apply_at(&record, index);
       self.outbox.push(masked);
     }
   }

@@ -676,7 +676,10 @@ impl Sim {
           };
           let this = completed_at(&self.log, i);
           if this.is_none() {
-            return Err(format!("`{}` compensated without completing", self.workflow.stages[i].id));
+            return Err(format!(
+              "`{}` compensated without completing",
+              self.workflow.stages[i].id
+            ));
           }
           if let Some(previous) = self.compensating
             && completed_at(&self.log, previous) < this
@@ -870,10 +873,7 @@ fn simulated_runs_keep_every_invariant() {
         })
       })
       .collect();
-    workers
-      .into_iter()
-      .filter_map(|w| w.join().ok())
-      .collect()
+    workers.into_iter().filter_map(|w| w.join().ok()).collect()
   });
   let mut stats = Stats::default();
   let mut failures = Vec::new();
@@ -882,7 +882,11 @@ fn simulated_runs_keep_every_invariant() {
     failures.extend(f);
   }
   eprintln!("simulated: {stats:?}");
-  assert!(!failures.is_empty() || stats.runs == runs, "only {} of {runs} runs ran", stats.runs);
+  assert!(
+    !failures.is_empty() || stats.runs == runs,
+    "only {} of {runs} runs ran",
+    stats.runs
+  );
   if let Some((seed, error)) = failures.iter().min_by_key(|(s, _)| *s) {
     panic!(
       "{} of {runs} simulated runs failed; first: seed {seed}: {error}\n\
