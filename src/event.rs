@@ -363,16 +363,21 @@ impl RunStatus {
 }
 
 /// Something that receives every event of a run, in order: an events file, the progress
-/// display, later the run store and the REPL.
+/// display, the run store, the REPL.
 pub trait EventSink: Send {
-  /// Called once per event, in order, from the runtime's own task; must not block for long.
+  /// Called once per event, in order; must not block for long. When the run has a durable
+  /// sink, every sink is called from the run's store thread, otherwise from the runtime's task.
   fn emit(&mut self, record: &EventRecord);
-  /// Called when the runtime has nothing more to emit for now, before it starts attempts, and
-  /// at the end of the run.
+  /// [`EventSink::emit`] for a durable sink, with the record's JSON (as `serde_json` writes it)
+  /// already made, so that the store thread does not have to.
+  fn emit_encoded(&mut self, record: &EventRecord, json: String) {
+    drop(json);
+    self.emit(record);
+  }
+  /// Called when nothing more is to be emitted for now, and at the end of the run.
   fn flush(&mut self) {}
   /// A durable sink (the run store) makes events permanent in `flush`. When a run has one, the
-  /// other sinks get each event only after a durable flush, and no attempt starts before the
-  /// events leading to it are durable.
+  /// other sinks get each event only after a durable flush; attempts do not wait for it.
   fn durable(&self) -> bool {
     false
   }

@@ -684,15 +684,36 @@ impl Store {
   ///
   /// A failed write; then none of them is recorded.
   pub fn append_all(&mut self, records: &[(i64, EventRecord)]) -> Result<(), StoreError> {
+    let encoded = records
+      .iter()
+      .map(|(seq, record)| Encoded::new(*seq, record))
+      .collect::<Result<Vec<_>, _>>()?;
+    self.write(&encoded)
+  }
+
+  /// Writes encoded events and their effects on the run's row, all in one transaction.
+  fn write(&mut self, events: &[Encoded]) -> Result<(), StoreError> {
     let tx = self
       .conn
       .transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (seq, record) in records {
-      insert_event(&tx, *seq, record)?;
+    let ts_ms = now_ms();
+    // Many rows per statement: a statement's set-up costs about as much as a row.
+    let mut chunks = events.chunks_exact(ROWS_PER_INSERT);
+    for chunk in &mut chunks {
+      insert_rows(&tx, chunk, ts_ms)?;
+    }
+    for event in chunks.remainder() {
+      insert_rows(&tx, std::slice::from_ref(event), ts_ms)?;
+    }
+    for event in events {
+      if let Some(effect) = &event.effect {
+        apply_effect(&tx, &event.run, effect, ts_ms)?;
+      }
     }
     tx.commit()?;
     Ok(())
   }
+
   /// The number the next event of run `id` gets.
   ///
   /// # Errors
@@ -707,49 +728,135 @@ impl Store {
   }
 }
 
-/// Inserts one event and its derived rows inside `tx`.
-fn insert_event(
-  tx: &rusqlite::Transaction<'_>,
+/// Rows per multi-row `INSERT` of events.
+const ROWS_PER_INSERT: usize = 32;
+
+/// An event ready to be written: its columns, and what it changes in the run's row.
+struct Encoded {
   seq: i64,
-  record: &EventRecord,
+  run: Arc<str>,
+  ts: String,
+  name: &'static str,
+  stage: Option<String>,
+  body: String,
+  effect: Option<Effect>,
+}
+
+/// What an event changes besides the events table.
+enum Effect {
+  /// A decision recorded while the run was suspended has been applied.
+  Decided(String),
+  /// The run's status, and with `run_completed` its end.
+  Status {
+    status: &'static str,
+    finished: bool,
+    outputs: Option<String>,
+    error: Option<String>,
+  },
+}
+
+impl Encoded {
+  fn new(seq: i64, record: &EventRecord) -> Result<Self, StoreError> {
+    let body = serde_json::to_string(record).map_err(|e| StoreError::Refused(e.to_string()))?;
+    Ok(Self::with_body(seq, record, body))
+  }
+
+  /// `record` with `body`, its JSON as [`serde_json::to_string`] writes it.
+  fn with_body(seq: i64, record: &EventRecord, body: String) -> Self {
+    let status = |status: &'static str| Effect::Status {
+      status,
+      finished: false,
+      outputs: None,
+      error: None,
+    };
+    let effect = match &record.event {
+      Event::GateDecided { stage, .. } => Some(Effect::Decided(stage.clone())),
+      Event::RunPaused { .. } => Some(status("paused")),
+      Event::RunResumed {} => Some(status("running")),
+      Event::RunCompleted {
+        status,
+        outputs,
+        error,
+        ..
+      } => Some(Effect::Status {
+        status: status.as_str(),
+        finished: *status != RunStatus::Waiting,
+        outputs: Some(outputs.to_string()),
+        error: error.clone(),
+      }),
+      _ => None,
+    };
+    Self {
+      seq,
+      run: Arc::clone(&record.run),
+      ts: record.ts.clone(),
+      name: record.event.name(),
+      stage: record.event.stage().map(str::to_string),
+      body,
+      effect,
+    }
+  }
+}
+
+/// Inserts events inside `tx`, all in one statement.
+fn insert_rows(
+  tx: &rusqlite::Transaction<'_>,
+  events: &[Encoded],
+  ts_ms: i64,
 ) -> Result<(), StoreError> {
-  let body = serde_json::to_string(record).map_err(|e| StoreError::Refused(e.to_string()))?;
-  let ts_ms = now_ms();
-  let run: &str = &record.run;
-  tx.prepare_cached(
-    "INSERT INTO events (run, seq, ts, ts_ms, event, stage, body)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-  )?
-  .execute(params![
-    run,
-    seq,
-    record.ts,
-    ts_ms,
-    record.event.name(),
-    record.event.stage(),
-    body
-  ])?;
-  let json = |v: &serde_json::Value| v.to_string();
-  match &record.event {
-    Event::GateDecided { stage, .. } => {
+  let mut sql =
+    String::from("INSERT INTO events (run, seq, ts, ts_ms, event, stage, body) VALUES ");
+  for k in 0..events.len() {
+    if k > 0 {
+      sql.push(',');
+    }
+    sql.push_str("(?,?,?,?,?,?,?)");
+  }
+  let runs: Vec<&str> = events.iter().map(|e| &*e.run).collect();
+  let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(events.len() * 7);
+  for (event, run) in events.iter().zip(&runs) {
+    values.extend([
+      run as &dyn rusqlite::ToSql,
+      &event.seq,
+      &event.ts,
+      &ts_ms,
+      &event.name,
+      &event.stage,
+      &event.body,
+    ]);
+  }
+  tx.prepare_cached(&sql)?
+    .execute(rusqlite::params_from_iter(values))?;
+  Ok(())
+}
+
+/// Applies what an event changes in the run's row or its pending decisions.
+fn apply_effect(
+  tx: &rusqlite::Transaction<'_>,
+  run: &str,
+  effect: &Effect,
+  ts_ms: i64,
+) -> Result<(), StoreError> {
+  match effect {
+    Effect::Decided(stage) => {
       tx.prepare_cached("DELETE FROM pending_decisions WHERE run = ?1 AND stage = ?2")?
         .execute(params![run, stage])?;
     }
-    Event::RunPaused { .. } => {
-      tx.prepare_cached("UPDATE runs SET status = 'paused', updated_ms = ?2 WHERE id = ?1")?
-        .execute(params![run, ts_ms])?;
-    }
-    Event::RunResumed {} => {
-      tx.prepare_cached("UPDATE runs SET status = 'running', updated_ms = ?2 WHERE id = ?1")?
-        .execute(params![run, ts_ms])?;
-    }
-    Event::RunCompleted {
+    Effect::Status {
       status,
-      outputs,
-      error,
+      finished: false,
+      outputs: None,
       ..
     } => {
-      let finished = (*status != RunStatus::Waiting).then_some(ts_ms);
+      tx.prepare_cached("UPDATE runs SET status = ?2, updated_ms = ?3 WHERE id = ?1")?
+        .execute(params![run, status, ts_ms])?;
+    }
+    Effect::Status {
+      status,
+      finished,
+      outputs,
+      error,
+    } => {
       tx.prepare_cached(
         "UPDATE runs SET status = ?2, updated_ms = ?3, finished_ms = ?4, outputs = ?5,
                          error = ?6, pid = NULL
@@ -757,14 +864,13 @@ fn insert_event(
       )?
       .execute(params![
         run,
-        status.as_str(),
+        status,
         ts_ms,
-        finished,
-        json(outputs),
+        finished.then_some(ts_ms),
+        outputs,
         error
       ])?;
     }
-    _ => {}
   }
   Ok(())
 }
@@ -1089,13 +1195,14 @@ fn alive(pid: i64) -> bool {
 }
 
 /// Records every event of a run in the store. Events are buffered and committed together,
-/// in one transaction, whenever the runtime flushes (before it starts attempts, and before it
-/// waits for anything), so one commit covers a whole scheduling pass. A failed write is kept
+/// in one transaction, whenever the runtime's store thread flushes: once per batch, and a
+/// batch is everything that arrived while the previous commit ran. A failed write is kept
 /// (the first one) for the command to report: the run goes on, but ends as failed.
 pub struct StoreSink {
   store: Store,
   seq: i64,
-  pending: Vec<(i64, EventRecord)>,
+  /// Encoded on arrival: one string per event instead of a copy of the record.
+  pending: Vec<Encoded>,
   failed: bool,
   error: Arc<Mutex<Option<String>>>,
 }
@@ -1103,6 +1210,17 @@ pub struct StoreSink {
 impl StoreSink {
   /// A sink appending to `store` from event number `seq`; write errors go to `error`.
   pub fn new(store: Store, seq: i64, error: Arc<Mutex<Option<String>>>) -> Self {
+    // The sink only appends events of the run it was made for, which exists before the sink
+    // does and is never deleted: checking `events.run` against `runs` on every row would
+    // double the cost of a commit. Every other connection keeps enforcing the reference.
+    let _ = store.conn.pragma_update(None, "foreign_keys", "OFF");
+    // Closing the last connection would checkpoint the whole write-ahead log while the run
+    // waits for its sink to go away; commits are durable without it, and later commits (or
+    // the next process) checkpoint as the log grows.
+    let _ = store.conn.set_db_config(
+      rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+      true,
+    );
     Self {
       store,
       seq,
@@ -1113,9 +1231,31 @@ impl StoreSink {
   }
 }
 
+impl StoreSink {
+  /// Remembers the first failure for the command to report.
+  fn fail(&mut self, e: &StoreError) {
+    self.failed = true;
+    let mut error = self
+      .error
+      .lock()
+      .unwrap_or_else(std::sync::PoisonError::into_inner);
+    error.get_or_insert_with(|| e.to_string());
+  }
+}
+
 impl EventSink for StoreSink {
   fn emit(&mut self, record: &EventRecord) {
-    self.pending.push((self.seq, record.clone()));
+    match Encoded::new(self.seq, record) {
+      Ok(encoded) => self.pending.push(encoded),
+      Err(e) => self.fail(&e),
+    }
+    self.seq += 1;
+  }
+
+  fn emit_encoded(&mut self, record: &EventRecord, json: String) {
+    self
+      .pending
+      .push(Encoded::with_body(self.seq, record, json));
     self.seq += 1;
   }
 
@@ -1123,17 +1263,10 @@ impl EventSink for StoreSink {
     if self.pending.is_empty() {
       return;
     }
-    match self.store.append_all(&self.pending) {
+    match self.store.write(&self.pending) {
       Ok(()) => self.pending.clear(),
       // Kept, in order, for the next flush: a store that recovers loses nothing.
-      Err(e) => {
-        self.failed = true;
-        let mut error = self
-          .error
-          .lock()
-          .unwrap_or_else(std::sync::PoisonError::into_inner);
-        error.get_or_insert_with(|| e.to_string());
-      }
+      Err(e) => self.fail(&e),
     }
   }
 

@@ -9,7 +9,9 @@ use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 /// What the store thread is sent.
 pub(super) enum Message {
-  Events(Vec<EventRecord>),
+  /// Events, each with its JSON for the durable sinks (made on the sending side, which has
+  /// time to spare while the store thread commits).
+  Events(Vec<(EventRecord, Option<String>)>),
   /// Answered once everything sent before is committed and shown.
   Barrier(oneshot::Sender<()>),
 }
@@ -67,7 +69,13 @@ impl Delivery {
         }
       }
       Self::Store { sender, .. } => {
-        let _ = sender.send(Message::Events(events.collect()));
+        let encoded = events
+          .map(|record| {
+            let json = serde_json::to_string(&record).ok();
+            (record, json)
+          })
+          .collect();
+        let _ = sender.send(Message::Events(encoded));
       }
     }
   }
@@ -138,8 +146,12 @@ fn commit_loop(
       take(more);
     }
     for (sink, _) in sinks.iter_mut().zip(&durable).filter(|(_, d)| **d) {
-      for record in &events {
-        sink.emit(record);
+      // The first durable sink takes the JSON; any other encodes for itself.
+      for (record, json) in &mut events {
+        match json.take() {
+          Some(json) => sink.emit_encoded(record, json),
+          None => sink.emit(record),
+        }
       }
       sink.flush();
     }
@@ -148,7 +160,7 @@ fn commit_loop(
       let _ = failed.send(());
     }
     for (sink, _) in sinks.iter_mut().zip(&durable).filter(|(_, d)| !**d) {
-      for record in &events {
+      for (record, _) in &events {
         sink.emit(record);
       }
       sink.flush();

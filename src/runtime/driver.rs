@@ -79,6 +79,9 @@ impl Clock {
   }
 }
 
+/// Events handed on at once during a cascade of commands.
+const BATCH: usize = 64;
+
 /// The end of something the driver waits for: `None` for an attempt it stopped.
 type Pending = BoxFuture<'static, Option<Input>>;
 
@@ -177,11 +180,13 @@ impl Driver {
   fn drain(&mut self) {
     while let Some(command) = self.core.next_command() {
       self.command(command);
-      if self.core.has_events() {
+      // A long cascade of attempts done on their first poll hands events on in batches, so
+      // the store thread commits while the cascade goes on, without a wake-up per attempt.
+      if self.core.events_waiting() >= BATCH {
         self.delivery.send(self.core.drain_events());
       }
     }
-    if self.core.has_events() {
+    if self.core.events_waiting() > 0 {
       self.delivery.send(self.core.drain_events());
     }
   }

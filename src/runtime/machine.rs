@@ -481,9 +481,9 @@ impl Core {
     self.outbox.drain(..)
   }
 
-  /// Whether events are waiting in [`Core::take_events`].
-  pub fn has_events(&self) -> bool {
-    !self.outbox.is_empty()
+  /// How many events are waiting in [`Core::take_events`].
+  pub fn events_waiting(&self) -> usize {
+    self.outbox.len()
   }
 
   /// The next thing the driver must do, oldest first.

@@ -778,6 +778,51 @@ impl Sim {
         }
       }
     }
+    // SPEC section 10: dependents of a stage that failed under `continue` are skipped (or
+    // cancelled, once the run stopped) unless their `if` asks otherwise.
+    for (f, stage) in self.workflow.stages.iter().enumerate() {
+      if state.status == RunStatus::Waiting
+        || !failed(f)
+        || stage.on_failure != OnFailure::Continue
+        || ignored(f)
+      {
+        continue;
+      }
+      for &d in &dag.dependents[f] {
+        let dependent = &state.stages[d];
+        if self.workflow.stages[d].condition.is_none()
+          && !matches!(
+            dependent.status,
+            StageStatus::Skipped | StageStatus::Cancelled
+          )
+        {
+          return Err(format!(
+            "`{}` is {} although `{}` failed under `continue`",
+            id(d),
+            dependent.status.as_str(),
+            id(f)
+          ));
+        }
+      }
+    }
+    // A rejected gate or approval fails its stage (reason `rejected`) and the run exits 3.
+    let rejected = state
+      .stages
+      .values()
+      .any(|s| s.status == StageStatus::Failed && s.reason.as_deref() == Some("rejected"));
+    if rejected && self.core.outcome().exit_code() != exit::CANCELLED {
+      return Err(format!(
+        "a gate was rejected but the run would exit {}",
+        self.core.outcome().exit_code()
+      ));
+    }
+    // When the run timeout expires the run fails.
+    if self.core.stop == Some(super::machine::Stop::Timeout) && state.status != RunStatus::Failed {
+      return Err(format!(
+        "the run timed out but ended {}",
+        state.status.as_str()
+      ));
+    }
     // Under `on_failure: ignore` a failure never fails the run; under `halt` nothing that was
     // not already settled or clean-up runs after it.
     if state.status == RunStatus::Completed {
