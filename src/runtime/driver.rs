@@ -62,7 +62,7 @@ impl Clock {
   fn new() -> Self {
     let epoch = SystemTime::now()
       .duration_since(SystemTime::UNIX_EPOCH)
-      .map_or(0, |d| machine::millis(d));
+      .map_or(0, machine::millis);
     Self {
       anchor: Instant::now(),
       epoch,
