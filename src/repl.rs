@@ -1234,6 +1234,9 @@ fn reopen(log: &mut Vec<EventRecord>, workflow: &Workflow, id: &str, stopped: bo
     | Event::StageCancelled { stage, .. }
     | Event::GateWaiting { stage, .. }
     | Event::GateDecided { stage, .. }
+    // What followed a failed attempt is decided afresh for a stage that runs again.
+    | Event::StageRetrying { stage, .. }
+    | Event::RecoveryDecided { stage, .. }
     | Event::CompensationStarted { stage, .. }
     | Event::CompensationCompleted { stage, .. }
     | Event::CompensationFailed { stage, .. } => !again.contains(stage),

@@ -167,6 +167,8 @@ impl Driver {
         () = sleep_until(wake), if wake.is_some() => self.handle(Input::Tick),
       }
     }
+    // Attempts still in flight (cancelled ones) stop now, not after the last commit.
+    drop(std::mem::take(&mut self.pending));
     self.delivery.finish().await;
     self.core.into_outcome()
   }

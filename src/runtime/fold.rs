@@ -94,16 +94,12 @@ impl Core {
         self.slots[i].after = None;
         self.settle(i);
       }
-      Event::StageCancelled { reason, .. } => {
+      Event::StageCancelled { .. } => {
         self.end_attempt(i);
         self.slots[i].after = None;
         self.slots[i].retry_due = None;
         self.waiting.retain(|&w| w != i);
         self.deadlines.retain(|&(_, w)| w != i);
-        // Only a stopping run cancels stages: a resumed log remembers why it stopped.
-        if let Some(stop) = Stop::from_reason(reason) {
-          self.stop.get_or_insert(stop);
-        }
         self.settle(i);
       }
       Event::GateWaiting { timeout_ms, .. } => {
@@ -169,7 +165,8 @@ impl Core {
   /// status and outputs. Attempts cut short start again (their number is used, their try is
   /// not spent), decisions that follow a failed attempt are taken again, retry delays run out
   /// at their recorded due time, and gates open again with their deadline counted from when
-  /// they first opened.
+  /// they first opened. A cancel or run timeout is not carried over: stages it cancelled stay
+  /// cancelled, and the rest go on.
   pub(super) fn recover(&mut self) {
     let n = self.slots.len();
     for i in 0..n {
@@ -196,14 +193,19 @@ impl Core {
         self.delayed.push(Reverse((due, i)));
       }
     }
-    let halts = (0..n).find_map(|i| self.slots[i].recovery_halts);
-    if let Some(stop) = self.stop.take() {
-      self.begin_stop(stop);
-    } else if let Some(skip) = halts {
+    // A recovery strategy that aborted or compensated stopped the run; it stays stopped. (A
+    // halt under `on_failure` comes back as its failure is decided again below.)
+    if let Some(skip) = (0..n).find_map(|i| self.slots[i].recovery_halts) {
       self.skip_compensation |= skip;
       self.begin_stop(Stop::Halt);
     }
     let order = self.workflow.dag().order.clone();
+    // Upstream flags first, in dependency order: a stage decided again below reads them.
+    for &i in &order {
+      if self.slots[i].remaining == 0 {
+        self.upstream(i);
+      }
+    }
     for &i in &order {
       if self.slots[i].settled {
         continue;
@@ -214,9 +216,9 @@ impl Core {
         None => {}
       }
     }
-    // Settled stages pass their upstream flags on; their dependents read them when evaluated.
+    // Stages settled by those decisions pass their flags on too.
     for &i in &order {
-      if self.slots[i].settled {
+      if self.slots[i].remaining == 0 {
         self.upstream(i);
       }
     }

@@ -220,15 +220,6 @@ impl Stop {
       Self::Timeout => "timeout",
     }
   }
-
-  pub(super) fn from_reason(reason: &str) -> Option<Self> {
-    match reason {
-      "halt" => Some(Self::Halt),
-      "cancel" => Some(Self::Cancel),
-      "timeout" => Some(Self::Timeout),
-      _ => None,
-    }
-  }
 }
 
 /// Which skill the next attempt of a stage runs.
@@ -464,6 +455,9 @@ impl Core {
       }
       Input::Suspend => self.begin_finish(),
     }
+    if self.finishing.is_some() {
+      return;
+    }
     self.fire_timers();
     self.schedule();
     if self.finishing.is_none() && self.settled == self.slots.len() {
@@ -493,6 +487,10 @@ impl Core {
 
   /// When the earliest timer (a retry, a gate deadline, the run timeout) is due.
   pub fn next_timer(&self) -> Option<Millis> {
+    // A finishing run only waits for its compensations.
+    if self.finishing.is_some() {
+      return None;
+    }
     let retry = self.delayed.peek().map(|Reverse((due, _))| *due);
     let gate = self.deadlines.iter().map(|(d, _)| *d).min();
     [retry, gate, self.deadline].into_iter().flatten().min()

@@ -754,10 +754,25 @@ impl Sim {
         }
       }
     }
-    // A stage without `if` ran only when everything upstream succeeded (or failed ignored).
+    // A stage without `if` ran only when nothing upstream, however far, failed (unless
+    // ignored) or was cancelled: `success()` looks at every ancestor.
+    let mut troubled = vec![false; state.stages.len()];
+    for &i in &dag.order {
+      troubled[i] = dag.deps[i].iter().any(|&d| {
+        troubled[d]
+          || (failed(d) && !ignored(d))
+          || state.stages[d].status == StageStatus::Cancelled
+      });
+    }
     for (i, stage) in self.workflow.stages.iter().enumerate() {
       if stage.condition.is_some() || state.stages[i].status != StageStatus::Completed {
         continue;
+      }
+      if troubled[i] {
+        return Err(format!(
+          "`{}` completed although something upstream failed or was cancelled",
+          id(i)
+        ));
       }
       for &d in &dag.deps[i] {
         let dep = &state.stages[d];

@@ -246,6 +246,73 @@ mod run {
   }
 
   #[test]
+  fn a_resume_keeps_an_upstream_failure_for_a_stage_still_retrying() {
+    // `a` failed under `continue`; `b` (`always()`) failed once and waits to retry; then the
+    // process died. `b` retries and completes, but `c`, which asks nothing, is skipped: the
+    // failure upstream of `b` still counts.
+    let text = "name: t\nstages:\n  - id: a\n    uses: work\n    with: { fail: true }\n    on_failure: continue\n  - id: b\n    uses: work\n    depends_on: [a]\n    if: \"$<< always() >>\"\n    with: { fail_times: 1 }\n    retry: { max_attempts: 2, delay: 10ms }\n  - id: c\n    uses: work\n    depends_on: [b]\n";
+    let events = vec![
+      record(Event::RunStarted {
+        workflow: "t".into(),
+        params: serde_json::json!({}),
+        max_parallel: 3,
+        stages: 3,
+        seed: 1,
+      }),
+      record(Event::StageStarted {
+        stage: "a".into(),
+        attempt: 1,
+        uses: "work".into(),
+        inputs: Arc::new(serde_json::json!({"fail": true})),
+      }),
+      record(Event::StageFailed {
+        stage: "a".into(),
+        attempt: Some(1),
+        uses: Some("work".into()),
+        error: "a failed on attempt 1".into(),
+        reason: "error".into(),
+        duration_ms: 1,
+      }),
+      record(Event::StageStarted {
+        stage: "b".into(),
+        attempt: 1,
+        uses: "work".into(),
+        inputs: Arc::new(serde_json::json!({"fail_times": 1})),
+      }),
+      record(Event::StageFailed {
+        stage: "b".into(),
+        attempt: Some(1),
+        uses: Some("work".into()),
+        error: "b failed on attempt 1".into(),
+        reason: "error".into(),
+        duration_ms: 1,
+      }),
+      record(Event::StageRetrying {
+        stage: "b".into(),
+        attempt: 1,
+        delay_ms: 10,
+        due: event::now_rfc3339(),
+        error: "b failed on attempt 1".into(),
+      }),
+    ];
+    let ran = resumed(text, events);
+    assert_eq!(ran.status("a"), StageStatus::Failed);
+    assert_eq!(ran.status("b"), StageStatus::Completed);
+    assert_eq!(ran.outcome.state.stage("b").map(|s| s.attempts), Some(2));
+    assert_eq!(ran.status("c"), StageStatus::Skipped);
+    assert_eq!(
+      ran
+        .outcome
+        .state
+        .stage("c")
+        .and_then(|s| s.reason.clone())
+        .as_deref(),
+      Some("dependency")
+    );
+    assert_eq!(ran.outcome.state.status, RunStatus::Failed);
+  }
+
+  #[test]
   fn a_resume_after_a_failed_attempt_goes_on_to_the_fallback() {
     let text = "name: t\nstages:\n  - id: a\n    uses: work\n    with: { fail_times: 1, outputs: { v: 7 } }\n    fallback: [backup]\n  - id: b\n    uses: work\n    depends_on: [a]\n";
     let ran = resumed(text, failed_first_attempt(false));
