@@ -32,8 +32,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
   }
   given.extend(args.params.iter().cloned());
   let params = params::resolve(&workflow, &given).map_err(Error::Diagnostics)?;
-  let masker = masker(&workflow, &params);
-  let run_id = new_run_id();
+  let masker = masker(&workflow, &params)?;
+  let mut run_id = store::new_run_id();
   let max_parallel = args
     .max_parallel
     .map_or(workflow.config.max_parallel, |n| n as usize);
@@ -52,15 +52,16 @@ pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
         "approve_all": args.approve_all,
         "lua": args.lua.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
       });
-      store.create_run(&store::NewRun {
+      run_id = store.create_run(&store::NewRun {
         id: &run_id,
         workflow: &workflow.name,
         file: &file.display().to_string(),
-        // A secret written into the file (a parameter's default) is not kept either.
-        source: &masker.mask_str(workflow.source.text()),
+        // The file as it was read, so it parses again on resume: the store is private to its
+        // owner like the file itself (docs/runs.md, "Secrets and audit").
+        source: workflow.source.text(),
         params: &{
           let mut stored = serde_json::Value::Object(params.clone().into_iter().collect());
-          masker.mask_json(&mut stored);
+          masker.mask_params(&mut stored);
           stored
         },
         options: &options,
@@ -149,7 +150,7 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<i32, Error> {
         .join(" ")
     )));
   }
-  let masker = masker(&workflow, &params);
+  let masker = masker(&workflow, &params)?;
   let options = &row.options;
   let strings = |key: &str| -> Vec<String> {
     options[key]
@@ -618,6 +619,22 @@ fn params_from_file(workflow: &Workflow, path: &Path) -> Result<Vec<String>, Err
       other => other.to_string(),
     };
     if params::convert(param.ty, &raw).is_none() {
+      if param.secret {
+        // Point at the key of a file whose text, from the key on, has the value masked.
+        let text = source.text();
+        let at = key.span.offset.min(text.len());
+        let masked = format!("{}{}", &text[..at], text[at..].replace(&raw, mask::MASK));
+        let shown = Source::new(source.name(), masked);
+        return Err(Error::Diagnostics(Diagnostics(vec![Diagnostic::new(
+          &shown,
+          key.span,
+          ErrorKind::ParamConversion {
+            name: param.name.clone(),
+            expected: param.ty,
+            value: mask::MASK.to_string(),
+          },
+        )])));
+      }
       return Err(fail(
         value.span,
         ErrorKind::ParamConversion {
@@ -632,43 +649,12 @@ fn params_from_file(workflow: &Workflow, path: &Path) -> Result<Vec<String>, Err
   Ok(out)
 }
 
-/// Secret parameter values and the values of env variables listed in `config.secrets`.
-pub(crate) fn masker(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -> Masker {
-  let from_params = workflow
-    .parameters
-    .values()
-    .filter(|p| p.secret)
-    .filter_map(|p| params.get(&p.name))
-    .map(|v| match v {
-      serde_json::Value::String(s) => s.clone(),
-      other => other.to_string(),
-    });
-  // The model API key is a secret whether or not the workflow lists it.
-  let from_env = workflow
-    .config
-    .secrets
-    .iter()
-    .map(String::as_str)
-    .filter_map(|name| std::env::var(name).ok())
-    // Placeholder keys local servers accept (`EMPTY`, `ollama`) would mask ordinary words.
-    .chain(
-      std::env::var("SWDL_LLM_API_KEY")
-        .ok()
-        .filter(|key| key.len() >= 12),
-    )
-    .filter(|value| !value.is_empty());
-  Masker::new(from_params.chain(from_env).collect::<Vec<_>>())
-}
-
-/// A run id that sorts by start time: `20261122-140307-3fa9`.
-fn new_run_id() -> String {
-  let ts = event::now_rfc3339();
-  let digits: String = ts.chars().filter(char::is_ascii_digit).collect();
-  let nanos = std::time::SystemTime::now()
-    .duration_since(std::time::UNIX_EPOCH)
-    .map_or(0, |d| d.subsec_nanos());
-  let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
-  format!("{}-{}-{salt:04x}", &digits[..8], &digits[8..14])
+/// The run's masker; a secret too short to mask is a usage error.
+pub(crate) fn masker(
+  workflow: &Workflow,
+  params: &IndexMap<String, serde_json::Value>,
+) -> Result<Masker, Error> {
+  Masker::for_run(workflow, params).map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// First Ctrl-C cancels gracefully; the second ends the process at once.

@@ -74,14 +74,24 @@ pub fn resolve_given(
       ));
       continue;
     };
+    // A secret's value is never echoed: the error shows `name=***`.
+    let (arg_source, raw_shown) = if param.secret {
+      (
+        Source::new("--param", format!("{name}={}", mask::MASK)),
+        mask::MASK,
+      )
+    } else {
+      (arg_source, raw)
+    };
+    let value_span = Span::new(name.len() + 1, raw_shown.len());
     let Some(value) = convert(param.ty, raw) else {
       diagnostics.push(Diagnostic::new(
         &arg_source,
-        Span::new(name.len() + 1, raw.len()),
+        value_span,
         ErrorKind::ParamConversion {
           name: param.name.clone(),
           expected: param.ty,
-          value: raw.to_string(),
+          value: raw_shown.to_string(),
         },
       ));
       continue;
@@ -91,11 +101,15 @@ pub fn resolve_given(
     {
       diagnostics.push(Diagnostic::new(
         &arg_source,
-        Span::new(name.len() + 1, raw.len()),
+        value_span,
         ErrorKind::ParamNotInEnum {
           name: param.name.clone(),
           allowed: serde_json::Value::from(allowed.clone()).to_string(),
-          value: value.to_string(),
+          value: if param.secret {
+            mask::MASK.to_string()
+          } else {
+            value.to_string()
+          },
         },
       ));
       continue;

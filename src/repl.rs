@@ -446,7 +446,7 @@ impl Session {
     self.stop();
     let workflow = self.workflow()?;
     let params = params::resolve(&workflow, &self.params).map_err(|d| d.render(false))?;
-    let masker = headless::masker(&workflow, &params);
+    let masker = mask::Masker::for_run(&workflow, &params).map_err(|e| e.to_string())?;
     let run_id = match prior.first() {
       Some(record) => record.run.to_string(),
       None => {

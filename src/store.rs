@@ -282,7 +282,7 @@ impl Store {
       path: label.clone(),
       message,
     };
-    std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+    private_files(dir, &path).map_err(|e| open_error(e.to_string()))?;
     let mut conn = Connection::open(&path).map_err(|e| open_error(e.to_string()))?;
     conn
       .busy_timeout(BUSY_TIMEOUT)
@@ -363,30 +363,43 @@ impl Store {
     &self.path
   }
 
-  /// Records a new run, executing in this process.
+  /// Records a new run, executing in this process, and returns its id: `run.id`, or a fresh
+  /// one from [`new_run_id`] when another process took that id first.
   ///
   /// # Errors
   ///
   /// A failed write.
-  pub fn create_run(&mut self, run: &NewRun<'_>) -> Result<(), StoreError> {
+  pub fn create_run(&mut self, run: &NewRun<'_>) -> Result<String, StoreError> {
     let now = now_ms();
-    self.conn.execute(
-      "INSERT INTO runs (id, workflow, file, source, params, options, status, attempt, pid, host,
-                         created_ms, updated_ms)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 1, ?7, ?8, ?9, ?9)",
-      params![
-        run.id,
-        run.workflow,
-        run.file,
-        run.source,
-        run.params.to_string(),
-        run.options.to_string(),
-        i64::from(std::process::id()),
-        hostname(),
-        now
-      ],
-    )?;
-    Ok(())
+    let mut id = run.id.to_string();
+    let params = run.params.to_string();
+    let options = run.options.to_string();
+    for _ in 0..ID_TRIES {
+      let inserted = self.conn.execute(
+        "INSERT INTO runs (id, workflow, file, source, params, options, status, attempt, pid, host,
+                           created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 1, ?7, ?8, ?9, ?9)
+         ON CONFLICT (id) DO NOTHING",
+        params![
+          id,
+          run.workflow,
+          run.file,
+          run.source,
+          params,
+          options,
+          i64::from(std::process::id()),
+          hostname(),
+          now
+        ],
+      )?;
+      if inserted == 1 {
+        return Ok(id);
+      }
+      id = new_run_id();
+    }
+    Err(StoreError::Refused(format!(
+      "no free run id after {ID_TRIES} tries (last `{id}`)"
+    )))
   }
 
   /// Takes over run `id` for this process to resume it: refuses a finished run and one that
@@ -1058,10 +1071,62 @@ fn retry_locked<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::R
   }
 }
 
+/// Creates a missing store directory readable by its owner only (0700) and the database file
+/// likewise (0600; SQLite gives its `-wal` and `-shm` files the database's mode). The store
+/// keeps workflow files as written, so it is as private as they are (docs/runs.md).
+fn private_files(dir: &Path, file: &Path) -> std::io::Result<()> {
+  #[cfg(unix)]
+  {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if !dir.exists() {
+      std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    }
+    if !file.exists() {
+      std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)?;
+    }
+    Ok(())
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = file;
+    std::fs::create_dir_all(dir)
+  }
+}
+
+/// How many ids [`Store::create_run`] tries before giving up (a collision of 48 random bits
+/// within one second is already rarer than a disk error).
+const ID_TRIES: usize = 16;
+
+/// A new run id that sorts by start time: `20261122-140307-3fa9c21b0d6e` (UTC date and time,
+/// then 48 random bits).
+pub fn new_run_id() -> String {
+  use std::hash::{BuildHasher, Hasher};
+  let ts = crate::event::now_rfc3339();
+  let digits: String = ts.chars().filter(char::is_ascii_digit).collect();
+  // `RandomState` is seeded from the operating system's randomness once per process and
+  // stepped for each instance; the time and process id separate processes further.
+  let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+  let nanos = std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map_or(0, |d| d.as_nanos());
+  hasher.write_u128(nanos);
+  hasher.write_u32(std::process::id());
+  let salt = hasher.finish() & 0xffff_ffff_ffff;
+  format!("{}-{}-{salt:012x}", &digits[..8], &digits[8..14])
+}
+
 /// A run about to start, for [`Store::create_run`].
 #[derive(Debug)]
 pub struct NewRun<'a> {
-  /// Run id.
+  /// The run id wanted (another is chosen if it is taken).
   pub id: &'a str,
   /// Workflow name.
   pub workflow: &'a str,
@@ -1318,6 +1383,26 @@ mod tests {
         options: &options,
       })
       .expect("create");
+  }
+
+  #[test]
+  fn a_taken_run_id_is_replaced_not_an_error() {
+    let dir = Dir::new("collide");
+    let mut store = Store::open(&dir.0).expect("open");
+    let params = serde_json::json!({});
+    let run = NewRun {
+      id: "20261203-120000-000000000000",
+      workflow: "wf",
+      file: "wf.yaml",
+      source: "name: wf\n",
+      params: &params,
+      options: &params,
+    };
+    let first = store.create_run(&run).expect("first");
+    let second = store.create_run(&run).expect("second");
+    assert_eq!(first, run.id);
+    assert_ne!(second, first);
+    assert_eq!(second.len(), first.len());
   }
 
   #[test]

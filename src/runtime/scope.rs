@@ -50,7 +50,7 @@ impl Scope {
   /// Parameters as user code may see them: secrets masked.
   pub(super) fn masked_params(&self, options: &CoreOptions) -> serde_json::Value {
     let mut params = serde_json::Value::Object(options.params.clone().into_iter().collect());
-    options.masker.mask_json(&mut params);
+    options.masker.mask_params(&mut params);
     params
   }
 }

@@ -3,6 +3,7 @@
 mod common;
 mod eval;
 mod examples;
+mod hardening;
 mod http;
 mod invalid;
 mod lua;

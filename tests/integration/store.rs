@@ -10,20 +10,20 @@ use std::{
 };
 
 /// A project directory with its own store.
-struct Project {
+pub(crate) struct Project {
   dir: TempDir,
 }
 
 /// A finished command.
-struct Out {
-  status: i32,
-  stdout: String,
-  stderr: String,
+pub(crate) struct Out {
+  pub(crate) status: i32,
+  pub(crate) stdout: String,
+  pub(crate) stderr: String,
 }
 
 impl Out {
   #[track_caller]
-  fn status(&self, expected: i32) -> &Self {
+  pub(crate) fn status(&self, expected: i32) -> &Self {
     assert_eq!(
       self.status, expected,
       "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
@@ -33,33 +33,33 @@ impl Out {
   }
 
   #[track_caller]
-  fn json(&self) -> serde_json::Value {
+  pub(crate) fn json(&self) -> serde_json::Value {
     serde_json::from_str(&self.stdout)
       .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
   }
 }
 
 impl Project {
-  fn new() -> Self {
+  pub(crate) fn new() -> Self {
     Self {
       dir: TempDir::new(),
     }
   }
 
-  fn path(&self) -> &Path {
+  pub(crate) fn path(&self) -> &Path {
     self.dir.path()
   }
 
-  fn store(&self) -> PathBuf {
+  pub(crate) fn store(&self) -> PathBuf {
     self.path().join("store")
   }
 
-  fn write(&self, name: &str, text: &str) -> PathBuf {
+  pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
     self.dir.write(name, text)
   }
 
   /// `swdl ARGS --store STORE` in the project directory.
-  fn command(&self, args: &[&str]) -> Command {
+  pub(crate) fn command(&self, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swdl"));
     command
       .args(args)
@@ -72,7 +72,7 @@ impl Project {
     command
   }
 
-  fn swdl(&self, args: &[&str]) -> Out {
+  pub(crate) fn swdl(&self, args: &[&str]) -> Out {
     let output = self.command(args).output().expect("swdl runs");
     Out {
       status: output.status.code().unwrap_or(-1),
@@ -82,7 +82,7 @@ impl Project {
   }
 
   /// Starts `swdl run FILE --progress none` in the background.
-  fn spawn_run(&self, file: &str, extra: &[&str]) -> Child {
+  pub(crate) fn spawn_run(&self, file: &str, extra: &[&str]) -> Child {
     let mut args = vec!["run", file, "--progress", "none"];
     args.extend_from_slice(extra);
     self
@@ -94,7 +94,7 @@ impl Project {
   }
 
   /// Every run in the store, newest first.
-  fn runs(&self) -> Vec<serde_json::Value> {
+  pub(crate) fn runs(&self) -> Vec<serde_json::Value> {
     let out = self.swdl(&["runs", "--format", "json"]);
     out.status(0);
     out.json().as_array().cloned().unwrap_or_default()
@@ -102,7 +102,7 @@ impl Project {
 
   /// The only run's id, once it is in the store.
   #[track_caller]
-  fn wait_run_id(&self) -> String {
+  pub(crate) fn wait_run_id(&self) -> String {
     let mut id = None;
     let found = wait_for(Duration::from_secs(20), || {
       if !self.store().join("swdl.db").exists() {
@@ -119,7 +119,7 @@ impl Project {
   }
 
   /// `swdl runs ID --format json`.
-  fn detail(&self, id: &str) -> serde_json::Value {
+  pub(crate) fn detail(&self, id: &str) -> serde_json::Value {
     let out = self.swdl(&["runs", id, "--format", "json"]);
     out.status(0);
     out.json()
@@ -128,7 +128,7 @@ impl Project {
 
 /// The run's id from its `run ID is suspended at ...` message.
 #[track_caller]
-fn run_id_in(stderr: &str) -> String {
+pub(crate) fn run_id_in(stderr: &str) -> String {
   let id = stderr
     .lines()
     .find(|l| l.contains(" is suspended at "))
