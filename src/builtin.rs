@@ -19,8 +19,11 @@ use tokio::{
 /// The built-in skills this module implements.
 pub const NAMES: &[&str] = &["echo", "sleep", "fail", "shell", "http", "llm"];
 
-/// How much of each of a shell's streams is kept for its outputs.
-const CAPTURE_LIMIT: usize = 8 * 1024 * 1024;
+/// How much of the start of each of a shell's streams is kept for its outputs.
+pub const CAPTURE_HEAD: usize = 64 * 1024;
+
+/// How much of the end of each stream is kept, after the head, when the stream is longer.
+pub const CAPTURE_TAIL: usize = 64 * 1024;
 
 /// The largest `$SWDL_OUTPUT` file a shell stage may leave behind.
 const OUTPUT_FILE_LIMIT: u64 = 8 * 1024 * 1024;
@@ -542,39 +545,80 @@ impl Drop for ProcessGroup {
   }
 }
 
-/// The first [`CAPTURE_LIMIT`] bytes of one stream, and its last non-empty line.
+/// The first [`CAPTURE_HEAD`] and last [`CAPTURE_TAIL`] bytes of one stream, and its last
+/// non-empty line.
 #[derive(Debug, Default)]
 struct Capture {
-  bytes: Vec<u8>,
-  dropped: u64,
+  head: Vec<u8>,
+  tail: std::collections::VecDeque<u8>,
+  /// Bytes between the head and the tail that were not kept.
+  cut: u64,
   last_line: String,
 }
 
 impl Capture {
-  /// Keeps what fits under the limit and counts the rest.
+  /// Keeps what fits in the head, then the latest bytes in the tail, and counts the rest.
   fn push(&mut self, data: &[u8]) {
-    let room = CAPTURE_LIMIT.saturating_sub(self.bytes.len());
-    let kept = room.min(data.len());
-    self.bytes.extend_from_slice(&data[..kept]);
-    self.dropped += (data.len() - kept) as u64;
+    let room = CAPTURE_HEAD.saturating_sub(self.head.len());
+    let (head, mut rest) = data.split_at(room.min(data.len()));
+    self.head.extend_from_slice(head);
+    if rest.len() > CAPTURE_TAIL {
+      self.cut += (self.tail.len() + rest.len() - CAPTURE_TAIL) as u64;
+      self.tail.clear();
+      rest = &rest[rest.len() - CAPTURE_TAIL..];
+    } else {
+      let over = (self.tail.len() + rest.len()).saturating_sub(CAPTURE_TAIL);
+      self.cut += over as u64;
+      self.tail.drain(..over);
+    }
+    self.tail.extend(rest);
   }
 
-  /// The stream as an output: one trailing line break trimmed, a note if it was cut.
+  /// The stream as an output: one trailing line break trimmed, and where bytes were cut, a
+  /// line that says how many.
   fn text(&self, name: &str) -> String {
-    let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+    let mut text = text_of(&self.head);
+    let (front, back) = self.tail.as_slices();
+    let mut tail = front.to_vec();
+    tail.extend_from_slice(back);
+    let mut cut = self.cut;
+    if cut > 0 {
+      // The tail may start inside a character: drop its continuation bytes.
+      let skip = tail
+        .iter()
+        .take(3)
+        .take_while(|&&b| b & 0xc0 == 0x80)
+        .count();
+      tail.drain(..skip);
+      cut += skip as u64;
+      if !text.ends_with('\n') {
+        text.push('\n');
+      }
+      text.push_str(&format!(
+        "[... {cut} bytes of {name} cut: outputs keep the first {} KiB and the last {} KiB ...]\n",
+        CAPTURE_HEAD >> 10,
+        CAPTURE_TAIL >> 10
+      ));
+    }
+    text.push_str(&text_of(&tail));
     if text.ends_with('\n') {
       text.pop();
       if text.ends_with('\r') {
         text.pop();
       }
     }
-    if self.dropped > 0 {
-      text.push_str(&format!(
-        "\n[truncated: {name} exceeded 8 MiB; {} more bytes were dropped]",
-        self.dropped
-      ));
-    }
     text
+  }
+}
+
+/// Bytes as text: invalid UTF-8 and NUL bytes (which no text holds, and which JSON would store
+/// as six bytes each) become U+FFFD.
+fn text_of(bytes: &[u8]) -> String {
+  let text = String::from_utf8_lossy(bytes);
+  if text.contains('\0') {
+    text.replace('\0', "\u{fffd}")
+  } else {
+    text.into_owned()
   }
 }
 
@@ -611,7 +655,7 @@ async fn pump(
 fn emit(line: &[u8], stream: LogStream, io: &TaskIo, capture: &mut Capture) {
   let line = line.strip_suffix(b"\n").unwrap_or(line);
   let line = line.strip_suffix(b"\r").unwrap_or(line);
-  let text = String::from_utf8_lossy(line).into_owned();
+  let text = text_of(line);
   let trimmed = text.trim();
   if !trimmed.is_empty() {
     capture.last_line = if trimmed.len() > QUOTED_LINE_LIMIT {
@@ -1115,15 +1159,24 @@ mod tests {
   }
 
   #[tokio::test]
-  async fn builtin_shell_truncates_huge_output() {
-    let script = "head -c 9000000 /dev/zero | tr '\\0' a";
+  async fn builtin_shell_keeps_the_head_and_tail_of_huge_output() {
+    let script = "head -c 9000000 /dev/zero | tr '\\0' a; printf 'END\\0'";
     let out = outputs(run(task("shell", json!({"run": script}))).await);
     let stdout = out["stdout"].as_str().unwrap();
-    assert!(stdout.starts_with(&"a".repeat(CAPTURE_LIMIT)));
+    let note = format!(
+      "\n[... {} bytes of stdout cut: outputs keep the first 64 KiB and the last 64 KiB ...]\n",
+      9_000_004 - CAPTURE_HEAD - CAPTURE_TAIL
+    );
+    let expected = format!(
+      "{}{note}{}END\u{fffd}",
+      "a".repeat(CAPTURE_HEAD),
+      "a".repeat(CAPTURE_TAIL - 4)
+    );
     assert!(
-      stdout.ends_with("[truncated: stdout exceeded 8 MiB; 611392 more bytes were dropped]"),
-      "{}",
-      &stdout[CAPTURE_LIMIT..]
+      stdout == expected,
+      "{}...{}",
+      &stdout[..100],
+      &stdout[stdout.len() - 200..]
     );
   }
 

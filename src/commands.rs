@@ -448,7 +448,7 @@ pub(crate) fn describe_from_lua(registry: &mut skills::Registry) {
 /// Reads a file given on the command line into a [`Source`] for positioned errors.
 pub(crate) fn read_source(path: &Path) -> Result<Arc<Source>, Error> {
   let name = path.display().to_string();
-  let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+  let text = source::read_text(path).map_err(|e| Error::Io {
     path: name.clone(),
     message: e.to_string(),
   })?;

@@ -4,7 +4,14 @@
 use super::*;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use std::{future::Future, pin::Pin, sync::RwLock};
+use std::{
+  future::Future,
+  pin::Pin,
+  sync::{
+    Arc, RwLock,
+    atomic::{AtomicU64, Ordering},
+  },
+};
 use tokio::sync::mpsc;
 
 /// A boxed future that can be spawned.
@@ -224,12 +231,57 @@ pub struct LogLine {
   pub message: String,
 }
 
-/// The channel an attempt logs through; dropping it is fine.
+/// The most log lines one attempt records; later ones are counted, not kept.
+pub const MAX_LOG_LINES: u64 = 5_000;
+
+/// The most bytes of log text one attempt records.
+pub const MAX_LOG_BYTES: u64 = 256 * 1024;
+
+/// What one attempt has logged, shared by the clones of its [`TaskIo`].
+#[derive(Debug, Default)]
+pub struct LogBudget {
+  lines: AtomicU64,
+  bytes: AtomicU64,
+  dropped_lines: AtomicU64,
+  dropped_bytes: AtomicU64,
+}
+
+impl LogBudget {
+  /// Takes room for one line of `len` bytes; false (and counted as dropped) once full.
+  fn take(&self, len: usize) -> bool {
+    let len = len as u64;
+    let lines = self.lines.fetch_add(1, Ordering::Relaxed);
+    let bytes = self.bytes.fetch_add(len, Ordering::Relaxed);
+    if lines < MAX_LOG_LINES && bytes + len <= MAX_LOG_BYTES {
+      return true;
+    }
+    self.dropped_lines.fetch_add(1, Ordering::Relaxed);
+    self.dropped_bytes.fetch_add(len, Ordering::Relaxed);
+    false
+  }
+
+  /// The line that says what was dropped, if anything was.
+  pub fn dropped_note(&self) -> Option<String> {
+    let lines = self.dropped_lines.load(Ordering::Relaxed);
+    (lines > 0).then(|| {
+      format!(
+        "{lines} more log lines ({} bytes) were not recorded: an attempt records at most \
+         {MAX_LOG_LINES} lines and {} KiB of logs",
+        self.dropped_bytes.load(Ordering::Relaxed),
+        MAX_LOG_BYTES >> 10
+      )
+    })
+  }
+}
+
+/// The channel an attempt logs through; dropping it is fine. Lines past the attempt's
+/// [`LogBudget`] are dropped here, before they cost a message, an event or a row.
 #[derive(Debug, Clone)]
 pub struct TaskIo {
   stage: usize,
   attempt: u32,
   sender: Option<mpsc::UnboundedSender<LogLine>>,
+  budget: Arc<LogBudget>,
 }
 
 impl TaskIo {
@@ -239,6 +291,7 @@ impl TaskIo {
       stage,
       attempt,
       sender: Some(sender),
+      budget: Arc::default(),
     }
   }
 
@@ -248,17 +301,27 @@ impl TaskIo {
       stage: 0,
       attempt: 0,
       sender: None,
+      budget: Arc::default(),
     }
   }
 
-  /// Sends one line; lost if the run has already moved on.
+  /// What this attempt has logged so far.
+  pub fn budget(&self) -> Arc<LogBudget> {
+    Arc::clone(&self.budget)
+  }
+
+  /// Sends one line; lost if the run has already moved on or the attempt's budget is spent.
   pub fn log(&self, stream: LogStream, message: impl Into<String>) {
     if let Some(sender) = &self.sender {
+      let message = message.into();
+      if !self.budget.take(message.len()) {
+        return;
+      }
       let _ = sender.send(LogLine {
         stage: self.stage,
         attempt: self.attempt,
         stream,
-        message: message.into(),
+        message,
       });
     }
   }

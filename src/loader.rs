@@ -92,7 +92,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 
 /// Reads and loads a workflow file; I/O problems become [`LoadError::Io`].
 pub fn load_file(path: &Path) -> Result<Workflow, LoadError> {
-  let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+  let text = crate::source::read_text(path).map_err(|error| LoadError::Io {
     path: path.display().to_string(),
     error,
   })?;

@@ -195,7 +195,7 @@ impl Registry {
     for (name, file) in &index.discovered {
       let meta_file = file.with_file_name("skill.yaml");
       let meta = if file.ends_with("init.lua") && meta_file.is_file() {
-        match std::fs::read_to_string(&meta_file) {
+        match crate::source::read_text(&meta_file) {
           Ok(text) => match loader::load_skill_meta(&meta_file.display().to_string(), &text) {
             Ok(meta) => meta,
             Err(d) => {

@@ -118,6 +118,33 @@ impl Span {
   }
 }
 
+/// The largest file swdl reads as text: workflows, parameter files, skill files, contexts.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a text file of at most [`MAX_FILE_BYTES`].
+///
+/// # Errors
+///
+/// The file cannot be read, is larger than the limit, or is not UTF-8.
+pub fn read_text(path: &std::path::Path) -> std::io::Result<String> {
+  use std::io::Read;
+  let file = std::fs::File::open(path)?;
+  let mut text = String::new();
+  // One byte more than allowed tells a file at the limit from one over it, without reading
+  // (or trusting the metadata of) a file of any size.
+  file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+  if text.len() as u64 > MAX_FILE_BYTES {
+    return Err(std::io::Error::new(
+      std::io::ErrorKind::InvalidData,
+      format!(
+        "larger than {} MiB, the most swdl reads",
+        MAX_FILE_BYTES >> 20
+      ),
+    ));
+  }
+  Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;

@@ -11,7 +11,14 @@ use yaml_rust2::{
 };
 
 /// Upper bound on nodes created by alias expansion, so a "billion laughs" file fails cleanly.
-const MAX_NODES: usize = 2_000_000;
+pub const MAX_NODES: usize = 1_000_000;
+
+/// Upper bound on the text aliases may copy (the bytes of every string they repeat), so one
+/// large anchored string repeated many times fails cleanly too.
+pub const MAX_ALIAS_BYTES: usize = 4 * 1024 * 1024;
+
+/// How deeply sequences and mappings may nest (block and flow alike).
+pub const MAX_DEPTH: usize = 100;
 
 /// A YAML value with the span of its first character.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,13 +155,32 @@ pub fn parse(source: &Source) -> Result<Node, SyntaxError> {
     root: None,
     documents: 0,
     nodes: 0,
+    alias_bytes: 0,
+    too_deep: None,
     error: None,
   };
+  // Events are pulled one at a time, not through the library's recursive `load`, so nesting
+  // is bounded here before it can exhaust the stack, and the first error stops the parse.
   let mut parser = Parser::new_from_str(source.text());
-  parser.load(&mut builder, true).map_err(|e| SyntaxError {
-    offset: source.byte_offset_of_char(e.marker().index()),
-    message: e.info().to_string(),
-  })?;
+  loop {
+    let (event, mark) = parser.next_token().map_err(|e| SyntaxError {
+      offset: source.byte_offset_of_char(e.marker().index()),
+      // The scanner stops flow collections nested past its own limit, before the events
+      // reach the builder: say it the way the builder does.
+      message: if e.info() == "recursion limit exceeded" {
+        format!("lists and mappings nest more than {MAX_DEPTH} levels deep here")
+      } else {
+        e.info().to_string()
+      },
+    })?;
+    builder.on_event(event.clone(), mark);
+    if event == Event::StreamEnd {
+      break;
+    }
+    if builder.error.is_some() {
+      break;
+    }
+  }
   if let Some(error) = builder.error {
     return Err(error);
   }
@@ -178,6 +204,10 @@ struct Builder<'a> {
   root: Option<Node>,
   documents: usize,
   nodes: usize,
+  /// Bytes of text copied by aliases so far.
+  alias_bytes: usize,
+  /// Where a collection opened one level too deep.
+  too_deep: Option<usize>,
   error: Option<SyntaxError>,
 }
 
@@ -339,6 +369,13 @@ impl MarkedEventReceiver for Builder<'_> {
       return;
     }
     let span = self.span_at(mark);
+    if let Some(at) = self.too_deep {
+      self.fail(
+        at.min(span.offset),
+        format!("lists and mappings nest more than {MAX_DEPTH} levels deep here"),
+      );
+      return;
+    }
     match event {
       Event::DocumentStart => {
         self.documents += 1;
@@ -367,6 +404,11 @@ impl MarkedEventReceiver for Builder<'_> {
       }
       Event::SequenceStart(_, Some(tag)) | Event::MappingStart(_, Some(tag)) => {
         self.unsupported_tag(span.offset, &tag.handle, &tag.suffix);
+      }
+      // A block mapping's start marker comes after its first key: the error is reported at
+      // whichever of it and the next event is earlier.
+      Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+        self.too_deep = Some(span.offset);
       }
       Event::SequenceStart(anchor, None) => self.stack.push(Open::Seq(
         Node {
@@ -405,9 +447,31 @@ impl MarkedEventReceiver for Builder<'_> {
           self.fail(span.offset, "unknown alias");
           return;
         };
-        self.nodes += count(&node);
+        let copied = size(&node);
+        if self.stack.len() + copied.depth > MAX_DEPTH {
+          self.fail(
+            span.offset,
+            format!("lists and mappings nest more than {MAX_DEPTH} levels deep here"),
+          );
+          return;
+        }
+        self.nodes += copied.nodes;
+        self.alias_bytes += copied.bytes;
         if self.nodes > MAX_NODES {
-          self.fail(span.offset, "aliases expand to too many nodes");
+          self.fail(
+            span.offset,
+            format!("aliases expand to too many nodes (more than {MAX_NODES})"),
+          );
+          return;
+        }
+        if self.alias_bytes > MAX_ALIAS_BYTES {
+          self.fail(
+            span.offset,
+            format!(
+              "aliases expand to too much text (more than {} MiB)",
+              MAX_ALIAS_BYTES >> 20
+            ),
+          );
           return;
         }
         self.attach(node);
@@ -417,18 +481,34 @@ impl MarkedEventReceiver for Builder<'_> {
   }
 }
 
-/// Number of nodes in a tree.
-fn count(node: &Node) -> usize {
+/// What an alias copies: nodes, bytes of strings (keys included) and levels of nesting.
+#[derive(Clone, Copy, Default)]
+struct Size {
+  nodes: usize,
+  bytes: usize,
+  depth: usize,
+}
+
+fn size(node: &Node) -> Size {
+  let mut total = Size {
+    nodes: 1,
+    ..Size::default()
+  };
+  let mut add = |child: Size| {
+    total.nodes += child.nodes;
+    total.bytes += child.bytes;
+    total.depth = total.depth.max(child.depth + 1);
+  };
   match &node.value {
-    NodeValue::Seq(items) => 1 + items.iter().map(count).sum::<usize>(),
-    NodeValue::Map(entries) => {
-      1 + entries
-        .iter()
-        .map(|(k, v)| count(k) + count(v))
-        .sum::<usize>()
-    }
-    _ => 1,
+    NodeValue::Seq(items) => items.iter().for_each(|n| add(size(n))),
+    NodeValue::Map(entries) => entries.iter().for_each(|(k, v)| {
+      add(size(k));
+      add(size(v));
+    }),
+    NodeValue::String { text, .. } => total.bytes = text.len(),
+    _ => {}
   }
+  total
 }
 
 #[cfg(test)]

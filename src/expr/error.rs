@@ -153,6 +153,13 @@ pub enum ExprErrorKind {
     /// The JSON parser's message.
     message: String,
   },
+  /// One evaluation built more text than [`super::MAX_BUILT_BYTES`].
+  #[error(
+    "this expression builds more than {} MiB of text (toJSON, format, join and interpolation \
+     together), the most one evaluation may build",
+    super::MAX_BUILT_BYTES >> 20
+  )]
+  TooLarge,
 }
 
 /// `, did you mean `x`?` when there is a suggestion.

@@ -89,7 +89,7 @@ impl Expr {
   ///
   /// Only `format` (bad format string) and `fromJSON` (bad JSON) fail.
   pub fn eval(&self, ctx: &dyn Context) -> Result<Value, ExprError> {
-    eval(self, ctx)
+    budgeted(|| eval(self, ctx))
   }
 
   /// Evaluates the expression as a stage's `if`: one that calls no status function is read as
@@ -104,6 +104,39 @@ impl Expr {
     }
     Ok(self.eval(ctx)?.is_truthy())
   }
+}
+
+thread_local! {
+  /// Bytes built by the evaluation running on this thread, or `None` outside one.
+  static BUILT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs one evaluation with a fresh budget of [`MAX_BUILT_BYTES`]; evaluations nested inside
+/// it (a template's expressions) share the outer one's.
+pub(super) fn budgeted<T>(f: impl FnOnce() -> Result<T, ExprError>) -> Result<T, ExprError> {
+  if BUILT.get().is_some() {
+    return f();
+  }
+  BUILT.set(Some(0));
+  let result = f();
+  BUILT.set(None);
+  result
+}
+
+/// Counts `bytes` of text built at `span` against the evaluation's budget.
+///
+/// Evaluation is synchronous, so the budget lives on the thread instead of being threaded
+/// through every call; outside [`budgeted`] nothing is counted.
+pub(super) fn charge(bytes: usize, span: Span) -> Result<(), ExprError> {
+  let Some(used) = BUILT.get() else {
+    return Ok(());
+  };
+  let used = used.saturating_add(bytes);
+  BUILT.set(Some(used));
+  if used > MAX_BUILT_BYTES {
+    return Err(ExprError::new(span, ExprErrorKind::TooLarge));
+  }
+  Ok(())
 }
 
 /// Evaluates `expr`; recursion is bounded by the parser's depth limit.

@@ -150,7 +150,7 @@ pub(super) fn call(
         affix.is_primitive() && test(&text.text(), &affix.text()),
       ))
     }
-    "format" => format(args, ctx),
+    "format" => format(args, span, ctx),
     "join" => {
       let items = arg(0)?;
       let text = match &items {
@@ -173,10 +173,11 @@ pub(super) fn call(
           };
           let mut out = String::new();
           for (i, item) in list.iter().enumerate() {
-            if i > 0 {
-              out.push_str(&separator);
-            }
-            out.push_str(&item.text());
+            let text = item.text();
+            let separator = if i > 0 { separator.as_str() } else { "" };
+            super::eval::charge(separator.len() + text.len(), span)?;
+            out.push_str(separator);
+            out.push_str(&text);
           }
           out
         }
@@ -185,7 +186,15 @@ pub(super) fn call(
       };
       Ok(Value::from(text))
     }
-    "toJSON" => Ok(Value::from(arg(0)?.to_json_text(true))),
+    "toJSON" => {
+      let value = arg(0)?;
+      // The text is at least as long as the strings inside: count that before building it.
+      let least = value.text_bytes();
+      super::eval::charge(least, span)?;
+      let text = value.to_json_text(true);
+      super::eval::charge(text.len().saturating_sub(least), span)?;
+      Ok(Value::from(text))
+    }
     "fromJSON" => {
       let text = arg(0)?;
       match serde_json::from_str::<serde_json::Value>(&text.text()) {
@@ -227,7 +236,7 @@ enum Piece<'f> {
 
 /// GitHub's `format`: `{N}` inserts value N as text, `{{` / `}}` write braces, anything else
 /// with a brace is an error. The whole format string is checked before any value is read.
-fn format(args: &[Expr], ctx: &dyn Context) -> Result<Value, ExprError> {
+fn format(args: &[Expr], span: Span, ctx: &dyn Context) -> Result<Value, ExprError> {
   let Some((first, values)) = args.split_first() else {
     return Ok(Value::from(""));
   };
@@ -282,7 +291,10 @@ fn format(args: &[Expr], ctx: &dyn Context) -> Result<Value, ExprError> {
   let mut out = String::with_capacity(format.len());
   for piece in pieces {
     match piece {
-      Piece::Text(text) => out.push_str(text),
+      Piece::Text(text) => {
+        super::eval::charge(text.len(), span)?;
+        out.push_str(text);
+      }
       Piece::Arg(index, specifier) => {
         let Some(slot) = cache.get_mut(index) else {
           continue;
@@ -298,7 +310,9 @@ fn format(args: &[Expr], ctx: &dyn Context) -> Result<Value, ExprError> {
             specifier: specifier.to_owned(),
           });
         }
-        out.push_str(slot.as_deref().unwrap_or_default());
+        let text = slot.as_deref().unwrap_or_default();
+        super::eval::charge(text.len(), span)?;
+        out.push_str(text);
       }
     }
   }

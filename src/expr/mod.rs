@@ -48,6 +48,10 @@ mod parser;
 mod template;
 mod value;
 
+/// The most text one evaluation (an expression, or a template with all its expressions) may
+/// build through `toJSON`, `format`, `join` and interpolation.
+pub const MAX_BUILT_BYTES: usize = 32 * 1024 * 1024;
+
 /// How deeply an expression may nest, as in GitHub Actions.
 pub const MAX_DEPTH: usize = 50;
 

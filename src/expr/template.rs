@@ -1,4 +1,5 @@
 use super::*;
+use std::borrow::Cow;
 
 /// A string that may contain `$<< >>` parts.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,17 +103,25 @@ impl Template {
     if let [Segment::Expr { expr, offset }] = self.segments.as_slice() {
       return expr.eval(ctx).map_err(|e| e.shifted(*offset));
     }
-    let mut out = String::new();
-    for segment in &self.segments {
-      match segment {
-        Segment::Text(text) => out.push_str(text),
-        Segment::Expr { expr, offset } => match expr.eval(ctx).map_err(|e| e.shifted(*offset))? {
-          value @ (Value::Array(_) | Value::Object(_)) => out.push_str(&value.to_json_text(false)),
-          value => out.push_str(&value.text()),
-        },
+    eval::budgeted(|| {
+      let mut out = String::new();
+      for segment in &self.segments {
+        match segment {
+          Segment::Text(text) => out.push_str(text),
+          Segment::Expr { expr, offset } => {
+            let value = expr.eval(ctx).map_err(|e| e.shifted(*offset))?;
+            let text = match &value {
+              Value::Array(_) | Value::Object(_) => Cow::Owned(value.to_json_text(false)),
+              value => value.text(),
+            };
+            // Counted before it is copied: one large value repeated must not grow `out` first.
+            eval::charge(text.len(), expr.span.shifted(*offset))?;
+            out.push_str(&text);
+          }
+        }
       }
-    }
-    Ok(Value::from(out))
+      Ok(Value::from(out))
+    })
   }
 }
 

@@ -74,6 +74,16 @@ impl Value {
     out
   }
 
+  /// Bytes of the strings inside (keys included): a lower bound on any text rendering.
+  pub(super) fn text_bytes(&self) -> usize {
+    match self {
+      Self::String(s) => s.len(),
+      Self::Array(items) => items.iter().map(Value::text_bytes).sum(),
+      Self::Object(map) => map.iter().map(|(k, v)| k.len() + v.text_bytes()).sum(),
+      Self::Null | Self::Bool(_) | Self::Number(_) => 0,
+    }
+  }
+
   /// Reads property `key` of an object, ignoring case; `Null` when missing or not an object.
   pub fn get(&self, key: &str) -> Value {
     self.get_ref(key).cloned().unwrap_or(Value::Null)

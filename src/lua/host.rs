@@ -100,7 +100,7 @@ impl LuaHost {
       .iter()
       .map(|path| {
         let label = path.display().to_string();
-        match std::fs::read_to_string(path) {
+        match crate::source::read_text(path) {
           Ok(source) => Ok(HookFile { label, source }),
           Err(e) => Err(LuaError::File {
             path: label,

@@ -6,7 +6,7 @@ use super::machine::{Command, Core, Finished, Input, Millis};
 use super::*;
 use crate::{
   event::EventSink,
-  executor::{LogLine, StageExecutor, StageResult, TaskIo},
+  executor::{LogBudget, LogLine, LogStream, StageExecutor, StageResult, TaskIo},
 };
 use futures_util::{
   FutureExt, StreamExt,
@@ -96,6 +96,8 @@ struct Driver {
   /// task, channel or thread wake-up per attempt beyond the one that completes it.
   pending: FuturesUnordered<Pending>,
   aborts: HashMap<(usize, u32), AbortHandle>,
+  /// What each attempt in flight has logged, to say what its log budget dropped.
+  logged: HashMap<(usize, u32), Arc<LogBudget>>,
   log_tx: mpsc::UnboundedSender<LogLine>,
   log_rx: mpsc::UnboundedReceiver<LogLine>,
   delivery: Delivery,
@@ -118,6 +120,7 @@ impl Driver {
       clock: Clock::new(),
       pending: FuturesUnordered::new(),
       aborts: HashMap::new(),
+      logged: HashMap::new(),
       log_tx,
       log_rx,
       delivery: Delivery::new(sinks),
@@ -202,6 +205,7 @@ impl Driver {
         timeout,
       } => {
         let io = TaskIo::new(stage, attempt, self.log_tx.clone());
+        let budget = io.budget();
         let mut future = Box::pin(tokio::time::timeout(
           timeout,
           self.executor.execute(task, io),
@@ -211,6 +215,7 @@ impl Driver {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if let std::task::Poll::Ready(result) = future.as_mut().poll(&mut cx) {
           self.take_logs();
+          self.dropped_logs(stage, attempt, &budget);
           self.handle(Input::Finished {
             stage,
             attempt,
@@ -220,6 +225,7 @@ impl Driver {
         }
         let (future, abort) = futures_util::future::abortable(future);
         self.aborts.insert((stage, attempt), abort);
+        self.logged.insert((stage, attempt), budget);
         self.pending.push(Box::pin(async move {
           let result = future.await.ok()?;
           Some(Input::Finished {
@@ -234,6 +240,7 @@ impl Driver {
         if let Some(abort) = self.aborts.remove(&(stage, attempt)) {
           abort.abort();
         }
+        self.logged.remove(&(stage, attempt));
       }
       Command::AskPolicy {
         stage,
@@ -305,12 +312,28 @@ impl Driver {
       return;
     };
     if let Input::Finished { stage, attempt, .. } = &input {
-      self.aborts.remove(&(*stage, *attempt));
+      let (stage, attempt) = (*stage, *attempt);
+      self.aborts.remove(&(stage, attempt));
       // Lines logged before the result belong to the attempt that is still current.
       self.take_logs();
+      if let Some(budget) = self.logged.remove(&(stage, attempt)) {
+        self.dropped_logs(stage, attempt, &budget);
+      }
     }
     self.handle(input);
     self.drain();
+  }
+
+  /// Says how many lines an attempt's log budget dropped, as its last log line.
+  fn dropped_logs(&mut self, stage: usize, attempt: u32, budget: &LogBudget) {
+    if let Some(message) = budget.dropped_note() {
+      self.log(LogLine {
+        stage,
+        attempt,
+        stream: LogStream::Log,
+        message,
+      });
+    }
   }
 
   fn take_logs(&mut self) {

@@ -357,3 +357,258 @@ fn many_runs_started_at_once_get_distinct_ids() {
   ids.dedup();
   assert_eq!(ids.len(), 40);
 }
+
+/// `swdl ARGS` in the project, under a 2 GiB address-space limit: a process that tries to
+/// build gigabytes fails to allocate (and aborts) instead of passing.
+fn bounded(p: &Project, args: &[&str]) -> crate::store::Out {
+  use std::os::unix::process::CommandExt;
+  // Only commands that use a store take `--store`.
+  let mut command = if matches!(args.first(), Some(&("run" | "resume" | "runs"))) {
+    p.command(args)
+  } else {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swdl"));
+    command
+      .args(args)
+      .current_dir(p.path())
+      .env("NO_COLOR", "1")
+      .stdin(std::process::Stdio::null());
+    command
+  };
+  // SAFETY: setrlimit only changes this child's limits; it runs between fork and exec and
+  // touches no memory shared with the parent.
+  unsafe {
+    command.pre_exec(|| {
+      let limit = libc::rlimit {
+        rlim_cur: 2 << 30,
+        rlim_max: 2 << 30,
+      };
+      if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+        return Err(std::io::Error::last_os_error());
+      }
+      Ok(())
+    });
+  }
+  let output = command.output().expect("swdl runs");
+  crate::store::Out {
+    status: output.status.code().unwrap_or(-1),
+    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+  }
+}
+
+#[test]
+fn deep_nesting_is_an_error_at_its_position_not_a_crash() {
+  let p = Project::new();
+  let cases = [
+    ("seq.yaml", format!("{}1\n", "- ".repeat(20_000)), "1:201:"),
+    (
+      "map.yaml",
+      (0..2_000)
+        .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+        .collect::<String>(),
+      "101:101:",
+    ),
+    (
+      "flow.yaml",
+      format!("{}{}\n", "[".repeat(50_000), "]".repeat(50_000)),
+      "1:",
+    ),
+    (
+      "mixed.yaml",
+      format!("a: {}1{}\n", "{b: [".repeat(5_000), "]}".repeat(5_000)),
+      "1:",
+    ),
+  ];
+  for (name, text, at) in cases {
+    p.write(name, &text);
+    let out = bounded(&p, &["validate", name]);
+    out.status(2);
+    assert!(
+      out.stderr.contains(&format!("{name}:{at}")) && out.stderr.contains("nest more than 100"),
+      "{name}: {}",
+      &out.stderr[..out.stderr.len().min(400)]
+    );
+  }
+  // Expressions nest at most 50 deep, through parentheses, `!` and calls alike.
+  for text in [
+    format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000)),
+    format!("{}true", "!".repeat(10_000)),
+    format!("{}1{}", "toJSON(".repeat(10_000), ")".repeat(10_000)),
+  ] {
+    let out = bounded(&p, &["eval", &text]);
+    out.status(2);
+    assert!(
+      out.stderr.contains("<expr>:1:"),
+      "{}",
+      &out.stderr[..out.stderr.len().min(300)]
+    );
+  }
+}
+
+#[test]
+fn aliases_are_bounded_by_the_text_they_copy() {
+  let p = Project::new();
+  let mut text = format!("x: &big '{}'\nlist:\n", "a".repeat(100_000));
+  for _ in 0..10_000 {
+    text.push_str("  - *big\n");
+  }
+  p.write("alias.yaml", &text);
+  let out = bounded(&p, &["validate", "alias.yaml"]);
+  out.status(2);
+  assert!(
+    out.stderr.contains("alias.yaml:")
+      && out
+        .stderr
+        .contains("aliases expand to too much text (more than 4 MiB)"),
+    "{}",
+    &out.stderr[..out.stderr.len().min(400)]
+  );
+  let mut text = format!("x: &big '{}'\nlist:\n", "a".repeat(1 << 20));
+  for _ in 0..10_000 {
+    text.push_str("  - *big\n");
+  }
+  p.write("alias1m.yaml", &text);
+  bounded(&p, &["validate", "alias1m.yaml"]).status(2);
+  // A file larger than 16 MiB is refused before it is parsed.
+  let huge = p.path().join("huge.yaml");
+  std::fs::write(&huge, vec![b'#'; (16 << 20) + 1]).expect("write");
+  let out = bounded(&p, &["validate", "huge.yaml"]);
+  out.status(2);
+  assert!(out.stderr.contains("larger than 16 MiB"), "{}", out.stderr);
+}
+
+#[test]
+fn expressions_cannot_build_gigabytes_anywhere() {
+  let p = Project::new();
+  let mut nested = String::from("'\"\\\\'");
+  for _ in 0..32 {
+    nested = format!("toJSON({nested})");
+  }
+  // `swdl eval`.
+  let out = bounded(&p, &["eval", &nested]);
+  out.status(2);
+  assert!(
+    out.stderr.contains("builds more than 32 MiB of text"),
+    "{}",
+    &out.stderr[..out.stderr.len().min(300)]
+  );
+  // A workflow: the stage fails with the same error.
+  p.write(
+    "big.yaml",
+    &format!(
+      "name: big\nstages:\n  - id: e\n    uses: echo\n    with: {{ v: \"$<< {} >>\" }}\n",
+      nested.replace('\\', "\\\\").replace('"', "\\\"")
+    ),
+  );
+  let out = bounded(
+    &p,
+    &["run", "big.yaml", "--progress", "none", "--output", "json"],
+  );
+  out.status(1);
+  let json = out.json();
+  let error = json["stages"]["e"]["error"].as_str().unwrap_or_default();
+  assert!(error.contains("builds more than 32 MiB of text"), "{json}");
+  // Lua's `swdl.eval` has the same budget, whatever the Lua memory limit.
+  std::fs::create_dir_all(p.path().join("skills")).expect("skills dir");
+  p.write(
+    "skills/grow.lua",
+    &format!(
+      "return {{\n  run = function(ctx, input)\n    return {{ v = swdl.eval([[{nested}]]) }}\n  end,\n}}\n"
+    ),
+  );
+  p.write(
+    "lua.yaml",
+    "name: lua\nconfig:\n  skills_path: [skills]\nstages:\n  - { id: g, uses: grow }\n",
+  );
+  let out = bounded(
+    &p,
+    &["run", "lua.yaml", "--progress", "none", "--output", "json"],
+  );
+  out.status(1);
+  let json = out.json();
+  let error = json["stages"]["g"]["error"].as_str().unwrap_or_default();
+  assert!(error.contains("builds more than 32 MiB of text"), "{json}");
+}
+
+#[test]
+fn stage_output_keeps_a_head_and_a_tail_and_the_store_stays_small() {
+  let p = Project::new();
+  let mut text = String::from("name: loud\nconfig: { max_parallel: 4 }\nstages:\n");
+  for i in 0..20 {
+    text.push_str(&format!(
+      "  - id: s{i}\n    uses: shell\n    with: {{ run: \"head -c 1000000 /dev/zero | tr '\\\\0' x; printf 'tail\\\\0-{i}'\" }}\n"
+    ));
+  }
+  p.write("loud.yaml", &text);
+  let out = bounded(&p, &["run", "loud.yaml", "--output", "json"]);
+  out.status(0);
+  let json = out.json();
+  let stdout = json["stages"]["s7"]["outputs"]["stdout"]
+    .as_str()
+    .unwrap_or_default();
+  assert!(stdout.len() < 140 * 1024, "{}", stdout.len());
+  assert!(stdout.starts_with(&"x".repeat(64 * 1024)));
+  assert!(
+    stdout.ends_with("tail\u{fffd}-7"),
+    "{}",
+    &stdout[stdout.len() - 20..]
+  );
+  assert!(
+    stdout.contains(
+      "[... 868935 bytes of stdout cut: outputs keep the first 64 KiB and the last 64 KiB ...]"
+    ),
+    "{}",
+    stdout.len()
+  );
+  let size: u64 = std::fs::read_dir(p.store())
+    .expect("store")
+    .flatten()
+    .filter_map(|e| e.metadata().ok())
+    .map(|m| m.len())
+    .sum();
+  // 20 MB were printed; each stage keeps 128 KiB of output and at most 256 KiB of log lines.
+  assert!(size < 12 << 20, "store is {size} bytes");
+}
+
+#[test]
+fn a_log_flood_is_cut_and_the_timeout_holds() {
+  let p = Project::new();
+  std::fs::create_dir_all(p.path().join("skills")).expect("skills dir");
+  p.write(
+    "skills/flood.lua",
+    "return {\n  run = function(ctx, input)\n    for i = 1, input.n do ctx.log('line ' .. i) end\n    if input.forever then while true do ctx.log('again') end end\n    return { done = true }\n  end,\n}\n",
+  );
+  p.write(
+    "flood.yaml",
+    "name: flood\nconfig:\n  skills_path: [skills]\nstages:\n  - { id: many, uses: flood, with: { n: 200000 } }\n  - { id: endless, uses: flood, timeout: 2s, with: { n: 1, forever: true } }\n",
+  );
+  let out = p.swdl(&[
+    "run",
+    "flood.yaml",
+    "--progress",
+    "none",
+    "--output",
+    "json",
+  ]);
+  out.status(1);
+  let json = out.json();
+  assert_eq!(json["stages"]["many"]["status"], "completed", "{json}");
+  assert_eq!(json["stages"]["endless"]["status"], "timed_out", "{json}");
+  let id = json["run"].as_str().unwrap_or_default().to_string();
+  let detail = p.detail(&id);
+  let logs: Vec<&serde_json::Value> = detail["logs"]
+    .as_array()
+    .map(|l| l.iter().filter(|l| l["stage"] == "many").collect())
+    .unwrap_or_default();
+  assert_eq!(logs.len(), 5_001, "{}", logs.len());
+  assert_eq!(logs[4_999]["message"], "line 5000");
+  let dropped: usize = (5_001..=200_000)
+    .map(|i: u32| format!("line {i}").len())
+    .sum();
+  assert_eq!(
+    logs[5_000]["message"],
+    format!(
+      "195000 more log lines ({dropped} bytes) were not recorded: an attempt records at most 5000 lines and 256 KiB of logs"
+    )
+  );
+}
