@@ -465,6 +465,76 @@ async fn run_shell(task: &StageTask, io: &TaskIo) -> Result<Map<String, Value>, 
 /// every destructor) can still kill them.
 static LIVE_GROUPS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
 
+/// Where this process records the process groups it starts, so that a later process can kill
+/// what a crash left running (see [`kill_recorded_groups`]).
+static GROUP_FILE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Records every script process group started from now on in `file` (one `PGID START` line
+/// each, START being the leader's start time, so a recycled id is never mistaken for it);
+/// `None` stops recording.
+pub fn record_groups_in(file: Option<PathBuf>) {
+  if let Some(dir) = file.as_ref().and_then(|f| f.parent()) {
+    let _ = std::fs::create_dir_all(dir);
+  }
+  if let Ok(mut slot) = GROUP_FILE.lock() {
+    *slot = file;
+  }
+}
+
+/// Kills the process groups recorded in `file` by a process that died (`kill -9`) while its
+/// scripts ran, when their leader is still the process that was recorded; then removes the
+/// file. Returns how many groups were killed.
+pub fn kill_recorded_groups(file: &Path) -> usize {
+  let Ok(text) = std::fs::read_to_string(file) else {
+    return 0;
+  };
+  let mut killed = 0;
+  for line in text.lines() {
+    let mut words = line.split_whitespace();
+    let (Some(Ok(pgid)), Some(Ok(start))) = (
+      words.next().map(str::parse::<libc::pid_t>),
+      words.next().map(str::parse::<u64>),
+    ) else {
+      continue;
+    };
+    if pgid > 1 && start_time(pgid) == Some(start) {
+      // SAFETY: killpg only sends a signal. The group's leader is alive and started when the
+      // recorded one did, so it is the script the dead process started, not a reused id.
+      unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
+      }
+      killed += 1;
+    }
+  }
+  let _ = std::fs::remove_file(file);
+  killed
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat`, field 22).
+fn start_time(pid: libc::pid_t) -> Option<u64> {
+  let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+  // The command name (field 2) may hold spaces and parentheses: count from its end.
+  let after = &stat[stat.rfind(')')? + 1..];
+  after.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn record_group(pgid: libc::pid_t) {
+  use std::io::Write as _;
+  let Some(file) = GROUP_FILE.lock().ok().and_then(|f| f.clone()) else {
+    return;
+  };
+  let Some(start) = start_time(pgid) else {
+    return;
+  };
+  if let Ok(mut out) = std::fs::OpenOptions::new()
+    .create(true)
+    .append(true)
+    .open(file)
+  {
+    let _ = writeln!(out, "{pgid} {start}");
+  }
+}
+
 /// Kills every script process group still running; for exiting at once.
 pub fn kill_all_process_groups() {
   let groups = LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
@@ -497,6 +567,7 @@ impl ProcessGroup {
     if let Ok(mut groups) = LIVE_GROUPS.lock() {
       groups.push(pgid);
     }
+    record_group(pgid);
     Ok(Self {
       child,
       pgid,

@@ -137,7 +137,7 @@ where
     Err(error) => {
       let text = match &error {
         Error::Diagnostics(d) => d.render(stderr_color()),
-        other => format!("error: {other}\n"),
+        other => format!("error: {}\n", diagnostic::shorten(&other.to_string())),
       };
       let _ = std::io::stderr().write_all(text.as_bytes());
       error.exit_code()

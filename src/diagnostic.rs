@@ -26,9 +26,9 @@ impl Diagnostic {
     self.source.line_col(self.span.offset)
   }
 
-  /// The message without position.
+  /// The message without position (long quoted values cut, see [`shorten`]).
   pub fn message(&self) -> String {
-    self.kind.to_string()
+    shorten(&self.kind.to_string())
   }
 
   /// A JSON object with file, line, column and message, for `--format json`.
@@ -75,10 +75,39 @@ impl Diagnostic {
     format!(
       "{bold}{}:{line}:{col}:{reset} {red}error:{reset} {bold}{}{reset}\n{blue}{pad} |{reset}\n{blue}{gutter} |{reset} {text}\n{blue}{pad} |{reset} {before}{red}{}{reset}\n",
       self.source.name(),
-      self.kind,
+      self.message(),
       "^".repeat(width),
     )
   }
+}
+
+/// The longest value quoted whole in a message, in characters.
+pub const MAX_QUOTED: usize = 80;
+
+/// `message` with every `` `quoted` `` value longer than [`MAX_QUOTED`] characters cut to its
+/// start and its length, so a 10 MB name is not echoed back in full.
+pub fn shorten(message: &str) -> String {
+  let mut out = String::with_capacity(message.len().min(4096));
+  let mut rest = message;
+  let mut inside = false;
+  while let Some(at) = rest.find('`') {
+    let (piece, after) = rest.split_at(at);
+    if inside && piece.chars().count() > MAX_QUOTED {
+      let keep: String = piece.chars().take(MAX_QUOTED - 20).collect();
+      out.push_str(&keep);
+      out.push_str(&format!("...` ({} bytes in all)", piece.len()));
+      // The closing backtick is already written.
+      rest = &after[1..];
+      inside = false;
+      continue;
+    }
+    out.push_str(piece);
+    out.push('`');
+    rest = &after[1..];
+    inside = !inside;
+  }
+  out.push_str(rest);
+  out
 }
 
 /// Characters shown around the caret on a long line.
@@ -113,7 +142,7 @@ impl fmt::Display for Diagnostic {
       f,
       "{}:{line}:{col}: error: {}",
       self.source.name(),
-      self.kind
+      self.message()
     )
   }
 }

@@ -257,6 +257,16 @@ fn execute(run: Execution) -> Result<i32, Error> {
       seq,
       Arc::clone(&store_error),
     )));
+    // Scripts a crashed process left running must not run beside their re-run attempts.
+    let groups = dir.join("groups").join(&options.run_id);
+    let killed = builtin::kill_recorded_groups(&groups);
+    if killed > 0 {
+      let _ = writeln!(
+        std::io::stderr(),
+        "killed {killed} process group(s) the run's previous process left running"
+      );
+    }
+    builtin::record_groups_in(Some(groups));
     store_dir = Some(dir);
   }
   match events.as_deref() {
@@ -344,6 +354,11 @@ fn execute(run: Execution) -> Result<i32, Error> {
   llm::close_budget(&run_id);
   // Attempts still running (cancelled ones) must not outlive the command.
   runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+  // Every script group this process started is gone now: nothing is left to kill later.
+  if let Some(dir) = &store_dir {
+    builtin::record_groups_in(None);
+    let _ = std::fs::remove_file(dir.join("groups").join(&run_id));
+  }
   // The prompt thread may still hold the display while it waits for an answer nobody gives.
   if let Ok(progress) = Arc::try_unwrap(progress) {
     progress.finish();
@@ -740,7 +755,10 @@ impl GatePrompter {
         } else {
           GateDecision::Reject
         };
-        let by = std::env::var("USER").unwrap_or_else(|_| "prompt".into());
+        let by = std::env::var("USER")
+          .ok()
+          .filter(|u| !u.is_empty())
+          .unwrap_or_else(|| "unknown".into());
         let _ = control.send(Control::Decide {
           stage,
           decision,

@@ -295,6 +295,13 @@ pub(crate) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<i32, E
       ))));
     }
   }
+  // A gate is decided once: a second decision would silently replace the first.
+  if let Some(earlier) = store.undecided_decision(&row.id, &args.stage)? {
+    return Err(Error::Store(StoreError::Refused(format!(
+      "the gate `{}` of run `{}` was already decided ({earlier}); `swdl resume {}` applies it",
+      args.stage, row.id, row.id
+    ))));
+  }
   let mut inputs = serde_json::Map::new();
   for arg in &args.inputs {
     let Some((name, raw)) = arg.split_once('=') else {
@@ -309,7 +316,7 @@ pub(crate) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<i32, E
     by: std::env::var("USER")
       .ok()
       .filter(|u| !u.is_empty())
-      .map_or_else(|| "user".to_string(), |u| format!("user:{u}")),
+      .map_or_else(|| "user:unknown".to_string(), |u| format!("user:{u}")),
     reason: args.reason.clone(),
     inputs: (!inputs.is_empty()).then_some(serde_json::Value::Object(inputs)),
   };

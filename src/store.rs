@@ -13,6 +13,8 @@ use crate::{
   workflow::GateDecision,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+mod damage;
 use std::{
   collections::HashMap,
   path::{Path, PathBuf},
@@ -120,6 +122,8 @@ const MIGRATIONS: &[&str] = &[
   "DROP TABLE attempts;
    DROP TABLE logs;
    DROP TABLE decisions;",
+  // 3: whether the integrity check has run since the run's process was found gone.
+  "ALTER TABLE runs ADD COLUMN checked INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// What can go wrong with the store.
@@ -154,9 +158,20 @@ pub enum StoreError {
     /// The newest this build knows.
     known: i64,
   },
-  /// A query failed (a damaged file, a full disk).
+  /// A query failed (a full disk, a lock held too long).
   #[error("run store: {0}")]
-  Sql(#[from] rusqlite::Error),
+  Sql(rusqlite::Error),
+  /// The store's files are damaged.
+  #[error(
+    "{path}: the run store is damaged: {why}. Nothing was changed; keep a copy of the store's \
+     files, then try `sqlite3 {path} .recover`, or move them away to start a new store"
+  )]
+  Damaged {
+    /// The store file.
+    path: String,
+    /// What was found.
+    why: String,
+  },
   /// No such run.
   #[error("no run `{id}` in the run store{hint}")]
   UnknownRun {
@@ -169,6 +184,36 @@ pub enum StoreError {
   /// not waiting).
   #[error("{0}")]
   Refused(String),
+}
+
+/// The store file this process opened last, to name it in errors converted from SQLite's:
+/// a process uses one store, and threading the path through every query would only repeat it.
+static OPENED: Mutex<Option<String>> = Mutex::new(None);
+
+impl From<rusqlite::Error> for StoreError {
+  fn from(error: rusqlite::Error) -> Self {
+    use rusqlite::{Error as E, ErrorCode as C};
+    let damaged = match &error {
+      E::SqliteFailure(e, _) => matches!(e.code, C::DatabaseCorrupt | C::NotADatabase),
+      // A column of the wrong type or bad text can only come from damaged pages: the schema
+      // fixes every column's type.
+      E::FromSqlConversionFailure(..) | E::InvalidColumnType(..) | E::Utf8Error(..) => true,
+      _ => false,
+    };
+    if damaged {
+      let path = OPENED
+        .lock()
+        .ok()
+        .and_then(|p| p.clone())
+        .unwrap_or_else(|| STORE_FILE.to_string());
+      Self::Damaged {
+        path,
+        why: error.to_string(),
+      }
+    } else {
+      Self::Sql(error)
+    }
+  }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -282,7 +327,15 @@ impl Store {
       path: label.clone(),
       message,
     };
-    private_files(dir, &path).map_err(|e| open_error(e.to_string()))?;
+    if let Ok(mut opened) = OPENED.lock() {
+      *opened = Some(label.clone());
+    }
+    if !path.exists() {
+      create(dir, &path).map_err(|e| open_error(e.to_string()))?;
+    }
+    if let Some(why) = damage::check_files(&path) {
+      return Err(StoreError::Damaged { path: label, why });
+    }
     let mut conn = Connection::open(&path).map_err(|e| open_error(e.to_string()))?;
     conn
       .busy_timeout(BUSY_TIMEOUT)
@@ -355,7 +408,56 @@ impl Store {
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.commit()?;
-    Ok(Self { conn, path })
+    let mut store = Self { conn, path };
+    store.check_after_crash()?;
+    Ok(store)
+  }
+
+  /// Runs SQLite's integrity check once after a run's process is found gone (a crash may
+  /// have hit the disk too), and refuses a store that fails it.
+  fn check_after_crash(&mut self) -> Result<(), StoreError> {
+    let mut stmt = self.conn.prepare_cached(
+      "SELECT id, pid, host FROM runs WHERE status IN ('running', 'paused') AND checked = 0",
+    )?;
+    let rows = stmt
+      .query_map([], |row| {
+        Ok((
+          row.get::<_, String>(0)?,
+          row.get::<_, Option<i64>>(1)?,
+          row.get::<_, Option<String>>(2)?,
+        ))
+      })?
+      .collect::<Result<Vec<_>, _>>()?;
+    drop(stmt);
+    let here = hostname();
+    let gone: Vec<String> = rows
+      .into_iter()
+      .filter(|(_, pid, host)| host.as_deref() == Some(here.as_str()) && !pid.is_some_and(alive))
+      .map(|(id, ..)| id)
+      .collect();
+    if gone.is_empty() {
+      return Ok(());
+    }
+    let problems: Vec<String> = {
+      let mut stmt = self.conn.prepare("PRAGMA quick_check(5)")?;
+      stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?
+    };
+    if problems.iter().any(|p| p != "ok") {
+      return Err(StoreError::Damaged {
+        path: self.path.display().to_string(),
+        why: format!("its integrity check found: {}", problems.join("; ")),
+      });
+    }
+    let tx = self
+      .conn
+      .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for id in &gone {
+      tx.execute("UPDATE runs SET checked = 1 WHERE id = ?1", params![id])?;
+    }
+    tx.commit()?;
+    Ok(())
   }
 
   /// The store file.
@@ -438,7 +540,8 @@ impl Store {
       params![id, now_ms()],
     )?;
     tx.execute(
-      "UPDATE runs SET status = 'running', attempt = ?2, pid = ?3, host = ?4, updated_ms = ?5
+      "UPDATE runs SET status = 'running', attempt = ?2, pid = ?3, host = ?4, updated_ms = ?5,
+                       checked = 0
        WHERE id = ?1",
       params![
         id,
@@ -534,6 +637,42 @@ impl Store {
     Ok(decisions_of(&self.events(id)?))
   }
 
+  /// The decision already made on gate `stage` of run `id` and not yet applied (recorded for
+  /// `swdl resume`, or asked of the live run and not yet taken), as `approve by user:x`.
+  ///
+  /// # Errors
+  ///
+  /// A failed read.
+  pub fn undecided_decision(&self, id: &str, stage: &str) -> Result<Option<String>, StoreError> {
+    let recorded: Option<(String, String)> = self
+      .conn
+      .query_row(
+        "SELECT decision, decided_by FROM pending_decisions WHERE run = ?1 AND stage = ?2",
+        params![id, stage],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+      )
+      .optional()?;
+    if let Some((decision, by)) = recorded {
+      return Ok(Some(format!("{decision} by {by}")));
+    }
+    let mut statement = self.conn.prepare(
+      "SELECT body FROM requests WHERE run = ?1 AND kind = 'decide' AND done_ms IS NULL",
+    )?;
+    let bodies = statement
+      .query_map([id], |row| row.get::<_, Option<String>>(0))?
+      .collect::<Result<Vec<_>, _>>()?;
+    Ok(bodies.into_iter().flatten().find_map(|body| {
+      let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+      (body["stage"] == stage).then(|| {
+        format!(
+          "{} by {}",
+          body["decision"].as_str().unwrap_or("a decision"),
+          body["by"].as_str().unwrap_or("someone")
+        )
+      })
+    }))
+  }
+
   /// Records a decision on a gate of a run that is not executing, for `swdl resume` to apply.
   ///
   /// # Errors
@@ -546,7 +685,7 @@ impl Store {
     decision: &PriorDecision,
   ) -> Result<(), StoreError> {
     self.conn.execute(
-      "INSERT OR REPLACE INTO pending_decisions (run, stage, decision, decided_by, reason, inputs,
+      "INSERT INTO pending_decisions (run, stage, decision, decided_by, reason, inputs,
                                                  ts_ms)
        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
       params![
@@ -1071,34 +1210,66 @@ fn retry_locked<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::R
   }
 }
 
-/// Creates a missing store directory readable by its owner only (0700) and the database file
-/// likewise (0600; SQLite gives its `-wal` and `-shm` files the database's mode). The store
-/// keeps workflow files as written, so it is as private as they are (docs/runs.md).
-fn private_files(dir: &Path, file: &Path) -> std::io::Result<()> {
+/// Creates a new, empty store at `file`: its directory readable by its owner only (0700),
+/// the database likewise (0600; SQLite gives its `-wal` and `-shm` files the database's mode),
+/// already holding its schema. The store keeps workflow files as written, so it is as private
+/// as they are (docs/runs.md).
+///
+/// The database is built under a temporary name and linked into place, so a store file that
+/// exists always has a schema: an empty one can only be a damaged one (see `damage`).
+fn create(dir: &Path, file: &Path) -> Result<(), StoreError> {
+  let io = |e: std::io::Error| StoreError::Open {
+    path: file.display().to_string(),
+    message: e.to_string(),
+  };
   #[cfg(unix)]
   {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
       std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
+        .create(dir)
+        .map_err(io)?;
     }
-    if !file.exists() {
-      std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(file)?;
-    }
-    Ok(())
   }
   #[cfg(not(unix))]
-  {
-    let _ = file;
-    std::fs::create_dir_all(dir)
+  std::fs::create_dir_all(dir).map_err(io)?;
+  let temp = dir.join(format!(".{STORE_FILE}.{}.new", std::process::id()));
+  let _ = std::fs::remove_file(&temp);
+  let built = (|| -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+      use std::os::unix::fs::OpenOptionsExt;
+      std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(io)?;
+    }
+    let conn = Connection::open(&temp)?;
+    let tx = conn.unchecked_transaction()?;
+    for migration in MIGRATIONS {
+      tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.commit()?;
+    // Persistent in the file's header: every later connection opens it in WAL mode.
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    conn.close().map_err(|(_, e)| StoreError::from(e))?;
+    Ok(())
+  })();
+  let linked = built.and_then(|()| match std::fs::hard_link(&temp, file) {
+    // Another process created the store first: use theirs.
+    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+    other => other.map_err(io),
+  });
+  for leftover in ["", "-wal", "-shm"] {
+    let _ = std::fs::remove_file(format!("{}{leftover}", temp.display()));
   }
+  linked
 }
 
 /// How many ids [`Store::create_run`] tries before giving up (a collision of 48 random bits

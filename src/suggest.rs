@@ -1,5 +1,10 @@
 /// The candidate closest to `name` by edit distance, when it is close enough to be a typo.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+  // Nothing is a typo away from a name this long; and the distance would cost its length
+  // times each candidate's.
+  if name.len() > 256 {
+    return None;
+  }
   let lower = name.to_ascii_lowercase();
   candidates
     .into_iter()

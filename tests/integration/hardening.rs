@@ -612,3 +612,218 @@ fn a_log_flood_is_cut_and_the_timeout_holds() {
     )
   );
 }
+
+/// Overwrites `len` bytes of `path` at `at` with garbage.
+fn scribble(path: &std::path::Path, at: u64, len: usize) {
+  use std::io::{Seek, SeekFrom, Write};
+  let mut file = std::fs::OpenOptions::new()
+    .write(true)
+    .open(path)
+    .expect("open for damage");
+  file.seek(SeekFrom::Start(at)).expect("seek");
+  let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
+  file.write_all(&garbage).expect("write garbage");
+}
+
+#[track_caller]
+fn assert_damaged(out: &crate::store::Out, why: &str) {
+  out.status(2);
+  assert!(
+    out.stderr.contains("swdl.db: the run store is damaged:")
+      && out.stderr.contains(why)
+      && out.stderr.contains("move them away to start a new store"),
+    "{}",
+    out.stderr
+  );
+}
+
+#[test]
+fn damage_to_the_store_is_an_error_that_names_the_file() {
+  let p = Project::new();
+  p.write("w.yaml", "name: w\nstages:\n  - { id: a, uses: echo, with: { x: 1 } }\n  - { id: b, uses: echo, depends_on: a }\n");
+  for _ in 0..5 {
+    p.swdl(&["run", "w.yaml", "--progress", "none"]).status(0);
+  }
+  let db = p.store().join("swdl.db");
+  let wal = p.store().join("swdl.db-wal");
+  // Garbage inside the log: SQLite would stop at the bad frame and show fewer runs.
+  let page = 4096;
+  let frames = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) / (24 + page);
+  assert!(frames >= 3, "{frames} frames in the log");
+  let saved = std::fs::read(&wal).expect("wal");
+  scribble(&wal, 32 + 24 + page + 100, 64);
+  assert_damaged(
+    &p.swdl(&["runs"]),
+    "frame 2 of the write-ahead log is damaged",
+  );
+  // A garbled header.
+  std::fs::write(&wal, &saved).expect("restore");
+  scribble(&wal, 0, 8);
+  assert_damaged(&p.swdl(&["runs"]), "not a SQLite log header");
+  std::fs::write(&wal, &saved).expect("restore");
+  assert_eq!(p.runs().len(), 5);
+  // A damaged page of the database itself (after `runs` folded the log into it).
+  let saved_db = std::fs::read(&db).expect("db");
+  let pages = saved_db.len() / page as usize;
+  assert!(pages >= 3, "{pages} pages");
+  for n in 1..pages {
+    scribble(&db, (n * page as usize + 16) as u64, 3000);
+  }
+  let out = p.swdl(&["runs"]);
+  assert_damaged(&out, "");
+  assert!(!out.stderr.contains("Conversion error"), "{}", out.stderr);
+  // Truncated to nothing.
+  std::fs::write(&db, b"").expect("truncate");
+  let _ = std::fs::remove_file(&wal);
+  assert_damaged(
+    &p.swdl(&["runs"]),
+    "the database file is empty: it was truncated",
+  );
+  assert_damaged(
+    &p.swdl(&["run", "w.yaml", "--progress", "none"]),
+    "the database file is empty",
+  );
+}
+
+#[test]
+fn after_a_crash_the_store_is_checked_before_it_is_used() {
+  let p = Project::new();
+  p.write(
+    "w.yaml",
+    "name: w\nstages:\n  - { id: a, uses: echo, with: { x: 1 } }\n",
+  );
+  for _ in 0..30 {
+    p.swdl(&["run", "w.yaml", "--progress", "none"]).status(0);
+  }
+  // Fold the log into the database.
+  p.swdl(&["runs"]).status(0);
+  let db = p.store().join("swdl.db");
+  let pages = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) / 4096;
+  p.write(
+    "slow.yaml",
+    "name: slow\nstages:\n  - { id: a, uses: sleep, with: { ms: 60000 } }\n",
+  );
+  let mut child = p.spawn_run("slow.yaml", &[]);
+  crate::common::wait_for(std::time::Duration::from_secs(20), || {
+    p.runs().iter().any(|r| r["workflow"] == "slow")
+  });
+  child.kill().expect("kill -9");
+  let _ = child.wait();
+  // The crash (say) also hit a page that listing runs never reads, and one the log does not
+  // hold a newer copy of.
+  let wal = std::fs::read(p.store().join("swdl.db-wal")).unwrap_or_default();
+  let in_log: std::collections::HashSet<u64> = wal
+    .get(32..)
+    .unwrap_or_default()
+    .chunks(24 + 4096)
+    .filter(|f| f.len() >= 4)
+    .map(|f| u64::from(u32::from_be_bytes([f[0], f[1], f[2], f[3]])))
+    .collect();
+  let page = (2..=pages)
+    .rev()
+    .find(|n| !in_log.contains(n))
+    .expect("a page outside the log");
+  scribble(&db, (page - 1) * 4096 + 8, 4000);
+  assert_damaged(
+    &p.swdl(&["runs", "--status", "completed"]),
+    "integrity check",
+  );
+}
+
+#[test]
+fn a_huge_name_is_not_echoed_in_full() {
+  let p = Project::new();
+  let name = "Bad Name ".repeat(1_100_000);
+  p.write(
+    "long.yaml",
+    &format!("name: long\nstages:\n  - id: \"{name}\"\n    uses: echo\n"),
+  );
+  let out = bounded(&p, &["validate", "long.yaml"]);
+  out.status(2);
+  assert!(
+    out.stderr.len() < 2_000,
+    "{} bytes of stderr",
+    out.stderr.len()
+  );
+  assert!(out.stderr.contains("bytes in all)"), "{}", out.stderr);
+}
+
+#[test]
+fn a_gate_is_decided_once_and_an_unknown_user_is_named() {
+  let p = Project::new();
+  p.write("g.yaml", "name: g\nstages:\n  - { id: gate, gate: {} }\n");
+  let out = p.swdl(&["run", "g.yaml", "--progress", "none"]);
+  out.status(4);
+  let id = run_id_in(&out.stderr);
+  let approve = p
+    .command(&["approve", &id, "gate"])
+    .env_remove("USER")
+    .output()
+    .expect("approve");
+  assert_eq!(approve.status.code(), Some(0));
+  let again = p.swdl(&["reject", &id, "gate"]);
+  again.status(2);
+  assert!(
+    again
+      .stderr
+      .contains("was already decided (approve by user:unknown)"),
+    "{}",
+    again.stderr
+  );
+  p.swdl(&["resume", &id, "--progress", "none"]).status(0);
+  let detail = p.detail(&id);
+  assert_eq!(
+    detail["decisions"][0]["decided_by"], "user:unknown",
+    "{detail}"
+  );
+  assert_eq!(detail["decisions"][0]["decision"], "approve", "{detail}");
+}
+
+#[test]
+fn resume_kills_the_scripts_a_killed_run_left_running() {
+  let p = Project::new();
+  p.write(
+    "s.yaml",
+    "name: s\nstages:\n  - id: long\n    uses: shell\n    with:\n      run: |\n        if [ \"$SWDL_ATTEMPT\" = 1 ]; then echo $$ > first.pid; sleep 120; fi\n        echo attempt $SWDL_ATTEMPT\n",
+  );
+  let mut child = p.spawn_run("s.yaml", &[]);
+  let pid_file = p.path().join("first.pid");
+  assert!(crate::common::wait_for(
+    std::time::Duration::from_secs(20),
+    || { std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) }
+  ));
+  let id = p.wait_run_id();
+  child.kill().expect("kill -9");
+  let _ = child.wait();
+  let pid: i32 = std::fs::read_to_string(&pid_file)
+    .unwrap_or_default()
+    .trim()
+    .parse()
+    .unwrap_or(0);
+  let alive = |pid: i32| {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0
+      && unsafe { libc::kill(pid, 0) } == 0
+      && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .contains(") Z ")
+  };
+  assert!(alive(pid), "the script should outlive the killed run");
+  let out = p.swdl(&["resume", &id, "--progress", "none", "--output", "json"]);
+  out.status(0);
+  assert!(
+    out
+      .stderr
+      .contains("killed 1 process group(s) the run's previous process left running"),
+    "{}",
+    out.stderr
+  );
+  assert!(
+    crate::common::wait_for(std::time::Duration::from_secs(5), || !alive(pid)),
+    "the first attempt's script is still running"
+  );
+  assert_eq!(
+    out.json()["stages"]["long"]["outputs"]["stdout"],
+    "attempt 2"
+  );
+}
