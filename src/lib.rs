@@ -35,6 +35,8 @@ pub mod workflow;
 pub mod yaml;
 
 mod commands;
+#[cfg(test)]
+mod fuzz;
 
 pub(crate) use {
   crate::{

@@ -71,11 +71,11 @@ pub fn parse(text: &str) -> Result<Expr, ExprError> {
 pub use crate::suggest::suggest;
 
 #[cfg(test)]
-mod test_support {
+pub(crate) mod test_support {
   use {super::*, serde_json::json};
 
   /// A context with one of everything, shaped like swdl's namespaces.
-  pub(super) fn sample() -> MapContext {
+  pub(crate) fn sample() -> MapContext {
     MapContext::from_json(&json!({
       "parameters": {
         "n": 3, "s": "Hello", "zero": 0, "empty": "", "list": [1, 2, 3], "names": ["a", "B"],
