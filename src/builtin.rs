@@ -648,20 +648,41 @@ impl Capture {
   /// The stream as an output: one trailing line break trimmed, and where bytes were cut, a
   /// line that says how many.
   fn text(&self, name: &str) -> String {
-    let mut text = text_of(&self.head);
+    let mut bytes = self.head.clone();
     let (front, back) = self.tail.as_slices();
-    let mut tail = front.to_vec();
-    tail.extend_from_slice(back);
-    let mut cut = self.cut;
-    if cut > 0 {
-      // The tail may start inside a character: drop its continuation bytes.
-      let skip = tail
+    let mut text = if self.cut == 0 {
+      // Nothing was cut: head and tail are one text, decoded together.
+      bytes.extend_from_slice(front);
+      bytes.extend_from_slice(back);
+      text_of(&bytes)
+    } else {
+      let mut tail = front.to_vec();
+      tail.extend_from_slice(back);
+      // Cut at line breaks near the cuts when there are some, so neither a character nor
+      // (usually) a secret is split, and a half of one cannot escape its masking.
+      let head_end = bytes[bytes.len().saturating_sub(CUT_WINDOW)..]
         .iter()
-        .take(3)
-        .take_while(|&&b| b & 0xc0 == 0x80)
-        .count();
-      tail.drain(..skip);
-      cut += skip as u64;
+        .rposition(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| {
+          bytes.len().saturating_sub(CUT_WINDOW) + i + 1
+        });
+      let tail_start = tail[..tail.len().min(CUT_WINDOW)]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+      let mut head_end = head_end;
+      // Without a line break, at least no character is split.
+      if let Err(e) = std::str::from_utf8(&bytes[..head_end])
+        && e.error_len().is_none()
+      {
+        head_end = e.valid_up_to();
+      }
+      let mut tail_start = tail_start;
+      while tail_start < tail.len() && tail[tail_start] & 0xc0 == 0x80 {
+        tail_start += 1;
+      }
+      let cut = self.cut + (bytes.len() - head_end) as u64 + tail_start as u64;
+      let mut text = text_of(&bytes[..head_end]);
       if !text.ends_with('\n') {
         text.push('\n');
       }
@@ -670,8 +691,9 @@ impl Capture {
         CAPTURE_HEAD >> 10,
         CAPTURE_TAIL >> 10
       ));
-    }
-    text.push_str(&text_of(&tail));
+      text.push_str(&text_of(&tail[tail_start..]));
+      text
+    };
     if text.ends_with('\n') {
       text.pop();
       if text.ends_with('\r') {
@@ -681,6 +703,9 @@ impl Capture {
     text
   }
 }
+
+/// How far from a cut [`Capture::text`] looks for a line break to cut at instead.
+const CUT_WINDOW: usize = 1024;
 
 /// Bytes as text: invalid UTF-8 and NUL bytes (which no text holds, and which JSON would store
 /// as six bytes each) become U+FFFD.
@@ -1248,6 +1273,29 @@ mod tests {
       "{}...{}",
       &stdout[..100],
       &stdout[stdout.len() - 200..]
+    );
+  }
+
+  #[test]
+  fn captures_split_no_character_and_cut_at_line_breaks() {
+    let mut whole = Capture::default();
+    whole.push(format!("{}é{}", "a".repeat(CAPTURE_HEAD - 1), "b".repeat(10)).as_bytes());
+    assert_eq!(
+      whole.text("stdout"),
+      format!("{}é{}", "a".repeat(CAPTURE_HEAD - 1), "b".repeat(10))
+    );
+    let mut long = Capture::default();
+    let line = format!("{}secret-value\n", "x".repeat(50));
+    for _ in 0..5_000 {
+      long.push(line.as_bytes());
+    }
+    let text = long.text("stdout");
+    // Every line kept is whole.
+    assert!(
+      text
+        .lines()
+        .all(|l| l == line.trim_end() || l.starts_with("[... ")),
+      "{text}"
     );
   }
 

@@ -137,6 +137,8 @@ where
     Err(error) => {
       let text = match &error {
         Error::Diagnostics(d) => d.render(stderr_color()),
+        // Store errors hold paths and commands to copy: those are never cut.
+        Error::Store(store) => format!("error: {store}\n"),
         other => format!("error: {}\n", diagnostic::shorten(&other.to_string())),
       };
       let _ = std::io::stderr().write_all(text.as_bytes());

@@ -250,9 +250,14 @@ impl LogBudget {
   /// Takes room for one line of `len` bytes; false (and counted as dropped) once full.
   fn take(&self, len: usize) -> bool {
     let len = len as u64;
-    let lines = self.lines.fetch_add(1, Ordering::Relaxed);
-    let bytes = self.bytes.fetch_add(len, Ordering::Relaxed);
+    // Only what is kept counts: one oversized line must not silence the short ones after it.
+    // (Clones log from one task at a time, so load-then-add does not race in practice, and
+    // a race would only let a line or two more through.)
+    let lines = self.lines.load(Ordering::Relaxed);
+    let bytes = self.bytes.load(Ordering::Relaxed);
     if lines < MAX_LOG_LINES && bytes + len <= MAX_LOG_BYTES {
+      self.lines.fetch_add(1, Ordering::Relaxed);
+      self.bytes.fetch_add(len, Ordering::Relaxed);
       return true;
     }
     self.dropped_lines.fetch_add(1, Ordering::Relaxed);

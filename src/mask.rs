@@ -119,12 +119,44 @@ impl Masker {
     out
   }
 
+  /// Replaces every place any secret form matches in the original text, overlaps merged,
+  /// so two secrets that share characters cannot leave a piece of either behind.
   fn mask_string(&self, text: &mut String) {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     for pattern in &self.patterns {
-      if text.contains(pattern.as_str()) {
-        *text = text.replace(pattern.as_str(), MASK);
+      spans.extend(
+        text
+          .match_indices(pattern.as_str())
+          .map(|(at, found)| (at, at + found.len())),
+      );
+    }
+    if spans.is_empty() {
+      return;
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    let mut open: Option<(usize, usize)> = None;
+    for (start, end) in spans {
+      match &mut open {
+        Some((_, last)) if start <= *last => *last = (*last).max(end),
+        _ => {
+          if let Some((from, to)) = open.take() {
+            out.push_str(&text[done..from]);
+            out.push_str(MASK);
+            done = to;
+          }
+          open = Some((start, end));
+        }
       }
     }
+    if let Some((from, to)) = open {
+      out.push_str(&text[done..from]);
+      out.push_str(MASK);
+      done = to;
+    }
+    out.push_str(&text[done..]);
+    *text = out;
   }
 
   /// Whether any string or number inside a JSON value (keys included) holds a secret.
@@ -257,7 +289,16 @@ impl Masker {
 fn leaves(value: &Value, what: &str, out: &mut Vec<String>) -> Result<(), SecretError> {
   let text = match value {
     Value::String(s) => s.clone(),
-    Value::Number(n) => n.to_string(),
+    Value::Number(n) => {
+      // Also as expressions write it (`1e5` is `100000` there, `1e15` is `1e+15`).
+      if let Some(f) = n.as_f64() {
+        let rendered = crate::expr::Value::Number(f).to_text();
+        if rendered != n.to_string() && rendered.chars().count() >= MIN_SECRET_LEN {
+          out.push(rendered);
+        }
+      }
+      n.to_string()
+    }
     Value::Array(items) => {
       return items.iter().try_for_each(|v| leaves(v, what, out));
     }
@@ -378,6 +419,22 @@ mod tests {
     masker.mask_json(&mut value);
     assert_eq!(value, json!({"a": ["x *** y", 3], "***": {"b": "***"}}));
     assert!(Masker::new([String::new()]).is_empty());
+  }
+
+  #[test]
+  fn overlapping_secrets_leave_nothing_behind() {
+    let masker = Masker::new(["password1".to_string(), "word1234".to_string()]);
+    assert_eq!(masker.mask_str("x password1234 y word1234"), "x *** y ***");
+    let floats = Masker::for_run(
+      &crate::loader::load_str(
+        "t.yaml",
+        "name: t\nparameters:\n  n: { type: number, secret: true }\nstages:\n  - { id: a, uses: echo }\n",
+      )
+      .expect("loads"),
+      &[("n".to_string(), json!(100000.0))].into_iter().collect(),
+    )
+    .expect("long enough");
+    assert_eq!(floats.mask_str("n=100000"), "n=***");
   }
 
   #[test]

@@ -297,9 +297,14 @@ pub(crate) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<i32, E
   }
   // A gate is decided once: a second decision would silently replace the first.
   if let Some(earlier) = store.undecided_decision(&row.id, &args.stage)? {
+    let then = if row.is_live() {
+      "the run applies it".to_string()
+    } else {
+      format!("`swdl resume {}` applies it", row.id)
+    };
     return Err(Error::Store(StoreError::Refused(format!(
-      "the gate `{}` of run `{}` was already decided ({earlier}); `swdl resume {}` applies it",
-      args.stage, row.id, row.id
+      "the gate `{}` of run `{}` was already decided ({earlier}); {then}",
+      args.stage, row.id
     ))));
   }
   let mut inputs = serde_json::Map::new();
@@ -341,7 +346,23 @@ pub(crate) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<i32, E
       row.pid.unwrap_or_default()
     )?;
   } else {
-    store.record_decision(&row.id, &args.stage, &prior)?;
+    // Two deciders at once: the table's key lets only the first in.
+    if let Err(e) = store.record_decision(&row.id, &args.stage, &prior) {
+      return Err(
+        match e {
+          StoreError::Sql(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+          {
+            StoreError::Refused(format!(
+              "the gate `{}` of run `{}` was just decided by someone else",
+              args.stage, row.id
+            ))
+          }
+          other => other,
+        }
+        .into(),
+      );
+    }
     writeln!(
       stderr,
       "{verb} `{}` of run {}; continue it with `swdl resume {}`",

@@ -195,9 +195,9 @@ impl From<rusqlite::Error> for StoreError {
     use rusqlite::{Error as E, ErrorCode as C};
     let damaged = match &error {
       E::SqliteFailure(e, _) => matches!(e.code, C::DatabaseCorrupt | C::NotADatabase),
-      // A column of the wrong type or bad text can only come from damaged pages: the schema
-      // fixes every column's type.
-      E::FromSqlConversionFailure(..) | E::InvalidColumnType(..) | E::Utf8Error(..) => true,
+      // Text that is not UTF-8 or does not convert comes from damaged pages (swdl writes
+      // every column itself).
+      E::FromSqlConversionFailure(..) | E::Utf8Error(..) => true,
       _ => false,
     };
     if damaged {
@@ -333,9 +333,10 @@ impl Store {
     if !path.exists() {
       create(dir, &path).map_err(|e| open_error(e.to_string()))?;
     }
-    if let Some(why) = damage::check_files(&path) {
+    if let Some(why) = damage::check_empty(&path) {
       return Err(StoreError::Damaged { path: label, why });
     }
+    make_private(dir, &path);
     let mut conn = Connection::open(&path).map_err(|e| open_error(e.to_string()))?;
     conn
       .busy_timeout(BUSY_TIMEOUT)
@@ -389,6 +390,10 @@ impl Store {
           format!("a SQLite database of another program (application id {application_id:#x})")
         },
       });
+    }
+    // Under the write lock this transaction holds, the log cannot change while it is read.
+    if let Some(why) = damage::check_log(&path) {
+      return Err(StoreError::Damaged { path: label, why });
     }
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if version > known {
@@ -1270,6 +1275,29 @@ fn create(dir: &Path, file: &Path) -> Result<(), StoreError> {
     let _ = std::fs::remove_file(format!("{}{leftover}", temp.display()));
   }
   linked
+}
+
+/// Makes an existing store private to its owner again (directory 0700, files 0600): stores
+/// made before swdl created them so may be readable by others, and the store keeps workflow
+/// files as written. Files of another owner are left as they are (changing them fails).
+fn make_private(dir: &Path, file: &Path) {
+  #[cfg(unix)]
+  {
+    use std::os::unix::fs::PermissionsExt;
+    let tighten = |path: &Path, mode: u32| {
+      if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+      {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+      }
+    };
+    tighten(dir, 0o700);
+    for suffix in ["", "-wal", "-shm"] {
+      tighten(Path::new(&format!("{}{suffix}", file.display())), 0o600);
+    }
+  }
+  #[cfg(not(unix))]
+  let _ = (dir, file);
 }
 
 /// How many ids [`Store::create_run`] tries before giving up (a collision of 48 random bits

@@ -492,6 +492,8 @@ struct Size {
 fn size(node: &Node) -> Size {
   let mut total = Size {
     nodes: 1,
+    // A collection is a level even when empty.
+    depth: usize::from(matches!(node.value, NodeValue::Seq(_) | NodeValue::Map(_))),
     ..Size::default()
   };
   let mut add = |child: Size| {

@@ -114,13 +114,20 @@ thread_local! {
 /// Runs one evaluation with a fresh budget of [`MAX_BUILT_BYTES`]; evaluations nested inside
 /// it (a template's expressions) share the outer one's.
 pub(super) fn budgeted<T>(f: impl FnOnce() -> Result<T, ExprError>) -> Result<T, ExprError> {
+  /// Ends the evaluation's budget however it ends, a caught panic included: a budget left
+  /// behind would make every later evaluation on the thread count as nested in it.
+  struct Reset;
+  impl Drop for Reset {
+    fn drop(&mut self) {
+      BUILT.set(None);
+    }
+  }
   if BUILT.get().is_some() {
     return f();
   }
   BUILT.set(Some(0));
-  let result = f();
-  BUILT.set(None);
-  result
+  let _reset = Reset;
+  f()
 }
 
 /// Counts `bytes` of text built at `span` against the evaluation's budget.

@@ -188,12 +188,10 @@ pub(super) fn call(
     }
     "toJSON" => {
       let value = arg(0)?;
-      // The text is at least as long as the strings inside: count that before building it.
-      let least = value.text_bytes();
-      super::eval::charge(least, span)?;
-      let text = value.to_json_text(true);
-      super::eval::charge(text.len().saturating_sub(least), span)?;
-      Ok(Value::from(text))
+      // Counted before the text is built, so a value with deep indentation cannot allocate
+      // far more than the budget first.
+      super::eval::charge(value.json_len(true), span)?;
+      Ok(Value::from(value.to_json_text(true)))
     }
     "fromJSON" => {
       let text = arg(0)?;

@@ -110,12 +110,20 @@ impl Template {
           Segment::Text(text) => out.push_str(text),
           Segment::Expr { expr, offset } => {
             let value = expr.eval(ctx).map_err(|e| e.shifted(*offset))?;
+            // Counted before it is built and copied: one large value repeated must not grow
+            // `out` first.
+            let span = expr.span.shifted(*offset);
             let text = match &value {
-              Value::Array(_) | Value::Object(_) => Cow::Owned(value.to_json_text(false)),
-              value => value.text(),
+              Value::Array(_) | Value::Object(_) => {
+                eval::charge(value.json_len(false), span)?;
+                Cow::Owned(value.to_json_text(false))
+              }
+              value => {
+                let text = value.text();
+                eval::charge(text.len(), span)?;
+                text
+              }
             };
-            // Counted before it is copied: one large value repeated must not grow `out` first.
-            eval::charge(text.len(), expr.span.shifted(*offset))?;
             out.push_str(&text);
           }
         }

@@ -74,14 +74,10 @@ impl Value {
     out
   }
 
-  /// Bytes of the strings inside (keys included): a lower bound on any text rendering.
-  pub(super) fn text_bytes(&self) -> usize {
-    match self {
-      Self::String(s) => s.len(),
-      Self::Array(items) => items.iter().map(Value::text_bytes).sum(),
-      Self::Object(map) => map.iter().map(|(k, v)| k.len() + v.text_bytes()).sum(),
-      Self::Null | Self::Bool(_) | Self::Number(_) => 0,
-    }
+  /// The length of [`Value::to_json_text`]'s result, found without building it, so a budget
+  /// can refuse a large text before it exists.
+  pub(super) fn json_len(&self, pretty: bool) -> usize {
+    json_len(self, pretty.then_some(0))
   }
 
   /// Reads property `key` of an object, ignoring case; `Null` when missing or not an object.
@@ -590,6 +586,64 @@ fn write_json(out: &mut String, value: &Value, indent: Option<usize>) {
 }
 
 /// A JSON string literal, escaped as Newtonsoft's `JsonConvert.ToString` does.
+/// What [`write_json`] would write, in bytes.
+fn json_len(value: &Value, indent: Option<usize>) -> usize {
+  let newline = |level: usize| 1 + level * 2;
+  match value {
+    Value::Null => 4,
+    Value::Bool(b) => {
+      if *b {
+        4
+      } else {
+        5
+      }
+    }
+    Value::Number(n) => number_to_text(*n).len(),
+    Value::String(s) => json_string_len(s),
+    Value::Array(items) if items.is_empty() => 2,
+    Value::Object(map) if map.is_empty() => 2,
+    Value::Array(items) => {
+      let inner = indent.map(|level| level + 1);
+      let items: usize = items
+        .iter()
+        .map(|item| inner.map_or(0, newline) + json_len(item, inner))
+        .sum();
+      2 + items + value_count(value).saturating_sub(1) + indent.map_or(0, newline)
+    }
+    Value::Object(map) => {
+      let inner = indent.map(|level| level + 1);
+      let colon = if indent.is_some() { 2 } else { 1 };
+      let entries: usize = map
+        .iter()
+        .map(|(key, item)| {
+          inner.map_or(0, newline) + json_string_len(key) + colon + json_len(item, inner)
+        })
+        .sum();
+      2 + entries + value_count(value).saturating_sub(1) + indent.map_or(0, newline)
+    }
+  }
+}
+
+fn value_count(value: &Value) -> usize {
+  match value {
+    Value::Array(items) => items.len(),
+    Value::Object(map) => map.len(),
+    _ => 0,
+  }
+}
+
+/// What [`write_json_string`] would write, in bytes.
+fn json_string_len(s: &str) -> usize {
+  2 + s
+    .chars()
+    .map(|c| match c {
+      '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+      c if c < ' ' || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') => 6,
+      c => c.len_utf8(),
+    })
+    .sum::<usize>()
+}
+
 fn write_json_string(out: &mut String, s: &str) {
   out.push('"');
   for c in s.chars() {
@@ -619,6 +673,20 @@ mod tests {
     ($($n:expr => $text:expr),* $(,)?) => {$(
       assert_eq!(number_to_text($n), $text, "number_to_text({})", $n);
     )*};
+  }
+
+  #[test]
+  fn json_len_is_the_length_of_the_json_text() {
+    let value = Value::from(
+      json!({"a": [1, 2.5, null, true, false, "q\"\\\n\u{1}é\u{2028}"], "": {}, "e": [], "o": {"k": [[]]}}),
+    );
+    for pretty in [false, true] {
+      assert_eq!(
+        value.json_len(pretty),
+        value.to_json_text(pretty).len(),
+        "pretty {pretty}"
+      );
+    }
   }
 
   #[test]

@@ -3,8 +3,8 @@
 //!
 //! SQLite treats a zero-length database as a new one, and a WAL frame that fails its checksum
 //! as the end of the log, so both lose committed runs without an error. The store never
-//! creates an empty database (see `Store::open`) and WAL frames are only ever appended in
-//! order, so either sign means the files were damaged.
+//! creates an empty database (see `Store::open`), and a commit that checks out after a frame
+//! that does not can only follow damage to the frames between.
 use std::{
   fs::File,
   io::{BufReader, Read},
@@ -17,11 +17,16 @@ const MAGIC_BE: u32 = 0x377f_0683;
 const WAL_HEADER: usize = 32;
 const FRAME_HEADER: usize = 24;
 
-/// What is wrong with the files of the store at `db`, if anything.
-pub(super) fn check_files(db: &Path) -> Option<String> {
-  if std::fs::metadata(db).is_ok_and(|m| m.len() == 0) {
-    return Some("the database file is empty: it was truncated".into());
-  }
+/// Whether the database file at `db` exists but is empty, which only damage makes.
+pub(super) fn check_empty(db: &Path) -> Option<String> {
+  std::fs::metadata(db)
+    .is_ok_and(|m| m.len() == 0)
+    .then(|| "the database file is empty: it was truncated".into())
+}
+
+/// What is wrong with the write-ahead log beside `db`, if anything. Call it holding the write
+/// lock: only a writer appends to the log or starts it over, so it cannot change meanwhile.
+pub(super) fn check_log(db: &Path) -> Option<String> {
   let wal = db.with_file_name(format!(
     "{}-wal",
     db.file_name()
@@ -32,8 +37,11 @@ pub(super) fn check_files(db: &Path) -> Option<String> {
   check_wal(BufReader::with_capacity(64 * 1024, file)).err()
 }
 
-/// Checks the log's header, then follows the frames' checksum chain; a frame of the log's
-/// current generation after the chain broke means the bytes in between were damaged.
+/// Checks the log's header, then follows the frames' checksum chain. Where the chain breaks,
+/// SQLite stops reading; that is normal at the end of what was committed (a transaction cut
+/// off by a crash, one rolled back after it spilled into the log, frames of an earlier
+/// generation). It is damage when a *commit* frame of the current generation further on
+/// checks out against the frame before it: committed work after the break would be lost.
 fn check_wal(mut wal: impl Read) -> Result<(), String> {
   let mut header = [0u8; WAL_HEADER];
   match read_full(&mut wal, &mut header) {
@@ -65,6 +73,13 @@ fn check_wal(mut wal: impl Read) -> Result<(), String> {
   if sum != (word(&header, 24), word(&header, 28)) {
     return Err("the write-ahead log's header fails its checksum".into());
   }
+  let frame_sum = |seed: (u32, u32), frame: &[u8]| {
+    checksum(
+      checksum(seed, &frame[..8], big_endian),
+      &frame[FRAME_HEADER..],
+      big_endian,
+    )
+  };
   let mut frame = vec![0u8; FRAME_HEADER + page_size];
   let mut index = 0usize;
   let mut broken: Option<usize> = None;
@@ -77,29 +92,21 @@ fn check_wal(mut wal: impl Read) -> Result<(), String> {
     }
     index += 1;
     let current = (word(&frame, 8), word(&frame, 12)) == salts;
+    let stored = (word(&frame, 16), word(&frame, 20));
+    let valid = current && frame_sum(sum, &frame) == stored;
     match broken {
-      None if current => {
-        let next = checksum(
-          checksum(sum, &frame[..8], big_endian),
-          &frame[FRAME_HEADER..],
-          big_endian,
-        );
-        if next == (word(&frame, 16), word(&frame, 20)) {
-          sum = next;
-        } else {
-          broken = Some(index);
-        }
-      }
-      // Frames of an earlier generation after the current ones are left-overs: normal.
+      None if valid => {}
       None => broken = Some(index),
-      Some(at) if current => {
+      Some(at) if valid && word(&frame, 4) != 0 => {
         return Err(format!(
-          "frame {at} of the write-ahead log is damaged and frame {index} after it belongs to \
-           the same log: the commits after frame {at} would be lost"
+          "frame {at} of the write-ahead log is damaged and a commit of the same log follows \
+           it (frame {index}): the commits after frame {at} would be lost"
         ));
       }
       Some(_) => {}
     }
+    // After the break, each frame is checked against the one before it as stored.
+    sum = stored;
   }
 }
 
@@ -133,4 +140,79 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
   }
   Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  const PAGE: usize = 512;
+
+  /// A log of `frames` (commit flag, page byte) whose chain is right unless `bad` says so.
+  fn log(frames: &[(bool, u8)], bad: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC_LE.to_be_bytes());
+    out.extend_from_slice(&3_007_000u32.to_be_bytes());
+    out.extend_from_slice(&(PAGE as u32).to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    let mut sum = checksum((0, 0), &out, false);
+    out.extend_from_slice(&sum.0.to_be_bytes());
+    out.extend_from_slice(&sum.1.to_be_bytes());
+    for (i, &(commit, byte)) in frames.iter().enumerate() {
+      let mut frame = Vec::new();
+      frame.extend_from_slice(&(i as u32 + 1).to_be_bytes());
+      frame.extend_from_slice(&u32::from(commit).to_be_bytes());
+      frame.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+      let page = vec![byte; PAGE];
+      sum = checksum(checksum(sum, &frame[..8], false), &page, false);
+      frame.extend_from_slice(&sum.0.to_be_bytes());
+      frame.extend_from_slice(&sum.1.to_be_bytes());
+      frame.extend_from_slice(&page);
+      if bad.contains(&(i + 1)) {
+        frame[FRAME_HEADER + 10] ^= 0xff;
+      }
+      out.extend_from_slice(&frame);
+    }
+    out
+  }
+
+  #[test]
+  fn a_log_that_ends_is_fine_and_one_damaged_before_a_commit_is_not() {
+    let ok = |bytes: Vec<u8>| check_wal(bytes.as_slice());
+    assert_eq!(ok(Vec::new()), Ok(()));
+    assert_eq!(
+      ok(log(&[(false, 1), (true, 2), (false, 3), (true, 4)], &[])),
+      Ok(())
+    );
+    // The last transaction cut off by a crash: its frames fail, no commit follows.
+    assert_eq!(ok(log(&[(true, 1), (false, 2), (false, 3)], &[2])), Ok(()));
+    // A rolled-back spill overwritten by a shorter transaction: stale frames of the same
+    // generation after the chain ends, without a commit among them.
+    let mut rolled = log(&[(true, 1), (true, 2)], &[]);
+    rolled.extend_from_slice(&log(&[(false, 9), (false, 9), (false, 9)], &[])[WAL_HEADER..]);
+    assert_eq!(ok(rolled), Ok(()));
+    // A short last frame.
+    let mut torn = log(&[(true, 1)], &[]);
+    torn.extend_from_slice(&[0; 100]);
+    assert_eq!(ok(torn), Ok(()));
+    // Damage in the middle: a commit after it still checks out.
+    let err = ok(log(&[(true, 1), (false, 2), (false, 3), (true, 4)], &[2])).unwrap_err();
+    assert!(
+      err.starts_with("frame 2 of the write-ahead log is damaged"),
+      "{err}"
+    );
+    let mut header = log(&[(true, 1)], &[]);
+    header[26] ^= 1;
+    assert!(
+      ok(header)
+        .unwrap_err()
+        .contains("header fails its checksum")
+    );
+    assert!(
+      ok(vec![0; 10])
+        .unwrap_err()
+        .contains("shorter than its header")
+    );
+  }
 }

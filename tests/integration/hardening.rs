@@ -135,6 +135,13 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
     assert_eq!(mode(&p.store()), 0o700);
     assert_eq!(mode(&p.store().join("swdl.db")), 0o600);
     assert_eq!(mode(&p.store().join("swdl.db-wal")), 0o600);
+    // A store made readable by others (as older versions made them) is made private again.
+    let open = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(p.store().join("swdl.db"), open).expect("chmod");
+    std::fs::set_permissions(p.store(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    p.swdl(&["runs"]).status(0);
+    assert_eq!(mode(&p.store().join("swdl.db")), 0o600);
+    assert_eq!(mode(&p.store()), 0o700);
   }
   // A second run's cancel works on the same file too.
   let again = p.swdl(&["run", "g.yaml", "--progress", "none"]);
