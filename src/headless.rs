@@ -259,14 +259,14 @@ fn execute(run: Execution) -> Result<i32, Error> {
     )));
     // Scripts a crashed process left running must not run beside their re-run attempts.
     let groups = dir.join("groups").join(&options.run_id);
-    let killed = builtin::kill_recorded_groups(&groups);
+    let killed = process::kill_recorded_groups(&groups);
     if killed > 0 {
       let _ = writeln!(
         std::io::stderr(),
         "killed {killed} process group(s) the run's previous process left running"
       );
     }
-    builtin::record_groups_in(Some(groups));
+    process::record_groups_in(Some(groups));
     store_dir = Some(dir);
   }
   match events.as_deref() {
@@ -356,7 +356,7 @@ fn execute(run: Execution) -> Result<i32, Error> {
   runtime.shutdown_timeout(std::time::Duration::from_millis(100));
   // Every script group this process started is gone now: nothing is left to kill later.
   if let Some(dir) = &store_dir {
-    builtin::record_groups_in(None);
+    process::record_groups_in(None);
     let _ = std::fs::remove_file(dir.join("groups").join(&run_id));
   }
   // The prompt thread may still hold the display while it waits for an answer nobody gives.
@@ -686,7 +686,7 @@ async fn watch_interrupts(control: mpsc::UnboundedSender<Control>) {
       );
       let _ = control.send(Control::Cancel);
     } else {
-      builtin::kill_all_process_groups();
+      process::kill_all_process_groups();
       std::process::exit(exit::CANCELLED);
     }
   }

@@ -21,6 +21,7 @@ pub mod lua;
 pub mod mask;
 pub mod params;
 pub mod plan;
+pub mod process;
 pub mod progress;
 mod repl;
 mod runs;

@@ -193,8 +193,8 @@ fn prepare_exec(
     .envs(call.env.iter().map(|(k, v)| (k, v)))
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
-    // Dropping the call (timeout, cancel) must not leave the process behind.
-    .kill_on_drop(true);
+    // Its own group, so dropping the call (timeout, cancel) kills whatever it started too.
+    .process_group(0);
   let mut stdin = None;
   if let Some(options) = options {
     if let Some(cwd) = options.get::<Option<String>>("cwd")? {
@@ -224,7 +224,9 @@ async fn run_process(
   command: &mut tokio::process::Command,
   stdin: Option<Vec<u8>>,
 ) -> std::io::Result<ProcessOutput> {
-  let mut child = command.spawn()?;
+  let child = command.spawn()?;
+  let mut group = crate::process::ProcessGroup::new(child).map_err(std::io::Error::other)?;
+  let child = &mut group.child;
   let input = child.stdin.take();
   let feed = async move {
     if let (Some(mut pipe), Some(bytes)) = (input, stdin) {
@@ -237,6 +239,9 @@ async fn run_process(
   let ((), (stdout, cut_out), (stderr, cut_err)) =
     tokio::join!(feed, capture(stdout), capture(stderr));
   let status = child.wait().await?;
+  // The program is done; what it left running in its group is its own business, as when
+  // it runs outside swdl.
+  group.disarm();
   Ok(ProcessOutput {
     status,
     stdout,

@@ -834,3 +834,35 @@ fn resume_kills_the_scripts_a_killed_run_left_running() {
     "attempt 2"
   );
 }
+
+#[test]
+fn a_timed_out_swdl_exec_takes_what_it_started_with_it() {
+  let p = Project::new();
+  std::fs::create_dir_all(p.path().join("skills")).expect("skills dir");
+  p.write(
+    "skills/spawner.lua",
+    "return {\n  run = function(ctx, input)\n    swdl.exec('sh', { '-c', 'sleep 120 & echo $! > bg.pid; wait' })\n    return {}\n  end,\n}\n",
+  );
+  p.write(
+    "x.yaml",
+    "name: x\nconfig:\n  skills_path: [skills]\n  permissions: { spawner: [exec] }\nstages:\n  - { id: s, uses: spawner, timeout: 1s }\n",
+  );
+  let out = p.swdl(&["run", "x.yaml", "--progress", "none", "--output", "json"]);
+  out.status(1);
+  assert_eq!(out.json()["stages"]["s"]["status"], "timed_out");
+  let pid: i32 = std::fs::read_to_string(p.path().join("bg.pid"))
+    .unwrap_or_default()
+    .trim()
+    .parse()
+    .unwrap_or(0);
+  assert!(pid > 0);
+  let gone = crate::common::wait_for(std::time::Duration::from_secs(5), || {
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    !exists
+      || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .contains(") Z ")
+  });
+  assert!(gone, "the program's background job outlived the stage");
+}
