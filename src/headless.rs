@@ -354,6 +354,9 @@ fn execute(run: Execution) -> Result<i32, Error> {
   llm::close_budget(&run_id);
   // Attempts still running (cancelled ones) must not outlive the command.
   runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+  // A guard still armed now belongs to an attempt whose cancellation had not reached it (a
+  // Lua call ends on its own thread): nothing of the run may outlive the command.
+  process::kill_all_process_groups();
   // Every script group this process started is gone now: nothing is left to kill later.
   if let Some(dir) = &store_dir {
     process::record_groups_in(None);
