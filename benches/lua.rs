@@ -102,7 +102,12 @@ fn main() {
           Vec::new(),
           rx,
         ));
-        assert_eq!(outcome.exit_code(), 0, "{:?}", outcome.state.error);
+        assert_eq!(
+          swdl::exit::of_run(outcome.state.status, outcome.rejected),
+          0,
+          "{:?}",
+          outcome.state.error
+        );
         outcome
       };
       run();

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "swdl", version, about, max_term_width = 100)]
 pub struct Cli {
+  /// When to colour output: on a terminal unless `NO_COLOR` is set (auto), always, never.
+  #[arg(long, value_enum, global = true, default_value_t, value_name = "WHEN")]
+  pub color: crate::color::ColorChoice,
   /// What to do.
   #[command(subcommand)]
   pub command: Command,
@@ -190,7 +193,32 @@ pub struct RunArgs {
   /// Stages executing at once (overrides `config.max_parallel`).
   #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
   pub max_parallel: Option<u32>,
-  /// Write every event as JSON Lines to FILE, or to stdout with `-`.
+  /// An extra Lua hook file (policies, recovery strategies), loaded after `config.hooks`.
+  #[arg(long = "lua", value_name = "FILE")]
+  pub lua: Vec<PathBuf>,
+  /// What `run` and `resume` share.
+  #[command(flatten)]
+  pub flags: RunFlags,
+}
+
+/// Options of `swdl resume`.
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+  /// The run.
+  pub run_id: String,
+  /// A value for a secret parameter (the store keeps secrets masked), `name=value`.
+  #[arg(long = "param", value_name = "NAME=VALUE")]
+  pub params: Vec<String>,
+  /// What `run` and `resume` share.
+  #[command(flatten)]
+  pub flags: RunFlags,
+}
+
+/// The options `swdl run` and `swdl resume` share: where events and progress go, decisions
+/// made up front, the final record and the store.
+#[derive(Debug, clap::Args)]
+pub struct RunFlags {
+  /// Write this execution's events as JSON Lines to FILE, or to stdout with `-`.
   #[arg(long, value_name = "FILE|-")]
   pub events: Option<String>,
   /// Progress display: live on a terminal, plain lines otherwise, or none.
@@ -205,46 +233,12 @@ pub struct RunArgs {
   /// Approve every gate and risky stage.
   #[arg(long)]
   pub approve_all: bool,
-  /// An extra Lua hook file (policies, recovery strategies), loaded after `config.hooks`.
-  #[arg(long = "lua", value_name = "FILE")]
-  pub lua: Vec<PathBuf>,
   /// Print the final run record, with workflow outputs, as JSON on stdout.
   #[arg(long, value_enum)]
   pub output: Option<OutputArg>,
-  /// The run store directory, or `none` to keep the run in memory only (default:
+  /// The run store directory, or (for `run`) `none` to keep the run in memory only (default:
   /// `SWDL_STORE`, else `.swdl`).
   #[arg(long, value_name = "DIR|none")]
-  pub store: Option<PathBuf>,
-}
-
-/// Options of `swdl resume`.
-#[derive(Debug, clap::Args)]
-pub struct ResumeArgs {
-  /// The run.
-  pub run_id: String,
-  /// A value for a secret parameter (the store keeps secrets masked), `name=value`.
-  #[arg(long = "param", value_name = "NAME=VALUE")]
-  pub params: Vec<String>,
-  /// Write the events of this execution as JSON Lines to FILE, or to stdout with `-`.
-  #[arg(long, value_name = "FILE|-")]
-  pub events: Option<String>,
-  /// Progress display: live on a terminal, plain lines otherwise, or none.
-  #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
-  pub progress: ProgressArg,
-  /// Approve this gate or risky stage (repeatable).
-  #[arg(long, value_name = "STAGE")]
-  pub approve: Vec<String>,
-  /// Reject this gate or risky stage (repeatable).
-  #[arg(long, value_name = "STAGE")]
-  pub reject: Vec<String>,
-  /// Approve every gate and risky stage.
-  #[arg(long)]
-  pub approve_all: bool,
-  /// Print the final run record as JSON on stdout.
-  #[arg(long, value_enum)]
-  pub output: Option<OutputArg>,
-  /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
-  #[arg(long, value_name = "DIR")]
   pub store: Option<PathBuf>,
 }
 

@@ -140,7 +140,7 @@ pub enum Event {
     /// Stage id.
     stage: String,
     /// `approve` or `reject`.
-    decision: workflow::GateDecision,
+    decision: decision::GateDecision,
     /// Who or what decided: `flag`, `prompt`, `timeout`, `policy:NAME`, a user name.
     decided_by: String,
     /// Why, when given.
@@ -484,6 +484,34 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
   let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
   let year = yoe + era * 400 + i64::from(month <= 2);
   (year, month, day)
+}
+
+/// Writes each event as one JSON line.
+pub struct JsonLines {
+  out: std::io::BufWriter<Box<dyn std::io::Write + Send>>,
+}
+
+impl JsonLines {
+  /// Writes to `out`, buffered.
+  pub fn new(out: Box<dyn std::io::Write + Send>) -> Self {
+    Self {
+      out: std::io::BufWriter::new(out),
+    }
+  }
+}
+
+impl EventSink for JsonLines {
+  fn emit(&mut self, record: &EventRecord) {
+    use std::io::Write as _;
+    if serde_json::to_writer(&mut self.out, record).is_ok() {
+      let _ = self.out.write_all(b"\n");
+    }
+  }
+
+  fn flush(&mut self) {
+    use std::io::Write as _;
+    let _ = self.out.flush();
+  }
 }
 
 #[cfg(test)]

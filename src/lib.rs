@@ -4,17 +4,18 @@
 pub mod analyzer;
 pub mod builtin;
 pub mod cli;
+pub mod color;
 pub mod dag;
-mod decompose;
+pub mod decision;
 pub mod diagnostic;
 pub mod duration;
 pub mod error_kind;
 pub mod event;
 pub mod executor;
 pub mod expr;
-mod headless;
 pub mod hooks;
 pub mod http;
+mod launch;
 pub mod llm;
 pub mod loader;
 pub mod lua;
@@ -23,15 +24,14 @@ pub mod params;
 pub mod plan;
 pub mod process;
 pub mod progress;
+mod prompt;
 mod repl;
-mod runs;
 pub mod runtime;
 pub mod skills;
 pub mod source;
 pub mod state;
 pub mod store;
 pub mod suggest;
-mod watch;
 pub mod workflow;
 pub mod yaml;
 
@@ -41,6 +41,7 @@ mod fuzz;
 
 pub(crate) use {
   crate::{
+    decision::{GateDecision, PriorDecision},
     diagnostic::{Diagnostic, Diagnostics},
     error_kind::ErrorKind,
     source::{Source, Span},
@@ -48,18 +49,4 @@ pub(crate) use {
   std::{fmt, sync::Arc},
 };
 
-pub use commands::run;
-
-/// Process exit codes (SPEC section 2).
-pub mod exit {
-  /// Success.
-  pub const OK: i32 = 0;
-  /// The run failed.
-  pub const FAILED: i32 = 1;
-  /// Invalid input: a bad file, expression or argument.
-  pub const INVALID: i32 = 2;
-  /// Cancelled or rejected.
-  pub const CANCELLED: i32 = 3;
-  /// Suspended at a gate.
-  pub const SUSPENDED: i32 = 4;
-}
+pub use commands::{exit, run};

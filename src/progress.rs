@@ -3,9 +3,9 @@
 //! reads only the event stream and writes only to stderr (or to a writer given for tests).
 use super::*;
 use crate::{
+  decision::GateDecision,
   duration::format_duration,
   event::{Event, EventRecord, EventSink, RunStatus, StageStatus},
-  workflow::GateDecision,
 };
 use indexmap::IndexMap;
 use std::{

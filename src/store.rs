@@ -8,13 +8,16 @@
 //! it (busy timeout), so many processes can share one store.
 use super::*;
 use crate::{
+  decision::GateDecision,
+  decision::PriorDecision,
   event::{self, Event, EventRecord, EventSink, RunStatus},
-  runtime::PriorDecision,
-  workflow::GateDecision,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 mod damage;
+mod requests;
+
+pub(crate) use requests::RequestPoller;
 use std::{
   collections::HashMap,
   path::{Path, PathBuf},

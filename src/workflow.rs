@@ -471,16 +471,6 @@ impl Default for Gate {
   }
 }
 
-/// Approve or reject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GateDecision {
-  /// Let the run go on.
-  Approve,
-  /// Fail the gate.
-  Reject,
-}
-
 /// One field of an output contract or gate input.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutputField {

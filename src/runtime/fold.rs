@@ -5,7 +5,7 @@ use super::machine::{After, Core, Phase, Running, Stop};
 use super::*;
 use crate::{
   event::{Event, EventRecord},
-  workflow::{GateDecision, RetryOn},
+  workflow::RetryOn,
 };
 use std::cmp::Reverse;
 

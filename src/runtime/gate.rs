@@ -2,7 +2,7 @@
 //! flags, an approval policy, a person, or its timeout), and what the decision does.
 use super::machine::{Command, Core};
 use super::*;
-use crate::{event::Event, workflow::GateDecision};
+use crate::{decision::GateDecision, event::Event};
 
 impl Core {
   /// Whether skill stage `i` must be approved before it starts.

@@ -9,7 +9,7 @@ use crate::{
   event::{Event, EventRecord, StageStatus},
   executor::{LogStream, Memory, StageResult, StageTask},
   expr::Value,
-  workflow::{GateDecision, RetryOn, Workflow},
+  workflow::{RetryOn, Workflow},
 };
 use std::{
   cmp::Reverse,

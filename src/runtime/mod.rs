@@ -14,7 +14,7 @@
 //! else. The simulation tests (`sim`) drive the same core with a virtual clock and injected
 //! faults.
 use super::*;
-use crate::{event::RunStatus, mask::Masker, workflow::GateDecision};
+use crate::mask::Masker;
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
 
@@ -143,19 +143,6 @@ pub struct Resume {
   pub attempt: u32,
 }
 
-/// A gate decision recorded while its run was not executing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PriorDecision {
-  /// Approve or reject.
-  pub decision: GateDecision,
-  /// Who decided (`user` for `swdl approve`).
-  pub by: String,
-  /// Why, if given.
-  pub reason: Option<String>,
-  /// Values for the gate's declared `inputs`.
-  pub inputs: Option<serde_json::Value>,
-}
-
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
@@ -165,17 +152,4 @@ pub struct RunOutcome {
   pub rejected: bool,
   /// Gates still waiting when the run suspended.
   pub waiting: Vec<String>,
-}
-
-impl RunOutcome {
-  /// The process exit code for this outcome (SPEC section 2).
-  pub fn exit_code(&self) -> i32 {
-    match self.state.status {
-      RunStatus::Completed if !self.rejected => exit::OK,
-      RunStatus::Cancelled => exit::CANCELLED,
-      _ if self.rejected => exit::CANCELLED,
-      RunStatus::Waiting => exit::SUSPENDED,
-      _ => exit::FAILED,
-    }
-  }
 }

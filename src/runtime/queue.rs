@@ -4,7 +4,7 @@ use super::machine::{Core, Stop};
 use super::*;
 use crate::{
   event::{Event, StageStatus},
-  workflow::{GateDecision, StageKind},
+  workflow::StageKind,
 };
 use std::cmp::Reverse;
 

@@ -505,9 +505,9 @@ impl Sim {
         Steer::Decide {
           stage: self.workflow.stages[i].id.clone(),
           decision: if self.rng.chance(70) {
-            workflow::GateDecision::Approve
+            decision::GateDecision::Approve
           } else {
-            workflow::GateDecision::Reject
+            decision::GateDecision::Reject
           },
           by: "sim".into(),
           reason: None,
@@ -584,9 +584,9 @@ impl Sim {
     let mut decisions = HashMap::new();
     for &i in &self.core.waiting {
       let decision = if self.rng.chance(75) {
-        workflow::GateDecision::Approve
+        decision::GateDecision::Approve
       } else {
-        workflow::GateDecision::Reject
+        decision::GateDecision::Reject
       };
       decisions.insert(
         self.workflow.stages[i].id.clone(),
@@ -825,11 +825,10 @@ impl Sim {
       .stages
       .values()
       .any(|s| s.status == StageStatus::Failed && s.reason.as_deref() == Some("rejected"));
-    if rejected && self.core.outcome().exit_code() != exit::CANCELLED {
-      return Err(format!(
-        "a gate was rejected but the run would exit {}",
-        self.core.outcome().exit_code()
-      ));
+    let outcome = self.core.outcome();
+    let code = exit::of_run(outcome.state.status, outcome.rejected);
+    if rejected && code != exit::CANCELLED {
+      return Err(format!("a gate was rejected but the run would exit {code}"));
     }
     // When the run timeout expires the run fails.
     if self.core.stop == Some(super::machine::Stop::Timeout) && state.status != RunStatus::Failed {

@@ -6,7 +6,7 @@ use crate::{
   event::{Event, EventRecord, EventSink, RunStatus, StageStatus},
   executor::{self, StageExecutor, StageResult, StageTask, TaskIo},
   mask::Masker,
-  workflow::{GateDecision, Workflow},
+  workflow::Workflow,
 };
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -232,7 +232,7 @@ mod run {
     let text = "name: t\nstages:\n  - id: a\n    uses: work\n    with: { fail_times: 1, outputs: { v: 7 } }\n    retry: { max_attempts: 3, delay: 10ms }\n  - id: b\n    uses: work\n    with: { got: \"$<< stages.a.outputs.v >>\" }\n    depends_on: [a]\n";
     for retrying in [true, false] {
       let ran = resumed(text, failed_first_attempt(retrying));
-      assert_eq!(ran.outcome.exit_code(), 0, "{:?}", ran.outcome.state.error);
+      assert_eq!(exit_code(&ran.outcome), 0, "{:?}", ran.outcome.state.error);
       assert_eq!(ran.status("a"), StageStatus::Completed);
       assert_eq!(ran.outcome.state.stage("a").map(|s| s.attempts), Some(2));
       assert!(ran.position("stage_completed", "a") < ran.position("stage_started", "b"));
@@ -316,7 +316,7 @@ mod run {
   fn a_resume_after_a_failed_attempt_goes_on_to_the_fallback() {
     let text = "name: t\nstages:\n  - id: a\n    uses: work\n    with: { fail_times: 1, outputs: { v: 7 } }\n    fallback: [backup]\n  - id: b\n    uses: work\n    depends_on: [a]\n";
     let ran = resumed(text, failed_first_attempt(false));
-    assert_eq!(ran.outcome.exit_code(), 0, "{:?}", ran.outcome.state.error);
+    assert_eq!(exit_code(&ran.outcome), 0, "{:?}", ran.outcome.state.error);
     let a = ran.outcome.state.stage("a");
     assert_eq!(a.and_then(|s| s.uses.clone()).as_deref(), Some("backup"));
     assert_eq!(ran.status("b"), StageStatus::Completed);
@@ -362,7 +362,7 @@ mod run {
       Vec::new(),
       rx,
     ));
-    assert_eq!(outcome.exit_code(), 1);
+    assert_eq!(exit_code(&outcome), 1);
     assert_eq!(
       outcome.state.stage("deploy").map(|s| s.status),
       Some(StageStatus::Cancelled)
@@ -478,7 +478,7 @@ mod run {
       sinks,
       rx,
     ));
-    assert_eq!(outcome.exit_code(), 0);
+    assert_eq!(exit_code(&outcome), 0);
     assert!(journal.is_committed("run_completed:-"));
     assert!(journal.is_committed("stage_completed:c"));
     let violations = journal
@@ -495,7 +495,7 @@ mod run {
       "name: t\nstages:\n  - { id: a, uses: work }\n  - { id: b, uses: work, depends_on: a, with: { ms: 20 } }\n  - { id: c, uses: work, depends_on: a }\n  - { id: d, uses: work, depends_on: [b, c] }\n",
     );
     assert_eq!(ran.outcome.state.status, RunStatus::Completed);
-    assert_eq!(ran.outcome.exit_code(), 0);
+    assert_eq!(exit_code(&ran.outcome), 0);
     assert!(ran.position("stage_completed", "a") < ran.position("stage_started", "b"));
     assert!(ran.position("stage_completed", "a") < ran.position("stage_started", "c"));
     assert!(ran.position("stage_completed", "b") < ran.position("stage_started", "d"));
@@ -554,7 +554,7 @@ mod run {
     );
     assert_eq!(ran.count("stage_started", "a"), 1);
     assert_eq!(ran.status("a"), StageStatus::Failed);
-    assert_eq!(ran.outcome.exit_code(), 1);
+    assert_eq!(exit_code(&ran.outcome), 1);
   }
 
   #[test]
@@ -619,7 +619,7 @@ mod run {
         < ran.position("compensation_started", "first")
     );
     assert_eq!(ran.outcome.state.status, RunStatus::Failed);
-    assert_eq!(ran.outcome.exit_code(), 1);
+    assert_eq!(exit_code(&ran.outcome), 1);
   }
 
   #[test]
@@ -757,7 +757,7 @@ mod run {
     );
     assert_eq!(ran.status("ok"), StageStatus::Failed);
     assert_eq!(ran.status("ship"), StageStatus::Cancelled);
-    assert_eq!(ran.outcome.exit_code(), 3);
+    assert_eq!(exit_code(&ran.outcome), 3);
   }
 
   #[test]
@@ -769,7 +769,7 @@ mod run {
     assert_eq!(ran.status("ok"), StageStatus::Waiting);
     assert_eq!(ran.outcome.state.status, RunStatus::Waiting);
     assert_eq!(ran.outcome.waiting, vec!["ok".to_string()]);
-    assert_eq!(ran.outcome.exit_code(), 4);
+    assert_eq!(exit_code(&ran.outcome), 4);
   }
 
   #[test]
@@ -807,7 +807,7 @@ mod run {
     let ran = run(text);
     assert_eq!(ran.status("low"), StageStatus::Completed);
     assert_eq!(ran.status("deploy"), StageStatus::Waiting);
-    assert_eq!(ran.outcome.exit_code(), 4);
+    assert_eq!(exit_code(&ran.outcome), 4);
     let ran = run_with(
       text,
       |o| {
@@ -835,7 +835,7 @@ mod run {
     assert_eq!(ran.status("after"), StageStatus::Cancelled);
     assert_eq!(ran.status("tidy"), StageStatus::Completed);
     assert_eq!(ran.outcome.state.status, RunStatus::Cancelled);
-    assert_eq!(ran.outcome.exit_code(), 3);
+    assert_eq!(exit_code(&ran.outcome), 3);
   }
 
   #[test]
@@ -854,7 +854,7 @@ mod run {
         .as_deref()
         .is_some_and(|e| e.contains("timed out"))
     );
-    assert_eq!(ran.outcome.exit_code(), 1);
+    assert_eq!(exit_code(&ran.outcome), 1);
   }
 
   #[test]
@@ -1072,7 +1072,7 @@ mod hooks_run {
       decided_by(&events, "g").map(|d| d.1),
       Some("policy:no".into())
     );
-    assert_eq!(outcome.exit_code(), 3);
+    assert_eq!(exit_code(&outcome), 3);
   }
 
   #[test]
@@ -1189,4 +1189,9 @@ mod hooks_run {
       );
     }
   }
+}
+
+/// The exit code `swdl run` gives for `outcome`.
+fn exit_code(outcome: &RunOutcome) -> i32 {
+  crate::exit::of_run(outcome.state.status, outcome.rejected)
 }

@@ -45,7 +45,7 @@ stages.ID.status, env.NAME; `if: "$<< parameters.deep >>"` makes a stage conditi
 A stage may only read stages it depends on (directly or through others)."#;
 
 /// Runs `swdl decompose`.
-pub(crate) fn run(args: &Args<'_>) -> Result<i32, Error> {
+pub(crate) fn run(args: &Args<'_>) -> Result<Done, Error> {
   let endpoint = llm::Endpoint::from_env(args.url, args.model)
     .map_err(|e| Error::Usage(format!("decompose: {e}")))?;
   let dirs: Vec<String> = if args.skills.is_empty() {
@@ -57,8 +57,8 @@ pub(crate) fn run(args: &Args<'_>) -> Result<i32, Error> {
       .map(|d| d.display().to_string())
       .collect()
   };
-  let index = skills::SkillIndex::discover(Path::new(""), &dirs);
-  let mut registry = skills::Registry::load(&index).map_err(Error::Diagnostics)?;
+  let index = crate::skills::SkillIndex::discover(Path::new(""), &dirs);
+  let mut registry = crate::skills::Registry::load(&index).map_err(Error::Diagnostics)?;
   commands::describe_from_lua(&mut registry);
   let catalogue = catalogue(&registry);
   let known: Vec<String> = registry.skills.iter().map(|s| s.name.clone()).collect();
@@ -94,7 +94,7 @@ pub(crate) fn run(args: &Args<'_>) -> Result<i32, Error> {
     let yaml = extract_yaml(&answer.text);
     match check(&yaml, &known) {
       Ok(workflow) => {
-        let plan = plan::plan(&workflow, &params::defaults(&workflow));
+        let plan = crate::plan::plan(&workflow, &params::defaults(&workflow));
         let _ = writeln!(
           stderr,
           "decompose: a valid workflow after {} (model tokens: {})",
@@ -117,7 +117,7 @@ pub(crate) fn run(args: &Args<'_>) -> Result<i32, Error> {
         if let Some(path) = args.output {
           let _ = writeln!(stderr, "wrote {}", path.display());
         }
-        return Ok(exit::OK);
+        return Ok(Done::Ok);
       }
       Err(errors) => {
         let _ = writeln!(
@@ -161,7 +161,7 @@ pub(crate) fn run(args: &Args<'_>) -> Result<i32, Error> {
 }
 
 /// Names, descriptions, inputs and outputs of every skill, one per line.
-fn catalogue(registry: &skills::Registry) -> String {
+fn catalogue(registry: &crate::skills::Registry) -> String {
   registry
     .skills
     .iter()
@@ -231,7 +231,7 @@ fn check(yaml: &str, known: &[String]) -> Result<workflow::Workflow, String> {
 }
 
 /// The plan in words: what runs together and why.
-fn explain(plan: &plan::Plan) -> String {
+fn explain(plan: &crate::plan::Plan) -> String {
   let mut out = String::from("the plan:\n");
   for (n, batch) in plan.batches.iter().enumerate() {
     let why: Vec<String> = batch

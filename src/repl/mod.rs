@@ -7,12 +7,13 @@ use super::*;
 use crate::{
   commands::Error,
   event::{Event, EventRecord, EventSink, StageStatus},
-  runtime::{Control, Resume, RunOptions, Snapshot},
+  launch::{Launch, Lua, Settings},
+  runtime::{Control, Resume, Snapshot},
   state::RunState,
-  workflow::{GateDecision, Workflow},
+  workflow::Workflow,
 };
 use std::{
-  collections::{BTreeSet, HashMap},
+  collections::{BTreeSet, HashMap, HashSet},
   io::{BufRead, IsTerminal, Write},
   path::{Path, PathBuf},
   sync::mpsc as std_mpsc,
@@ -104,7 +105,7 @@ pub(crate) const COMMANDS: &[(&str, &str, &str)] = &[
 const WAIT_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Runs `swdl repl [FILE]`.
-pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<i32, Error> {
+pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<commands::Done, Error> {
   let interactive = std::io::stdin().is_terminal();
   let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
   let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -149,7 +150,7 @@ pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<i32, Error> 
     }
   }
   session.stop();
-  Ok(exit::OK)
+  Ok(commands::Done::Ok)
 }
 
 fn interactive_loop(session: &mut Session) {
@@ -219,6 +220,8 @@ impl EventSink for ChannelSink {
 
 /// The run the REPL steers.
 struct Live {
+  /// Counts the run's model tokens until the run is dropped.
+  _budget: launch::BudgetGuard,
   control: mpsc::UnboundedSender<Control>,
   events: std_mpsc::Receiver<EventRecord>,
   handle: tokio::task::JoinHandle<runtime::RunOutcome>,
@@ -233,7 +236,7 @@ struct Session {
   params: Vec<String>,
   runtime: tokio::runtime::Runtime,
   live: Option<Live>,
-  lua: Option<(lua::LuaHost, HashMap<String, PathBuf>)>,
+  lua: Option<Lua>,
   breakpoints: BTreeSet<String>,
   /// Breakpoints this run already stopped at: a rebuilt engine does not stop at them again.
   passed: BTreeSet<String>,
@@ -371,7 +374,7 @@ impl Session {
       return Err("load needs a file: `load FILE`".into());
     }
     let workflow = load_workflow(file, self.color)?;
-    self.lua = headless::start_lua(&workflow, file, &[]).map_err(|e| render(&e, self.color))?;
+    self.lua = launch::start_lua(&workflow, file, &[]).map_err(|e| render(&e, self.color))?;
     // Parameters set for another workflow that this one does not declare are dropped.
     self.params.retain(|p| {
       p.split_once('=').is_some_and(|(name, _)| {
@@ -446,7 +449,6 @@ impl Session {
     self.stop();
     let workflow = self.workflow()?;
     let params = params::resolve(&workflow, &self.params).map_err(|d| d.render(false))?;
-    let masker = mask::Masker::for_run(&workflow, &params).map_err(|e| e.to_string())?;
     let run_id = match prior.first() {
       Some(record) => record.run.to_string(),
       None => {
@@ -461,23 +463,22 @@ impl Session {
       decisions: HashMap::new(),
       attempt: 1,
     });
-    let options = RunOptions {
-      run_id: run_id.clone(),
-      max_parallel: workflow.config.max_parallel,
-      params,
-      approve: Default::default(),
-      reject: Default::default(),
-      approve_all: false,
-      interactive: true,
-      masker,
-      hooks: self
-        .lua
-        .as_ref()
-        .map(|(host, _)| Arc::new(host.clone()) as Arc<dyn hooks::Hooks>),
-      resume,
-      start_paused: true,
-    };
-    let executor = headless::executor(self.lua.as_ref());
+    let launch = Launch::new(
+      Arc::clone(&workflow),
+      self.lua.as_ref(),
+      Settings {
+        run_id: run_id.clone(),
+        max_parallel: workflow.config.max_parallel,
+        params,
+        approve: HashSet::new(),
+        reject: HashSet::new(),
+        approve_all: false,
+        interactive: true,
+        resume,
+        start_paused: true,
+      },
+    )
+    .map_err(|e| render(&e, self.color))?;
     if prior.is_empty() {
       self.passed.clear();
     }
@@ -485,26 +486,17 @@ impl Session {
       let _ = control.send(Control::Break(stage.clone()));
     }
     // The REPL's runs count model tokens against the workflow's budget too.
-    llm::open_budget(
-      &run_id,
-      workflow.config.budget_tokens,
-      llm::tokens_in(&prior),
-    );
+    let budget = launch.budget();
     let handle = {
       let _guard = self.runtime.enter();
-      tokio::spawn(runtime::execute(
-        Arc::clone(&workflow),
-        options,
-        executor,
-        vec![Box::new(ChannelSink(sender))],
-        control_rx,
-      ))
+      tokio::spawn(launch.execute(vec![Box::new(ChannelSink(sender))], control_rx))
     };
     let mut state = RunState::new(&workflow, &run_id);
     for record in &prior {
       state.apply(record);
     }
     self.live = Some(Live {
+      _budget: budget,
       control,
       events,
       handle,
@@ -520,7 +512,6 @@ impl Session {
     if let Some(live) = self.live.take() {
       live.handle.abort();
       let _ = self.runtime.block_on(live.handle);
-      llm::close_budget(&live.state.run);
     }
   }
 
@@ -982,9 +973,12 @@ impl Session {
     if self.lua.is_none() {
       // The workflow needs no Lua; start a host for the REPL alone.
       let host = lua::LuaHost::start(lua::HostConfig::default()).map_err(|e| e.to_string())?;
-      self.lua = Some((host, HashMap::new()));
+      self.lua = Some(Lua {
+        host,
+        skills: HashMap::new(),
+      });
     }
-    let Some((host, _)) = &self.lua else {
+    let Some(Lua { host, .. }) = &self.lua else {
       return Err("no Lua host".into());
     };
     let host = host.clone();
@@ -1162,7 +1156,7 @@ impl Session {
       .filter(|(id, text)| before.get(*id) != Some(*text))
       .map(|(id, _)| id.clone())
       .collect();
-    let lua = headless::start_lua(&new, &file, &[]).map_err(|e| render(&e, self.color))?;
+    let lua = launch::start_lua(&new, &file, &[]).map_err(|e| render(&e, self.color))?;
     let mut log = self
       .live
       .as_ref()
@@ -1256,7 +1250,7 @@ fn render(error: &Error, color: bool) -> String {
 }
 
 fn one_line(text: &str, width: usize) -> String {
-  runs::truncate(text.lines().next().unwrap_or_default(), width)
+  commands::truncate(text.lines().next().unwrap_or_default(), width)
 }
 
 fn status_color(status: &str) -> &'static str {

@@ -86,7 +86,7 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// Runs `swdl watch`; returns 0 when interrupted.
-pub(crate) fn run(file: &Path, run: bool) -> Result<i32, Error> {
+pub(super) fn watch(file: &Path, run: bool) -> Result<Done, Error> {
   // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
   unsafe {
     libc::signal(
@@ -175,7 +175,7 @@ pub(crate) fn run(file: &Path, run: bool) -> Result<i32, Error> {
   }
   state.stop_child();
   let _ = writeln!(out, "watch stopped");
-  Ok(exit::OK)
+  Ok(Done::Ok)
 }
 
 /// Watches what `next` says, if it differs from what is watched.
@@ -218,7 +218,7 @@ impl State {
       Ok(workflow) => {
         let values = params::defaults(&workflow);
         (
-          plan::plan(&workflow, &values).to_text(false),
+          crate::plan::plan(&workflow, &values).to_text(false),
           Some(workflow),
         )
       }

@@ -1,0 +1,415 @@
+//! `swdl run`: loads a workflow, records the run in the store, and runs it headless: events
+//! to the chosen outputs, gates to the terminal or the store, the outcome to an exit code.
+//! `swdl resume` continues through the same [`execute`].
+use super::*;
+use crate::{
+  cli::{OutputArg, ProgressArg, RunArgs, RunFlags},
+  event::{EventSink, JsonLines},
+  launch::{Launch, Lua, Settings},
+  mask::Masker,
+  runtime::Control,
+  workflow::Workflow,
+};
+use std::{
+  io::{IsTerminal, Write},
+  path::{Path, PathBuf},
+  sync::{
+    Mutex,
+    atomic::{AtomicUsize, Ordering},
+  },
+};
+use tokio::sync::mpsc;
+
+/// Runs `swdl run`.
+pub(crate) fn run(args: &RunArgs) -> Result<Done, Error> {
+  args.flags.check()?;
+  let workflow = Arc::new(loader::load_file(&args.file)?);
+  let mut given = Vec::new();
+  if let Some(path) = &args.params_file {
+    given.extend(params_from_file(&workflow, path)?);
+  }
+  given.extend(args.params.iter().cloned());
+  let params = params::resolve(&workflow, &given).map_err(Error::Diagnostics)?;
+  let masker = launch::masker(&workflow, &params)?;
+  let mut run_id = store::new_run_id();
+  let max_parallel = args
+    .max_parallel
+    .map_or(workflow.config.max_parallel, |n| n as usize);
+  // Check the hooks before anything is recorded: a run that cannot start leaves no trace.
+  let lua = launch::start_lua(&workflow, &args.file, &args.lua)?;
+  let flags = &args.flags;
+  let store = match store::resolve_dir(flags.store.as_deref()) {
+    None => None,
+    Some(dir) => {
+      let mut store = store::Store::open(&dir)?;
+      // The absolute path, so `swdl resume` finds skills and hooks from any directory.
+      let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
+      let options = serde_json::json!({
+        "max_parallel": max_parallel,
+        "approve": flags.approve,
+        "reject": flags.reject,
+        "approve_all": flags.approve_all,
+        "lua": args.lua.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
+      });
+      run_id = store.create_run(&store::NewRun {
+        id: &run_id,
+        workflow: &workflow.name,
+        file: &file.display().to_string(),
+        // The file as it was read, so it parses again on resume: the store is private to its
+        // owner like the file itself (docs/runs.md, "Secrets and audit").
+        source: workflow.source.text(),
+        params: &{
+          let mut stored = serde_json::Value::Object(params.clone().into_iter().collect());
+          masker.mask_params(&mut stored);
+          stored
+        },
+        options: &options,
+      })?;
+      Some(Stored {
+        store,
+        dir,
+        next_seq: 1,
+      })
+    }
+  };
+  execute(Headless {
+    workflow,
+    lua,
+    masker,
+    settings: Settings {
+      run_id,
+      max_parallel,
+      params,
+      approve: flags.approve.iter().cloned().collect(),
+      reject: flags.reject.iter().cloned().collect(),
+      approve_all: flags.approve_all,
+      interactive: false,
+      resume: None,
+      start_paused: false,
+    },
+    flags,
+    store,
+  })
+}
+
+impl RunFlags {
+  /// Refuses flags that cannot go together.
+  pub(super) fn check(&self) -> Result<(), Error> {
+    if self.events.as_deref() == Some("-") && self.output.is_some() {
+      return Err(Error::Usage(
+        "`--events -` and `--output json` both write to stdout: send the events to a file".into(),
+      ));
+    }
+    Ok(())
+  }
+}
+
+fn absolute(path: &Path) -> String {
+  std::fs::canonicalize(path)
+    .unwrap_or_else(|_| path.to_path_buf())
+    .display()
+    .to_string()
+}
+
+/// The run's place in the store.
+pub(super) struct Stored {
+  /// The open store.
+  pub(super) store: store::Store,
+  /// Its directory.
+  pub(super) dir: PathBuf,
+  /// The number of the run's next event.
+  pub(super) next_seq: i64,
+}
+
+/// A run, new or resumed, ready to execute headless.
+pub(super) struct Headless<'a> {
+  /// The checked workflow.
+  pub(super) workflow: Arc<Workflow>,
+  /// Its Lua host, when it needs one.
+  pub(super) lua: Option<Lua>,
+  /// Hides the run's secrets.
+  pub(super) masker: Masker,
+  /// Everything but `interactive`, which is decided here.
+  pub(super) settings: Settings,
+  /// Where events, progress and the record go.
+  pub(super) flags: &'a RunFlags,
+  /// The store, unless `--store none`.
+  pub(super) store: Option<Stored>,
+}
+
+/// Wires the sinks, runs the workflow on tokio and turns the outcome into an exit code.
+pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
+  let Headless {
+    workflow,
+    lua,
+    masker,
+    mut settings,
+    flags,
+    store,
+  } = run;
+  let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+  let store_error = Arc::new(Mutex::new(None));
+  let mut store_dir = None;
+  if let Some(Stored {
+    store,
+    dir,
+    next_seq,
+  }) = store
+  {
+    // First, so an event is committed before anything else sees it.
+    sinks.push(Box::new(store::StoreSink::new(
+      store,
+      next_seq,
+      Arc::clone(&store_error),
+    )));
+    // Scripts a crashed process left running must not run beside their re-run attempts.
+    let groups = dir.join("groups").join(&settings.run_id);
+    let killed = process::kill_recorded_groups(&groups);
+    if killed > 0 {
+      let _ = writeln!(
+        std::io::stderr(),
+        "killed {killed} process group(s) the run's previous process left running"
+      );
+    }
+    process::record_groups_in(Some(groups));
+    store_dir = Some(dir);
+  }
+  match flags.events.as_deref() {
+    None => {}
+    Some("-") => sinks.push(Box::new(JsonLines::new(Box::new(std::io::stdout())))),
+    Some(path) => {
+      let file = std::fs::File::create(path).map_err(|e| Error::Io {
+        path: path.to_string(),
+        message: e.to_string(),
+      })?;
+      sinks.push(Box::new(JsonLines::new(Box::new(file))));
+    }
+  }
+  let stderr_tty = std::io::stderr().is_terminal();
+  let mode = match flags.progress {
+    ProgressArg::None => progress::ProgressMode::None,
+    ProgressArg::Plain => progress::ProgressMode::Plain,
+    ProgressArg::Auto if stderr_tty => progress::ProgressMode::Live,
+    ProgressArg::Auto => progress::ProgressMode::Plain,
+  };
+  let color = color::stderr();
+  let (progress_sink, progress) = progress::start(
+    mode,
+    &workflow.name,
+    workflow.stages.len(),
+    color,
+    Box::new(std::io::stderr()),
+  );
+  // Attempt numbers count fallbacks, so the limit shown is retries plus fallbacks.
+  let limits = workflow.stages.iter().map(|s| {
+    let fallbacks = u32::try_from(s.fallback.len()).unwrap_or(u32::MAX);
+    (s.id.clone(), s.retry.max_attempts.saturating_add(fallbacks))
+  });
+  sinks.push(Box::new(progress_sink.with_attempt_limits(limits)));
+  let progress = Arc::new(progress);
+
+  let (control_tx, control_rx) = mpsc::unbounded_channel();
+  // Gates are asked on the terminal only when someone can answer there.
+  let interactive = std::io::stdin().is_terminal() && stderr_tty;
+  if interactive && !settings.approve_all {
+    let decided: std::collections::HashSet<String> = settings
+      .approve
+      .iter()
+      .chain(&settings.reject)
+      .cloned()
+      .collect();
+    sinks.push(Box::new(prompt::GatePrompter::new(
+      control_tx.clone(),
+      decided,
+      Arc::clone(&progress),
+    )));
+  }
+  settings.interactive = interactive;
+  let run_id = settings.run_id.clone();
+  let launch = Launch::with_masker(Arc::clone(&workflow), lua.as_ref(), settings, masker);
+  let budget = launch.budget();
+  let poller = store_dir
+    .as_ref()
+    .map(|dir| store::RequestPoller::start(dir.clone(), run_id.clone(), control_tx.clone()));
+  let runtime = tokio::runtime::Builder::new_multi_thread()
+    .enable_all()
+    .build()
+    .map_err(|e| Error::Io {
+      path: "tokio runtime".into(),
+      message: e.to_string(),
+    })?;
+  let outcome = runtime.block_on(async {
+    tokio::spawn(watch_interrupts(control_tx.clone()));
+    launch.execute(sinks, control_rx).await
+  });
+  drop(poller);
+  let used = budget.budget().used();
+  let limit = budget.budget().limit;
+  drop(budget);
+  // Attempts still running (cancelled ones) must not outlive the command.
+  runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+  // A guard still armed now belongs to an attempt whose cancellation had not reached it (a
+  // Lua call ends on its own thread): nothing of the run may outlive the command.
+  process::kill_all_process_groups();
+  // Every script group this process started is gone now: nothing is left to kill later.
+  if let Some(dir) = &store_dir {
+    process::record_groups_in(None);
+    let _ = std::fs::remove_file(dir.join("groups").join(&run_id));
+  }
+  // The prompt thread may still hold the display while it waits for an answer nobody gives.
+  if let Ok(progress) = Arc::try_unwrap(progress) {
+    progress.finish();
+  }
+  let mut stderr = std::io::stderr();
+  if used > 0 {
+    let of = limit.map_or_else(String::new, |limit| format!(" of a budget of {limit}"));
+    let _ = writeln!(stderr, "model tokens used by this run: {used}{of}");
+  }
+  if !outcome.waiting.is_empty() {
+    let gates = outcome.waiting.join(", ");
+    let _ = if store_dir.is_some() {
+      let store_flag = store_flag(store_dir.as_deref());
+      let commands: Vec<String> = outcome
+        .waiting
+        .iter()
+        .map(|s| format!("`swdl approve{store_flag} {run_id} {s}`"))
+        .collect();
+      writeln!(
+        stderr,
+        "run {run_id} is suspended at {gates}: approve with {} (or `swdl reject ...`), then \
+         continue it with `swdl resume{store_flag} {run_id}`",
+        commands.join(", ")
+      )
+    } else {
+      let flags: Vec<String> = outcome
+        .waiting
+        .iter()
+        .map(|s| format!("--approve {s}"))
+        .collect();
+      writeln!(
+        stderr,
+        "run {run_id} is suspended at {gates}: decide it up front with `{}` (or `--reject`) and \
+         run again",
+        flags.join(" ")
+      )
+    };
+  }
+  let write_error = store_error
+    .lock()
+    .unwrap_or_else(std::sync::PoisonError::into_inner)
+    .take();
+  if flags.output == Some(OutputArg::Json) {
+    let mut text = serde_json::to_string_pretty(&outcome.state).unwrap_or_default();
+    text.push('\n');
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+  }
+  if let Some(error) = write_error {
+    let _ = writeln!(
+      stderr,
+      "error: the run store could not record this run: {error}; `swdl resume` may repeat work"
+    );
+    return Ok(Done::run(&outcome, true));
+  }
+  Ok(Done::run(&outcome, false))
+}
+
+/// ` --store DIR` when the store is not the default one, for commands suggested to the user.
+fn store_flag(dir: Option<&Path>) -> String {
+  match dir {
+    Some(dir) if dir != Path::new(".swdl") && std::env::var_os("SWDL_STORE").is_none() => {
+      format!(" --store {}", dir.display())
+    }
+    _ => String::new(),
+  }
+}
+
+/// Reads `--params FILE` (YAML or JSON) into `name=value` arguments checked like `--param`.
+fn params_from_file(workflow: &Workflow, path: &Path) -> Result<Vec<String>, Error> {
+  let source = commands::read_source(path)?;
+  let fail = |span: Span, kind: ErrorKind| {
+    Error::Diagnostics(Diagnostics(vec![Diagnostic::new(&source, span, kind)]))
+  };
+  let root =
+    yaml::parse(&source).map_err(|e| fail(Span::new(e.offset, 0), ErrorKind::Yaml(e.message)))?;
+  let yaml::NodeValue::Map(entries) = &root.value else {
+    return Err(fail(
+      root.span,
+      ErrorKind::WrongType {
+        field: "--params".into(),
+        expected: "a mapping of parameter names to values",
+        found: root.kind_name(),
+      },
+    ));
+  };
+  let mut out = Vec::new();
+  for (key, value) in entries {
+    let key_text = key.key_text();
+    let declared = workflow
+      .parameters
+      .values()
+      .find(|p| p.name.eq_ignore_ascii_case(&key_text));
+    let Some(param) = declared else {
+      return Err(fail(
+        key.span,
+        ErrorKind::UnknownParamArg {
+          suggestion: suggest::suggest(&key_text, workflow.parameters.keys().map(String::as_str))
+            .map(str::to_string),
+          name: key_text,
+        },
+      ));
+    };
+    // Typed YAML values are passed on in their JSON form, strings as they are.
+    let raw = match value.to_json() {
+      serde_json::Value::String(s) => s,
+      other => other.to_string(),
+    };
+    if params::convert(param.ty, &raw).is_none() {
+      if param.secret {
+        // Point at the key of a file whose text, from the key on, has the value masked.
+        let text = source.text();
+        let at = key.span.offset.min(text.len());
+        let masked = format!("{}{}", &text[..at], text[at..].replace(&raw, mask::MASK));
+        let shown = Source::new(source.name(), masked);
+        return Err(Error::Diagnostics(Diagnostics(vec![Diagnostic::new(
+          &shown,
+          key.span,
+          ErrorKind::ParamConversion {
+            name: param.name.clone(),
+            expected: param.ty,
+            value: mask::MASK.to_string(),
+          },
+        )])));
+      }
+      return Err(fail(
+        value.span,
+        ErrorKind::ParamConversion {
+          name: param.name.clone(),
+          expected: param.ty,
+          value: raw,
+        },
+      ));
+    }
+    out.push(format!("{}={raw}", param.name));
+  }
+  Ok(out)
+}
+
+/// First Ctrl-C cancels gracefully; the second ends the process at once.
+async fn watch_interrupts(control: mpsc::UnboundedSender<Control>) {
+  static PRESSES: AtomicUsize = AtomicUsize::new(0);
+  loop {
+    if tokio::signal::ctrl_c().await.is_err() {
+      return;
+    }
+    if PRESSES.fetch_add(1, Ordering::SeqCst) == 0 {
+      let _ = writeln!(
+        std::io::stderr(),
+        "\ncancelling: waiting for running stages to stop (Ctrl-C again to exit at once)"
+      );
+      let _ = control.send(Control::Cancel);
+    } else {
+      process::kill_all_process_groups();
+      std::process::exit(exit::CANCELLED);
+    }
+  }
+}

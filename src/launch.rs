@@ -1,0 +1,260 @@
+//! The one way a run starts. `swdl run`, `swdl resume` and the REPL (and `swdl watch --run`,
+//! which runs `swdl run`) put the same pieces together here: the checked workflow, its Lua host,
+//! the masker, the executor, the run options and the model-token budget.
+use super::*;
+use crate::{
+  commands::Error,
+  event::EventSink,
+  executor::StageExecutor,
+  mask::Masker,
+  runtime::{Control, Resume, RunOptions, RunOutcome},
+  workflow::Workflow,
+};
+use indexmap::IndexMap;
+use std::{
+  collections::{HashMap, HashSet},
+  path::{Path, PathBuf},
+};
+use tokio::sync::mpsc;
+
+/// The Lua host a workflow needs, with its Lua skills' files by name.
+#[derive(Clone)]
+pub(crate) struct Lua {
+  /// The host that runs the skills, the policies and the recovery strategies.
+  pub(crate) host: lua::LuaHost,
+  /// Each Lua skill the workflow uses, by name.
+  pub(crate) skills: HashMap<String, PathBuf>,
+}
+
+/// What a run is asked to do beyond what its workflow says.
+pub(crate) struct Settings {
+  /// The run's id.
+  pub(crate) run_id: String,
+  /// Stages executing at once.
+  pub(crate) max_parallel: usize,
+  /// Resolved parameter values.
+  pub(crate) params: IndexMap<String, serde_json::Value>,
+  /// Gates and approvals approved up front.
+  pub(crate) approve: HashSet<String>,
+  /// Gates and approvals rejected up front.
+  pub(crate) reject: HashSet<String>,
+  /// Approve every gate and approval.
+  pub(crate) approve_all: bool,
+  /// Someone can answer gates as they open.
+  pub(crate) interactive: bool,
+  /// The recorded events to continue from.
+  pub(crate) resume: Option<Resume>,
+  /// Nothing starts before a step or resume (the REPL).
+  pub(crate) start_paused: bool,
+}
+
+/// A run ready to start: its workflow, options and executor.
+pub(crate) struct Launch {
+  /// The checked workflow.
+  pub(crate) workflow: Arc<Workflow>,
+  /// Everything the runtime is told.
+  pub(crate) options: RunOptions,
+  executor: Arc<dyn StageExecutor>,
+}
+
+impl Launch {
+  /// Puts a run together; a secret too short to mask is a usage error.
+  pub(crate) fn new(
+    workflow: Arc<Workflow>,
+    lua: Option<&Lua>,
+    settings: Settings,
+  ) -> Result<Self, Error> {
+    let masker = masker(&workflow, &settings.params)?;
+    Ok(Self::with_masker(workflow, lua, settings, masker))
+  }
+
+  /// [`Launch::new`] with the masker already made (`swdl run` needs it before the run exists).
+  pub(crate) fn with_masker(
+    workflow: Arc<Workflow>,
+    lua: Option<&Lua>,
+    settings: Settings,
+    masker: Masker,
+  ) -> Self {
+    let Settings {
+      run_id,
+      max_parallel,
+      params,
+      approve,
+      reject,
+      approve_all,
+      interactive,
+      resume,
+      start_paused,
+    } = settings;
+    let options = RunOptions {
+      run_id,
+      max_parallel,
+      params,
+      approve,
+      reject,
+      approve_all,
+      interactive,
+      masker,
+      hooks: lua.map(|lua| Arc::new(lua.host.clone()) as Arc<dyn hooks::Hooks>),
+      resume,
+      start_paused,
+    };
+    Self {
+      workflow,
+      options,
+      executor: executor(lua),
+    }
+  }
+
+  /// Starts counting the run's model tokens against `config.budget.tokens`, from what its
+  /// recorded events already spent; counting stops when the guard drops.
+  pub(crate) fn budget(&self) -> BudgetGuard {
+    let spent = self
+      .options
+      .resume
+      .as_ref()
+      .map_or(0, |resume| llm::tokens_in(&resume.events));
+    let run = self.options.run_id.clone();
+    let budget = llm::open_budget(&run, self.workflow.config.budget_tokens, spent);
+    BudgetGuard { run, budget }
+  }
+
+  /// Runs it to its end on the current tokio runtime.
+  pub(crate) async fn execute(
+    self,
+    sinks: Vec<Box<dyn EventSink>>,
+    control: mpsc::UnboundedReceiver<Control>,
+  ) -> RunOutcome {
+    runtime::execute(self.workflow, self.options, self.executor, sinks, control).await
+  }
+}
+
+/// A run's open token budget; dropping it stops the counting.
+pub(crate) struct BudgetGuard {
+  run: String,
+  budget: Arc<llm::Budget>,
+}
+
+impl BudgetGuard {
+  /// The budget being counted.
+  pub(crate) fn budget(&self) -> &llm::Budget {
+    &self.budget
+  }
+}
+
+impl Drop for BudgetGuard {
+  fn drop(&mut self) {
+    llm::close_budget(&self.run);
+  }
+}
+
+/// What runs a workflow's stages: the Lua host's executor (built-ins included) when the
+/// workflow needs Lua, else the built-ins alone. Making one looks at the skill files afresh.
+fn executor(lua: Option<&Lua>) -> Arc<dyn StageExecutor> {
+  match lua {
+    Some(lua) => Arc::new(lua::Executor::new(lua.host.clone(), lua.skills.clone())),
+    None => Arc::new(builtin::Builtins),
+  }
+}
+
+/// The run's masker; a secret too short to mask is a usage error.
+pub(crate) fn masker(
+  workflow: &Workflow,
+  params: &IndexMap<String, serde_json::Value>,
+) -> Result<Masker, Error> {
+  Masker::for_run(workflow, params).map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// Starts the Lua host when the workflow needs one (Lua skills, hooks, recovery strategies or
+/// approval policies), and checks every policy and strategy name against what the hooks
+/// registered, with positions, before anything runs.
+pub(crate) fn start_lua(
+  workflow: &Workflow,
+  file: &Path,
+  extra_hooks: &[std::path::PathBuf],
+) -> Result<Option<Lua>, Error> {
+  let base = file.parent().unwrap_or_else(|| Path::new(""));
+  let index = skills::SkillIndex::discover(base, &workflow.config.skills_path);
+  let mut skills: std::collections::HashMap<String, std::path::PathBuf> =
+    index.discovered.clone().into_iter().collect();
+  let mut uses_lua = false;
+  for stage in &workflow.stages {
+    let names = stage
+      .skill()
+      .map(|c| c.uses.as_str())
+      .into_iter()
+      .chain(stage.fallback.iter().map(String::as_str))
+      .chain(stage.compensate.as_ref().map(|c| c.uses.as_str()));
+    for name in names {
+      if builtin::NAMES.contains(&name) {
+        continue;
+      }
+      uses_lua = true;
+      if let Some(path) = index.file(name) {
+        skills.insert(name.to_string(), path);
+      }
+    }
+  }
+  let hooks: Vec<std::path::PathBuf> = workflow
+    .config
+    .hooks
+    .iter()
+    .map(|h| base.join(h))
+    .chain(extra_hooks.iter().cloned())
+    .collect();
+  let policies: Vec<(&str, Span)> = workflow
+    .stages
+    .iter()
+    .filter_map(|s| {
+      s.gate()
+        .and_then(|g| g.policy.as_deref().map(|p| (p, g.policy_span)))
+    })
+    .chain(
+      workflow
+        .config
+        .approval
+        .as_ref()
+        .and_then(|a| a.policy.as_deref().map(|p| (p, a.policy_span))),
+    )
+    .collect();
+  let recoveries: Vec<(&str, Span)> = workflow
+    .stages
+    .iter()
+    .filter_map(|s| s.recover.as_deref().map(|r| (r, s.recover_span)))
+    .collect();
+  if !uses_lua && hooks.is_empty() && policies.is_empty() && recoveries.is_empty() {
+    return Ok(None);
+  }
+  let host = lua::LuaHost::start(lua::HostConfig {
+    hooks,
+    ..lua::HostConfig::default()
+  })
+  .map_err(|e| Error::Usage(e.to_string()))?;
+  let mut problems = Diagnostics::default();
+  let registered = [
+    ("approval policy", &policies, host.policies()),
+    ("recovery strategy", &recoveries, host.recoveries()),
+  ];
+  for (what, wanted, known) in registered {
+    for (name, span) in wanted.iter() {
+      if !known.iter().any(|k| k == name) {
+        problems.push(Diagnostic::new(
+          &workflow.source,
+          *span,
+          ErrorKind::UnknownHook {
+            what,
+            name: (*name).to_string(),
+            suggestion: suggest::suggest(name, known.iter().map(String::as_str))
+              .map(str::to_string),
+            registered: known.clone(),
+          },
+        ));
+      }
+    }
+  }
+  if problems.is_empty() {
+    Ok(Some(Lua { host, skills }))
+  } else {
+    Err(Error::Diagnostics(problems))
+  }
+}
