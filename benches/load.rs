@@ -51,16 +51,16 @@ fn main() {
   for (stages, width) in [(1_000, 20), (10_000, 100)] {
     let text = generate(stages, width);
     let (load, n) = measure(Duration::from_secs(3), || {
-      black_box(swdl::loader::load_str("generated.yaml", black_box(&text)).is_ok());
+      black_box(swdl::compose::load_str("generated.yaml", black_box(&text)).is_ok());
     });
     let workflow =
-      swdl::loader::load_str("generated.yaml", &text).expect("generated workflow is valid");
+      swdl::compose::load_str("generated.yaml", &text).expect("generated workflow is valid");
     let params = swdl::params::resolve(&workflow, &[]).expect("defaults resolve");
     let (plan, _) = measure(Duration::from_secs(2), || {
       black_box(swdl::plan::plan(&workflow, &params));
     });
     let (total, _) = measure(Duration::from_secs(3), || {
-      let workflow = swdl::loader::load_str("generated.yaml", black_box(&text)).expect("valid");
+      let workflow = swdl::compose::load_str("generated.yaml", black_box(&text)).expect("valid");
       let params = swdl::params::resolve(&workflow, &[]).expect("defaults resolve");
       black_box(swdl::plan::plan(&workflow, &params));
     });

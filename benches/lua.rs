@@ -78,8 +78,9 @@ fn main() {
         per_stage.push(0.0);
         continue;
       }
-      let workflow =
-        Arc::new(swdl::loader::load_str("bench.yaml", &layered(stages, 100, uses)).expect("valid"));
+      let workflow = Arc::new(
+        swdl::compose::load_str("bench.yaml", &layered(stages, 100, uses)).expect("valid"),
+      );
       let run = || {
         let options = RunOptions {
           run_id: "bench".into(),

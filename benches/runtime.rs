@@ -110,7 +110,7 @@ struct Prepared {
 }
 
 fn prepare(text: &str) -> Prepared {
-  let workflow = swdl::loader::load_str("generated.yaml", text).expect("generated workflow loads");
+  let workflow = swdl::compose::load_str("generated.yaml", text).expect("generated workflow loads");
   let params = swdl::params::resolve(&workflow, &[]).expect("defaults resolve");
   Prepared {
     workflow: Arc::new(workflow),

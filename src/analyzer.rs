@@ -290,7 +290,7 @@ impl<'a> Analyzer<'a> {
 #[cfg(test)]
 mod tests {
   fn messages(text: &str) -> Vec<String> {
-    match crate::loader::load_str("t.yaml", text) {
+    match crate::compose::load_str("t.yaml", text) {
       Ok(_) => Vec::new(),
       Err(d) => d.0.iter().map(ToString::to_string).collect(),
     }

@@ -218,11 +218,11 @@ impl<'a> Reach<'a> {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::loader;
+  use crate::compose;
 
   fn dag(text: &str) -> Dag {
     // The loader rejects graphs with problems, so build the model without checking.
-    let workflow = loader::load_unchecked("t.yaml", text).expect("parses");
+    let workflow = compose::load_unchecked("t.yaml", text).expect("parses");
     Dag::new(&workflow)
   }
 

@@ -12,7 +12,7 @@
 //! The property tests build adversarial inputs (deep nesting of every kind, aliases of large
 //! anchors, expressions that double their size) and check the peak memory one parse or
 //! evaluation allocates on its thread, counted by this test binary's allocator.
-use crate::{expr, loader};
+use crate::{compose, expr};
 use std::{
   alloc::{GlobalAlloc, Layout, System},
   cell::Cell,
@@ -364,7 +364,7 @@ fn fuzz(
 
 /// Loads `text`: true when it is a valid workflow.
 fn check_workflow(text: &str) -> Result<bool, String> {
-  match loader::load_str("fuzz.yaml", text) {
+  match compose::load_str("fuzz.yaml", text) {
     Ok(_) => Ok(true),
     Err(diagnostics) => {
       for d in &diagnostics.0 {

@@ -426,7 +426,7 @@ mod tests {
     let masker = Masker::new(["password1".to_string(), "word1234".to_string()]);
     assert_eq!(masker.mask_str("x password1234 y word1234"), "x *** y ***");
     let floats = Masker::for_run(
-      &crate::loader::load_str(
+      &crate::compose::load_str(
         "t.yaml",
         "name: t\nparameters:\n  n: { type: number, secret: true }\nstages:\n  - { id: a, uses: echo }\n",
       )
@@ -482,7 +482,7 @@ mod tests {
   #[test]
   fn short_secrets_are_refused_and_parameters_are_replaced_whole() {
     let source = "name: t\nparameters:\n  pin: { type: integer, secret: true }\n  list: { type: array, secret: true }\n  flag: { type: boolean, secret: true }\nstages:\n  - { id: a, uses: echo }\n";
-    let workflow = crate::loader::load_str("t.yaml", source).expect("loads");
+    let workflow = crate::compose::load_str("t.yaml", source).expect("loads");
     let params = |pin: Value, list: Value| -> IndexMap<String, Value> {
       [
         ("pin".to_string(), pin),

@@ -510,7 +510,7 @@ mod tests {
   use super::*;
 
   fn plan_of(text: &str) -> Plan {
-    let workflow = match loader::load_str("t.yaml", text) {
+    let workflow = match compose::load_str("t.yaml", text) {
       Ok(w) => w,
       Err(d) => panic!("{}", d.render(false)),
     };

@@ -204,7 +204,7 @@ fn extract_yaml(text: &str) -> String {
 /// The workflow, or its problems as `swdl validate` prints them (plus skills that do not
 /// exist).
 fn check(yaml: &str, known: &[String]) -> Result<workflow::Workflow, String> {
-  let workflow = loader::load_str("decomposed.yaml", yaml).map_err(|d| d.render(false))?;
+  let workflow = compose::load_str("decomposed.yaml", yaml).map_err(|d| d.render(false))?;
   let mut unknown = String::new();
   for stage in &workflow.stages {
     for name in stage

@@ -3,8 +3,8 @@
 use super::*;
 use crate::{
   cli::{Cli, Command},
+  compose::LoadError,
   event::RunStatus,
-  loader::LoadError,
   runtime::RunOutcome,
 };
 use clap::Parser as _;
@@ -23,7 +23,7 @@ mod skills;
 mod validate;
 mod watch;
 
-pub(crate) use {runs::truncate, skills::describe_from_lua};
+pub(crate) use skills::describe_from_lua;
 
 /// Process exit codes (docs/running.md, "Exit codes").
 pub mod exit {

@@ -5,7 +5,7 @@ use std::{io::Write, path::Path};
 
 /// Runs `swdl plan FILE`.
 pub(super) fn plan(file: &Path, params: &[String], format: PlanFormat) -> Result<Done, Error> {
-  let workflow = loader::load_file(file)?;
+  let workflow = compose::load_file(file)?;
   let values = params::resolve(&workflow, params).map_err(Error::Diagnostics)?;
   let plan = crate::plan::plan(&workflow, &values);
   let text = match format {

@@ -42,7 +42,7 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<Done, Error> {
     ))));
   }
   let file = PathBuf::from(&row.file);
-  let workflow = Arc::new(loader::load_str(&row.file, &row.source).map_err(Error::Diagnostics)?);
+  let workflow = Arc::new(compose::load_str(&row.file, &row.source).map_err(Error::Diagnostics)?);
   // The store keeps secrets masked: their values must be given again.
   let mut params: IndexMap<String, serde_json::Value> = match &row.params {
     serde_json::Value::Object(map) => map.clone().into_iter().collect(),

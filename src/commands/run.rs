@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 /// Runs `swdl run`.
 pub(crate) fn run(args: &RunArgs) -> Result<Done, Error> {
   args.flags.check()?;
-  let workflow = Arc::new(loader::load_file(&args.file)?);
+  let workflow = Arc::new(compose::load_file(&args.file)?);
   let mut given = Vec::new();
   if let Some(path) = &args.params_file {
     given.extend(params_from_file(&workflow, path)?);

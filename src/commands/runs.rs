@@ -1,11 +1,12 @@
 //! `swdl runs [RUN_ID]`: the run history, or one run's stages, attempts, decisions and logs.
 use super::*;
+use crate::event_text::truncate;
 use crate::{cli::Format, event::EventRecord, state::RunState, store::RunRow};
 use std::{io::Write, path::Path};
 
 /// The run's state: the fold of its recorded events.
 pub(super) fn fold(row: &RunRow, events: Vec<EventRecord>) -> Result<RunState, Error> {
-  let workflow = loader::load_str(&row.file, &row.source).map_err(Error::Diagnostics)?;
+  let workflow = compose::load_str(&row.file, &row.source).map_err(Error::Diagnostics)?;
   let mut state = RunState::new(&workflow, &row.id);
   for record in events {
     state.apply(&record);
@@ -204,16 +205,6 @@ fn duration_text(run: &RunRow) -> String {
   } else {
     format!("{:.1}s", ms as f64 / 1_000.0)
   }
-}
-
-/// `text` cut to `width` characters, the last one `…` when it was longer.
-pub(crate) fn truncate(text: &str, width: usize) -> String {
-  if text.chars().count() <= width {
-    return text.to_string();
-  }
-  let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
-  out.push('…');
-  out
 }
 
 /// `2026-11-22 14:03:07` from Unix milliseconds.

@@ -1,6 +1,6 @@
 //! `swdl validate`: checks files and reports each, as text or one JSON document.
 use super::*;
-use crate::{cli::Format, loader::LoadError};
+use crate::{cli::Format, compose::LoadError};
 use std::io::Write;
 
 /// Runs `swdl validate FILE...`.
@@ -11,7 +11,7 @@ pub(super) fn validate(files: &[std::path::PathBuf], format: Format) -> Result<D
   let mut stderr = std::io::stderr().lock();
   for file in files {
     let name = file.display().to_string();
-    match loader::load_file(file) {
+    match compose::load_file(file) {
       Ok(workflow) => {
         let plan = crate::plan::plan(&workflow, &params::defaults(&workflow));
         if format == Format::Text {

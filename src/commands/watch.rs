@@ -214,7 +214,7 @@ impl State {
     if !changed.is_empty() {
       let _ = write!(out, "\n[{time}] changed: {}", changed.join(", "));
     }
-    let (text, workflow) = match loader::load_file(&self.file) {
+    let (text, workflow) = match compose::load_file(&self.file) {
       Ok(workflow) => {
         let values = params::defaults(&workflow);
         (
@@ -222,7 +222,7 @@ impl State {
           Some(workflow),
         )
       }
-      Err(loader::LoadError::Invalid(d)) => (d.render(false), None),
+      Err(compose::LoadError::Invalid(d)) => (d.render(false), None),
       Err(e) => (format!("error: {e}\n"), None),
     };
     let valid = workflow.is_some();

@@ -7,6 +7,7 @@ use super::*;
 use crate::{
   commands::Error,
   event::{Event, EventRecord, EventSink, StageStatus},
+  event_text::{Line, Style, describe, one_line},
   launch::{Launch, Lua, Settings},
   runtime::{Control, Resume, Snapshot},
   state::RunState,
@@ -529,7 +530,8 @@ impl Session {
     };
     let mut lines = Vec::new();
     while let Ok(record) = live.events.try_recv() {
-      if show && let Some(line) = describe(&record.event, self.color) {
+      if show && let Some(line) = describe(&record.event).map(|l| l.render(self.color, usize::MAX))
+      {
         lines.push(line);
       }
       if let Some(stage) = stopped_at(&record.event) {
@@ -595,7 +597,7 @@ impl Session {
       match live.events.recv_timeout(Duration::from_millis(50)) {
         Ok(record) => {
           quiet = 0;
-          if let Some(line) = describe(&record.event, self.color) {
+          if let Some(line) = describe(&record.event).map(|l| l.render(self.color, usize::MAX)) {
             let _ = writeln!(self.out, "{line}");
           }
           if let Some(stage) = stopped_at(&record.event) {
@@ -747,7 +749,7 @@ impl Session {
       state.run,
       paint(
         state.status.as_str(),
-        status_color(state.status.as_str()),
+        status_style(state.status.as_str()),
         color
       ),
       snapshot
@@ -761,7 +763,7 @@ impl Session {
         id,
         paint(
           &format!("{:<10}", stage.status.as_str()),
-          status_color(stage.status.as_str()),
+          status_style(stage.status.as_str()),
           color
         )
       );
@@ -815,8 +817,8 @@ impl Session {
         };
         lines.push(format!(
           "  {} {id} {}{from}{brk}",
-          paint(mark, status_color(status), color),
-          paint(&format!("({status})"), status_color(status), color)
+          paint(mark, status_style(status), color),
+          paint(&format!("({status})"), status_style(status), color)
         ));
       }
     }
@@ -1239,7 +1241,7 @@ fn reopen(log: &mut Vec<EventRecord>, workflow: &Workflow, id: &str, stopped: bo
 }
 
 fn load_workflow(file: &Path, color: bool) -> Result<Workflow, String> {
-  loader::load_file(file).map_err(|e| render(&Error::from(e), color))
+  compose::load_file(file).map_err(|e| render(&Error::from(e), color))
 }
 
 fn render(error: &Error, color: bool) -> String {
@@ -1249,115 +1251,16 @@ fn render(error: &Error, color: bool) -> String {
   }
 }
 
-fn one_line(text: &str, width: usize) -> String {
-  commands::truncate(text.lines().next().unwrap_or_default(), width)
-}
-
-fn status_color(status: &str) -> &'static str {
+/// The colour a status reads in.
+fn status_style(status: &str) -> Style {
   match status {
-    "completed" => "32",
-    "failed" | "timed_out" => "31",
-    "running" | "waiting" | "paused" => "33",
-    _ => "2",
+    "completed" => Style::Green,
+    "failed" | "timed_out" => Style::Red,
+    "running" | "waiting" | "paused" => Style::Yellow,
+    _ => Style::Dim,
   }
 }
 
-fn paint(text: &str, code: &str, color: bool) -> String {
-  if color {
-    format!("\x1b[{code}m{text}\x1b[0m")
-  } else {
-    text.to_string()
-  }
-}
-
-/// One compact line for an event worth showing, or `None`.
-fn describe(event: &Event, color: bool) -> Option<String> {
-  let line = match event {
-    Event::StageStarted {
-      stage,
-      attempt,
-      uses,
-      ..
-    } => format!("▶ {stage} started (attempt {attempt}, {uses})"),
-    Event::StageCompleted {
-      stage,
-      outputs,
-      duration_ms,
-      ..
-    } => paint(
-      &format!(
-        "✓ {stage} completed in {duration_ms}ms {}",
-        one_line(&outputs.to_string(), 80)
-      ),
-      "32",
-      color,
-    ),
-    Event::StageFailed { stage, error, .. } => paint(
-      &format!("✗ {stage} failed: {}", one_line(error, 80)),
-      "31",
-      color,
-    ),
-    Event::StageTimedOut {
-      stage, timeout_ms, ..
-    } => paint(
-      &format!("✗ {stage} timed out after {timeout_ms}ms"),
-      "31",
-      color,
-    ),
-    Event::StageRetrying {
-      stage,
-      attempt,
-      delay_ms,
-      error,
-      ..
-    } => format!(
-      "↻ {stage} attempt {attempt} failed ({}); retry in {delay_ms}ms",
-      one_line(error, 60)
-    ),
-    Event::StageSkipped { stage, reason } => format!("- {stage} skipped ({reason})"),
-    Event::StageCancelled { stage, reason, .. } => format!("- {stage} cancelled ({reason})"),
-    Event::GateWaiting { stage, message, .. } => paint(
-      &format!(
-        "? {stage} waits for a decision{}",
-        message
-          .as_deref()
-          .map_or_else(String::new, |m| format!(": {m}"))
-      ),
-      "33",
-      color,
-    ),
-    Event::GateDecided {
-      stage,
-      decision,
-      decided_by,
-      ..
-    } => format!(
-      "{stage} {} by {decided_by}",
-      match decision {
-        GateDecision::Approve => "approved",
-        GateDecision::Reject => "rejected",
-      }
-    ),
-    Event::RecoveryDecided {
-      stage,
-      strategy,
-      action,
-      ..
-    } => format!("{stage}: recovery `{strategy}` chose {action}"),
-    Event::Log { stage, message, .. } => format!("  {stage}: {}", one_line(message, 100)),
-    Event::RunPaused {
-      reason,
-      stage: Some(stage),
-    } if reason == "breakpoint" => paint(&format!("⏸ breakpoint before {stage}"), "33", color),
-    Event::RunCompleted { status, error, .. } => format!(
-      "run {}{}",
-      status.as_str(),
-      error
-        .as_deref()
-        .map_or_else(String::new, |e| format!(": {}", one_line(e, 80)))
-    ),
-    Event::CompensationStarted { stage, uses } => format!("↺ compensating {stage} with {uses}"),
-    _ => return None,
-  };
-  Some(line)
+fn paint(text: &str, style: Style, color: bool) -> String {
+  Line::new().push(text, style).render(color, usize::MAX)
 }

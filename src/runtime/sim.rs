@@ -232,7 +232,7 @@ impl Sim {
     if trace {
       eprintln!("{text}");
     }
-    let workflow = Arc::new(loader::load_str("sim.yaml", &text).map_err(|d| d.render(false))?);
+    let workflow = Arc::new(compose::load_str("sim.yaml", &text).map_err(|d| d.render(false))?);
     let core = Core::new(Arc::clone(&workflow), options(&workflow));
     let n = workflow.stages.len();
     Ok(Self {

@@ -134,7 +134,7 @@ mod run {
     tweak: impl FnOnce(&mut RunOptions),
     steer: impl FnOnce(mpsc::UnboundedSender<Control>) + Send + 'static,
   ) -> Ran {
-    let workflow = match loader::load_str("t.yaml", text) {
+    let workflow = match compose::load_str("t.yaml", text) {
       Ok(w) => Arc::new(w),
       Err(d) => panic!("{}", d.render(false)),
     };
@@ -343,7 +343,7 @@ mod run {
   #[test]
   fn an_attempt_announced_in_the_pass_that_halted_the_run_never_starts() {
     let text = "name: t\nconfig: { max_parallel: 4 }\nstages:\n  - id: check\n    uses: boom\n  - id: deploy\n    uses: slow\n";
-    let workflow = match loader::load_str("t.yaml", text) {
+    let workflow = match compose::load_str("t.yaml", text) {
       Ok(w) => Arc::new(w),
       Err(d) => panic!("{}", d.render(false)),
     };
@@ -455,7 +455,7 @@ mod run {
   #[test]
   fn others_see_events_only_once_they_are_durable() {
     let text = "name: d\nconfig: { max_parallel: 3 }\nstages:\n  - id: a\n    uses: echo\n  - id: slow1\n    uses: echo\n    depends_on: [a]\n  - id: b\n    uses: echo\n    depends_on: [a]\n  - id: slow2\n    uses: echo\n    depends_on: [slow1, b]\n  - id: c\n    uses: echo\n    depends_on: [slow2]\n";
-    let workflow = match loader::load_str("t.yaml", text) {
+    let workflow = match compose::load_str("t.yaml", text) {
       Ok(w) => Arc::new(w),
       Err(d) => panic!("{}", d.render(false)),
     };
@@ -904,7 +904,7 @@ mod run {
   fn state_is_a_fold_over_the_events() {
     let text = "name: t\nstages:\n  - { id: a, uses: work, with: { fail_times: 1 }, retry: { max_attempts: 2, delay: 1ms } }\n  - { id: b, uses: work, depends_on: a }\n";
     let ran = run(text);
-    let workflow = loader::load_str("t.yaml", text).expect("valid");
+    let workflow = compose::load_str("t.yaml", text).expect("valid");
     let mut replayed = state::RunState::new(&workflow, "test");
     for record in &ran.events {
       replayed.apply(record);
@@ -992,7 +992,7 @@ mod hooks_run {
   }
 
   fn run(text: &str, approve: &[&str]) -> (RunOutcome, Vec<EventRecord>, Arc<Scripted>) {
-    let workflow = Arc::new(loader::load_str("t.yaml", text).expect("valid"));
+    let workflow = Arc::new(compose::load_str("t.yaml", text).expect("valid"));
     let hooks = Arc::new(Scripted::default());
     let events = Arc::new(Mutex::new(Vec::new()));
     struct Collect(Arc<Mutex<Vec<EventRecord>>>);
