@@ -123,9 +123,15 @@ async fn http_skill(task: &StageTask, io: &TaskIo) -> StageResult {
     Ok(request) => request,
     Err(error) => return StageResult::failed(format!("http: {error}")),
   };
-  let fail_on_error = input(task, "fail_on_error")
-    .and_then(Value::as_bool)
-    .unwrap_or(true);
+  let fail_on_error = match input(task, "fail_on_error") {
+    None | Some(Value::Null) => true,
+    Some(Value::Bool(on)) => *on,
+    Some(other) => {
+      return StageResult::failed(format!(
+        "http: `fail_on_error` must be true or false, got {other}"
+      ));
+    }
+  };
   match crate::http::send(&request).await {
     Ok(response) => {
       if response.tries > 1 {
@@ -789,6 +795,18 @@ mod tests {
       StageResult::Failed { error } => error,
       StageResult::Completed { outputs, .. } => panic!("expected failure, got {outputs:?}"),
     }
+  }
+
+  #[tokio::test]
+  async fn http_refuses_a_fail_on_error_that_is_not_true_or_false() {
+    let task = task(
+      "http",
+      json!({"url": "http://127.0.0.1:9/", "fail_on_error": "yes"}),
+    );
+    assert_eq!(
+      error(run(task).await),
+      "http: `fail_on_error` must be true or false, got \"yes\""
+    );
   }
 
   /// A fresh directory for one test.

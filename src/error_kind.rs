@@ -175,6 +175,14 @@ pub enum ErrorKind {
   /// An error in a `$<< >>` expression.
   #[error("{0}")]
   Expr(expr::ExprErrorKind),
+  /// An expression that failed while the run went on.
+  #[error("{}{message}", stage.as_ref().map_or_else(String::new, |s| format!("stage `{s}`: ")))]
+  Run {
+    /// The stage it belongs to, if any.
+    stage: Option<String>,
+    /// The runtime's account of it.
+    message: String,
+  },
   /// A context name that does not exist where the expression is.
   #[error("unknown name `{name}` {where_}: available here are {}{}", available.join(", "), did_you_mean(suggestion))]
   UnknownNamespace {

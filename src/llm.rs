@@ -344,8 +344,15 @@ pub fn prepare(
   config_env: &[(&str, &str)],
   stage_timeout_ms: u64,
 ) -> Result<(Endpoint, Completion), String> {
-  let text = |key: &str| inputs.get(key).and_then(serde_json::Value::as_str);
-  let mut endpoint = Endpoint::resolve(text("url"), text("model"), config_env)?;
+  // A value of the wrong type is an error, not a reason to fall back to the environment.
+  let text = |key: &str| -> Result<Option<&str>, String> {
+    match inputs.get(key) {
+      None | Some(serde_json::Value::Null) => Ok(None),
+      Some(serde_json::Value::String(s)) => Ok(Some(s)),
+      Some(other) => Err(format!("`{key}` must be text, got {other}")),
+    }
+  };
+  let mut endpoint = Endpoint::resolve(text("url")?, text("model")?, config_env)?;
   if stage_timeout_ms > 0 {
     endpoint.timeout = endpoint
       .timeout
@@ -436,6 +443,19 @@ pub fn outputs(answer: &Answer) -> serde_json::Map<String, serde_json::Value> {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn a_url_or_model_of_the_wrong_type_is_an_error_not_a_fallback() {
+    let refused = |inputs: serde_json::Value| prepare(&inputs, &[], 0).err();
+    assert_eq!(
+      refused(serde_json::json!({"prompt": "hi", "model": 3})),
+      Some("`model` must be text, got 3".to_string())
+    );
+    assert_eq!(
+      refused(serde_json::json!({"prompt": "hi", "url": ["x"]})),
+      Some("`url` must be text, got [\"x\"]".to_string())
+    );
+  }
 
   #[test]
   fn completions_read_prompt_system_messages_and_options() {

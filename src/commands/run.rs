@@ -261,6 +261,10 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
     progress.finish();
   }
   let mut stderr = std::io::stderr();
+  // What the runtime found wrong in the file itself is shown like a load error, caret and all.
+  for diagnostic in &outcome.diagnostics {
+    let _ = stderr.write_all(diagnostic.render(color::stderr()).as_bytes());
+  }
   if used > 0 {
     let of = limit.map_or_else(String::new, |limit| format!(" of a budget of {limit}"));
     let _ = writeln!(stderr, "model tokens used by this run: {used}{of}");

@@ -26,14 +26,10 @@ impl Core {
       Phase::Chosen => self.slots[i].chosen.clone().unwrap_or_default(),
     };
     let ctx = self.context(i, self.flags(i));
-    let mut inputs = match scope::resolve_with(&call.with, &ctx) {
+    let mut inputs = match scope::resolve_with(&call.with, &ctx, &self.workflow.source) {
       Ok(inputs) => inputs,
-      Err(error) => {
-        self.fail_without_attempt(
-          i,
-          format!("inputs could not be evaluated: {error}"),
-          "inputs",
-        );
+      Err(failure) => {
+        self.fail_stage(i, &RunError::Inputs(failure), "inputs");
         return;
       }
     };
@@ -170,6 +166,12 @@ impl Core {
   }
 
   /// A stage fails before any attempt ran (a rejected gate, an `if` or inputs that failed).
+  /// Fails stage `i` before any attempt for a reason the runtime found, keeping its position.
+  pub(super) fn fail_stage(&mut self, i: usize, error: &RunError, reason: &str) {
+    self.note(Some(i), error);
+    self.fail_without_attempt(i, error.to_string(), reason);
+  }
+
   pub(super) fn fail_without_attempt(&mut self, i: usize, error: String, reason: &str) {
     let id = self.id(i);
     self.emit(Event::StageFailed {

@@ -333,7 +333,9 @@ pub struct Core {
   pub(super) began: Millis,
   pub(super) deadline: Option<Millis>,
   pub(super) seed: u64,
-  pub(super) errors: Vec<String>,
+  pub(super) errors: Vec<RunError>,
+  /// Failures with a place in the workflow file, for the command line to point at.
+  pub(super) diagnostics: Vec<Diagnostic>,
   /// A recovery strategy or a store failure asked to stop without compensating.
   pub(super) skip_compensation: bool,
   /// Decisions made while the run was not executing, applied when their gates open.
@@ -386,6 +388,7 @@ impl Core {
       deadline: None,
       seed: 0,
       errors: Vec::new(),
+      diagnostics: Vec::new(),
       skip_compensation: false,
       prior_decisions: HashMap::new(),
       finishing: None,
@@ -446,9 +449,7 @@ impl Core {
       Input::Compensated { stage, result } => self.on_compensated(stage, result),
       Input::StoreFailed => {
         if self.stop.is_none() {
-          self
-            .errors
-            .push("the run store could not record the run's events; the run stopped".into());
+          self.fail_run(None, RunError::StoreFailed);
           self.skip_compensation = true;
           self.begin_stop(Stop::Halt);
         }
@@ -549,6 +550,7 @@ impl Core {
         .collect(),
       rejected: self.rejected,
       state: self.state.clone(),
+      diagnostics: self.diagnostics.clone(),
     }
   }
 
@@ -562,6 +564,21 @@ impl Core {
         .collect(),
       rejected: self.rejected,
       state: self.state,
+      diagnostics: self.diagnostics,
+    }
+  }
+
+  /// Records a failure of the run itself (the run fails with the first one).
+  pub(super) fn fail_run(&mut self, stage: Option<usize>, error: RunError) {
+    self.note(stage, &error);
+    self.errors.push(error);
+  }
+
+  /// Keeps a failure's place in the workflow file, when it has one.
+  pub(super) fn note(&mut self, stage: Option<usize>, error: &RunError) {
+    let stage = stage.map(|i| self.workflow.stages[i].id.as_str());
+    if let Some(diagnostic) = error.diagnostic(stage, &self.workflow.source) {
+      self.diagnostics.push(diagnostic);
     }
   }
 

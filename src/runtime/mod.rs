@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 mod attempt;
 mod delivery;
 mod driver;
+mod error;
 mod fold;
 mod gate;
 mod machine;
@@ -35,6 +36,7 @@ mod sim;
 mod tests;
 
 pub use driver::execute;
+pub use error::{ExprFailure, RunError};
 pub use machine::{Command, Core, CoreOptions, Finished, Input, Millis, Steer};
 
 /// Commands that steer a live run: the only way anything outside the runtime changes it.
@@ -152,4 +154,6 @@ pub struct RunOutcome {
   pub rejected: bool,
   /// Gates still waiting when the run suspended.
   pub waiting: Vec<String>,
+  /// The runtime's own failures that point into the workflow file (a failing `with`).
+  pub diagnostics: Vec<Diagnostic>,
 }

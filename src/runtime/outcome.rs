@@ -183,7 +183,7 @@ impl Core {
         stage: stage.id.clone(),
         uses: call.uses.clone(),
       });
-      match scope::resolve_with(&call.with, &ctx) {
+      match scope::resolve_with(&call.with, &ctx, &workflow.source) {
         Ok(inputs) => {
           let task = self.task(i, &call.uses, 1, Arc::new(inputs), "/compensate");
           self.commands.push_back(Command::Compensate {
@@ -197,11 +197,15 @@ impl Core {
           }
           return;
         }
-        Err(error) => self.emit(Event::CompensationFailed {
-          stage: stage.id.clone(),
-          uses: call.uses.clone(),
-          error: format!("inputs could not be evaluated: {error}"),
-        }),
+        Err(failure) => {
+          let error = RunError::Inputs(failure);
+          self.note(Some(i), &error);
+          self.emit(Event::CompensationFailed {
+            stage: stage.id.clone(),
+            uses: call.uses.clone(),
+            error: error.to_string(),
+          });
+        }
       }
     }
   }
@@ -269,14 +273,18 @@ impl Core {
       );
       let workflow = Arc::clone(&self.workflow);
       for (name, input) in &workflow.outputs {
-        match scope::resolve_input(input, &ctx) {
+        match scope::resolve_input(input, &ctx, &workflow.source) {
           Ok(value) => {
             outputs.insert(name.clone(), value);
           }
-          Err(error) => {
-            self.errors.push(format!(
-              "workflow output `{name}` could not be evaluated: {error}"
-            ));
+          Err(failure) => {
+            self.fail_run(
+              None,
+              RunError::Output {
+                name: name.clone(),
+                failure,
+              },
+            );
             outputs.insert(name.clone(), serde_json::Value::Null);
           }
         }
@@ -289,7 +297,7 @@ impl Core {
       _ if failed || !self.errors.is_empty() => RunStatus::Failed,
       _ => RunStatus::Completed,
     };
-    let mut error = self.errors.first().cloned();
+    let mut error = self.errors.first().map(ToString::to_string);
     if error.is_none() {
       error = match status {
         RunStatus::Cancelled => Some("cancelled".into()),

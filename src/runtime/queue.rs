@@ -156,8 +156,11 @@ impl Core {
     };
     match run {
       Err(error) => {
-        let message = format!("`if` could not be evaluated: {}", error.kind);
-        self.fail_without_attempt(i, message, "condition");
+        let Some(condition) = &self.workflow.stages[i].condition else {
+          return;
+        };
+        let failure = ExprFailure::new(condition, error, &self.workflow.source);
+        self.fail_stage(i, &RunError::Condition(failure), "condition");
       }
       Ok(false) => {
         let reason = if flags.success {
@@ -185,10 +188,7 @@ impl Core {
     if self.deadline.is_some_and(|d| d <= now) {
       self.deadline = None;
       let limit = self.workflow.config.timeout.unwrap_or_default();
-      self.errors.push(format!(
-        "the run timed out after {}",
-        duration::format_duration(limit)
-      ));
+      self.fail_run(None, RunError::RunTimedOut { limit });
       self.begin_stop(Stop::Timeout);
       return;
     }

@@ -80,10 +80,16 @@ impl Core {
       hooks::RecoveryAction::Retry { .. } | hooks::RecoveryAction::Fallback { .. }
     );
     if again && self.slots[i].attempts >= cap {
-      self.errors.push(format!(
-        "stage `{id}`: recovery `{strategy}` asked for attempt {} but at most {cap} are allowed",
-        self.slots[i].attempts + 1
-      ));
+      let asked = self.slots[i].attempts + 1;
+      self.fail_run(
+        Some(i),
+        RunError::RecoveryCap {
+          stage: id.clone(),
+          strategy: strategy.to_string(),
+          asked,
+          cap,
+        },
+      );
       self.final_failure(i);
       return;
     }

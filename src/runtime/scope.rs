@@ -67,13 +67,19 @@ impl Core {
         Value::Null,
         StatusFlags::default(),
       );
-      match resolve_input(input, &ctx) {
+      match resolve_input(input, &ctx, &workflow.source) {
         Ok(v) => {
           let value = Value::from(v);
           strings.insert(key.clone(), value.to_text());
           values.insert(key.clone(), value);
         }
-        Err(e) => self.errors.push(format!("config.env.{key}: {e}")),
+        Err(failure) => self.fail_run(
+          None,
+          RunError::Env {
+            key: key.clone(),
+            failure,
+          },
+        ),
       }
     }
     self.scope.env = Value::Object(Arc::new(values));
@@ -180,38 +186,44 @@ pub(super) fn calls_any(e: &expr::Expr, names: &[&str]) -> bool {
   }
 }
 
-/// Evaluates every input of a `with` into one JSON object.
+/// Evaluates every input of a `with` into one JSON object; `source` is the workflow file, for
+/// the position of a failing expression.
 pub(super) fn resolve_with(
   with: &IndexMap<String, Input>,
   ctx: &dyn Context,
-) -> Result<serde_json::Value, String> {
+  source: &Source,
+) -> Result<serde_json::Value, ExprFailure> {
   let mut out = serde_json::Map::with_capacity(with.len());
   for (key, input) in with {
-    out.insert(key.clone(), resolve_input(input, ctx)?);
+    out.insert(key.clone(), resolve_input(input, ctx, source)?);
   }
   Ok(serde_json::Value::Object(out))
 }
 
 /// Evaluates the expressions in one input; literals are returned as they are.
-pub(super) fn resolve_input(input: &Input, ctx: &dyn Context) -> Result<serde_json::Value, String> {
+pub(super) fn resolve_input(
+  input: &Input,
+  ctx: &dyn Context,
+  source: &Source,
+) -> Result<serde_json::Value, ExprFailure> {
   Ok(match input {
     Input::Literal(v) => v.clone(),
     Input::Expr(e) => e
       .template
       .eval(ctx)
-      .map_err(|error| format!("`{}`: {}", e.text, error.kind))?
+      .map_err(|error| ExprFailure::new(e, error, source))?
       .to_json(),
     Input::List(items) => serde_json::Value::Array(
       items
         .iter()
-        .map(|i| resolve_input(i, ctx))
+        .map(|i| resolve_input(i, ctx, source))
         .collect::<Result<_, _>>()?,
     ),
     Input::Map(entries) => serde_json::Value::Object(
       entries
         .iter()
-        .map(|(k, v)| Ok((k.clone(), resolve_input(v, ctx)?)))
-        .collect::<Result<_, String>>()?,
+        .map(|(k, v)| Ok((k.clone(), resolve_input(v, ctx, source)?)))
+        .collect::<Result<_, ExprFailure>>()?,
     ),
   })
 }

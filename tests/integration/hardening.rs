@@ -587,7 +587,7 @@ fn a_log_flood_is_cut_and_the_timeout_holds() {
   );
   p.write(
     "flood.yaml",
-    "name: flood\nconfig:\n  skills_path: [skills]\nstages:\n  - { id: many, uses: flood, with: { n: 200000 } }\n  - { id: endless, uses: flood, timeout: 2s, with: { n: 1, forever: true } }\n",
+    "name: flood\nconfig:\n  skills_path: [skills]\nstages:\n  - { id: many, uses: flood, with: { n: 200000 } }\n  - { id: endless, uses: flood, depends_on: [many], timeout: 2s, with: { n: 1, forever: true } }\n",
   );
   let out = p.swdl(&[
     "run",

@@ -11,6 +11,7 @@ mod models;
 mod plan;
 mod repl;
 mod run;
+mod runtime_errors;
 mod server;
 mod skills;
 mod store;
