@@ -166,3 +166,20 @@ impl Drop for ProcessGroup {
     }
   }
 }
+
+/// Reads a child's pipe to its end, handing each chunk to `take` as it arrives; a read error
+/// ends the stream like end of file. Both `shell` and `swdl.exec` read their pipes so, and
+/// must keep reading: a child blocked on a full pipe never exits.
+pub(crate) async fn read_pipe(
+  reader: &mut (impl tokio::io::AsyncRead + Unpin),
+  mut take: impl FnMut(&[u8]),
+) {
+  use tokio::io::AsyncReadExt as _;
+  let mut chunk = vec![0; 8192];
+  loop {
+    match reader.read(&mut chunk).await {
+      Ok(0) | Err(_) => break,
+      Ok(read) => take(&chunk[..read]),
+    }
+  }
+}

@@ -5,7 +5,7 @@ use {
   super::*,
   mlua::Variadic,
   std::process::Stdio,
-  tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+  tokio::io::{AsyncRead, AsyncWriteExt},
 };
 
 /// How much of each of a `swdl.exec` process's streams is kept.
@@ -257,18 +257,13 @@ async fn capture(stream: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
     return (Vec::new(), false);
   };
   let mut kept = Vec::new();
-  let mut buffer = [0u8; 8192];
   let mut truncated = false;
-  loop {
-    match stream.read(&mut buffer).await {
-      Ok(0) | Err(_) => break,
-      Ok(n) => {
-        let room = CAPTURE_LIMIT.saturating_sub(kept.len());
-        kept.extend_from_slice(&buffer[..n.min(room)]);
-        truncated |= n > room;
-      }
-    }
-  }
+  crate::process::read_pipe(&mut stream, |data| {
+    let room = CAPTURE_LIMIT.saturating_sub(kept.len());
+    kept.extend_from_slice(&data[..data.len().min(room)]);
+    truncated |= data.len() > room;
+  })
+  .await;
   (kept, truncated)
 }
 
