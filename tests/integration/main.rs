@@ -14,5 +14,6 @@ mod run;
 mod server;
 mod skills;
 mod store;
+mod test;
 mod validate;
 mod watch;

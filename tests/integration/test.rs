@@ -1,0 +1,481 @@
+//! [`Test`]: one scenario against the real `swdl` binary, written as a specification.
+//!
+//! ```ignore
+//! Test::new()
+//!   .workflow(r#"
+//!     name: hello
+//!     stages:
+//!       - { id: a, uses: nope }
+//!   "#)
+//!   .args(["validate", "wf.yaml"])
+//!   .stdout("")
+//!   .stderr(r#"
+//!     wf.yaml:3:22: error: unknown skill `nope`
+//!     ...
+//!   "#)
+//!   .status(2)
+//!   .run();
+//! ```
+//!
+//! Files and expectations are raw strings unindented with [`unindent`]: the first newline and
+//! the indentation common to all non-blank lines go, as with `indoc`.
+//!
+//! The command runs in a fresh temporary directory (or the one given to [`Test::at`]) with
+//! `NO_COLOR=1`, stdin closed unless [`Test::stdin`] gives it, and the run store `.swdl` in that
+//! directory unless the test sets `SWDL_STORE` (a test run from the repository root shares
+//! [`test_store`]). `events.jsonl` in the directory is removed before the command and read back
+//! after it into [`Output::events`], so `--events events.jsonl` is how a test sees the events.
+//!
+//! Before comparing, the actual streams are normalised: the test's directory becomes `[DIR]`,
+//! the repository root `[ROOT]`, the shared store `[STORE]`. In expected text, `[..]` matches
+//! any text within one line, and a line holding only `...` matches any number of lines (the
+//! conventions of snapbox and trycmd). Everything else must be equal, the final newline too.
+//! Status, stdout and stderr are compared together, and one failure shows a diff of each stream
+//! that differs (`-` expected, `+` actual) and the whole of each stream no expectation covers.
+use crate::common::{TempDir, read_events, root, test_store};
+use std::{
+  ffi::OsString,
+  fmt::Write as _,
+  io::Write as _,
+  path::{Path, PathBuf},
+  process::{Command, Stdio},
+  rc::Rc,
+};
+
+/// Where a test runs: a temporary directory it owns, or an existing one.
+enum Dir {
+  Temp(TempDir),
+  At(PathBuf),
+}
+
+impl Dir {
+  fn path(&self) -> &Path {
+    match self {
+      Dir::Temp(dir) => dir.path(),
+      Dir::At(path) => path,
+    }
+  }
+}
+
+/// One `swdl` invocation and what it must print and return.
+#[must_use = "a Test does nothing until `.run()`"]
+pub struct Test {
+  dir: Rc<Dir>,
+  args: Vec<OsString>,
+  env: Vec<(OsString, Option<OsString>)>,
+  stdin: Option<Vec<u8>>,
+  stdout: Option<String>,
+  stderr: Option<String>,
+  status: Option<i32>,
+}
+
+impl Default for Test {
+  fn default() -> Self {
+    Self::new()
+  }
+}
+
+impl Test {
+  /// A test in a fresh temporary directory, removed when the last `Test` or `Output` using it
+  /// goes.
+  pub fn new() -> Self {
+    Self::in_dir(Rc::new(Dir::Temp(TempDir::new())))
+  }
+
+  /// A test run in an existing directory (such as [`root`]), which it never removes; the run
+  /// store is the shared [`test_store`].
+  pub fn at(dir: impl Into<PathBuf>) -> Self {
+    Self::in_dir(Rc::new(Dir::At(dir.into()))).env("SWDL_STORE", test_store())
+  }
+
+  fn in_dir(dir: Rc<Dir>) -> Self {
+    Self {
+      dir,
+      args: Vec::new(),
+      env: Vec::new(),
+      stdin: None,
+      stdout: None,
+      stderr: None,
+      status: None,
+    }
+  }
+
+  /// The directory the command runs in.
+  pub fn path(&self) -> &Path {
+    self.dir.path()
+  }
+
+  /// Writes `yaml`, unindented, as `wf.yaml`.
+  pub fn workflow(self, yaml: &str) -> Self {
+    self.file("wf.yaml", yaml)
+  }
+
+  /// Writes `text`, unindented, to `path` under the directory, making its parents.
+  pub fn file(self, path: &str, text: &str) -> Self {
+    self.bytes(path, unindent(text).as_bytes())
+  }
+
+  /// Writes `bytes` as they are to `path` under the directory, making its parents.
+  pub fn bytes(self, path: &str, bytes: &[u8]) -> Self {
+    let path = self.path().join(path);
+    if let Some(parent) = path.parent() {
+      std::fs::create_dir_all(parent).expect("create parent dirs");
+    }
+    let mut file = std::fs::File::create(&path).expect("create file");
+    file.write_all(bytes).expect("write file");
+    self
+  }
+
+  /// Writes `text`, unindented, as the skill `skills/NAME`.
+  pub fn skill(self, name: &str, text: &str) -> Self {
+    self.file(&format!("skills/{name}"), text)
+  }
+
+  /// Appends arguments to the command line.
+  pub fn args<I, S>(mut self, args: I) -> Self
+  where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+  {
+    self.args.extend(args.into_iter().map(Into::into));
+    self
+  }
+
+  /// Sets an environment variable for the command.
+  pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+    self.env.push((key.into(), Some(value.into())));
+    self
+  }
+
+  /// Removes an environment variable from the command's environment.
+  pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+    self.env.push((key.into(), None));
+    self
+  }
+
+  /// Feeds `text` (as it is, not unindented) to the command's stdin.
+  pub fn stdin(mut self, text: &str) -> Self {
+    self.stdin = Some(text.as_bytes().to_vec());
+    self
+  }
+
+  /// Expects this stdout (unindented; wildcards allowed).
+  pub fn stdout(mut self, expected: &str) -> Self {
+    self.stdout = Some(unindent(expected));
+    self
+  }
+
+  /// Expects this stderr (unindented; wildcards allowed).
+  pub fn stderr(mut self, expected: &str) -> Self {
+    self.stderr = Some(unindent(expected));
+    self
+  }
+
+  /// Expects this exit code.
+  pub fn status(mut self, code: i32) -> Self {
+    self.status = Some(code);
+    self
+  }
+
+  /// The configured command, for tests that spawn it and talk to it while it runs; nothing
+  /// is checked.
+  pub fn command(&self) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swdl"));
+    command
+      .args(&self.args)
+      .current_dir(self.path())
+      .env("NO_COLOR", "1")
+      .env_remove("SWDL_STORE")
+      .stdin(Stdio::null());
+    for (key, value) in &self.env {
+      match value {
+        Some(value) => command.env(key, value),
+        None => command.env_remove(key),
+      };
+    }
+    command
+  }
+
+  /// Runs the command to its end and checks every expectation set, panicking with one report
+  /// of everything that differs.
+  #[track_caller]
+  pub fn run(self) -> Output {
+    let _ = std::fs::remove_file(self.path().join("events.jsonl"));
+    let mut command = self.command();
+    if self.stdin.is_some() {
+      command.stdin(Stdio::piped());
+    }
+    let mut child = command
+      .stdout(Stdio::piped())
+      .stderr(Stdio::piped())
+      .spawn()
+      .expect("swdl starts");
+    if let Some(input) = &self.stdin {
+      let mut pipe = child.stdin.take().expect("stdin is piped");
+      // The command may exit without reading all of it; that is its business.
+      let _ = pipe.write_all(input);
+    }
+    let output = child.wait_with_output().expect("swdl runs");
+    let out = Output {
+      status: output.status.code().unwrap_or(-1),
+      stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+      stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+      events: read_events(&self.path().join("events.jsonl")),
+      dir: Rc::clone(&self.dir),
+    };
+    self.check(&out);
+    out
+  }
+
+  #[track_caller]
+  fn check(&self, out: &Output) {
+    let stdout = out.normalised(&out.stdout);
+    let stderr = out.normalised(&out.stderr);
+    let mut report = String::new();
+    if let Some(code) = self.status.filter(|code| *code != out.status) {
+      let _ = writeln!(report, "exit status: expected {code}, got {}", out.status);
+    }
+    for (name, expected, actual) in [
+      ("stdout", &self.stdout, &stdout),
+      ("stderr", &self.stderr, &stderr),
+    ] {
+      if let Some(expected) = expected
+        && let Some(diff) = diff(expected, actual)
+      {
+        let _ = write!(report, "--- {name} (-expected +actual)\n{diff}");
+      }
+    }
+    if report.is_empty() {
+      return;
+    }
+    for (name, expected, actual) in [
+      ("stdout", &self.stdout, &stdout),
+      ("stderr", &self.stderr, &stderr),
+    ] {
+      if expected.is_none() {
+        let _ = write!(report, "--- {name} (not checked)\n{actual}");
+        if !actual.is_empty() && !actual.ends_with('\n') {
+          report.push('\n');
+        }
+      }
+    }
+    let args: Vec<String> = self
+      .args
+      .iter()
+      .map(|a| a.to_string_lossy().into_owned())
+      .collect();
+    panic!(
+      "`swdl {}` in {} did not do as expected\n{report}",
+      args.join(" "),
+      self.path().display()
+    );
+  }
+}
+
+/// A finished command: what it printed and returned, its events, and its directory.
+pub struct Output {
+  /// The exit code (`-1` when killed by a signal).
+  pub status: i32,
+  /// Stdout as printed (not normalised).
+  pub stdout: String,
+  /// Stderr as printed (not normalised).
+  pub stderr: String,
+  /// The events the command wrote to `events.jsonl`, if it did.
+  pub events: Vec<serde_json::Value>,
+  dir: Rc<Dir>,
+}
+
+impl Output {
+  /// The directory the command ran in.
+  pub fn path(&self) -> &Path {
+    self.dir.path()
+  }
+
+  /// A new test in the same directory, to run another command on what this one left.
+  pub fn then(&self) -> Test {
+    let test = Test::in_dir(Rc::clone(&self.dir));
+    match *self.dir {
+      Dir::At(_) => test.env("SWDL_STORE", test_store()),
+      Dir::Temp(_) => test,
+    }
+  }
+
+  /// Stdout parsed as JSON.
+  #[track_caller]
+  pub fn json(&self) -> serde_json::Value {
+    serde_json::from_str(&self.stdout)
+      .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+  }
+
+  /// `text` with the varying paths replaced by their placeholders.
+  pub fn normalised(&self, text: &str) -> String {
+    normalise(text, self.path())
+  }
+}
+
+/// `text` with `dir` as `[DIR]`, the repository root as `[ROOT]`, the shared store as
+/// `[STORE]`.
+pub fn normalise(text: &str, dir: &Path) -> String {
+  let mut text = text.to_string();
+  let mut paths = vec![(test_store(), "[STORE]")];
+  if dir != root() {
+    paths.push((dir.to_path_buf(), "[DIR]"));
+  }
+  paths.push((root(), "[ROOT]"));
+  for (path, name) in paths {
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+    for path in [canonical, path] {
+      let path = path.display().to_string();
+      if !path.is_empty() {
+        text = text.replace(&path, name);
+      }
+    }
+  }
+  text
+}
+
+/// Drops a first newline and the indentation common to all non-blank lines; whitespace-only
+/// lines become empty, and a whitespace-only last line (the closing quote's indentation) goes.
+pub fn unindent(text: &str) -> String {
+  let text = text.strip_prefix('\n').unwrap_or(text);
+  let indent = text
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .map(|l| l.len() - l.trim_start_matches(' ').len())
+    .min()
+    .unwrap_or(0);
+  let mut out = String::with_capacity(text.len());
+  for line in text.split_inclusive('\n') {
+    if line.trim().is_empty() {
+      if line.ends_with('\n') {
+        out.push('\n');
+      }
+    } else {
+      out.push_str(&line[indent..]);
+    }
+  }
+  out
+}
+
+/// Whether `actual` matches the one-line pattern `expected`, where `[..]` is any text.
+pub fn line_matches(expected: &str, actual: &str) -> bool {
+  let parts: Vec<&str> = expected.split("[..]").collect();
+  let [first, middle @ .., last] = parts.as_slice() else {
+    return expected == actual;
+  };
+  let Some(rest) = actual.strip_prefix(first) else {
+    return false;
+  };
+  let Some(mut rest) = rest.strip_suffix(last) else {
+    return false;
+  };
+  for part in middle {
+    match rest.find(part) {
+      Some(at) => rest = &rest[at + part.len()..],
+      None => return false,
+    }
+  }
+  true
+}
+
+/// Whether `actual` matches `expected` as a whole, wildcards included.
+pub fn matches(expected: &str, actual: &str) -> bool {
+  diff(expected, actual).is_none()
+}
+
+/// A line diff of `actual` against the pattern `expected`, or `None` when they match.
+pub fn diff(expected: &str, actual: &str) -> Option<String> {
+  let e: Vec<&str> = expected.lines().collect();
+  let a: Vec<&str> = actual.lines().collect();
+  let (n, m) = (e.len(), a.len());
+  // cost[i][j]: the fewest lines to add or remove to match e[i..] with a[j..].
+  let mut cost = vec![vec![0usize; m + 1]; n + 1];
+  for i in (0..=n).rev() {
+    for j in (0..=m).rev() {
+      cost[i][j] = if i == n {
+        m - j
+      } else if e[i] == "..." {
+        let skip = cost[i + 1][j];
+        if j < m {
+          skip.min(cost[i][j + 1])
+        } else {
+          skip
+        }
+      } else if j == m {
+        1 + cost[i + 1][j]
+      } else {
+        let mut best = 1 + cost[i + 1][j].min(cost[i][j + 1]);
+        if line_matches(e[i], a[j]) {
+          best = best.min(cost[i + 1][j + 1]);
+        }
+        best
+      };
+    }
+  }
+  let ends_open = e.last() == Some(&"...");
+  let newline_differs = !ends_open && !(expected.is_empty() && actual.is_empty()) && {
+    expected.ends_with('\n') != actual.ends_with('\n')
+  };
+  if cost[0][0] == 0 && !newline_differs {
+    return None;
+  }
+  let mut out = String::new();
+  let (mut i, mut j) = (0, 0);
+  while i < n || j < m {
+    if i < n && e[i] == "..." {
+      if j < m && cost[i][j] == cost[i][j + 1] {
+        j += 1;
+      } else {
+        let _ = writeln!(out, " ...");
+        i += 1;
+      }
+    } else if i < n && j < m && line_matches(e[i], a[j]) && cost[i][j] == cost[i + 1][j + 1] {
+      let _ = writeln!(out, " {}", a[j]);
+      i += 1;
+      j += 1;
+    } else if i < n && cost[i][j] == 1 + cost[i + 1][j] {
+      let _ = writeln!(out, "-{}", e[i]);
+      i += 1;
+    } else {
+      let _ = writeln!(out, "+{}", a[j]);
+      j += 1;
+    }
+  }
+  if newline_differs {
+    let _ = writeln!(
+      out,
+      "(the final newline: expected {}, actual {})",
+      if expected.ends_with('\n') {
+        "yes"
+      } else {
+        "no"
+      },
+      if actual.ends_with('\n') { "yes" } else { "no" }
+    );
+  }
+  Some(out)
+}
+
+#[test]
+fn unindent_strips_the_common_indentation_and_the_first_newline() {
+  assert_eq!(unindent("\n    a\n      b\n\n    c\n    "), "a\n  b\n\nc\n");
+  assert_eq!(unindent("one line\n"), "one line\n");
+  assert_eq!(unindent(""), "");
+}
+
+#[test]
+fn wildcards_match_within_a_line_and_across_lines() {
+  assert!(line_matches("run [..] took [..]s", "run abc took 0.01s"));
+  assert!(line_matches("[..]", ""));
+  assert!(!line_matches("a[..]a", "a"));
+  assert!(!line_matches("run [..]", "ran x"));
+  assert!(matches("a\n...\nz\n", "a\nb\nc\nz\n"));
+  assert!(matches("a\n...\nz\n", "a\nz\n"));
+  assert!(matches("a\n...\n", "a\nb"));
+  assert!(!matches("a\n", "a"));
+  assert!(!matches("a\nb\n", "a\nc\n"));
+  assert_eq!(
+    diff("a\nb\nc\n", "a\nx\nc\n").as_deref(),
+    Some(" a\n-b\n+x\n c\n")
+  );
+}
