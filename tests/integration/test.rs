@@ -26,13 +26,17 @@
 //! [`test_store`]). `events.jsonl` in the directory is removed before the command and read back
 //! after it into [`Output::events`], so `--events events.jsonl` is how a test sees the events.
 //!
+//! A watchdog kills a command still running after [`Test::timeout`] (60 s unless set) and fails
+//! the test.
+//!
 //! Before comparing, the actual streams are normalised: the test's directory becomes `[DIR]`,
 //! the repository root `[ROOT]`, the shared store `[STORE]`. In expected text, `[..]` matches
 //! any text within one line, and a line holding only `...` matches any number of lines (the
 //! conventions of snapbox and trycmd). Everything else must be equal, the final newline too.
 //! Status, stdout and stderr are compared together, and one failure shows a diff of each stream
 //! that differs (`-` expected, `+` actual) and the whole of each stream no expectation covers.
-use crate::common::{TempDir, read_events, root, test_store};
+use crate::common::{TempDir, events_named, read_events, root, test_store};
+use serde_json::Value;
 use std::{
   ffi::OsString,
   fmt::Write as _,
@@ -40,7 +44,13 @@ use std::{
   path::{Path, PathBuf},
   process::{Command, Stdio},
   rc::Rc,
+  sync::mpsc,
+  time::{Duration, Instant},
 };
+
+/// How long a command may run before the watchdog kills it: far above what any test needs,
+/// so only a hang trips it.
+const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Where a test runs: a temporary directory it owns, or an existing one.
 enum Dir {
@@ -67,6 +77,7 @@ pub struct Test {
   stdout: Option<String>,
   stderr: Option<String>,
   status: Option<i32>,
+  timeout: Duration,
 }
 
 impl Default for Test {
@@ -97,6 +108,7 @@ impl Test {
       stdout: None,
       stderr: None,
       status: None,
+      timeout: WATCHDOG,
     }
   }
 
@@ -177,6 +189,12 @@ impl Test {
     self
   }
 
+  /// Lets the command run for up to `limit` before the watchdog kills it and fails the test.
+  pub fn timeout(mut self, limit: Duration) -> Self {
+    self.timeout = limit;
+    self
+  }
+
   /// The configured command, for tests that spawn it and talk to it while it runs; nothing
   /// is checked.
   pub fn command(&self) -> Command {
@@ -205,6 +223,7 @@ impl Test {
     if self.stdin.is_some() {
       command.stdin(Stdio::piped());
     }
+    let start = Instant::now();
     let mut child = command
       .stdout(Stdio::piped())
       .stderr(Stdio::piped())
@@ -215,16 +234,48 @@ impl Test {
       // The command may exit without reading all of it; that is its business.
       let _ = pipe.write_all(input);
     }
-    let output = child.wait_with_output().expect("swdl runs");
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let mut status = None;
+    let finished = crate::common::wait_for(self.timeout, || {
+      status = child.try_wait().expect("try_wait");
+      status.is_some()
+    });
+    let elapsed = start.elapsed();
+    if !finished {
+      let _ = child.kill();
+      let _ = child.wait();
+    }
+    // A process the command left behind may hold a pipe open; do not wait for it forever.
+    let collect =
+      |rx: mpsc::Receiver<Vec<u8>>| rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
     let out = Output {
-      status: output.status.code().unwrap_or(-1),
-      stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-      stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+      status: status.and_then(|s| s.code()).unwrap_or(-1),
+      stdout: String::from_utf8_lossy(&collect(stdout)).into_owned(),
+      stderr: String::from_utf8_lossy(&collect(stderr)).into_owned(),
       events: read_events(&self.path().join("events.jsonl")),
+      elapsed,
       dir: Rc::clone(&self.dir),
     };
+    if !finished {
+      panic!(
+        "`swdl {}` did not finish within {:?}\n{}",
+        self.shown_args(),
+        self.timeout,
+        out.dump()
+      );
+    }
     self.check(&out);
     out
+  }
+
+  fn shown_args(&self) -> String {
+    let args: Vec<String> = self
+      .args
+      .iter()
+      .map(|a| a.to_string_lossy().into_owned())
+      .collect();
+    args.join(" ")
   }
 
   #[track_caller]
@@ -259,14 +310,9 @@ impl Test {
         }
       }
     }
-    let args: Vec<String> = self
-      .args
-      .iter()
-      .map(|a| a.to_string_lossy().into_owned())
-      .collect();
     panic!(
       "`swdl {}` in {} did not do as expected\n{report}",
-      args.join(" "),
+      self.shown_args(),
       self.path().display()
     );
   }
@@ -281,8 +327,23 @@ pub struct Output {
   /// Stderr as printed (not normalised).
   pub stderr: String,
   /// The events the command wrote to `events.jsonl`, if it did.
-  pub events: Vec<serde_json::Value>,
+  pub events: Vec<Value>,
+  /// Wall time of the whole command, start-up included.
+  pub elapsed: Duration,
   dir: Rc<Dir>,
+}
+
+/// Reads all of `pipe` on a thread of its own; the bytes arrive on the channel at its end.
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+  let (tx, rx) = mpsc::channel();
+  std::thread::spawn(move || {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+      let _ = pipe.read_to_end(&mut bytes);
+    }
+    let _ = tx.send(bytes);
+  });
+  rx
 }
 
 impl Output {
@@ -302,9 +363,88 @@ impl Output {
 
   /// Stdout parsed as JSON.
   #[track_caller]
-  pub fn json(&self) -> serde_json::Value {
+  pub fn json(&self) -> Value {
     serde_json::from_str(&self.stdout)
       .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+  }
+
+  /// The `run_completed` event, which must be the last one.
+  #[track_caller]
+  pub fn completed(&self) -> &Value {
+    match self.events.last() {
+      Some(last) if last["event"] == "run_completed" => last,
+      _ => panic!("the last event is not run_completed\n{}", self.dump()),
+    }
+  }
+
+  /// A stage's final status, from `run_completed.stages`.
+  #[track_caller]
+  pub fn final_status(&self, stage: &str) -> &str {
+    self.completed()["stages"][stage]
+      .as_str()
+      .unwrap_or_else(|| panic!("no final status for `{stage}`\n{}", self.dump()))
+  }
+
+  /// Every `name` event about `stage`, in order.
+  pub fn named(&self, name: &str, stage: &str) -> Vec<&Value> {
+    events_named(&self.events, name, stage)
+  }
+
+  /// The only `name` event about `stage`.
+  #[track_caller]
+  pub fn one(&self, name: &str, stage: &str) -> &Value {
+    let found = self.named(name, stage);
+    if found.len() != 1 {
+      panic!(
+        "expected one `{name}` for `{stage}`, found {}\n{}",
+        found.len(),
+        self.dump()
+      );
+    }
+    found[0]
+  }
+
+  /// The error of the (last) `stage_failed` of `stage`.
+  #[track_caller]
+  pub fn error_of(&self, stage: &str) -> &str {
+    self
+      .named("stage_failed", stage)
+      .last()
+      .and_then(|e| e["error"].as_str())
+      .unwrap_or_else(|| panic!("no stage_failed for `{stage}`\n{}", self.dump()))
+  }
+
+  /// The outputs of `stage`'s only `stage_completed`.
+  #[track_caller]
+  pub fn outputs(&self, stage: &str) -> &Value {
+    &self.one("stage_completed", stage)["outputs"]
+  }
+
+  /// Index of the first `name` event about `stage`.
+  #[track_caller]
+  pub fn index(&self, name: &str, stage: &str) -> usize {
+    self
+      .events
+      .iter()
+      .position(|e| e["event"] == name && e["stage"] == stage)
+      .unwrap_or_else(|| panic!("no `{name}` for `{stage}`\n{}", self.dump()))
+  }
+
+  /// How many events have this name.
+  pub fn count(&self, name: &str) -> usize {
+    self.events.iter().filter(|e| e["event"] == name).count()
+  }
+
+  /// The events, stdout and stderr, for failure messages.
+  pub fn dump(&self) -> String {
+    let lines: Vec<String> = self.events.iter().map(Value::to_string).collect();
+    format!(
+      "exit status {}\n--- events\n{}\n--- stdout\n{}\n--- stderr\n{}",
+      self.status,
+      lines.join("\n"),
+      self.stdout,
+      self.stderr
+    )
   }
 
   /// `text` with the varying paths replaced by their placeholders.
@@ -413,9 +553,11 @@ pub fn diff(expected: &str, actual: &str) -> Option<String> {
     }
   }
   let ends_open = e.last() == Some(&"...");
-  let newline_differs = !ends_open && !(expected.is_empty() && actual.is_empty()) && {
-    expected.ends_with('\n') != actual.ends_with('\n')
-  };
+  // Told apart only when the lines match: otherwise the diff says enough.
+  let newline_differs = cost[0][0] == 0
+    && !ends_open
+    && !(expected.is_empty() && actual.is_empty())
+    && expected.ends_with('\n') != actual.ends_with('\n');
   if cost[0][0] == 0 && !newline_differs {
     return None;
   }
