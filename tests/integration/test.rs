@@ -67,7 +67,8 @@ impl Dir {
   }
 }
 
-/// One `swdl` invocation and what it must print and return.
+/// One `swdl` invocation and what it must print and return; a clone shares the directory.
+#[derive(Clone)]
 #[must_use = "a Test does nothing until `.run()`"]
 pub struct Test {
   dir: Rc<Dir>,
@@ -495,6 +496,19 @@ pub fn unindent(text: &str) -> String {
     }
   }
   out
+}
+
+/// Asserts that `actual` (say, an error in an event) matches the pattern `expected`,
+/// unindented and with the same wildcards as the streams, showing a diff when it does not.
+#[track_caller]
+pub fn assert_matches(expected: &str, actual: &str) {
+  if std::env::var_os("SWDL_SHOW").is_some() {
+    eprintln!("SHOW {}\n{actual}\nEND", std::panic::Location::caller());
+    return;
+  }
+  if let Some(diff) = diff(&unindent(expected), actual) {
+    panic!("text differs (-expected +actual)\n{diff}");
+  }
 }
 
 /// Whether `actual` matches the one-line pattern `expected`, where `[..]` is any text.
