@@ -499,14 +499,17 @@ pub fn unindent(text: &str) -> String {
 }
 
 /// Asserts that `actual` (say, an error in an event) matches the pattern `expected`,
-/// unindented and with the same wildcards as the streams, showing a diff when it does not.
+/// unindented and with the same wildcards as the streams, showing a diff when it does not. A
+/// final newline on either side does not count.
 #[track_caller]
 pub fn assert_matches(expected: &str, actual: &str) {
   if std::env::var_os("SWDL_SHOW").is_some() {
     eprintln!("SHOW {}\n{actual}\nEND", std::panic::Location::caller());
     return;
   }
-  if let Some(diff) = diff(&unindent(expected), actual) {
+  let expected = unindent(expected);
+  let expected = expected.strip_suffix('\n').unwrap_or(&expected);
+  if let Some(diff) = diff(expected, actual.strip_suffix('\n').unwrap_or(actual)) {
     panic!("text differs (-expected +actual)\n{diff}");
   }
 }
