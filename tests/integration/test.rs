@@ -23,8 +23,9 @@
 //! The command runs in a fresh temporary directory (or the one given to [`Test::at`]) with
 //! `NO_COLOR=1`, stdin closed unless [`Test::stdin`] gives it, and the run store `.swdl` in that
 //! directory unless the test sets `SWDL_STORE` (a test run from the repository root shares
-//! [`test_store`]). `events.jsonl` in the directory is removed before the command and read back
-//! after it into [`Output::events`], so `--events events.jsonl` is how a test sees the events.
+//! [`test_store`]). `events.jsonl` in the directory is read back after the command into
+//! [`Output::events`], so `--events events.jsonl` is how a test sees the events; a command told
+//! to write it has an earlier one removed first.
 //!
 //! A watchdog kills a command still running after [`Test::timeout`] (60 s unless set) and fails
 //! the test.
@@ -79,6 +80,7 @@ pub struct Test {
   stderr: Option<String>,
   status: Option<i32>,
   timeout: Duration,
+  memory_limit: Option<u64>,
 }
 
 impl Default for Test {
@@ -110,6 +112,7 @@ impl Test {
       stderr: None,
       status: None,
       timeout: WATCHDOG,
+      memory_limit: None,
     }
   }
 
@@ -196,6 +199,13 @@ impl Test {
     self
   }
 
+  /// Runs the command under an address-space limit of `bytes`, so that building gigabytes
+  /// fails to allocate instead of passing.
+  pub fn memory_limit(mut self, bytes: u64) -> Self {
+    self.memory_limit = Some(bytes);
+    self
+  }
+
   /// The configured command, for tests that spawn it and talk to it while it runs; nothing
   /// is checked.
   pub fn command(&self) -> Command {
@@ -212,6 +222,23 @@ impl Test {
         None => command.env_remove(key),
       };
     }
+    if let Some(bytes) = self.memory_limit {
+      use std::os::unix::process::CommandExt;
+      // SAFETY: setrlimit only changes this child's limits; it runs between fork and exec and
+      // touches no memory shared with the parent.
+      unsafe {
+        command.pre_exec(move || {
+          let limit = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: bytes,
+          };
+          if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+          }
+          Ok(())
+        });
+      }
+    }
     command
   }
 
@@ -219,7 +246,15 @@ impl Test {
   /// of everything that differs.
   #[track_caller]
   pub fn run(self) -> Output {
-    let _ = std::fs::remove_file(self.path().join("events.jsonl"));
+    let events = self.path().join("events.jsonl");
+    if self
+      .args
+      .iter()
+      .any(|a| Path::new(a) == events || a == "events.jsonl")
+    {
+      // A file left by an earlier command must not pass for this one's events.
+      let _ = std::fs::remove_file(&events);
+    }
     let mut command = self.command();
     if self.stdin.is_some() {
       command.stdin(Stdio::piped());
@@ -254,7 +289,7 @@ impl Test {
       status: status.and_then(|s| s.code()).unwrap_or(-1),
       stdout: String::from_utf8_lossy(&collect(stdout)).into_owned(),
       stderr: String::from_utf8_lossy(&collect(stderr)).into_owned(),
-      events: read_events(&self.path().join("events.jsonl")),
+      events: read_events(&events),
       elapsed,
       dir: Rc::clone(&self.dir),
     };
