@@ -81,7 +81,11 @@ outputs:
   assert_eq!(json["params"]["num"], "***", "{json}");
   assert_eq!(json["params"]["arr"], "***", "{json}");
   let id = json["run"].as_str().unwrap_or_default().to_string();
-  let detail = p.swdl(&["runs", &id, "--format", "json"]).status(0).run();
+  let detail = p
+    .swdl(&["runs", &id, "--format", "json"])
+    .stderr("")
+    .status(0)
+    .run();
   let text = p.swdl(&["runs", &id]).run();
   let all = haystacks(
     &p,
@@ -112,11 +116,35 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
   );
   let out = p
     .swdl(&["run", "g.yaml", "--progress", "none"])
-    .status(4)
+    .stdout("").stderr(r"
+      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
     .run();
   let id = run_id_in(&out.stderr);
-  p.swdl(&["runs", &id]).status(0).run();
-  p.swdl(&["approve", &id, "gate"]).status(0).run();
+  p.swdl(&["runs", &id])
+    .stdout(
+      r#"
+      run       [..]
+      workflow  devtoken-flow ([DIR]/g.yaml)
+      status    waiting
+      started   [..] UTC
+      duration[..]
+      params    {"token":"***"}
+      error     suspended: waiting for a decision on `gate`
+
+      stages
+        gate                     waiting    attempts 0   
+        after                    pending    attempts 0   
+      "#,
+    )
+    .stderr("")
+    .status(0)
+    .run();
+  p.swdl(&["approve", &id, "gate"])
+    .stdout("")
+    .stderr("approved `gate` of run [..]; continue it with `swdl resume [..]`\n")
+    .status(0)
+    .run();
   let resumed = p
     .swdl(&[
       "resume",
@@ -128,6 +156,7 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
       "--output",
       "json",
     ])
+    .stderr("")
     .status(0)
     .run();
   assert_eq!(resumed.json()["status"], "completed");
@@ -147,17 +176,32 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
     let open = std::fs::Permissions::from_mode(0o644);
     std::fs::set_permissions(p.store().join("swdl.db"), open).expect("chmod");
     std::fs::set_permissions(p.store(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    p.swdl(&["runs"]).status(0).run();
+    p.swdl(&["runs"])
+      .stdout(
+        r"
+      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      [..] completed  devtoken-flow            [..]
+      ",
+      )
+      .stderr("")
+      .status(0)
+      .run();
     assert_eq!(mode(&p.store().join("swdl.db")), 0o600);
     assert_eq!(mode(&p.store()), 0o700);
   }
   // A second run's cancel works on the same file too.
   let again = p
     .swdl(&["run", "g.yaml", "--progress", "none"])
-    .status(4)
+    .stdout("").stderr(r"
+      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
     .run();
   let second = run_id_in(&again.stderr);
-  p.swdl(&["cancel", &second]).status(0).run();
+  p.swdl(&["cancel", &second])
+    .stdout("")
+    .stderr("run [..] cancelled\n")
+    .status(0)
+    .run();
 }
 
 #[test]
@@ -176,7 +220,9 @@ fn secrets_too_short_to_mask_are_refused_without_being_echoed() {
       "--progress",
       "none",
     ])
-    .status(2)
+    .stdout("").stderr(r"
+      error: the value of secret parameter `pin` is shorter than 4 characters: a secret that short cannot be masked without hiding ordinary text; use a longer value
+      ").status(2)
     .run();
   assert!(
     out.stderr.contains(
@@ -197,7 +243,9 @@ fn secrets_too_short_to_mask_are_refused_without_being_echoed() {
       "--progress",
       "none",
     ])
-    .status(2)
+    .stdout("").stderr(r"
+      error: the value of secret parameter `list` is shorter than 4 characters: a secret that short cannot be masked without hiding ordinary text; use a longer value
+      ").status(2)
     .run();
   assert!(
     out.stderr.contains("secret parameter `list`"),
@@ -216,6 +264,7 @@ fn secrets_too_short_to_mask_are_refused_without_being_echoed() {
       "--output",
       "json",
     ])
+    .stderr("")
     .status(0)
     .run();
   let json = out.json();
@@ -342,6 +391,20 @@ fn a_bad_value_for_a_secret_parameter_is_not_echoed() {
       "--param",
       "n=notanumber1",
     ])
+    .stdout("")
+    .stderr(
+      r#"
+      --param:1:7: error: parameter `token` must be one of ["Alpha1Secret","Beta2Secret"], got ***
+        |
+      1 | token=***
+        |       ^^^
+      --param:1:3: error: parameter `n` expects integer, got `***`
+        |
+      1 | n=***
+        |   ^^^
+      2 errors
+      "#,
+    )
     .status(2)
     .run();
   assert!(
@@ -355,6 +418,15 @@ fn a_bad_value_for_a_secret_parameter_is_not_echoed() {
   p.write("p.yaml", "token: Alpha1Secret\nn: Delta4Secret\n");
   let out = p
     .swdl(&["run", "e.yaml", "--params", "p.yaml"])
+    .stdout("")
+    .stderr(
+      r"
+      p.yaml:2:1: error: parameter `n` expects integer, got `***`
+        |
+      2 | n: ***
+        | ^
+      ",
+    )
     .status(2)
     .run();
   assert!(out.stderr.contains("p.yaml:2:1"), "{}", out.stderr);
@@ -454,7 +526,18 @@ fn aliases_are_bounded_by_the_text_they_copy() {
     text.push_str("  - *big\n");
   }
   p.write("alias.yaml", &text);
-  let out = bounded(&p, &["validate", "alias.yaml"]).status(2).run();
+  let out = bounded(&p, &["validate", "alias.yaml"])
+    .stdout("")
+    .stderr(
+      r"
+      alias.yaml:44:5: error: invalid YAML: aliases expand to too much text (more than 4 MiB)
+         |
+      44 |   - *big
+         |     ^
+      ",
+    )
+    .status(2)
+    .run();
   assert!(
     out.stderr.contains("alias.yaml:")
       && out
@@ -468,11 +551,26 @@ fn aliases_are_bounded_by_the_text_they_copy() {
     text.push_str("  - *big\n");
   }
   p.write("alias1m.yaml", &text);
-  bounded(&p, &["validate", "alias1m.yaml"]).status(2).run();
+  bounded(&p, &["validate", "alias1m.yaml"])
+    .stdout("")
+    .stderr(
+      r"
+      alias1m.yaml:7:5: error: invalid YAML: aliases expand to too much text (more than 4 MiB)
+        |
+      7 |   - *big
+        |     ^
+      ",
+    )
+    .status(2)
+    .run();
   // A file larger than 16 MiB is refused before it is parsed.
   let huge = p.path().join("huge.yaml");
   std::fs::write(&huge, vec![b'#'; (16 << 20) + 1]).expect("write");
-  let out = bounded(&p, &["validate", "huge.yaml"]).status(2).run();
+  let out = bounded(&p, &["validate", "huge.yaml"])
+    .stdout("")
+    .stderr("error: huge.yaml: larger than 16 MiB, the most swdl reads\n")
+    .status(2)
+    .run();
   assert!(out.stderr.contains("larger than 16 MiB"), "{}", out.stderr);
 }
 
@@ -484,7 +582,12 @@ fn expressions_cannot_build_gigabytes_anywhere() {
     nested = format!("toJSON({nested})");
   }
   // `swdl eval`.
-  let out = bounded(&p, &["eval", &nested]).status(2).run();
+  let out = bounded(&p, &["eval", &nested]).stdout("").stderr(r"
+      <expr>:1:71: error: this expression builds more than 32 MiB of text (toJSON, format, join and interpolation together), the most one evaluation may build
+        |
+      1 | ...SON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(t...
+        |                                                                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+      ").status(2).run();
   assert!(
     out.stderr.contains("builds more than 32 MiB of text"),
     "{}",
@@ -502,6 +605,7 @@ fn expressions_cannot_build_gigabytes_anywhere() {
     &p,
     &["run", "big.yaml", "--progress", "none", "--output", "json"],
   )
+  .stderr("")
   .status(1)
   .run();
   let json = out.json();
@@ -523,6 +627,7 @@ fn expressions_cannot_build_gigabytes_anywhere() {
     &p,
     &["run", "lua.yaml", "--progress", "none", "--output", "json"],
   )
+  .stderr("")
   .status(1)
   .run();
   let json = out.json();
@@ -592,6 +697,7 @@ fn a_log_flood_is_cut_and_the_timeout_holds() {
       "--output",
       "json",
     ])
+    .stderr("")
     .status(1)
     .run();
   let json = out.json();
@@ -646,6 +752,8 @@ fn damage_to_the_store_is_an_error_that_names_the_file() {
   p.write("w.yaml", "name: w\nstages:\n  - { id: a, uses: echo, with: { x: 1 } }\n  - { id: b, uses: echo, depends_on: a }\n");
   for _ in 0..5 {
     p.swdl(&["run", "w.yaml", "--progress", "none"])
+      .stdout("")
+      .stderr("")
       .status(0)
       .run();
   }
@@ -699,11 +807,51 @@ fn after_a_crash_the_store_is_checked_before_it_is_used() {
   );
   for _ in 0..30 {
     p.swdl(&["run", "w.yaml", "--progress", "none"])
+      .stdout("")
+      .stderr("")
       .status(0)
       .run();
   }
   // Fold the log into the database.
-  p.swdl(&["runs"]).status(0).run();
+  p.swdl(&["runs"])
+    .stdout(
+      r"
+      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
   let db = p.store().join("swdl.db");
   let pages = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) / 4096;
   p.write(
@@ -745,7 +893,12 @@ fn a_huge_name_is_not_echoed_in_full() {
     "long.yaml",
     &format!("name: long\nstages:\n  - id: \"{name}\"\n    uses: echo\n"),
   );
-  let out = bounded(&p, &["validate", "long.yaml"]).status(2).run();
+  let out = bounded(&p, &["validate", "long.yaml"]).stdout("").stderr(r#"
+      long.yaml:3:10: error: invalid stage id `Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Na...` (9900000 bytes in all): use lowercase letters, digits, `_` and `-`, starting with a letter or digit
+        |
+      3 |   - id: "Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad...
+        |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+      "#).status(2).run();
   assert!(
     out.stderr.len() < 2_000,
     "{} bytes of stderr",
@@ -760,7 +913,9 @@ fn a_gate_is_decided_once_and_an_unknown_user_is_named() {
   p.write("g.yaml", "name: g\nstages:\n  - { id: gate, gate: {} }\n");
   let out = p
     .swdl(&["run", "g.yaml", "--progress", "none"])
-    .status(4)
+    .stdout("").stderr(r"
+      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
     .run();
   let id = run_id_in(&out.stderr);
   let approve = p
@@ -769,7 +924,9 @@ fn a_gate_is_decided_once_and_an_unknown_user_is_named() {
     .output()
     .expect("approve");
   assert_eq!(approve.status.code(), Some(0));
-  let again = p.swdl(&["reject", &id, "gate"]).status(2).run();
+  let again = p.swdl(&["reject", &id, "gate"]).stdout("").stderr(r"
+      error: the gate `gate` of run `[..]` was already decided (approve by user:unknown); `swdl resume [..]` applies it
+      ").status(2).run();
   assert!(
     again
       .stderr
@@ -778,6 +935,8 @@ fn a_gate_is_decided_once_and_an_unknown_user_is_named() {
     again.stderr
   );
   p.swdl(&["resume", &id, "--progress", "none"])
+    .stdout("")
+    .stderr("")
     .status(0)
     .run();
   let detail = p.detail(&id);
@@ -820,6 +979,7 @@ fn resume_kills_the_scripts_a_killed_run_left_running() {
   assert!(alive(pid), "the script should outlive the killed run");
   let out = p
     .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("killed 1 process group(s) the run's previous process left running\n")
     .status(0)
     .run();
   assert!(
@@ -853,6 +1013,7 @@ fn a_timed_out_swdl_exec_takes_what_it_started_with_it() {
   );
   let out = p
     .swdl(&["run", "x.yaml", "--progress", "none", "--output", "json"])
+    .stderr("")
     .status(1)
     .run();
   assert_eq!(out.json()["stages"]["s"]["status"], "timed_out");

@@ -135,7 +135,11 @@ fn history_lists_runs_and_shows_one_in_detail() {
   let p = Project::new();
   let file = root().join("examples/diamond.yaml");
   let file = file.to_str().unwrap_or_default();
-  p.swdl(&["run", file, "--progress", "none"]).status(0).run();
+  p.swdl(&["run", file, "--progress", "none"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let failing = p.write(
     "fails.yaml",
     "name: fails\nstages:\n  - id: boom\n    uses: fail\n    with: { message: kaput }\n",
@@ -146,6 +150,8 @@ fn history_lists_runs_and_shows_one_in_detail() {
     "--progress",
     "none",
   ])
+  .stdout("")
+  .stderr("")
   .status(1)
   .run();
   let runs = p.runs();
@@ -154,7 +160,18 @@ fn history_lists_runs_and_shows_one_in_detail() {
   assert_eq!(runs[0]["status"], "failed");
   assert_eq!(runs[1]["status"], "completed");
 
-  let text = p.swdl(&["runs"]).status(0).run();
+  let text = p
+    .swdl(&["runs"])
+    .stdout(
+      r"
+      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      [..] failed     fails                    [..]
+      [..] completed  diamond                  [..]
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
   assert!(text.stdout.contains("RUN"), "{}", text.stdout);
   assert!(text.stdout.contains("failed"), "{}", text.stdout);
   let only = p
@@ -163,7 +180,9 @@ fn history_lists_runs_and_shows_one_in_detail() {
   let only = only.json();
   assert_eq!(only.as_array().map(Vec::len), Some(1));
   assert_eq!(only[0]["workflow"], runs[1]["workflow"]);
-  let typo = p.swdl(&["runs", "--status", "complete"]).status(2).run();
+  let typo = p.swdl(&["runs", "--status", "complete"]).stdout("").stderr(r"
+      error: unknown status `complete` (did you mean `completed`?); one of: running, paused, waiting, crashed, completed, failed, cancelled
+      ").status(2).run();
   assert!(
     typo.stderr.contains("did you mean `completed`"),
     "{}",
@@ -181,19 +200,40 @@ fn history_lists_runs_and_shows_one_in_detail() {
       .is_some_and(|e| e.contains("kaput")),
     "{detail}"
   );
-  let shown = p.swdl(&["runs", id]).status(0).run();
+  let shown = p
+    .swdl(&["runs", id])
+    .stdout(
+      r"
+      run       [..]
+      workflow  fails ([DIR]/fails.yaml)
+      status    failed
+      started   [..] UTC
+      duration[..]
+      error     stage `boom` failed: kaput
+
+      stages
+        boom                     failed     attempts 1   kaput
+
+      attempts
+        boom                     #1  fail           failed[..] kaput
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
   assert!(shown.stdout.contains("boom"), "{}", shown.stdout);
   assert!(shown.stdout.contains("kaput"), "{}", shown.stdout);
 
   let mut wrong = id.to_string();
   wrong.pop();
   wrong.push('x');
-  let unknown = p.swdl(&["runs", &wrong]).status(2).run();
-  assert!(
-    unknown.stderr.contains(&format!("did you mean `{id}`")),
-    "{}",
-    unknown.stderr
-  );
+  p.swdl(&["runs", &wrong])
+    .stdout("")
+    .stderr(&format!(
+      "error: no run `{wrong}` in the run store (did you mean `{id}`?)\n"
+    ))
+    .status(2)
+    .run();
 }
 
 #[test]
@@ -202,7 +242,9 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   p.write("gated.yaml", GATED);
   let first = p
     .swdl(&["run", "gated.yaml", "--progress", "none"])
-    .status(4)
+    .stdout("").stderr(r"
+      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
     .run();
   let id = run_id_in(&first.stderr);
   assert!(
@@ -218,13 +260,27 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   assert_eq!(p.runs()[0]["status"], "waiting");
 
   // Deciding a stage that is not waiting is refused.
-  let not_waiting = p.swdl(&["approve", &id, "build"]).status(2).run();
+  let not_waiting = p
+    .swdl(&["approve", &id, "build"])
+    .stdout("")
+    .stderr(
+      r"
+      error: stage `build` of run `[..]` is not waiting for a decision (it is completed)
+      ",
+    )
+    .status(2)
+    .run();
   assert!(
     not_waiting.stderr.contains("not waiting"),
     "{}",
     not_waiting.stderr
   );
-  let typo = p.swdl(&["approve", &id, "aprove"]).status(2).run();
+  let typo = p
+    .swdl(&["approve", &id, "aprove"])
+    .stdout("")
+    .stderr("error: run `[..]` has no stage `aprove` (did you mean `approve`?)\n")
+    .status(2)
+    .run();
   assert!(
     typo.stderr.contains("did you mean `approve`"),
     "{}",
@@ -240,10 +296,13 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
     "--input",
     "note=go",
   ])
+  .stdout("")
+  .stderr("approved `approve` of run [..]; continue it with `swdl resume [..]`\n")
   .status(0)
   .run();
   let resumed = p
     .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("")
     .status(0)
     .run();
   let state = resumed.json();
@@ -275,7 +334,16 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   assert_eq!(starts, 1, "build did not run again");
 
   // A finished run cannot be resumed or decided again.
-  let again = p.swdl(&["resume", &id]).status(2).run();
+  let again = p
+    .swdl(&["resume", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` already finished (completed); a finished run cannot be resumed
+      ",
+    )
+    .status(2)
+    .run();
   assert!(
     again.stderr.contains("already finished"),
     "{}",
@@ -289,14 +357,19 @@ fn a_rejected_gate_fails_the_resumed_run_with_exit_3() {
   p.write("gated.yaml", GATED);
   let first = p
     .swdl(&["run", "gated.yaml", "--progress", "none"])
-    .status(4)
+    .stdout("").stderr(r"
+      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
     .run();
   let id = run_id_in(&first.stderr);
   p.swdl(&["reject", &id, "approve", "--reason", "not today"])
+    .stdout("")
+    .stderr("rejected `approve` of run [..]; continue it with `swdl resume [..]`\n")
     .status(0)
     .run();
   let resumed = p
     .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("")
     .status(3)
     .run();
   let state = resumed.json();
@@ -328,11 +401,14 @@ fn a_gate_timeout_counts_from_when_it_opened_across_processes() {
   let _ = child.wait();
   assert_eq!(p.runs()[0]["status"], "crashed");
   std::thread::sleep(Duration::from_millis(2_200));
-  let late = p.swdl(&["approve", &id, "wait"]).status(2).run();
+  let late = p.swdl(&["approve", &id, "wait"]).stdout("").stderr(r"
+      error: the gate `wait` of run `[..]` timed out; `swdl resume [..]` decides it as its `on_timeout` says
+      ").status(2).run();
   assert!(late.stderr.contains("timed out"), "{}", late.stderr);
   let started = std::time::Instant::now();
   let resumed = p
     .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("")
     .status(0)
     .run();
   assert!(
@@ -379,6 +455,8 @@ stages:
       .any(|e| e["event"] == "gate_waiting")
   }));
   p.swdl(&["approve", &id, "gate", "--reason", "from afar"])
+    .stdout("")
+    .stderr("approved `gate`: run [..] (process [..]) continues\n")
     .status(0)
     .run();
   assert!(
@@ -389,7 +467,15 @@ stages:
     }),
     "the live run did not take the approval"
   );
-  p.swdl(&["pause", &id]).status(0).run();
+  p.swdl(&["pause", &id])
+    .stdout("")
+    .stderr(
+      r"
+      asked run [..] (process [..]) to pause; `swdl resume [..]` lets it go on
+      ",
+    )
+    .status(0)
+    .run();
   assert!(wait_for(Duration::from_secs(10), || {
     read_events(&events)
       .iter()
@@ -404,13 +490,22 @@ stages:
       .any(|e| e["event"] == "stage_started" && e["stage"] == "two"),
     "a stage started while paused"
   );
-  p.swdl(&["resume", &id]).status(0).run();
+  p.swdl(&["resume", &id])
+    .stdout("")
+    .stderr("asked run [..] (process [..]) to resume\n")
+    .status(0)
+    .run();
   assert!(wait_for(Duration::from_secs(10), || {
     read_events(&events)
       .iter()
       .any(|e| e["event"] == "stage_started" && e["stage"] == "three")
   }));
-  let cancelled = p.swdl(&["cancel", &id]).status(0).run();
+  let cancelled = p
+    .swdl(&["cancel", &id])
+    .stdout("")
+    .stderr("run [..] cancelled\n")
+    .status(0)
+    .run();
   assert!(
     cancelled.stderr.contains("cancelled"),
     "{}",
@@ -430,17 +525,47 @@ fn a_suspended_run_can_be_cancelled_and_then_not_resumed() {
   p.write("gated.yaml", GATED);
   let first = p
     .swdl(&["run", "gated.yaml", "--progress", "none"])
-    .status(4)
+    .stdout("").stderr(r"
+      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
     .run();
   let id = run_id_in(&first.stderr);
-  p.swdl(&["cancel", &id]).status(0).run();
+  p.swdl(&["cancel", &id])
+    .stdout("")
+    .stderr("run [..] cancelled\n")
+    .status(0)
+    .run();
   let detail = p.detail(&id);
   assert_eq!(detail["run"]["status"], "cancelled");
   assert_eq!(detail["state"]["stages"]["approve"]["status"], "cancelled");
   assert_eq!(detail["state"]["stages"]["build"]["status"], "completed");
-  p.swdl(&["resume", &id]).status(2).run();
-  p.swdl(&["cancel", &id]).status(2).run();
-  p.swdl(&["pause", &id]).status(2).run();
+  p.swdl(&["resume", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` already finished (cancelled); a finished run cannot be resumed
+      ",
+    )
+    .status(2)
+    .run();
+  p.swdl(&["cancel", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` already finished (cancelled); a finished run cannot be resumed
+      ",
+    )
+    .status(2)
+    .run();
+  p.swdl(&["pause", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` is not executing (it is cancelled); only a live run can be paused
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 /// 50 shell stages in a layered DAG; each appends its id to `ran.log` then sleeps a little.
@@ -604,7 +729,9 @@ fn a_damaged_or_foreign_store_is_a_clear_error() {
       "--progress",
       "none",
     ])
-    .status(2)
+    .stdout("").stderr(r"
+      error: [DIR]/store/swdl.db: not a swdl run store (file is not a database); point --store or SWDL_STORE elsewhere
+      ").status(2)
     .run();
   assert!(
     out.stderr.contains("not a swdl run store"),
@@ -612,7 +739,9 @@ fn a_damaged_or_foreign_store_is_a_clear_error() {
     out.stderr
   );
   assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-  let out = p.swdl(&["runs"]).status(2).run();
+  let out = p.swdl(&["runs"]).stdout("").stderr(r"
+      error: [DIR]/store/swdl.db: not a swdl run store (file is not a database); point --store or SWDL_STORE elsewhere
+      ").status(2).run();
   assert!(
     out.stderr.contains("not a swdl run store"),
     "{}",
@@ -710,6 +839,8 @@ stages:
   assert_eq!(out.status.code(), Some(4));
   let id = run_id_in(&String::from_utf8_lossy(&out.stderr));
   p.swdl(&["approve", &id, "wait", "--reason", "looks fine"])
+    .stdout("")
+    .stderr("approved `wait` of run [..]; continue it with `swdl resume [..]`\n")
     .status(0)
     .run();
   let resumed = p
@@ -757,7 +888,15 @@ stages:
   assert!(text.contains("token=*** password=***"), "{text}");
   // Without the secret again, resume refuses (nothing to resume here, but the message is
   // about the run having finished, not about secrets).
-  p.swdl(&["resume", &id]).status(2).run();
+  p.swdl(&["resume", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` already finished (completed); a finished run cannot be resumed
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
@@ -776,13 +915,21 @@ fn a_suspended_run_needs_its_secret_parameters_again() {
       "--progress",
       "none",
     ])
-    .status(4)
+    .stdout("").stderr(r"
+      run [..] is suspended at g: approve with `swdl approve --store [DIR]/store [..] g` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
     .run();
   let id = run_id_in(&out.stderr);
-  p.swdl(&["approve", &id, "g"]).status(0).run();
+  p.swdl(&["approve", &id, "g"])
+    .stdout("")
+    .stderr("approved `g` of run [..]; continue it with `swdl resume [..]`\n")
+    .status(0)
+    .run();
   let missing = p
     .swdl(&["resume", &id, "--progress", "none"])
-    .status(2)
+    .stdout("").stderr(r"
+      error: run `[..]` has secret parameters the store does not keep: give them again with --param token=...
+      ").status(2)
     .run();
   assert!(
     missing.stderr.contains("--param token="),
@@ -797,6 +944,8 @@ fn a_suspended_run_needs_its_secret_parameters_again() {
     "--progress",
     "none",
   ])
+  .stdout("")
+  .stderr("")
   .status(0)
   .run();
 }
@@ -831,6 +980,8 @@ fn recovery_and_policy_decisions_are_kept_with_who_decided_and_why() {
     "--progress",
     "none",
   ])
+  .stdout("")
+  .stderr("")
   .status(0)
   .run();
   let id = p.runs()[0]["id"].as_str().unwrap_or_default().to_string();

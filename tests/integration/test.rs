@@ -318,6 +318,16 @@ impl Test {
   fn check(&self, out: &Output) {
     let stdout = out.normalised(&out.stdout);
     let stderr = out.normalised(&out.stderr);
+    if std::env::var_os("SWDL_SHOW").is_some() {
+      eprintln!(
+        "SHOWRUN {}\n{}\n\x01\n{}\n\x01\n{}\nEND",
+        std::panic::Location::caller(),
+        stdout,
+        stderr,
+        out.status
+      );
+      return;
+    }
     let mut report = String::new();
     if let Some(code) = self.status.filter(|code| *code != out.status) {
       let _ = writeln!(report, "exit status: expected {code}, got {}", out.status);
