@@ -211,7 +211,7 @@ fn secrets_too_short_to_mask_are_refused_without_being_echoed() {
     "short.yaml",
     "name: short\nparameters:\n  pin: { type: integer, secret: true }\n  list: { type: array, secret: true, default: [] }\nstages:\n  - id: e\n    uses: echo\n    with: { url: \"http://127.0.0.1:8080/x\", pin: \"$<< parameters.pin >>\" }\n",
   );
-  let out = p
+  p
     .swdl(&[
       "run",
       "short.yaml",
@@ -224,15 +224,7 @@ fn secrets_too_short_to_mask_are_refused_without_being_echoed() {
       error: the value of secret parameter `pin` is shorter than 4 characters: a secret that short cannot be masked without hiding ordinary text; use a longer value
       ").status(2)
     .run();
-  assert!(
-    out.stderr.contains(
-      "the value of secret parameter `pin` is shorter than 4 characters: a secret that short \
-       cannot be masked without hiding ordinary text"
-    ),
-    "{}",
-    out.stderr
-  );
-  let out = p
+  p
     .swdl(&[
       "run",
       "short.yaml",
@@ -247,11 +239,6 @@ fn secrets_too_short_to_mask_are_refused_without_being_echoed() {
       error: the value of secret parameter `list` is shorter than 4 characters: a secret that short cannot be masked without hiding ordinary text; use a longer value
       ").status(2)
     .run();
-  assert!(
-    out.stderr.contains("secret parameter `list`"),
-    "{}",
-    out.stderr
-  );
   // Long enough: masked where it stands, the address is left alone.
   let out = p
     .swdl(&[
@@ -407,12 +394,6 @@ fn a_bad_value_for_a_secret_parameter_is_not_echoed() {
     )
     .status(2)
     .run();
-  assert!(
-    out.stderr.contains("parameter `token` must be one of"),
-    "{}",
-    out.stderr
-  );
-  assert!(out.stderr.contains("--param:1:7"), "{}", out.stderr);
   assert!(!out.stderr.contains("Gamma9Secret"), "{}", out.stderr);
   assert!(!out.stderr.contains("notanumber1"), "{}", out.stderr);
   p.write("p.yaml", "token: Alpha1Secret\nn: Delta4Secret\n");
@@ -429,7 +410,6 @@ fn a_bad_value_for_a_secret_parameter_is_not_echoed() {
     )
     .status(2)
     .run();
-  assert!(out.stderr.contains("p.yaml:2:1"), "{}", out.stderr);
   assert!(!out.stderr.contains("Delta4Secret"), "{}", out.stderr);
 }
 
@@ -526,7 +506,7 @@ fn aliases_are_bounded_by_the_text_they_copy() {
     text.push_str("  - *big\n");
   }
   p.write("alias.yaml", &text);
-  let out = bounded(&p, &["validate", "alias.yaml"])
+  bounded(&p, &["validate", "alias.yaml"])
     .stdout("")
     .stderr(
       r"
@@ -538,14 +518,6 @@ fn aliases_are_bounded_by_the_text_they_copy() {
     )
     .status(2)
     .run();
-  assert!(
-    out.stderr.contains("alias.yaml:")
-      && out
-        .stderr
-        .contains("aliases expand to too much text (more than 4 MiB)"),
-    "{}",
-    &out.stderr[..out.stderr.len().min(400)]
-  );
   let mut text = format!("x: &big '{}'\nlist:\n", "a".repeat(1 << 20));
   for _ in 0..10_000 {
     text.push_str("  - *big\n");
@@ -566,12 +538,11 @@ fn aliases_are_bounded_by_the_text_they_copy() {
   // A file larger than 16 MiB is refused before it is parsed.
   let huge = p.path().join("huge.yaml");
   std::fs::write(&huge, vec![b'#'; (16 << 20) + 1]).expect("write");
-  let out = bounded(&p, &["validate", "huge.yaml"])
+  bounded(&p, &["validate", "huge.yaml"])
     .stdout("")
     .stderr("error: huge.yaml: larger than 16 MiB, the most swdl reads\n")
     .status(2)
     .run();
-  assert!(out.stderr.contains("larger than 16 MiB"), "{}", out.stderr);
 }
 
 #[test]
@@ -582,17 +553,12 @@ fn expressions_cannot_build_gigabytes_anywhere() {
     nested = format!("toJSON({nested})");
   }
   // `swdl eval`.
-  let out = bounded(&p, &["eval", &nested]).stdout("").stderr(r"
+  bounded(&p, &["eval", &nested]).stdout("").stderr(r"
       <expr>:1:71: error: this expression builds more than 32 MiB of text (toJSON, format, join and interpolation together), the most one evaluation may build
         |
       1 | ...SON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(t...
         |                                                                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
       ").status(2).run();
-  assert!(
-    out.stderr.contains("builds more than 32 MiB of text"),
-    "{}",
-    &out.stderr[..out.stderr.len().min(300)]
-  );
   // A workflow: the stage fails with the same error.
   p.write(
     "big.yaml",
@@ -904,7 +870,6 @@ fn a_huge_name_is_not_echoed_in_full() {
     "{} bytes of stderr",
     out.stderr.len()
   );
-  assert!(out.stderr.contains("bytes in all)"), "{}", out.stderr);
 }
 
 #[test]

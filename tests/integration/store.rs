@@ -160,8 +160,7 @@ fn history_lists_runs_and_shows_one_in_detail() {
   assert_eq!(runs[0]["status"], "failed");
   assert_eq!(runs[1]["status"], "completed");
 
-  let text = p
-    .swdl(&["runs"])
+  p.swdl(&["runs"])
     .stdout(
       r"
       RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
@@ -172,22 +171,15 @@ fn history_lists_runs_and_shows_one_in_detail() {
     .stderr("")
     .status(0)
     .run();
-  assert!(text.stdout.contains("RUN"), "{}", text.stdout);
-  assert!(text.stdout.contains("failed"), "{}", text.stdout);
   let only = p
     .swdl(&["runs", "--status", "completed", "--format", "json"])
     .run();
   let only = only.json();
   assert_eq!(only.as_array().map(Vec::len), Some(1));
   assert_eq!(only[0]["workflow"], runs[1]["workflow"]);
-  let typo = p.swdl(&["runs", "--status", "complete"]).stdout("").stderr(r"
+  p.swdl(&["runs", "--status", "complete"]).stdout("").stderr(r"
       error: unknown status `complete` (did you mean `completed`?); one of: running, paused, waiting, crashed, completed, failed, cancelled
       ").status(2).run();
-  assert!(
-    typo.stderr.contains("did you mean `completed`"),
-    "{}",
-    typo.stderr
-  );
 
   let id = runs[0]["id"].as_str().unwrap_or_default();
   let detail = p.detail(id);
@@ -200,8 +192,7 @@ fn history_lists_runs_and_shows_one_in_detail() {
       .is_some_and(|e| e.contains("kaput")),
     "{detail}"
   );
-  let shown = p
-    .swdl(&["runs", id])
+  p.swdl(&["runs", id])
     .stdout(
       r"
       run       [..]
@@ -221,8 +212,6 @@ fn history_lists_runs_and_shows_one_in_detail() {
     .stderr("")
     .status(0)
     .run();
-  assert!(shown.stdout.contains("boom"), "{}", shown.stdout);
-  assert!(shown.stdout.contains("kaput"), "{}", shown.stdout);
 
   let mut wrong = id.to_string();
   wrong.pop();
@@ -248,11 +237,6 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
     .run();
   let id = run_id_in(&first.stderr);
   assert!(
-    first.stderr.contains("swdl approve --store"),
-    "the message names the command: {}",
-    first.stderr
-  );
-  assert!(
     first.stderr.contains(&format!("{id} approve`")),
     "{}",
     first.stderr
@@ -260,8 +244,7 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   assert_eq!(p.runs()[0]["status"], "waiting");
 
   // Deciding a stage that is not waiting is refused.
-  let not_waiting = p
-    .swdl(&["approve", &id, "build"])
+  p.swdl(&["approve", &id, "build"])
     .stdout("")
     .stderr(
       r"
@@ -270,22 +253,11 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
     )
     .status(2)
     .run();
-  assert!(
-    not_waiting.stderr.contains("not waiting"),
-    "{}",
-    not_waiting.stderr
-  );
-  let typo = p
-    .swdl(&["approve", &id, "aprove"])
+  p.swdl(&["approve", &id, "aprove"])
     .stdout("")
     .stderr("error: run `[..]` has no stage `aprove` (did you mean `approve`?)\n")
     .status(2)
     .run();
-  assert!(
-    typo.stderr.contains("did you mean `approve`"),
-    "{}",
-    typo.stderr
-  );
 
   p.swdl(&[
     "approve",
@@ -334,8 +306,7 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   assert_eq!(starts, 1, "build did not run again");
 
   // A finished run cannot be resumed or decided again.
-  let again = p
-    .swdl(&["resume", &id])
+  p.swdl(&["resume", &id])
     .stdout("")
     .stderr(
       r"
@@ -344,11 +315,6 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
     )
     .status(2)
     .run();
-  assert!(
-    again.stderr.contains("already finished"),
-    "{}",
-    again.stderr
-  );
 }
 
 #[test]
@@ -401,10 +367,9 @@ fn a_gate_timeout_counts_from_when_it_opened_across_processes() {
   let _ = child.wait();
   assert_eq!(p.runs()[0]["status"], "crashed");
   std::thread::sleep(Duration::from_millis(2_200));
-  let late = p.swdl(&["approve", &id, "wait"]).stdout("").stderr(r"
+  p.swdl(&["approve", &id, "wait"]).stdout("").stderr(r"
       error: the gate `wait` of run `[..]` timed out; `swdl resume [..]` decides it as its `on_timeout` says
       ").status(2).run();
-  assert!(late.stderr.contains("timed out"), "{}", late.stderr);
   let started = std::time::Instant::now();
   let resumed = p
     .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
@@ -500,17 +465,11 @@ stages:
       .iter()
       .any(|e| e["event"] == "stage_started" && e["stage"] == "three")
   }));
-  let cancelled = p
-    .swdl(&["cancel", &id])
+  p.swdl(&["cancel", &id])
     .stdout("")
     .stderr("run [..] cancelled\n")
     .status(0)
     .run();
-  assert!(
-    cancelled.stderr.contains("cancelled"),
-    "{}",
-    cancelled.stderr
-  );
   let status = child.wait().expect("the run ends");
   assert_eq!(status.code(), Some(3));
   let detail = p.detail(&id);
@@ -733,20 +692,10 @@ fn a_damaged_or_foreign_store_is_a_clear_error() {
       error: [DIR]/store/swdl.db: not a swdl run store (file is not a database); point --store or SWDL_STORE elsewhere
       ").status(2)
     .run();
-  assert!(
-    out.stderr.contains("not a swdl run store"),
-    "{}",
-    out.stderr
-  );
   assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-  let out = p.swdl(&["runs"]).stdout("").stderr(r"
+  p.swdl(&["runs"]).stdout("").stderr(r"
       error: [DIR]/store/swdl.db: not a swdl run store (file is not a database); point --store or SWDL_STORE elsewhere
       ").status(2).run();
-  assert!(
-    out.stderr.contains("not a swdl run store"),
-    "{}",
-    out.stderr
-  );
   // `--store none` runs without one.
   let mut command = Command::new(env!("CARGO_BIN_EXE_swdl"));
   let status = command
@@ -925,17 +874,12 @@ fn a_suspended_run_needs_its_secret_parameters_again() {
     .stderr("approved `g` of run [..]; continue it with `swdl resume [..]`\n")
     .status(0)
     .run();
-  let missing = p
+  p
     .swdl(&["resume", &id, "--progress", "none"])
     .stdout("").stderr(r"
       error: run `[..]` has secret parameters the store does not keep: give them again with --param token=...
       ").status(2)
     .run();
-  assert!(
-    missing.stderr.contains("--param token="),
-    "{}",
-    missing.stderr
-  );
   p.swdl(&[
     "resume",
     &id,
