@@ -1,7 +1,10 @@
 //! What an attacker or a careless user tries: secrets of every type and in encoded forms,
 //! secrets too short to mask, colliding run ids, inputs built to exhaust the stack or memory,
 //! floods of output and logs, damaged stores.
-use crate::store::{Project, run_id_in};
+use crate::{
+  store::{Project, run_id_in},
+  test::{Output, Test},
+};
 use std::process::Child;
 
 /// Every file of the store, the events file and the given streams, as (name, bytes).
@@ -55,30 +58,35 @@ outputs:
 "#,
   );
   let events = p.path().join("events.jsonl");
-  let out = p.swdl(&[
-    "run",
-    "s.yaml",
-    "--param",
-    "num=987654321",
-    "--param",
-    r#"arr=["ArrSecretElem"]"#,
-    "--progress",
-    "plain",
-    "--events",
-    events.to_str().unwrap_or_default(),
-    "--output",
-    "json",
-  ]);
-  out.status(0);
+  let out = p
+    .swdl(&[
+      "run",
+      "s.yaml",
+      "--param",
+      "num=987654321",
+      "--param",
+      r#"arr=["ArrSecretElem"]"#,
+      "--progress",
+      "plain",
+      "--events",
+      events.to_str().unwrap_or_default(),
+      "--output",
+      "json",
+    ])
+    .status(0)
+    .run();
   let json = out.json();
   assert_eq!(json["outputs"]["n"], "***", "{json}");
   assert_eq!(json["outputs"]["a"], serde_json::json!(["***"]), "{json}");
   assert_eq!(json["params"]["num"], "***", "{json}");
   assert_eq!(json["params"]["arr"], "***", "{json}");
   let id = json["run"].as_str().unwrap_or_default().to_string();
-  let detail = p.swdl(&["runs", &id, "--format", "json"]);
-  detail.status(0);
-  let text = p.swdl(&["runs", &id]);
+  let detail = p
+    .swdl(&["runs", &id, "--format", "json"])
+    .stderr("")
+    .status(0)
+    .run();
+  let text = p.swdl(&["runs", &id]).run();
   let all = haystacks(
     &p,
     &[
@@ -106,22 +114,51 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
     "g.yaml",
     "name: devtoken-flow\nparameters:\n  token: { type: string, secret: true, default: devtoken }\nstages:\n  - id: gate\n    gate: { message: check devtoken }\n  - id: after\n    uses: echo\n    with: { t: \"$<< parameters.token >>\" }\n    depends_on: [gate]\n",
   );
-  let out = p.swdl(&["run", "g.yaml", "--progress", "none"]);
-  out.status(4);
+  let out = p
+    .swdl(&["run", "g.yaml", "--progress", "none"])
+    .stdout("").stderr(r"
+      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
+    .run();
   let id = run_id_in(&out.stderr);
-  p.swdl(&["runs", &id]).status(0);
-  p.swdl(&["approve", &id, "gate"]).status(0);
-  let resumed = p.swdl(&[
-    "resume",
-    &id,
-    "--param",
-    "token=devtoken",
-    "--progress",
-    "none",
-    "--output",
-    "json",
-  ]);
-  resumed.status(0);
+  p.swdl(&["runs", &id])
+    .stdout(
+      r#"
+      run       [..]
+      workflow  devtoken-flow ([DIR]/g.yaml)
+      status    waiting
+      started   [..] UTC
+      duration[..]
+      params    {"token":"***"}
+      error     suspended: waiting for a decision on `gate`
+
+      stages
+        gate                     waiting    attempts 0   
+        after                    pending    attempts 0   
+      "#,
+    )
+    .stderr("")
+    .status(0)
+    .run();
+  p.swdl(&["approve", &id, "gate"])
+    .stdout("")
+    .stderr("approved `gate` of run [..]; continue it with `swdl resume [..]`\n")
+    .status(0)
+    .run();
+  let resumed = p
+    .swdl(&[
+      "resume",
+      &id,
+      "--param",
+      "token=devtoken",
+      "--progress",
+      "none",
+      "--output",
+      "json",
+    ])
+    .stderr("")
+    .status(0)
+    .run();
   assert_eq!(resumed.json()["status"], "completed");
   // The store is its owner's alone.
   #[cfg(unix)]
@@ -139,15 +176,32 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
     let open = std::fs::Permissions::from_mode(0o644);
     std::fs::set_permissions(p.store().join("swdl.db"), open).expect("chmod");
     std::fs::set_permissions(p.store(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    p.swdl(&["runs"]).status(0);
+    p.swdl(&["runs"])
+      .stdout(
+        r"
+      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      [..] completed  devtoken-flow            [..]
+      ",
+      )
+      .stderr("")
+      .status(0)
+      .run();
     assert_eq!(mode(&p.store().join("swdl.db")), 0o600);
     assert_eq!(mode(&p.store()), 0o700);
   }
   // A second run's cancel works on the same file too.
-  let again = p.swdl(&["run", "g.yaml", "--progress", "none"]);
-  again.status(4);
+  let again = p
+    .swdl(&["run", "g.yaml", "--progress", "none"])
+    .stdout("").stderr(r"
+      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
+    .run();
   let second = run_id_in(&again.stderr);
-  p.swdl(&["cancel", &second]).status(0);
+  p.swdl(&["cancel", &second])
+    .stdout("")
+    .stderr("run [..] cancelled\n")
+    .status(0)
+    .run();
 }
 
 #[test]
@@ -157,51 +211,49 @@ fn secrets_too_short_to_mask_are_refused_without_being_echoed() {
     "short.yaml",
     "name: short\nparameters:\n  pin: { type: integer, secret: true }\n  list: { type: array, secret: true, default: [] }\nstages:\n  - id: e\n    uses: echo\n    with: { url: \"http://127.0.0.1:8080/x\", pin: \"$<< parameters.pin >>\" }\n",
   );
-  let out = p.swdl(&[
-    "run",
-    "short.yaml",
-    "--param",
-    "pin=1",
-    "--progress",
-    "none",
-  ]);
-  out.status(2);
-  assert!(
-    out.stderr.contains(
-      "the value of secret parameter `pin` is shorter than 4 characters: a secret that short \
-       cannot be masked without hiding ordinary text"
-    ),
-    "{}",
-    out.stderr
-  );
-  let out = p.swdl(&[
-    "run",
-    "short.yaml",
-    "--param",
-    "pin=12345",
-    "--param",
-    r#"list=["ok-long", "ab"]"#,
-    "--progress",
-    "none",
-  ]);
-  out.status(2);
-  assert!(
-    out.stderr.contains("secret parameter `list`"),
-    "{}",
-    out.stderr
-  );
+  p
+    .swdl(&[
+      "run",
+      "short.yaml",
+      "--param",
+      "pin=1",
+      "--progress",
+      "none",
+    ])
+    .stdout("").stderr(r"
+      error: the value of secret parameter `pin` is shorter than 4 characters: a secret that short cannot be masked without hiding ordinary text; use a longer value
+      ").status(2)
+    .run();
+  p
+    .swdl(&[
+      "run",
+      "short.yaml",
+      "--param",
+      "pin=12345",
+      "--param",
+      r#"list=["ok-long", "ab"]"#,
+      "--progress",
+      "none",
+    ])
+    .stdout("").stderr(r"
+      error: the value of secret parameter `list` is shorter than 4 characters: a secret that short cannot be masked without hiding ordinary text; use a longer value
+      ").status(2)
+    .run();
   // Long enough: masked where it stands, the address is left alone.
-  let out = p.swdl(&[
-    "run",
-    "short.yaml",
-    "--param",
-    "pin=12345",
-    "--progress",
-    "none",
-    "--output",
-    "json",
-  ]);
-  out.status(0);
+  let out = p
+    .swdl(&[
+      "run",
+      "short.yaml",
+      "--param",
+      "pin=12345",
+      "--progress",
+      "none",
+      "--output",
+      "json",
+    ])
+    .stderr("")
+    .status(0)
+    .run();
   let json = out.json();
   let stages = json["stages"].to_string();
   assert!(stages.contains("http://127.0.0.1:8080/x"), "{stages}");
@@ -265,21 +317,23 @@ stages:
   );
   let token = "q\"w\\e/é-Secret";
   let events = p.path().join("events.jsonl");
-  let out = p.swdl(&[
-    "run",
-    "enc.yaml",
-    "--param",
-    &format!("token={token}"),
-    "--progress",
-    "plain",
-    "--events",
-    events.to_str().unwrap_or_default(),
-    "--output",
-    "json",
-  ]);
-  out.status(0);
+  let out = p
+    .swdl(&[
+      "run",
+      "enc.yaml",
+      "--param",
+      &format!("token={token}"),
+      "--progress",
+      "plain",
+      "--events",
+      events.to_str().unwrap_or_default(),
+      "--output",
+      "json",
+    ])
+    .status(0)
+    .run();
   let id = out.json()["run"].as_str().unwrap_or_default().to_string();
-  let detail = p.swdl(&["runs", &id, "--format", "json"]);
+  let detail = p.swdl(&["runs", &id, "--format", "json"]).run();
   use base64::Engine as _;
   let b64 = base64::engine::general_purpose::STANDARD;
   let shifted = b64.encode(format!("x{token}"));
@@ -315,27 +369,47 @@ fn a_bad_value_for_a_secret_parameter_is_not_echoed() {
     "e.yaml",
     "name: e\nparameters:\n  token: { type: string, secret: true, enum: [Alpha1Secret, Beta2Secret] }\n  n: { type: integer, secret: true }\nstages:\n  - { id: e, uses: echo }\n",
   );
-  let out = p.swdl(&[
-    "run",
-    "e.yaml",
-    "--param",
-    "token=Gamma9Secret",
-    "--param",
-    "n=notanumber1",
-  ]);
-  out.status(2);
-  assert!(
-    out.stderr.contains("parameter `token` must be one of"),
-    "{}",
-    out.stderr
-  );
-  assert!(out.stderr.contains("--param:1:7"), "{}", out.stderr);
+  let out = p
+    .swdl(&[
+      "run",
+      "e.yaml",
+      "--param",
+      "token=Gamma9Secret",
+      "--param",
+      "n=notanumber1",
+    ])
+    .stdout("")
+    .stderr(
+      r#"
+      --param:1:7: error: parameter `token` must be one of ["Alpha1Secret","Beta2Secret"], got ***
+        |
+      1 | token=***
+        |       ^^^
+      --param:1:3: error: parameter `n` expects integer, got `***`
+        |
+      1 | n=***
+        |   ^^^
+      2 errors
+      "#,
+    )
+    .status(2)
+    .run();
   assert!(!out.stderr.contains("Gamma9Secret"), "{}", out.stderr);
   assert!(!out.stderr.contains("notanumber1"), "{}", out.stderr);
   p.write("p.yaml", "token: Alpha1Secret\nn: Delta4Secret\n");
-  let out = p.swdl(&["run", "e.yaml", "--params", "p.yaml"]);
-  out.status(2);
-  assert!(out.stderr.contains("p.yaml:2:1"), "{}", out.stderr);
+  let out = p
+    .swdl(&["run", "e.yaml", "--params", "p.yaml"])
+    .stdout("")
+    .stderr(
+      r"
+      p.yaml:2:1: error: parameter `n` expects integer, got `***`
+        |
+      2 | n: ***
+        | ^
+      ",
+    )
+    .status(2)
+    .run();
   assert!(!out.stderr.contains("Delta4Secret"), "{}", out.stderr);
 }
 
@@ -367,40 +441,14 @@ fn many_runs_started_at_once_get_distinct_ids() {
 
 /// `swdl ARGS` in the project, under a 2 GiB address-space limit: a process that tries to
 /// build gigabytes fails to allocate (and aborts) instead of passing.
-fn bounded(p: &Project, args: &[&str]) -> crate::store::Out {
-  use std::os::unix::process::CommandExt;
+fn bounded(p: &Project, args: &[&str]) -> Test {
   // Only commands that use a store take `--store`.
-  let mut command = if matches!(args.first(), Some(&("run" | "resume" | "runs"))) {
-    p.command(args)
+  let test = if matches!(args.first(), Some(&("run" | "resume" | "runs"))) {
+    p.swdl(args)
   } else {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swdl"));
-    command
-      .args(args)
-      .current_dir(p.path())
-      .env("NO_COLOR", "1")
-      .stdin(std::process::Stdio::null());
-    command
+    p.bare(args)
   };
-  // SAFETY: setrlimit only changes this child's limits; it runs between fork and exec and
-  // touches no memory shared with the parent.
-  unsafe {
-    command.pre_exec(|| {
-      let limit = libc::rlimit {
-        rlim_cur: 2 << 30,
-        rlim_max: 2 << 30,
-      };
-      if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-        return Err(std::io::Error::last_os_error());
-      }
-      Ok(())
-    });
-  }
-  let output = command.output().expect("swdl runs");
-  crate::store::Out {
-    status: output.status.code().unwrap_or(-1),
-    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-  }
+  test.memory_limit(2 << 30)
 }
 
 #[test]
@@ -428,8 +476,7 @@ fn deep_nesting_is_an_error_at_its_position_not_a_crash() {
   ];
   for (name, text, at) in cases {
     p.write(name, &text);
-    let out = bounded(&p, &["validate", name]);
-    out.status(2);
+    let out = bounded(&p, &["validate", name]).status(2).run();
     assert!(
       out.stderr.contains(&format!("{name}:{at}")) && out.stderr.contains("nest more than 100"),
       "{name}: {}",
@@ -442,8 +489,7 @@ fn deep_nesting_is_an_error_at_its_position_not_a_crash() {
     format!("{}true", "!".repeat(10_000)),
     format!("{}1{}", "toJSON(".repeat(10_000), ")".repeat(10_000)),
   ] {
-    let out = bounded(&p, &["eval", &text]);
-    out.status(2);
+    let out = bounded(&p, &["eval", &text]).status(2).run();
     assert!(
       out.stderr.contains("<expr>:1:"),
       "{}",
@@ -460,28 +506,43 @@ fn aliases_are_bounded_by_the_text_they_copy() {
     text.push_str("  - *big\n");
   }
   p.write("alias.yaml", &text);
-  let out = bounded(&p, &["validate", "alias.yaml"]);
-  out.status(2);
-  assert!(
-    out.stderr.contains("alias.yaml:")
-      && out
-        .stderr
-        .contains("aliases expand to too much text (more than 4 MiB)"),
-    "{}",
-    &out.stderr[..out.stderr.len().min(400)]
-  );
+  bounded(&p, &["validate", "alias.yaml"])
+    .stdout("")
+    .stderr(
+      r"
+      alias.yaml:44:5: error: invalid YAML: aliases expand to too much text (more than 4 MiB)
+         |
+      44 |   - *big
+         |     ^
+      ",
+    )
+    .status(2)
+    .run();
   let mut text = format!("x: &big '{}'\nlist:\n", "a".repeat(1 << 20));
   for _ in 0..10_000 {
     text.push_str("  - *big\n");
   }
   p.write("alias1m.yaml", &text);
-  bounded(&p, &["validate", "alias1m.yaml"]).status(2);
+  bounded(&p, &["validate", "alias1m.yaml"])
+    .stdout("")
+    .stderr(
+      r"
+      alias1m.yaml:7:5: error: invalid YAML: aliases expand to too much text (more than 4 MiB)
+        |
+      7 |   - *big
+        |     ^
+      ",
+    )
+    .status(2)
+    .run();
   // A file larger than 16 MiB is refused before it is parsed.
   let huge = p.path().join("huge.yaml");
   std::fs::write(&huge, vec![b'#'; (16 << 20) + 1]).expect("write");
-  let out = bounded(&p, &["validate", "huge.yaml"]);
-  out.status(2);
-  assert!(out.stderr.contains("larger than 16 MiB"), "{}", out.stderr);
+  bounded(&p, &["validate", "huge.yaml"])
+    .stdout("")
+    .stderr("error: huge.yaml: larger than 16 MiB, the most swdl reads\n")
+    .status(2)
+    .run();
 }
 
 #[test]
@@ -492,13 +553,12 @@ fn expressions_cannot_build_gigabytes_anywhere() {
     nested = format!("toJSON({nested})");
   }
   // `swdl eval`.
-  let out = bounded(&p, &["eval", &nested]);
-  out.status(2);
-  assert!(
-    out.stderr.contains("builds more than 32 MiB of text"),
-    "{}",
-    &out.stderr[..out.stderr.len().min(300)]
-  );
+  bounded(&p, &["eval", &nested]).stdout("").stderr(r"
+      <expr>:1:71: error: this expression builds more than 32 MiB of text (toJSON, format, join and interpolation together), the most one evaluation may build
+        |
+      1 | ...SON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(toJSON(t...
+        |                                                                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+      ").status(2).run();
   // A workflow: the stage fails with the same error.
   p.write(
     "big.yaml",
@@ -510,8 +570,10 @@ fn expressions_cannot_build_gigabytes_anywhere() {
   let out = bounded(
     &p,
     &["run", "big.yaml", "--progress", "none", "--output", "json"],
-  );
-  out.status(1);
+  )
+  .stderr("")
+  .status(1)
+  .run();
   let json = out.json();
   let error = json["stages"]["e"]["error"].as_str().unwrap_or_default();
   assert!(error.contains("builds more than 32 MiB of text"), "{json}");
@@ -530,8 +592,10 @@ fn expressions_cannot_build_gigabytes_anywhere() {
   let out = bounded(
     &p,
     &["run", "lua.yaml", "--progress", "none", "--output", "json"],
-  );
-  out.status(1);
+  )
+  .stderr("")
+  .status(1)
+  .run();
   let json = out.json();
   let error = json["stages"]["g"]["error"].as_str().unwrap_or_default();
   assert!(error.contains("builds more than 32 MiB of text"), "{json}");
@@ -547,8 +611,9 @@ fn stage_output_keeps_a_head_and_a_tail_and_the_store_stays_small() {
     ));
   }
   p.write("loud.yaml", &text);
-  let out = bounded(&p, &["run", "loud.yaml", "--output", "json"]);
-  out.status(0);
+  let out = bounded(&p, &["run", "loud.yaml", "--output", "json"])
+    .status(0)
+    .run();
   let json = out.json();
   let stdout = json["stages"]["s7"]["outputs"]["stdout"]
     .as_str()
@@ -589,15 +654,18 @@ fn a_log_flood_is_cut_and_the_timeout_holds() {
     "flood.yaml",
     "name: flood\nconfig:\n  skills_path: [skills]\nstages:\n  - { id: many, uses: flood, with: { n: 200000 } }\n  - { id: endless, uses: flood, depends_on: [many], timeout: 2s, with: { n: 1, forever: true } }\n",
   );
-  let out = p.swdl(&[
-    "run",
-    "flood.yaml",
-    "--progress",
-    "none",
-    "--output",
-    "json",
-  ]);
-  out.status(1);
+  let out = p
+    .swdl(&[
+      "run",
+      "flood.yaml",
+      "--progress",
+      "none",
+      "--output",
+      "json",
+    ])
+    .stderr("")
+    .status(1)
+    .run();
   let json = out.json();
   assert_eq!(json["stages"]["many"]["status"], "completed", "{json}");
   assert_eq!(json["stages"]["endless"]["status"], "timed_out", "{json}");
@@ -633,8 +701,8 @@ fn scribble(path: &std::path::Path, at: u64, len: usize) {
 }
 
 #[track_caller]
-fn assert_damaged(out: &crate::store::Out, why: &str) {
-  out.status(2);
+fn assert_damaged(out: &Output, why: &str) {
+  assert_eq!(out.status, 2, "{}", out.stderr);
   assert!(
     out.stderr.contains("swdl.db: the run store is damaged:")
       && out.stderr.contains(why)
@@ -649,7 +717,11 @@ fn damage_to_the_store_is_an_error_that_names_the_file() {
   let p = Project::new();
   p.write("w.yaml", "name: w\nstages:\n  - { id: a, uses: echo, with: { x: 1 } }\n  - { id: b, uses: echo, depends_on: a }\n");
   for _ in 0..5 {
-    p.swdl(&["run", "w.yaml", "--progress", "none"]).status(0);
+    p.swdl(&["run", "w.yaml", "--progress", "none"])
+      .stdout("")
+      .stderr("")
+      .status(0)
+      .run();
   }
   let db = p.store().join("swdl.db");
   let wal = p.store().join("swdl.db-wal");
@@ -660,13 +732,13 @@ fn damage_to_the_store_is_an_error_that_names_the_file() {
   let saved = std::fs::read(&wal).expect("wal");
   scribble(&wal, 32 + 24 + page + 100, 64);
   assert_damaged(
-    &p.swdl(&["runs"]),
+    &p.swdl(&["runs"]).run(),
     "frame 2 of the write-ahead log is damaged",
   );
   // A garbled header.
   std::fs::write(&wal, &saved).expect("restore");
   scribble(&wal, 0, 8);
-  assert_damaged(&p.swdl(&["runs"]), "not a SQLite log header");
+  assert_damaged(&p.swdl(&["runs"]).run(), "not a SQLite log header");
   std::fs::write(&wal, &saved).expect("restore");
   assert_eq!(p.runs().len(), 5);
   // A damaged page of the database itself (after `runs` folded the log into it).
@@ -676,18 +748,18 @@ fn damage_to_the_store_is_an_error_that_names_the_file() {
   for n in 1..pages {
     scribble(&db, (n * page as usize + 16) as u64, 3000);
   }
-  let out = p.swdl(&["runs"]);
+  let out = p.swdl(&["runs"]).run();
   assert_damaged(&out, "");
   assert!(!out.stderr.contains("Conversion error"), "{}", out.stderr);
   // Truncated to nothing.
   std::fs::write(&db, b"").expect("truncate");
   let _ = std::fs::remove_file(&wal);
   assert_damaged(
-    &p.swdl(&["runs"]),
+    &p.swdl(&["runs"]).run(),
     "the database file is empty: it was truncated",
   );
   assert_damaged(
-    &p.swdl(&["run", "w.yaml", "--progress", "none"]),
+    &p.swdl(&["run", "w.yaml", "--progress", "none"]).run(),
     "the database file is empty",
   );
 }
@@ -700,10 +772,52 @@ fn after_a_crash_the_store_is_checked_before_it_is_used() {
     "name: w\nstages:\n  - { id: a, uses: echo, with: { x: 1 } }\n",
   );
   for _ in 0..30 {
-    p.swdl(&["run", "w.yaml", "--progress", "none"]).status(0);
+    p.swdl(&["run", "w.yaml", "--progress", "none"])
+      .stdout("")
+      .stderr("")
+      .status(0)
+      .run();
   }
   // Fold the log into the database.
-  p.swdl(&["runs"]).status(0);
+  p.swdl(&["runs"])
+    .stdout(
+      r"
+      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      [..] completed  w                        [..]
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
   let db = p.store().join("swdl.db");
   let pages = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) / 4096;
   p.write(
@@ -732,7 +846,7 @@ fn after_a_crash_the_store_is_checked_before_it_is_used() {
     .expect("a page outside the log");
   scribble(&db, (page - 1) * 4096 + 8, 4000);
   assert_damaged(
-    &p.swdl(&["runs", "--status", "completed"]),
+    &p.swdl(&["runs", "--status", "completed"]).run(),
     "integrity check",
   );
 }
@@ -745,22 +859,29 @@ fn a_huge_name_is_not_echoed_in_full() {
     "long.yaml",
     &format!("name: long\nstages:\n  - id: \"{name}\"\n    uses: echo\n"),
   );
-  let out = bounded(&p, &["validate", "long.yaml"]);
-  out.status(2);
+  let out = bounded(&p, &["validate", "long.yaml"]).stdout("").stderr(r#"
+      long.yaml:3:10: error: invalid stage id `Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Na...` (9900000 bytes in all): use lowercase letters, digits, `_` and `-`, starting with a letter or digit
+        |
+      3 |   - id: "Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad Name Bad...
+        |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+      "#).status(2).run();
   assert!(
     out.stderr.len() < 2_000,
     "{} bytes of stderr",
     out.stderr.len()
   );
-  assert!(out.stderr.contains("bytes in all)"), "{}", out.stderr);
 }
 
 #[test]
 fn a_gate_is_decided_once_and_an_unknown_user_is_named() {
   let p = Project::new();
   p.write("g.yaml", "name: g\nstages:\n  - { id: gate, gate: {} }\n");
-  let out = p.swdl(&["run", "g.yaml", "--progress", "none"]);
-  out.status(4);
+  let out = p
+    .swdl(&["run", "g.yaml", "--progress", "none"])
+    .stdout("").stderr(r"
+      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
+    .run();
   let id = run_id_in(&out.stderr);
   let approve = p
     .command(&["approve", &id, "gate"])
@@ -768,8 +889,9 @@ fn a_gate_is_decided_once_and_an_unknown_user_is_named() {
     .output()
     .expect("approve");
   assert_eq!(approve.status.code(), Some(0));
-  let again = p.swdl(&["reject", &id, "gate"]);
-  again.status(2);
+  let again = p.swdl(&["reject", &id, "gate"]).stdout("").stderr(r"
+      error: the gate `gate` of run `[..]` was already decided (approve by user:unknown); `swdl resume [..]` applies it
+      ").status(2).run();
   assert!(
     again
       .stderr
@@ -777,7 +899,11 @@ fn a_gate_is_decided_once_and_an_unknown_user_is_named() {
     "{}",
     again.stderr
   );
-  p.swdl(&["resume", &id, "--progress", "none"]).status(0);
+  p.swdl(&["resume", &id, "--progress", "none"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let detail = p.detail(&id);
   assert_eq!(
     detail["decisions"][0]["decided_by"], "user:unknown",
@@ -816,8 +942,11 @@ fn resume_kills_the_scripts_a_killed_run_left_running() {
         .contains(") Z ")
   };
   assert!(alive(pid), "the script should outlive the killed run");
-  let out = p.swdl(&["resume", &id, "--progress", "none", "--output", "json"]);
-  out.status(0);
+  let out = p
+    .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("killed 1 process group(s) the run's previous process left running\n")
+    .status(0)
+    .run();
   assert!(
     out
       .stderr
@@ -847,8 +976,11 @@ fn a_timed_out_swdl_exec_takes_what_it_started_with_it() {
     "x.yaml",
     "name: x\nconfig:\n  skills_path: [skills]\n  permissions: { spawner: [exec] }\nstages:\n  - { id: s, uses: spawner, timeout: 1s }\n",
   );
-  let out = p.swdl(&["run", "x.yaml", "--progress", "none", "--output", "json"]);
-  out.status(1);
+  let out = p
+    .swdl(&["run", "x.yaml", "--progress", "none", "--output", "json"])
+    .stderr("")
+    .status(1)
+    .run();
   assert_eq!(out.json()["stages"]["s"]["status"], "timed_out");
   let pid: i32 = std::fs::read_to_string(p.path().join("bg.pid"))
     .unwrap_or_default()

@@ -7,52 +7,36 @@
 //! The host's own unit tests (`src/lua/tests.rs`) cover the Lua API in process; these check
 //! that the pieces are wired together: discovery, `config.hooks`, permissions, the runtime's
 //! use of policies and strategies, the event stream and the exit codes.
-use crate::common::{Run, TempDir, events_named, read_events, swdl, wait_for};
+use crate::{
+  common::{events_named, read_events, wait_for},
+  test::{Test, assert_matches},
+};
 use serde_json::{Value, json};
 use std::{
-  path::{Path, PathBuf},
-  process::{Child, Command, Stdio},
+  path::Path,
+  process::Stdio,
   time::{Duration, Instant},
 };
 
-/// How long one `swdl` may take before the test kills it and fails: far above what any of
-/// these runs needs, so only a hang trips it.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// A workflow project in a temporary directory.
-struct Project {
-  dir: TempDir,
-}
-
-/// A finished (or killed) `swdl run`.
-struct Outcome {
-  run: Run,
-  events: Vec<Value>,
-  /// Wall time of the whole command, start-up included.
-  elapsed: Duration,
-  /// The watchdog had to kill it.
-  killed: bool,
-}
+/// A Lua project in a temporary directory; each command is a [`Test`] in it.
+struct Project(Test);
 
 impl Project {
   fn new() -> Self {
-    let dir = TempDir::new();
-    std::fs::create_dir_all(dir.path().join("skills")).expect("skills dir");
-    Self { dir }
+    Self(Test::new())
   }
 
   fn path(&self) -> &Path {
-    self.dir.path()
+    self.0.path()
   }
 
-  /// Writes `text` to `rel` (parents created) and returns its path.
-  fn file(&self, rel: &str, text: &str) -> PathBuf {
+  /// Writes `text` as it is (line numbers matter) to `rel`, parents created.
+  fn file(&self, rel: &str, text: &str) {
     let path = self.path().join(rel);
     if let Some(parent) = path.parent() {
       std::fs::create_dir_all(parent).expect("parent dir");
     }
     std::fs::write(&path, text).expect("write file");
-    path
   }
 
   /// `skills/NAME.lua`.
@@ -65,169 +49,26 @@ impl Project {
     self.file("hooks.lua", code);
   }
 
-  /// The `swdl run` command for `yaml` (written as `wf.yaml`), run in the project directory.
-  fn command(&self, yaml: &str, extra: &[&str]) -> Command {
+  /// `swdl run wf.yaml --progress none --events events.jsonl` with `yaml` as `wf.yaml`.
+  fn run(&self, yaml: &str) -> Test {
     self.file("wf.yaml", yaml);
-    let _ = std::fs::remove_file(self.path().join("events.jsonl"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_swdl"));
-    command
-      .args([
-        "run",
-        "wf.yaml",
-        "--progress",
-        "none",
-        "--events",
-        "events.jsonl",
-      ])
-      .args(extra)
-      .current_dir(self.path())
-      .env("NO_COLOR", "1")
-      .stdin(Stdio::null());
-    command
+    self.0.clone().args([
+      "run",
+      "wf.yaml",
+      "--progress",
+      "none",
+      "--events",
+      "events.jsonl",
+    ])
   }
 
-  /// Runs `yaml`; fails the test if the run hangs.
-  #[track_caller]
-  fn run(&self, yaml: &str, extra: &[&str]) -> Outcome {
-    let out = self.run_limited(yaml, extra, WATCHDOG);
-    assert!(
-      !out.killed,
-      "swdl did not finish within {WATCHDOG:?}\n{}",
-      out.dump()
-    );
-    out
-  }
-
-  /// Runs `yaml`, killing it after `limit` (then `killed` is set).
-  fn run_limited(&self, yaml: &str, extra: &[&str], limit: Duration) -> Outcome {
-    let stdout = std::fs::File::create(self.path().join("stdout.txt")).expect("stdout file");
-    let stderr = std::fs::File::create(self.path().join("stderr.txt")).expect("stderr file");
-    let start = Instant::now();
-    let mut child = self
-      .command(yaml, extra)
-      .stdout(stdout)
-      .stderr(stderr)
-      .spawn()
-      .expect("swdl starts");
-    let mut status = None;
-    let finished = wait_for(limit, || {
-      status = child.try_wait().expect("try_wait");
-      status.is_some()
-    });
-    let elapsed = start.elapsed();
-    if !finished {
-      let _ = child.kill();
-      let _ = child.wait();
-    }
-    let read = |name: &str| std::fs::read_to_string(self.path().join(name)).unwrap_or_default();
-    Outcome {
-      run: Run {
-        status: status.and_then(|s| s.code()).unwrap_or(-1),
-        stdout: read("stdout.txt"),
-        stderr: read("stderr.txt"),
-      },
-      events: read_events(&self.path().join("events.jsonl")),
-      elapsed,
-      killed: !finished,
-    }
-  }
-
-  /// Starts `yaml` in the background (output discarded), for signals.
-  fn spawn(&self, yaml: &str) -> Child {
-    self
-      .command(yaml, &[])
-      .stdout(Stdio::null())
-      .stderr(Stdio::null())
-      .spawn()
-      .expect("swdl starts")
+  /// `swdl ARGS` in the project directory.
+  fn swdl<const N: usize>(&self, args: [&str; N]) -> Test {
+    self.0.clone().args(args)
   }
 
   fn events(&self) -> Vec<Value> {
     read_events(&self.path().join("events.jsonl"))
-  }
-}
-
-impl Outcome {
-  /// Asserts the exit code, showing the events and stderr when it differs.
-  #[track_caller]
-  fn exit(&self, code: i32) -> &Self {
-    assert_eq!(self.run.status, code, "exit code\n{}", self.dump());
-    self
-  }
-
-  /// The `run_completed` event, which must be the last one.
-  #[track_caller]
-  fn completed(&self) -> &Value {
-    let last = self.events.last().expect("at least one event");
-    assert_eq!(last["event"], "run_completed", "{}", self.dump());
-    last
-  }
-
-  /// A stage's final status, from `run_completed.stages`.
-  #[track_caller]
-  fn final_status(&self, stage: &str) -> &str {
-    self.completed()["stages"][stage]
-      .as_str()
-      .unwrap_or_else(|| panic!("no final status for `{stage}`\n{}", self.dump()))
-  }
-
-  /// Every `name` event about `stage`, in order.
-  fn named(&self, name: &str, stage: &str) -> Vec<&Value> {
-    events_named(&self.events, name, stage)
-  }
-
-  /// The only `name` event about `stage`.
-  #[track_caller]
-  fn one(&self, name: &str, stage: &str) -> &Value {
-    let found = self.named(name, stage);
-    assert_eq!(
-      found.len(),
-      1,
-      "expected one `{name}` for `{stage}`\n{}",
-      self.dump()
-    );
-    found[0]
-  }
-
-  /// The error of the (last) `stage_failed` of `stage`.
-  #[track_caller]
-  fn error_of(&self, stage: &str) -> &str {
-    self
-      .named("stage_failed", stage)
-      .last()
-      .and_then(|e| e["error"].as_str())
-      .unwrap_or_else(|| panic!("no stage_failed for `{stage}`\n{}", self.dump()))
-  }
-
-  /// The outputs of `stage`'s `stage_completed`.
-  #[track_caller]
-  fn outputs(&self, stage: &str) -> &Value {
-    &self.one("stage_completed", stage)["outputs"]
-  }
-
-  /// Index of the first `name` event about `stage`.
-  #[track_caller]
-  fn index(&self, name: &str, stage: &str) -> usize {
-    self
-      .events
-      .iter()
-      .position(|e| e["event"] == name && e["stage"] == stage)
-      .unwrap_or_else(|| panic!("no `{name}` for `{stage}`\n{}", self.dump()))
-  }
-
-  /// How many events have this name.
-  fn count(&self, name: &str) -> usize {
-    self.events.iter().filter(|e| e["event"] == name).count()
-  }
-
-  fn dump(&self) -> String {
-    let lines: Vec<String> = self.events.iter().map(Value::to_string).collect();
-    format!(
-      "--- events\n{}\n--- stdout\n{}\n--- stderr\n{}",
-      lines.join("\n"),
-      self.run.stdout,
-      self.run.stderr
-    )
   }
 }
 
@@ -286,8 +127,9 @@ return {
 }
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: lua-skill
 config:
   skills_path: [skills]
@@ -303,9 +145,11 @@ stages:
 outputs:
   greeting: $<< stages.greet.outputs.greeting >>
 "#,
-    &[],
-  );
-  out.exit(0);
+    )
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let run_id = out.events[0]["run"].clone();
   let completed = out.one("stage_completed", "greet");
   assert_eq!(completed["uses"], "greet");
@@ -329,8 +173,13 @@ outputs:
     .iter()
     .filter_map(|e| e["message"].as_str())
     .collect();
-  assert!(logs.contains(&"greeting bob 42 true"), "{logs:?}");
-  assert!(logs.iter().any(|l| l.contains("printed too")), "{logs:?}");
+  assert_matches(
+    "
+      greeting bob 42 true
+      printed too
+    ",
+    &logs.join("\n"),
+  );
   assert!(
     out
       .named("log", "greet")
@@ -344,11 +193,9 @@ outputs:
   assert_eq!(recall["summary_seen"], "greeted bob");
   assert_eq!(recall["status_seen"], "completed");
   assert_eq!(recall["greeting"], "hello bob");
-  assert!(
-    recall["text"]
-      .as_str()
-      .is_some_and(|t| t.contains("greet [completed] greeted bob")),
-    "{recall}"
+  assert_matches(
+    "greet [completed] greeted bob",
+    recall["text"].as_str().unwrap_or_default(),
   );
   assert_eq!(out.completed()["outputs"], json!({"greeting": "hello bob"}));
 }
@@ -368,17 +215,20 @@ return {
 }
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: attempts
 stages:
   - id: s
     uses: third-time
     retry: { max_attempts: 3, delay: 10ms }
 "#,
-    &[],
-  );
-  out.exit(0);
+    )
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   assert_eq!(out.named("stage_started", "s").len(), 3, "{}", out.dump());
   assert_eq!(out.named("stage_retrying", "s").len(), 2);
   let outputs = out.outputs("s");
@@ -414,47 +264,60 @@ fn a_skill_error_names_the_file_line_and_traceback() {
     "return {\n  run = function(ctx, input)\n    local n = 1\n    return { v = input.missing.field }\n  end,\n}\n",
   );
   p.skill("plain", &skill_with_body("error(\"service is down\", 0)"));
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: errors
 stages:
   - { id: boom, uses: boom, with: { what: disk on fire }, on_failure: continue }
   - { id: nil-index, uses: nil-index, on_failure: continue }
   - { id: plain, uses: plain, on_failure: continue }
 "#,
-    &[],
+    )
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
+  assert_matches(
+    "
+      skills/boom.lua:3: kaboom: disk on fire
+      stack traceback:
+      \t[C]: in global 'error'
+      \tskills/boom.lua:3: in function <skills/boom.lua:2>
+    ",
+    out.error_of("boom"),
   );
-  out.exit(1);
-  let error = out.error_of("boom");
-  assert!(
-    error.starts_with("skills/boom.lua:3: kaboom: disk on fire"),
-    "{error}"
-  );
-  assert!(error.contains("stack traceback:"), "{error}");
-  assert!(error.contains("skills/boom.lua:3: in "), "{error}");
   let failed = out.one("stage_failed", "boom");
   assert_eq!(failed["reason"], "error");
   assert_eq!(failed["uses"], "boom");
-  let error = out.error_of("nil-index");
-  assert!(
-    error.starts_with("skills/nil-index.lua:4: attempt to index a nil value (field 'missing')"),
-    "{error}"
+  assert_matches(
+    "
+      skills/nil-index.lua:4: attempt to index a nil value (field 'missing')
+      stack traceback:
+      \tskills/nil-index.lua:4: in function <skills/nil-index.lua:2>
+    ",
+    out.error_of("nil-index"),
   );
-  assert!(error.contains("stack traceback:"), "{error}");
   // A message raised without a position gets the file and line of the skill's code.
-  let error = out.error_of("plain");
-  assert!(
-    error.starts_with("skills/plain.lua:3: service is down"),
-    "{error}"
+  assert_matches(
+    "
+      skills/plain.lua:3: service is down
+      stack traceback:
+      \t[C]: in global 'error'
+      \tskills/plain.lua:3: in function <skills/plain.lua:2>
+    ",
+    out.error_of("plain"),
   );
   assert_eq!(out.completed()["status"], "failed");
   // The run's error names the stage and carries the position too.
-  assert!(
-    out.completed()["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("skills/boom.lua:3:")),
-    "{}",
-    out.dump()
+  assert_matches(
+    "
+        stage `boom` failed: skills/boom.lua:3: kaboom: disk on fire
+        stack traceback:
+        \t[C]: in global 'error'
+        \tskills/boom.lua:3: in function <skills/boom.lua:2>
+      ",
+    out.completed()["error"].as_str().unwrap_or_default(),
   );
 }
 
@@ -483,8 +346,9 @@ fn bad_skill_files_and_return_values_fail_clearly() {
     "top-level",
     "local n = 1\nerror(\"cannot start\")\nreturn { run = function() end }\n",
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: bad-files
 config: { max_parallel: 2 }
 stages:
@@ -496,34 +360,40 @@ stages:
   - { id: no-run, uses: no-run, on_failure: continue }
   - { id: top-level, uses: top-level, on_failure: continue }
 "#,
-    &[],
-  );
-  out.exit(1);
+    )
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   let expect = [
     (
       "number",
       "skills/number.lua: run must return a table of outputs (or nothing), got a number 42",
     ),
-    ("list", "skills/list.lua: run returned a list"),
+    (
+      "list",
+      "skills/list.lua: run returned a list; return a table of named outputs like { words = 3 }",
+    ),
     (
       "func",
-      "`result.items[2]`: a function cannot be converted to JSON",
+      "skills/func.lua: run returned `result.items[2]`: a function cannot be converted to JSON",
     ),
     ("syntax", "skills/syntax.lua:3: unexpected symbol near '='"),
     (
       "no-table",
-      "skills/no-table.lua: a skill file must return a table",
+      "skills/no-table.lua: a skill file must return a table like { run = function(ctx, input) ... end }, got a string \"hello\"",
     ),
     (
       "no-run",
-      "skills/no-run.lua: the returned table has no `run` function",
+      "skills/no-run.lua: the returned table has no `run` function: add run = function(ctx, input) ... end",
     ),
-    ("top-level", "skills/top-level.lua:2: cannot start"),
+    (
+      "top-level",
+      "skills/top-level.lua:2: cannot start\nstack traceback:\n\t[C]: in global 'error'\n\tskills/top-level.lua:2: in main chunk",
+    ),
   ];
   for (stage, wanted) in expect {
-    let error = out.error_of(stage);
-    assert!(error.contains(wanted), "`{stage}`: {error}");
-    assert!(!error.contains("panic"), "`{stage}`: {error}");
+    assert_matches(wanted, out.error_of(stage));
   }
   assert_eq!(out.count("stage_completed"), 0, "{}", out.dump());
 }
@@ -547,8 +417,8 @@ return {
 }
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(r#"
 name: contracts
 config: { max_parallel: 1 }
 stages:
@@ -557,28 +427,33 @@ stages:
   - { id: wrong-input, uses: typed, with: { text: 5, n: 1 }, on_failure: continue }
   - { id: wrong-output, uses: typed, with: { text: hi, n: 1, bad: true }, on_failure: continue }
   - { id: missing-output, uses: typed, with: { text: hi, n: 1, forget: true }, on_failure: continue }
-"#,
-    &[],
-  );
-  out.exit(1);
+"#)
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   // An empty table declared `array` is returned as [].
   assert_eq!(out.outputs("ok"), &json!({"count": 4, "items": []}));
-  let error = out.error_of("missing-input");
-  assert!(error.contains("input `n` is missing"), "{error}");
-  assert!(error.contains("integer"), "{error}");
-  let error = out.error_of("wrong-input");
-  assert!(error.contains("input `text` must be a string"), "{error}");
+  assert_matches(
+    "skills/typed.lua: input `n` is missing (declared as integer)",
+    out.error_of("missing-input"),
+  );
+  assert_matches(
+    "skills/typed.lua: input `text` must be a string, got an integer 5",
+    out.error_of("wrong-input"),
+  );
   // Inputs are checked before `run` is called.
   for stage in ["missing-input", "wrong-input"] {
     assert!(out.named("log", stage).is_empty(), "{}", out.dump());
   }
-  let error = out.error_of("wrong-output");
-  assert!(
-    error.contains("output `count` must be an integer") && error.contains("\"many\""),
-    "{error}"
+  assert_matches(
+    "skills/typed.lua: output `count` must be an integer, got a string \"many\"",
+    out.error_of("wrong-output"),
   );
-  let error = out.error_of("missing-output");
-  assert!(error.contains("output `items`"), "{error}");
+  assert_matches(
+    "skills/typed.lua: output `items` is missing (declared as array)",
+    out.error_of("missing-output"),
+  );
   for stage in [
     "missing-input",
     "wrong-input",
@@ -601,24 +476,25 @@ fn a_stage_output_contract_applies_on_top_of_a_lua_skill() {
     "loose",
     "return { run = function(ctx, input) return { score = \"high\" } end }\n",
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: contract
 stages:
   - id: s
     uses: loose
     outputs: { score: { type: number, required: true } }
 "#,
-    &[],
-  );
-  out.exit(1);
+    )
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   let failed = out.one("stage_failed", "s");
   assert_eq!(failed["reason"], "contract", "{}", out.dump());
-  assert!(
-    failed["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("score")),
-    "{failed}"
+  assert_matches(
+    "output contract broken: output `score` must be number, got string",
+    failed["error"].as_str().unwrap_or_default(),
   );
 }
 
@@ -636,8 +512,7 @@ fn sleeping_skills_yield_so_twenty_naps_overlap() {
   for i in 1..=20 {
     yaml.push_str(&format!("  - {{ id: s{i}, uses: nap }}\n"));
   }
-  let out = p.run(&yaml, &[]);
-  out.exit(0);
+  let out = p.run(&yaml).stdout("").stderr("").status(0).run();
   assert_eq!(out.count("stage_completed"), 20, "{}", out.dump());
   // Twenty 200 ms sleeps one after another would take 4 s; two Lua threads, 2 s.
   assert!(
@@ -683,8 +558,9 @@ end }
     "after",
     "return { run = function(ctx, input) return { fine = true } end }\n",
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: spin
 config: { max_parallel: 3 }
 stages:
@@ -695,9 +571,11 @@ stages:
     if: $<< always() >>
     uses: after
 "#,
-    &[],
-  );
-  out.exit(1);
+    )
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   assert!(
     out.elapsed < Duration::from_secs(5),
     "took {:?}",
@@ -710,11 +588,9 @@ stages:
     let failed = out.named("stage_failed", stage);
     assert_eq!(timed_out.len() + failed.len(), 1, "{}", out.dump());
     if let Some(failed) = failed.first() {
-      assert!(
-        failed["error"]
-          .as_str()
-          .is_some_and(|e| e.contains("timed out after 300ms")),
-        "{failed}"
+      assert_matches(
+        "[..]timed out after 300ms[..]",
+        failed["error"].as_str().unwrap_or_default(),
       );
     }
     let started = out.index("stage_started", stage);
@@ -748,8 +624,9 @@ swdl.recovery("kind", function(failure)
 end)
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: timeouts
 config: { hooks: [hooks.lua] }
 stages:
@@ -757,8 +634,11 @@ stages:
   - { id: nap, uses: nap, timeout: 300ms, on_failure: continue }
   - { id: kind, uses: spin, timeout: 300ms, recover: kind }
 "#,
-    &[],
-  );
+    )
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   for stage in ["spin", "nap"] {
     let timed_out = out.one("stage_timed_out", stage);
     assert_eq!(timed_out["timeout_ms"], 300);
@@ -770,7 +650,6 @@ stages:
     assert_eq!(out.final_status(stage), "timed_out");
   }
   assert_eq!(out.one("recovery_decided", "kind")["action"], "skip");
-  out.exit(1);
 }
 
 #[test]
@@ -780,14 +659,20 @@ fn sigint_cancels_a_busy_lua_skill() {
     "spin",
     "return { run = function(ctx, input) ctx.log(\"spinning\") while true do end end }\n",
   );
-  let mut child = p.spawn(
-    r#"
+  let mut child = p
+    .run(
+      r#"
 name: cancel
 stages:
   - { id: spin, uses: spin }
   - { id: after, depends_on: spin, uses: echo }
 "#,
-  );
+    )
+    .command()
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("swdl starts");
   let spinning = wait_for(Duration::from_secs(20), || {
     !events_named(&p.events(), "log", "spin").is_empty()
   });
@@ -847,8 +732,9 @@ fn a_stuck_pattern_match_ends_at_the_timeout_and_later_stages_run() {
     "after",
     "return { run = function(ctx, input) return { fine = true } end }\n",
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: stuck
 stages:
   - { id: stuck, uses: stuck, timeout: 300ms }
@@ -857,14 +743,17 @@ stages:
     if: $<< always() >>
     uses: after
 "#,
-    &[],
-  );
-  out.exit(1);
+    )
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   assert!(
     out.elapsed < Duration::from_secs(5),
     "took {:?}",
     out.elapsed
   );
+  // The timeout and the pattern's own limit race: either may end the stage.
   assert!(
     ["timed_out", "failed"].contains(&out.final_status("stuck")),
     "{}",
@@ -891,12 +780,16 @@ stages:
   - { id: q2, uses: quick }
   - { id: q3, uses: quick }
 "#;
-  let out = p.run_limited(yaml, &[], Duration::from_secs(15));
-  assert!(!out.killed, "the run hung\n{}", out.dump());
+  let out = p
+    .run(yaml)
+    .timeout(Duration::from_secs(15))
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   for stage in ["q1", "q2", "q3"] {
     assert_eq!(out.final_status(stage), "completed", "{}", out.dump());
   }
-  out.exit(1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -909,68 +802,72 @@ fn sandbox_escapes_through_a_skill_are_denied_with_clear_messages() {
     (
       "os-execute",
       "os.execute(\"touch pwned\")",
-      "os.execute is not available in the swdl sandbox",
+      "os.execute is not available in the swdl sandbox; ask for the `exec` permission and use swdl.exec",
     ),
     (
       "io-open",
       "io.open(\"/etc/passwd\")",
-      "io.open is not available in the swdl sandbox",
+      "io.open is not available in the swdl sandbox; ask for the `fs` permission and use swdl.fs.read, swdl.fs.write or swdl.fs.list",
     ),
-    ("require-os", "require \"os\"", "module 'os' not found"),
+    (
+      "require-os",
+      "require \"os\"",
+      "module 'os' not found: only swdl and swdl.<name> modules can be required",
+    ),
     (
       "require-file",
       "require \"skills.other\"",
-      "module 'skills.other' not found",
+      "module 'skills.other' not found: only swdl and swdl.<name> modules can be required",
     ),
     (
       "string-dump",
       "load(string.dump(function() return 1 end))",
-      "string.dump is not available in the swdl sandbox",
+      "string.dump is not available in the swdl sandbox; functions cannot be turned into bytecode",
     ),
     (
       "binary-chunk",
       r#"assert(load("\27LuaT\0\25\147\r\n\26\n", "chunk", "b"))"#,
-      "binary chunks are not allowed",
+      "load: binary chunks are not allowed in the swdl sandbox; pass Lua source text",
     ),
     (
       "dofile",
       "dofile(\"/etc/passwd\")",
-      "dofile is not available in the swdl sandbox",
+      "dofile is not available in the swdl sandbox; ask for the `fs` permission, read the file with swdl.fs.read and pass its text to load",
     ),
     (
       "loadfile",
       "loadfile(\"/etc/passwd\")",
-      "loadfile is not available in the swdl sandbox",
+      "loadfile is not available in the swdl sandbox; ask for the `fs` permission, read the file with swdl.fs.read and pass its text to load",
     ),
     (
       "loadlib",
       "package.loadlib(\"libc.so.6\", \"system\")",
-      "package.loadlib is not available in the swdl sandbox",
+      "package.loadlib is not available in the swdl sandbox; C modules cannot be loaded",
     ),
     (
       "debug-getinfo",
       "debug.getinfo(1)",
-      "debug.getinfo is not available in the swdl sandbox",
+      "debug.getinfo is not available in the swdl sandbox; it could reach past the sandbox and the stage timeout",
     ),
     (
       "os-getenv",
       "os.getenv(\"HOME\")",
-      "os.getenv is not available in the swdl sandbox",
+      "os.getenv is not available in the swdl sandbox; read ctx.env",
     ),
     (
       "finalizer",
       "setmetatable({}, { __gc = function() end })",
-      "__gc metamethods are not available",
+      "setmetatable: __gc metamethods are not available in the swdl sandbox (a finalizer cannot be stopped by the stage timeout)",
     ),
     (
       "register-policy",
       "swdl.policy(\"sneaky\", function() return \"approve\" end)",
-      "swdl.policy can only be called from a hook file",
+      "swdl.policy can only be called from a hook file (config.hooks or --lua), while it loads",
     ),
     (
       "string-metatable",
       "getmetatable(\"\").__index = {}",
-      "the string metatable is protected",
+      "the string metatable is protected in the swdl sandbox",
     ),
   ];
   let mut yaml = String::from("name: sandbox\nconfig: { max_parallel: 4 }\nstages:\n");
@@ -988,15 +885,20 @@ fn sandbox_escapes_through_a_skill_are_denied_with_clear_messages() {
     ),
   );
   yaml.push_str("  - { id: allowed, uses: allowed }\n");
-  let out = p.run(&yaml, &[]);
-  out.exit(1);
+  let out = p.run(&yaml).stdout("").stderr("").status(1).run();
   for (name, _, wanted) in cases {
-    let error = out.error_of(name);
-    assert!(
-      error.starts_with(&format!("skills/{name}.lua:3: ")),
-      "`{name}`: {error}"
+    // The sandbox's own frames, if any, sit between the message and the skill's frame.
+    assert_matches(
+      &format!(
+        "
+        skills/{name}.lua:3: {wanted}
+        stack traceback:
+        ...
+        \tskills/{name}.lua:3: in function <skills/{name}.lua:2>
+        "
+      ),
+      out.error_of(name),
     );
-    assert!(error.contains(wanted), "`{name}`: {error}");
   }
   assert_eq!(out.final_status("allowed"), "completed", "{}", out.dump());
   assert!(!p.path().join("pwned").exists(), "os.execute ran a command");
@@ -1022,8 +924,9 @@ return {
     "description: says hi through echo\npermissions: [exec]\n",
   );
   p.skill("other-skill", code);
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: exec
 config:
   skills_path: [skills]
@@ -1032,19 +935,21 @@ stages:
   - { id: granted, uses: my-skill }
   - { id: denied, uses: other-skill, on_failure: continue }
 "#,
-    &[],
-  );
-  out.exit(1);
+    )
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   assert_eq!(
     out.outputs("granted"),
     &json!({"stdout": "hi\n", "status": 0, "ok": true})
   );
-  let error = out.error_of("denied");
-  assert!(error.starts_with("skills/other-skill.lua:6: "), "{error}");
-  assert!(
-    error.contains("swdl.exec needs the `exec` permission: grant it in config.permissions"),
-    "{error}"
-  );
+  assert_matches("
+      skills/other-skill.lua:6: swdl.exec needs the `exec` permission: grant it in config.permissions
+      stack traceback:
+      \t[C]: in upvalue 'get_future'
+      \tskills/other-skill.lua:6: in function <skills/other-skill.lua:5>
+    ", out.error_of("denied"));
 }
 
 #[test]
@@ -1074,16 +979,19 @@ return { run = function(ctx, input)
 end }
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: globals
 stages:
   - { id: a, uses: setter }
   - { id: b, depends_on: a, uses: getter }
 "#,
-    &[],
-  );
-  out.exit(0);
+    )
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   assert_eq!(
     out.outputs("a"),
     &json!({"secret": "from-setter", "upper": "hacked", "counter": 1})
@@ -1106,8 +1014,9 @@ swdl.policy("by-risk", policies.by_risk{ approve_up_to = "medium", reject_at = "
 fn by_risk_policy_approves_a_low_gate_and_rejects_a_critical_one() {
   let p = Project::new();
   p.hooks(BY_RISK);
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: gates
 config: { hooks: [hooks.lua] }
 stages:
@@ -1126,9 +1035,11 @@ stages:
     depends_on: deploy
     uses: echo
 "#,
-    &[],
-  );
-  out.exit(3);
+    )
+    .stdout("")
+    .stderr("")
+    .status(3)
+    .run();
   let approved = out.one("gate_decided", "review");
   assert_eq!(approved["decision"], "approve");
   assert_eq!(approved["decided_by"], "policy:by-risk");
@@ -1141,11 +1052,9 @@ stages:
   let rejected = out.one("gate_decided", "deploy");
   assert_eq!(rejected["decision"], "reject");
   assert_eq!(rejected["decided_by"], "policy:by-risk");
-  assert!(
-    rejected["reason"]
-      .as_str()
-      .is_some_and(|r| r.contains("risk critical")),
-    "{rejected}"
+  assert_matches(
+    "stage `deploy` has risk critical, at or above critical: rejected by policy",
+    rejected["reason"].as_str().unwrap_or_default(),
   );
   assert_eq!(out.one("stage_failed", "deploy")["reason"], "rejected");
   assert_eq!(out.final_status("deploy"), "failed");
@@ -1159,8 +1068,9 @@ stages:
 fn an_ask_policy_without_a_terminal_suspends_the_run() {
   let p = Project::new();
   p.hooks(BY_RISK);
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: ask
 config: { hooks: [hooks.lua] }
 stages:
@@ -1171,24 +1081,28 @@ stages:
     risk: high
   - { id: after, depends_on: signoff, uses: echo }
 "#,
-    &[],
-  );
-  out.exit(4);
+    )
+    .stdout("")
+    .stderr(
+      "run [..] is suspended at signoff: approve with `swdl approve [..] signoff` (or `swdl \
+       reject ...`), then continue it with `swdl resume [..]`\n",
+    )
+    .status(4)
+    .run();
   assert!(
     out.named("gate_decided", "signoff").is_empty(),
     "{}",
     out.dump()
   );
   out.one("gate_waiting", "signoff");
-  let logged = out.named("log", "signoff");
-  assert!(
-    logged
-      .iter()
-      .any(|e| e["message"].as_str().is_some_and(|m| m
-        .contains("policy `by-risk` leaves the decision to a person")
-        && m.contains("risk high"))),
-    "{}",
-    out.dump()
+  let logged: Vec<&str> = out
+    .named("log", "signoff")
+    .iter()
+    .filter_map(|e| e["message"].as_str())
+    .collect();
+  assert_matches(
+    "policy `by-risk` leaves the decision to a person: stage `signoff` has risk high, above medium: a person decides",
+    &logged.join("\n"),
   );
   assert_eq!(out.completed()["status"], "waiting");
   assert_eq!(out.final_status("first"), "completed");
@@ -1211,8 +1125,9 @@ swdl.policy("weekday", function(stage, ctx)
 end)
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: approvals
 config:
   hooks: [hooks.lua]
@@ -1222,9 +1137,11 @@ stages:
   - { id: deploy, depends_on: build, uses: deploy, with: { target: prod }, risk: high }
   - { id: drop-db, depends_on: deploy, uses: deploy, with: { target: db }, risk: critical }
 "#,
-    &[],
-  );
-  out.exit(3);
+    )
+    .stdout("")
+    .stderr("")
+    .status(3)
+    .run();
   // Below `require_for`: no approval at all.
   assert!(
     out.named("gate_waiting", "build").is_empty(),
@@ -1258,8 +1175,9 @@ end)
 swdl.policy("vague", function(stage, ctx) return "maybe" end)
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: fail-closed
 config: { hooks: [hooks.lua] }
 stages:
@@ -1267,19 +1185,29 @@ stages:
   - { id: g2, gate: { policy: vague }, risk: low, on_failure: continue }
   - { id: after, depends_on: g1, uses: echo }
 "#,
-    &[],
-  );
-  out.exit(3);
+    )
+    .stdout("")
+    .stderr("")
+    .status(3)
+    .run();
   let decided = out.one("gate_decided", "g1");
   assert_eq!(decided["decision"], "reject");
   assert_eq!(decided["decided_by"], "policy:broken");
-  let reason = decided["reason"].as_str().expect("reason");
-  assert!(reason.contains("policy `broken` failed"), "{reason}");
-  assert!(reason.contains("hooks.lua:3: policy blew up"), "{reason}");
+  assert_matches(
+    "
+      policy `broken` failed: hooks.lua:3: policy blew up
+      stack traceback:
+      \t[C]: in global 'error'
+      \thooks.lua:3: in function <hooks.lua:2>
+    ",
+    decided["reason"].as_str().expect("reason"),
+  );
   let decided = out.one("gate_decided", "g2");
   assert_eq!(decided["decision"], "reject");
-  let reason = decided["reason"].as_str().expect("reason");
-  assert!(reason.contains("\"maybe\""), "{reason}");
+  assert_matches(
+    "policy `vague` failed: policy `vague` (hooks.lua) returned \"maybe\": return \"approve\", \"reject\" or \"ask\", optionally followed by a reason",
+    decided["reason"].as_str().expect("reason"),
+  );
   for gate in ["g1", "g2"] {
     assert_eq!(out.final_status(gate), "failed");
     assert_eq!(out.one("stage_failed", gate)["reason"], "rejected");
@@ -1298,11 +1226,13 @@ fn lua_flag_adds_hook_files() {
     "extra/policy.lua",
     "swdl.policy(\"always\", function() return \"approve\", \"from --lua\" end)\n",
   );
-  let out = p.run(
-    "name: flag\nstages:\n  - { id: g, gate: { policy: always } }\n",
-    &["--lua", "extra/policy.lua"],
-  );
-  out.exit(0);
+  let out = p
+    .run("name: flag\nstages:\n  - { id: g, gate: { policy: always } }\n")
+    .args(["--lua", "extra/policy.lua"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let decided = out.one("gate_decided", "g");
   assert_eq!(decided["decided_by"], "policy:always");
   assert_eq!(decided["reason"], "from --lua");
@@ -1324,7 +1254,7 @@ return {
 
 /// Runs `picky` (size 8, limit 2) under `recover: STRATEGY` between a completed stage with a
 /// compensation and a dependent.
-fn recovery_project(hooks: &str, strategy: &str) -> (Project, Outcome) {
+fn recovery_project(hooks: &str, strategy: &str) -> Test {
   let p = Project::new();
   p.skill("picky", PICKY);
   p.hooks(hooks);
@@ -1348,13 +1278,12 @@ stages:
     with: {{ got: "$<< stages.s.outputs.size >>" }}
 "#
   );
-  let out = p.run(&yaml, &[]);
-  (p, out)
+  p.run(&yaml)
 }
 
 #[test]
 fn recovery_retry_changes_the_inputs_of_the_next_attempt() {
-  let (_p, out) = recovery_project(
+  let out = recovery_project(
     r#"
 swdl.recovery("halve", function(failure, ctx)
   assert(failure.kind == "error", failure.kind)
@@ -1364,8 +1293,11 @@ swdl.recovery("halve", function(failure, ctx)
 end)
 "#,
     "halve",
-  );
-  out.exit(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let sizes: Vec<&Value> = out
     .named("stage_started", "s")
     .iter()
@@ -1418,16 +1350,19 @@ swdl.recovery("shrink", retry.strategy{
 })
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: shrink
 config: { hooks: [hooks.lua] }
 stages:
   - { id: s, uses: picky, with: { size: 16, limit: 2 }, recover: shrink }
 "#,
-    &[],
-  );
-  out.exit(0);
+    )
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let started: Vec<(Value, Value)> = out
     .named("stage_started", "s")
     .iter()
@@ -1474,16 +1409,19 @@ swdl.recovery("to-cache", function(failure)
 end)
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: fallback
 config: { hooks: [hooks.lua] }
 stages:
   - { id: s, uses: picky, with: { size: 8, limit: 2 }, recover: to-cache }
 "#,
-    &[],
-  );
-  out.exit(0);
+    )
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let started = out.named("stage_started", "s");
   assert_eq!(started.len(), 2, "{}", out.dump());
   assert_eq!(started[0]["uses"], "picky");
@@ -1503,11 +1441,14 @@ stages:
 
 #[test]
 fn recovery_skip_lets_dependents_run() {
-  let (_p, out) = recovery_project(
+  let out = recovery_project(
     "swdl.recovery(\"give-up\", function() return \"skip\" end)\n",
     "give-up",
-  );
-  out.exit(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   assert_eq!(out.one("recovery_decided", "s")["action"], "skip");
   assert_eq!(out.one("stage_skipped", "s")["reason"], "recovery");
   assert_eq!(out.final_status("s"), "skipped");
@@ -1518,11 +1459,14 @@ fn recovery_skip_lets_dependents_run() {
 
 #[test]
 fn recovery_abort_fails_the_run_without_compensations() {
-  let (_p, out) = recovery_project(
+  let out = recovery_project(
     "swdl.recovery(\"stop\", function() return { action = \"abort\" } end)\n",
     "stop",
-  );
-  out.exit(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert_eq!(out.one("recovery_decided", "s")["action"], "abort");
   assert_eq!(out.named("stage_started", "s").len(), 1);
   assert_eq!(out.final_status("s"), "failed");
@@ -1540,11 +1484,14 @@ fn recovery_abort_fails_the_run_without_compensations() {
 
 #[test]
 fn recovery_compensate_runs_the_compensations_of_completed_stages() {
-  let (_p, out) = recovery_project(
+  let out = recovery_project(
     "swdl.recovery(\"undo\", function() return { action = \"compensate\" } end)\n",
     "undo",
-  );
-  out.exit(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   let decided = out.index("recovery_decided", "s");
   assert_eq!(out.events[decided]["action"], "compensate");
   let started = out.index("compensation_started", "first");
@@ -1572,8 +1519,8 @@ swdl.recovery("forever", function() return { action = "retry" } end)
 swdl.recovery("always-fallback", function() return { action = "fallback", uses = "picky" } end)
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(r#"
 name: broken-strategy
 config: { hooks: [hooks.lua], max_parallel: 1 }
 stages:
@@ -1581,22 +1528,28 @@ stages:
   - { id: weird, uses: picky, with: { size: 8, limit: 2 }, recover: weird, on_failure: continue }
   - { id: forever, uses: picky, with: { size: 8, limit: 2 }, recover: forever, on_failure: continue }
   - { id: always-fallback, uses: picky, with: { size: 8, limit: 2 }, recover: always-fallback, on_failure: continue }
-"#,
-    &[],
-  );
-  out.exit(1);
+"#)
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   let decided = out.one("recovery_decided", "broken");
   assert_eq!(decided["action"], "error");
   assert_eq!(decided["strategy"], "broken");
-  let error = decided["error"].as_str().expect("error");
-  assert!(error.contains("hooks.lua:3: strategy broke"), "{error}");
-  assert!(error.contains("stack traceback"), "{error}");
+  assert_matches(
+    "
+      hooks.lua:3: strategy broke
+      stack traceback:
+      \t[C]: in global 'error'
+      \thooks.lua:3: in function <hooks.lua:2>
+    ",
+    decided["error"].as_str().expect("error"),
+  );
   let decided = out.one("recovery_decided", "weird");
   assert_eq!(decided["action"], "error");
-  let error = decided["error"].as_str().expect("error");
-  assert!(
-    error.contains("unknown action \"explode\"") && error.contains("recovery strategy `weird`"),
-    "{error}"
+  assert_matches(
+    "recovery strategy `weird` (hooks.lua) returned unknown action \"explode\": return a table like { action = \"retry\", delay = \"2s\" } or { action = \"fallback\", uses = \"skill\" }, or \"skip\", \"abort\" or \"compensate\"",
+    decided["error"].as_str().expect("error"),
   );
   for stage in ["broken", "weird"] {
     assert_eq!(out.named("stage_started", stage).len(), 1, "{}", out.dump());
@@ -1612,12 +1565,9 @@ stages:
     );
     assert_eq!(out.final_status(stage), "failed");
   }
-  assert!(
-    out.completed()["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("asked for attempt 11 but at most 10 are allowed")),
-    "{}",
-    out.dump()
+  assert_matches(
+    "stage `forever`: recovery `forever` asked for attempt 11 but at most 10 are allowed",
+    out.completed()["error"].as_str().unwrap_or_default(),
   );
 }
 
@@ -1654,8 +1604,9 @@ swdl.recovery("guarded", function(failure, ctx)
 end)
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: breaker
 config: { hooks: [hooks.lua], max_parallel: 1 }
 stages:
@@ -1668,9 +1619,18 @@ stages:
   # Closed again: a failure is retried as usual.
   - { id: closed, depends_on: probe, uses: flaky, with: { t: 21, ok_at: 2 }, recover: guarded }
 "#,
-    &[],
-  );
-  out.exit(0);
+    )
+    .stdout("")
+    // The breaker's changes, logged by the hook, in order.
+    .stderr(
+      "
+      recovery strategy `guarded`: breaker svc: closed -> open
+      recovery strategy `guarded`: breaker svc: open -> half_open
+      recovery strategy `guarded`: breaker svc: half_open -> closed
+      ",
+    )
+    .status(0)
+    .run();
   let story = |stage: &str| -> Vec<String> {
     out
       .named("recovery_decided", stage)
@@ -1697,18 +1657,6 @@ stages:
   assert_eq!(out.one("stage_completed", "refused")["uses"], "echo");
   assert_eq!(out.outputs("probe"), &json!({"attempt": 2}));
   assert_eq!(out.outputs("closed"), &json!({"attempt": 2}));
-  // The breaker's changes, logged by the hook, in order.
-  let mut at = 0;
-  for change in [
-    "breaker svc: closed -> open",
-    "breaker svc: open -> half_open",
-    "breaker svc: half_open -> closed",
-  ] {
-    let found = out.run.stderr[at..]
-      .find(change)
-      .unwrap_or_else(|| panic!("no `{change}` after byte {at}\n{}", out.run.stderr));
-    at += found + change.len();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1725,8 +1673,9 @@ swdl.policy("trusted", function() return "approve" end)
 swdl.recovery("retry-then-fallback", function() return "skip" end)
 "#,
   );
-  let out = p.run(
-    r#"
+  let out = p
+    .run(
+      r#"
 name: unknown
 config: { hooks: [hooks.lua] }
 stages:
@@ -1736,42 +1685,47 @@ stages:
     uses: echo
     recover: retry-then-fallbak
 "#,
-    &[],
-  );
-  out.exit(2);
+    )
+    .stdout("")
+    .stderr(
+      r#"
+      wf.yaml:6:21: error: unknown approval policy `by-rsk`, did you mean `by-risk`?: registered are by-risk, trusted
+        |
+      6 |     gate: { policy: by-rsk }
+        |                     ^^^^^^
+      wf.yaml:9:14: error: unknown recovery strategy `retry-then-fallbak`, did you mean `retry-then-fallback`?: registered are retry-then-fallback
+        |
+      9 |     recover: retry-then-fallbak
+        |              ^^^^^^^^^^^^^^^^^^
+      2 errors
+      "#,
+    )
+    .status(2)
+    .run();
   assert!(out.events.is_empty(), "nothing runs\n{}", out.dump());
-  let err = &out.run.stderr;
-  assert!(
-    err.contains("wf.yaml:6:21: error: unknown approval policy `by-rsk`"),
-    "{err}"
-  );
-  assert!(err.contains("did you mean `by-risk`?"), "{err}");
-  assert!(err.contains("by-risk, trusted"), "{err}");
-  assert!(
-    err.contains("wf.yaml:9:14: error: unknown recovery strategy `retry-then-fallbak`"),
-    "{err}"
-  );
-  assert!(err.contains("did you mean `retry-then-fallback`?"), "{err}");
   // Without hooks at all, the message says where strategies come from.
-  let out = p.run(
-    "name: none\nstages:\n  - { id: s, uses: echo, recover: anything }\n",
-    &[],
-  );
-  out.exit(2);
-  assert!(out.run.stderr.contains("wf.yaml:3:"), "{}", out.run.stderr);
-  assert!(
-    out.run.stderr.contains("config.hooks"),
-    "{}",
-    out.run.stderr
-  );
+  p
+    .run("name: none\nstages:\n  - { id: s, uses: echo, recover: anything }\n")
+    .stdout("")
+    .stderr(
+      r#"
+      wf.yaml:3:35: error: unknown recovery strategy `anything`: no hook file registers any (list hook files in config.hooks or pass --lua FILE)
+        |
+      3 |   - { id: s, uses: echo, recover: anything }
+        |                                   ^^^^^^^^
+      "#,
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
 fn an_unknown_approval_policy_is_reported_where_it_is_written() {
   let p = Project::new();
   p.hooks(BY_RISK);
-  let out = p.run(
-    r#"
+  p
+    .run(
+      r#"
 name: unknown-approval
 config:
   hooks: [hooks.lua]
@@ -1779,73 +1733,118 @@ config:
 stages:
   - { id: s, uses: echo, risk: high }
 "#,
-    &[],
-  );
-  out.exit(2);
-  assert!(out.run.stderr.contains("wf.yaml:5:"), "{}", out.run.stderr);
+    )
+    .stdout("")
+    .stderr(
+      r#"
+      wf.yaml:5:23: error: unknown approval policy `by-rsk`, did you mean `by-risk`?: registered are by-risk
+        |
+      5 |   approval: { policy: by-rsk, require_for: high }
+        |                       ^^^^^^
+      "#,
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
 fn a_broken_hook_file_exits_2_naming_the_file_and_line() {
   let p = Project::new();
   p.hooks("swdl.policy(\"x\", function() return \"approve\" end)\nlocal y = = 1\n");
-  let out = p.run(
-    "name: broken-hooks\nconfig: { hooks: [hooks.lua] }\nstages:\n  - { id: s, uses: echo }\n",
-    &[],
-  );
-  out.exit(2);
+  let out = p
+    .run("name: broken-hooks\nconfig: { hooks: [hooks.lua] }\nstages:\n  - { id: s, uses: echo }\n")
+    .stdout("")
+    .stderr("error: hooks.lua:2: unexpected symbol near '='\n")
+    .status(2)
+    .run();
   assert!(out.events.is_empty(), "{}", out.dump());
-  assert!(
-    out
-      .run
-      .stderr
-      .contains("hooks.lua:2: unexpected symbol near '='"),
-    "{}",
-    out.run.stderr
-  );
   // A hook file that fails while loading, given with --lua.
   p.file("more.lua", "local n = 1\nerror(\"cannot register\")\n");
-  let out = p.run(
-    "name: broken-hooks\nstages:\n  - { id: s, uses: echo }\n",
-    &["--lua", "more.lua"],
-  );
-  out.exit(2);
-  assert!(
-    out.run.stderr.contains("more.lua:2: cannot register"),
-    "{}",
-    out.run.stderr
-  );
+  p.run("name: broken-hooks\nstages:\n  - { id: s, uses: echo }\n")
+    .args(["--lua", "more.lua"])
+    .stdout("")
+    .stderr(
+      "
+      error: more.lua:2: cannot register
+      stack traceback:
+      \t[C]: in global 'error'
+      \tmore.lua:2: in main chunk
+      ",
+    )
+    .status(2)
+    .run();
   // A name registered twice, by two hook files.
   p.file(
     "twice.lua",
     "swdl.policy(\"p\", function() return \"reject\" end)\n",
   );
   p.hooks("swdl.policy(\"p\", function() return \"approve\" end)\n");
-  let out = p.run(
-    "name: twice\nconfig: { hooks: [hooks.lua, twice.lua] }\nstages:\n  - { id: g, gate: { policy: p } }\n",
-    &[],
-  );
-  out.exit(2);
+  let out = p
+    .run("name: twice\nconfig: { hooks: [hooks.lua, twice.lua] }\nstages:\n  - { id: g, gate: { policy: p } }\n")
+    .stdout("")
+    .stderr(
+      "
+      error: twice.lua:1: swdl.policy: policy `p` is already defined in hooks.lua
+      stack traceback:
+      \t[C]: in field 'policy'
+      \ttwice.lua:1: in main chunk
+      ",
+    )
+    .status(2)
+    .run();
   assert!(out.events.is_empty(), "{}", out.dump());
-  assert!(
-    out
-      .run
-      .stderr
-      .contains("twice.lua:1: swdl.policy: policy `p` is already defined in hooks.lua"),
-    "{}",
-    out.run.stderr
-  );
   // A hook file that does not exist.
-  let out = p.run(
+  p.run(
     "name: missing-hooks\nconfig: { hooks: [nowhere.lua] }\nstages:\n  - { id: s, uses: echo }\n",
-    &[],
-  );
-  out.exit(2);
-  assert!(out.run.stderr.contains("nowhere.lua"), "{}", out.run.stderr);
+  )
+  .stdout("")
+  .stderr("error: nowhere.lua: No such file or directory (os error 2)\n")
+  .status(2)
+  .run();
 }
 
 // ---------------------------------------------------------------------------------------------
 // swdl skills
+
+/// The built-in skills' entries in `swdl skills list --format json`, which open every list.
+const BUILTINS_JSON: &str = r#"
+  {
+    "name": "echo",
+    "source": "builtin",
+    "description": "Return the inputs as outputs",
+    "tokens": 0
+  },
+  {
+    "name": "sleep",
+    "source": "builtin",
+    "description": "Wait `ms` milliseconds",
+    "tokens": 0
+  },
+  {
+    "name": "fail",
+    "source": "builtin",
+    "description": "Fail, or fail the first `times` attempts (for testing recovery)",
+    "tokens": 0
+  },
+  {
+    "name": "shell",
+    "source": "builtin",
+    "description": "Run a shell script; outputs stdout, stderr, exit_code and $SWDL_OUTPUT lines",
+    "tokens": 0
+  },
+  {
+    "name": "http",
+    "source": "builtin",
+    "description": "Call an HTTP endpoint: url, method, headers, body or json; outputs status, headers, body, json",
+    "tokens": 0
+  },
+  {
+    "name": "llm",
+    "source": "builtin",
+    "description": "Ask a language model (OpenAI-compatible): prompt, system, json; outputs text, json, usage",
+    "tokens": 0
+  },
+"#;
 
 #[test]
 fn skills_list_and_show_describe_a_lua_skill_folder() {
@@ -1859,64 +1858,104 @@ fn skills_list_and_show_describe_a_lua_skill_folder() {
     "description: Says hi\ndomains: [testing]\nrisk: high\ntokens: 42\npermissions: [exec]\ninputs:\n  who: { type: string, required: false, description: whom to greet }\noutputs:\n  said: string\n",
   );
   p.skill("loose", "return { run = function() return {} end }\n");
-  let skills = p.path().join("skills").display().to_string();
-  let run = swdl(["skills", "list", "--skills", &skills, "--format", "json"]);
-  run.status(0);
-  let list = run.json();
-  let entry = |name: &str| -> Value {
-    list
-      .as_array()
-      .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
-      .unwrap_or_else(|| panic!("no `{name}` in {list}"))
-  };
-  let mine = entry("my-skill");
-  assert_eq!(mine["description"], "Says hi");
-  assert_eq!(mine["tokens"], 42);
-  assert!(
-    mine["source"]
-      .as_str()
-      .is_some_and(|s| s.ends_with("skills/my-skill/init.lua")),
-    "{mine}"
+  let my_skill = r#"
+    "name": "my-skill",
+    "source": "skills/my-skill/init.lua",
+    "description": "Says hi",
+    "domains": [
+      "testing"
+    ],
+    "risk": "high",
+    "tokens": 42,
+    "permissions": [
+      "exec"
+    ],
+    "inputs": {
+      "who": "string"
+    },
+    "outputs": {
+      "said": "string"
+    }
+  "#;
+  let list = format!(
+    r#"[{BUILTINS_JSON}  {{
+    "name": "loose",
+    "source": "skills/loose.lua",
+    "tokens": 0
+  }},
+  {{
+    {}
+  }}
+]
+"#,
+    my_skill.trim()
   );
-  assert!(
-    entry("loose")["source"]
-      .as_str()
-      .is_some_and(|s| s.ends_with("skills/loose.lua"))
-  );
-  assert_eq!(entry("echo")["source"], "builtin");
-  let run = swdl(["skills", "list", "--skills", &skills]);
-  run.status(0);
-  assert!(
-    run
-      .stdout
-      .lines()
-      .any(|l| l.starts_with("my-skill") && l.contains("Says hi")),
-    "{}",
-    run.stdout
-  );
+  p.swdl(["skills", "list", "--skills", "skills", "--format", "json"])
+    .stdout(&list)
+    .stderr("")
+    .status(0)
+    .run();
+  p.swdl(["skills", "list", "--skills", "skills"])
+    .stdout(
+      "
+      NAME      TOKENS  DOMAINS                   DESCRIPTION
+      echo           0                            Return the inputs as outputs
+      sleep          0                            Wait `ms` milliseconds
+      fail           0                            Fail, or fail the first `times` attempts (for testing recovery)
+      shell          0                            Run a shell script; outputs stdout, stderr, exit_code and $SWDL_OUTPUT lines
+      http           0                            Call an HTTP endpoint: url, method, headers, body or json; outputs status, headers, body, json
+      llm            0                            Ask a language model (OpenAI-compatible): prompt, system, json; outputs text, json, usage
+      loose          0[..]
+      my-skill      42  testing                   Says hi
 
-  let run = swdl([
-    "skills", "show", "my-skill", "--skills", &skills, "--format", "json",
-  ]);
-  run.status(0);
-  let shown = run.json();
-  assert_eq!(shown["name"], "my-skill");
-  assert_eq!(shown["risk"], "high");
-  assert_eq!(shown["permissions"], json!(["exec"]));
-  assert_eq!(shown["domains"], json!(["testing"]));
-  assert!(
-    shown["inputs"]["who"].is_string() || shown["inputs"]["who"].is_object(),
-    "{shown}"
-  );
-  assert_eq!(shown["outputs"]["said"], "string");
-  let run = swdl(["skills", "show", "my-skill", "--skills", &skills]);
-  run.status(0);
-  for wanted in ["my-skill/init.lua", "Says hi", "exec", "swdl.exec"] {
-    assert!(run.stdout.contains(wanted), "{wanted}\n{}", run.stdout);
-  }
-  let run = swdl(["skills", "show", "my-skil", "--skills", &skills]);
-  run.status(2);
-  assert!(run.stderr.contains("my-skil"), "{}", run.stderr);
+      8 skills, 42 tokens
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
+  p.swdl([
+    "skills", "show", "my-skill", "--skills", "skills", "--format", "json",
+  ])
+  .stdout(&format!(
+    "{{\n{}}}\n",
+    crate::test::unindent(my_skill)
+      .lines()
+      .map(|l| format!("  {l}\n"))
+      .collect::<String>()
+  ))
+  .stderr("")
+  .status(0)
+  .run();
+  p.swdl(["skills", "show", "my-skill", "--skills", "skills"])
+    .stdout(
+      r#"
+      my-skill
+        source       skills/my-skill/init.lua
+        description  Says hi
+        domains      testing
+        languages    -
+        tokens       42
+        risk         high
+        permissions  exec
+        inputs       who: string
+        outputs      said: string
+
+      return {
+        description = "Says hi",
+        run = function(ctx, input) return { said = swdl.exec("echo", { "hi" }).stdout } end,
+      }
+
+      "#,
+    )
+    .stderr("")
+    .status(0)
+    .run();
+  p.swdl(["skills", "show", "my-skil", "--skills", "skills"])
+    .stdout("")
+    .stderr("error: unknown skill `my-skil`, did you mean `my-skill`?\n")
+    .status(2)
+    .run();
 }
 
 #[test]
@@ -1926,39 +1965,68 @@ fn skills_list_and_show_read_a_one_file_skills_own_table() {
     "word-count",
     "return {\n  description = \"Count the words\",\n  inputs = { text = \"string\" },\n  outputs = { words = \"integer\" },\n  run = function() return { words = 0 } end,\n}\n",
   );
-  let skills = p.path().join("skills").display().to_string();
-  let run = swdl([
+  let word_count = r#"
+    "name": "word-count",
+    "source": "skills/word-count.lua",
+    "description": "Count the words",
+    "tokens": 0,
+    "inputs": {
+      "text": "string"
+    },
+    "outputs": {
+      "words": "integer"
+    }
+  "#;
+  p.swdl([
     "skills",
     "show",
     "word-count",
     "--skills",
-    &skills,
+    "skills",
     "--format",
     "json",
-  ]);
-  run.status(0);
-  let shown = run.json();
-  assert_eq!(shown["description"], "Count the words", "{shown}");
-  assert_eq!(shown["inputs"]["text"], "string", "{shown}");
-  assert_eq!(shown["outputs"]["words"], "integer", "{shown}");
-  let run = swdl(["skills", "list", "--skills", &skills]);
-  run.status(0);
-  assert!(
-    run
-      .stdout
+  ])
+  .stdout(&format!(
+    "{{\n{}}}\n",
+    crate::test::unindent(word_count)
       .lines()
-      .any(|l| l.starts_with("word-count") && l.contains("Count the words")),
-    "{}",
-    run.stdout
-  );
-  // A skill that does not load is still listed, without a description.
+      .map(|l| format!("  {l}\n"))
+      .collect::<String>()
+  ))
+  .stderr("")
+  .status(0)
+  .run();
+  p.swdl(["skills", "list", "--skills", "skills"])
+    .stdout(
+      "
+      NAME        TOKENS  DOMAINS                   DESCRIPTION
+      ...
+      word-count       0                            Count the words
+
+      7 skills, 0 tokens
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
+  // A skill that does not load is still listed, without a description, and nothing is said.
   p.skill("broken", "return {\n  description = = 1\n}\n");
-  let run = swdl(["skills", "list", "--skills", &skills, "--format", "json"]);
-  run.status(0);
-  let list = run.json();
-  let broken = list
-    .as_array()
-    .and_then(|a| a.iter().find(|s| s["name"] == "broken"))
-    .unwrap_or_else(|| panic!("no `broken` in {list}"));
-  assert!(broken["description"].is_null(), "{broken}");
+  let list = format!(
+    r#"[{BUILTINS_JSON}  {{
+    "name": "broken",
+    "source": "skills/broken.lua",
+    "tokens": 0
+  }},
+  {{
+    {}
+  }}
+]
+"#,
+    word_count.trim()
+  );
+  p.swdl(["skills", "list", "--skills", "skills", "--format", "json"])
+    .stdout(&list)
+    .stderr("")
+    .status(0)
+    .run();
 }

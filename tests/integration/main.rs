@@ -15,5 +15,6 @@ mod runtime_errors;
 mod server;
 mod skills;
 mod store;
+mod test;
 mod validate;
 mod watch;

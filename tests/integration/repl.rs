@@ -1,5 +1,5 @@
 //! `swdl repl` driven through a pipe: scripted sessions covering every command.
-use crate::common::TempDir;
+use crate::{common::TempDir, test::Test};
 use std::{
   io::Write,
   path::Path,
@@ -9,30 +9,13 @@ use std::{
 /// Runs `swdl repl FILE` in `dir` with `script` on stdin; returns stdout (exit 0 asserted).
 #[track_caller]
 fn repl(dir: &Path, file: &str, script: &str) -> String {
-  let mut child = Command::new(env!("CARGO_BIN_EXE_swdl"))
+  Test::at(dir)
     .args(["repl", file])
-    .current_dir(dir)
-    .env("NO_COLOR", "1")
     .env("SWDL_HISTORY", dir.join("history"))
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("swdl repl starts");
-  if let Some(mut stdin) = child.stdin.take() {
-    stdin
-      .write_all(script.as_bytes())
-      .expect("write the script");
-  }
-  let output = child.wait_with_output().expect("swdl repl ends");
-  let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-  assert_eq!(
-    output.status.code(),
-    Some(0),
-    "stdout:\n{stdout}\nstderr:\n{}",
-    String::from_utf8_lossy(&output.stderr)
-  );
-  stdout
+    .stdin(script)
+    .status(0)
+    .run()
+    .stdout
 }
 
 /// The output of command `n` (1-based) of a session: the lines after its `swdl> ` echo.

@@ -1,112 +1,29 @@
 //! `swdl run` scenarios: real workflow files, built-in skills, the real binary; assertions on
 //! the JSON Lines event stream (SPEC section 7) and the exit code (SPEC section 2).
-use crate::common::{Run, TempDir, events_named, read_events, wait_for};
+use crate::{
+  common::{events_named, read_events, wait_for},
+  test::{Test, line_matches},
+};
 use serde_json::{Value, json};
 use std::{
   path::Path,
-  process::{Command, Stdio},
+  process::Stdio,
   time::{Duration, Instant},
 };
 
-/// A finished `swdl run` with its events.
-struct Outcome {
-  run: Run,
-  events: Vec<Value>,
-}
+/// The arguments that run `wf.yaml` quietly, its events in `events.jsonl`.
+const RUN: [&str; 6] = [
+  "run",
+  "wf.yaml",
+  "--progress",
+  "none",
+  "--events",
+  "events.jsonl",
+];
 
-impl Outcome {
-  /// The `run_completed` event, which must be the last one.
-  #[track_caller]
-  fn completed(&self) -> &Value {
-    let last = self.events.last().expect("at least one event");
-    assert_eq!(last["event"], "run_completed", "last event: {last}");
-    last
-  }
-
-  /// The final status of a stage, from `run_completed.stages`.
-  #[track_caller]
-  fn final_status(&self, stage: &str) -> String {
-    let status = &self.completed()["stages"][stage];
-    status
-      .as_str()
-      .unwrap_or_else(|| panic!("no final status for `{stage}`: {}", self.completed()))
-      .to_string()
-  }
-
-  fn named(&self, name: &str, stage: &str) -> Vec<&Value> {
-    events_named(&self.events, name, stage)
-  }
-
-  /// Index of the first `name` event about `stage`.
-  #[track_caller]
-  fn index(&self, name: &str, stage: &str) -> usize {
-    self
-      .events
-      .iter()
-      .position(|e| e["event"] == name && e["stage"] == stage)
-      .unwrap_or_else(|| panic!("no `{name}` for `{stage}` in\n{}", self.dump()))
-  }
-
-  fn dump(&self) -> String {
-    let lines: Vec<String> = self.events.iter().map(Value::to_string).collect();
-    format!("{}\n--- stderr\n{}", lines.join("\n"), self.run.stderr)
-  }
-}
-
-/// Runs `swdl` in `dir` (so shell stages run there too), stdin closed, no colours.
-fn swdl_in(dir: &Path, args: &[String]) -> Run {
-  swdl_env(dir, args, &[])
-}
-
-/// [`swdl_in`] with extra environment variables.
-fn swdl_env(dir: &Path, args: &[String], env: &[(&str, &str)]) -> Run {
-  let output = Command::new(env!("CARGO_BIN_EXE_swdl"))
-    .args(args)
-    .current_dir(dir)
-    .env("NO_COLOR", "1")
-    .envs(env.iter().copied())
-    .stdin(Stdio::null())
-    .output()
-    .expect("swdl runs");
-  Run {
-    status: output.status.code().unwrap_or(-1),
-    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-  }
-}
-
-/// Writes `yaml` as `wf.yaml` and runs `swdl run wf.yaml --progress none --events
-/// events.jsonl EXTRA...` in the directory.
-fn run_wf(dir: &TempDir, yaml: &str, extra: &[&str]) -> Outcome {
-  run_wf_with(dir, yaml, "none", &[], extra)
-}
-
-/// [`run_wf`] with a `--progress` mode and extra environment variables.
-fn run_wf_with(
-  dir: &TempDir,
-  yaml: &str,
-  progress: &str,
-  env: &[(&str, &str)],
-  extra: &[&str],
-) -> Outcome {
-  let file = dir.write("wf.yaml", yaml);
-  let base = dir.path().to_path_buf();
-  let events = base.join("events.jsonl");
-  let _ = std::fs::remove_file(&events);
-  let mut args: Vec<String> = vec![
-    "run".into(),
-    file.display().to_string(),
-    "--progress".into(),
-    progress.into(),
-    "--events".into(),
-    events.display().to_string(),
-  ];
-  args.extend(extra.iter().map(|s| (*s).to_string()));
-  let run = swdl_env(&base, &args, env);
-  Outcome {
-    events: read_events(&events),
-    run,
-  }
+/// A test that writes `yaml` as `wf.yaml` and runs it with [`RUN`].
+fn run_wf(yaml: &str) -> Test {
+  Test::new().workflow(yaml).args(RUN)
 }
 
 /// Milliseconds since the epoch of an event's RFC 3339 `ts` (`2026-11-22T14:03:07.123Z`).
@@ -174,9 +91,7 @@ fn process_gone(pid: i32) -> bool {
 
 #[test]
 fn diamond_runs_in_dependency_order() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: diamond
 stages:
@@ -196,9 +111,11 @@ stages:
     uses: echo
     with: { v: d }
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let a_done = out.index("stage_completed", "a");
   for mid in ["b", "c"] {
     assert!(out.index("stage_started", mid) > a_done, "{}", out.dump());
@@ -235,9 +152,7 @@ stages:
 #[test]
 fn ready_queue_starts_a_stage_without_waiting_for_its_level() {
   // `quick2` (level 1) starts while `slow` (level 0) still runs: not level by level.
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: ready
 stages:
@@ -250,9 +165,11 @@ stages:
     depends_on: quick
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   assert!(
     out.index("stage_started", "quick2") < out.index("stage_completed", "slow"),
     "{}",
@@ -276,9 +193,7 @@ stages:
 
 #[test]
 fn peak_concurrency_reaches_but_never_exceeds_max_parallel() {
-  let dir = TempDir::new();
-  let out = run_wf(&dir, EIGHT_SLEEPS, &[]);
-  out.run.status(0);
+  let out = run_wf(EIGHT_SLEEPS).stdout("").stderr("").status(0).run();
   assert_eq!(out.events[0]["max_parallel"], 3);
   assert_eq!(peak_overlap(&out.events), 3, "{}", out.dump());
   let started = out
@@ -299,9 +214,12 @@ fn peak_concurrency_reaches_but_never_exceeds_max_parallel() {
 
 #[test]
 fn max_parallel_flag_overrides_the_file() {
-  let dir = TempDir::new();
-  let out = run_wf(&dir, EIGHT_SLEEPS, &["--max-parallel", "5"]);
-  out.run.status(0);
+  let out = run_wf(EIGHT_SLEEPS)
+    .args(["--max-parallel", "5"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   assert_eq!(out.events[0]["max_parallel"], 5);
   assert_eq!(peak_overlap(&out.events), 5, "{}", out.dump());
 }
@@ -311,9 +229,7 @@ fn max_parallel_flag_overrides_the_file() {
 
 #[test]
 fn retries_back_off_exponentially() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: retries
 stages:
@@ -322,9 +238,11 @@ stages:
     with: { message: "not yet", times: 2 }
     retry: { max_attempts: 3, backoff: exponential, delay: 100ms }
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let started = out.named("stage_started", "flaky");
   let retrying = out.named("stage_retrying", "flaky");
   assert_eq!(started.len(), 3, "{}", out.dump());
@@ -357,9 +275,7 @@ stages:
 
 #[test]
 fn retry_jitter_keeps_delays_between_half_and_full() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: jitter
 stages:
@@ -368,9 +284,11 @@ stages:
     with: { times: 3 }
     retry: { max_attempts: 4, backoff: exponential, delay: 100ms, jitter: true }
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let started = out.named("stage_started", "flaky");
   let retrying = out.named("stage_retrying", "flaky");
   assert_eq!(retrying.len(), 3, "{}", out.dump());
@@ -392,9 +310,7 @@ stages:
 
 #[test]
 fn retries_spent_fail_the_run() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: spent
 stages:
@@ -403,26 +319,26 @@ stages:
     with: { message: "always broken" }
     retry: { max_attempts: 2, delay: 10ms }
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert_eq!(out.named("stage_started", "broken").len(), 2);
   assert_eq!(out.named("stage_retrying", "broken").len(), 1);
   assert_eq!(out.final_status("broken"), "failed");
   let completed = out.completed();
   assert_eq!(completed["status"], "failed");
-  assert!(
-    completed["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("broken") && e.contains("always broken")),
+  assert_eq!(
+    completed["error"], "stage `broken` failed: always broken",
     "{completed}"
   );
 }
 
 #[test]
 fn stage_timeout_kills_the_whole_process_group() {
-  let dir = TempDir::new();
-  let base = dir.path().to_path_buf();
+  let test = Test::new();
+  let base = test.path().to_path_buf();
   let shell_pid = base.join("shell.pid");
   let bg_pid = base.join("bg.pid");
   let yaml = format!(
@@ -439,8 +355,13 @@ stages:
     bg_pid.display()
   );
   let started = Instant::now();
-  let out = run_wf(&dir, &yaml, &[]);
-  out.run.status(1);
+  let out = test
+    .workflow(&yaml)
+    .args(RUN)
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   assert!(
     started.elapsed() < Duration::from_secs(60),
     "the run waited for `sleep 100`"
@@ -471,9 +392,7 @@ stages:
 
 #[test]
 fn timeouts_are_not_retried_when_retry_on_says_error_only() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: retry-on
 stages:
@@ -483,9 +402,11 @@ stages:
     timeout: 100ms
     retry: { max_attempts: 3, delay: 10ms, on: [error] }
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert_eq!(
     out.named("stage_started", "slow").len(),
     1,
@@ -498,9 +419,7 @@ stages:
 
 #[test]
 fn fallback_attempts_name_the_fallback_skill() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: fallback
 stages:
@@ -510,9 +429,11 @@ stages:
     retry: { max_attempts: 2, delay: 10ms }
     fallback: [echo]
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let started = out.named("stage_started", "primary");
   let uses: Vec<(&Value, &Value)> = started
     .iter()
@@ -540,8 +461,8 @@ stages:
 
 #[test]
 fn halt_compensates_in_reverse_completion_order() {
-  let dir = TempDir::new();
-  let log = dir.path().to_path_buf().join("undo.log");
+  let test = Test::new();
+  let log = test.path().join("undo.log");
   let log = log.display();
   let yaml = format!(
     r#"
@@ -569,8 +490,13 @@ stages:
     uses: echo
 "#
   );
-  let out = run_wf(&dir, &yaml, &[]);
-  out.run.status(1);
+  let out = test
+    .workflow(&yaml)
+    .args(RUN)
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   let compensations: Vec<&str> = out
     .events
     .iter()
@@ -586,8 +512,7 @@ stages:
   );
   // Compensations come after the failure and before the end.
   assert!(out.index("compensation_started", "second") > out.index("stage_failed", "boom"));
-  let text =
-    std::fs::read_to_string(dir.path().to_path_buf().join("undo.log")).expect("log written");
+  let text = std::fs::read_to_string(out.path().join("undo.log")).expect("log written");
   assert_eq!(text, "undo-second\nundo-first\n");
   for stage in ["never", "never2"] {
     assert!(out.named("stage_started", stage).is_empty());
@@ -604,9 +529,7 @@ stages:
 
 #[test]
 fn failed_compensation_is_reported_and_the_rest_still_run() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: saga2
 stages:
@@ -621,15 +544,15 @@ stages:
     depends_on: b
     uses: fail
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   let failed = out.named("compensation_failed", "b");
   assert_eq!(failed.len(), 1, "{}", out.dump());
-  assert!(
-    failed[0]["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("status 5")),
+  assert_eq!(
+    failed[0]["error"], "shell exited with status 5: cannot undo",
     "{}",
     failed[0]
   );
@@ -640,10 +563,8 @@ stages:
 
 #[test]
 fn halt_cancels_stages_in_flight() {
-  let dir = TempDir::new();
   let started = Instant::now();
   let out = run_wf(
-    &dir,
     r#"
 name: halt
 stages:
@@ -654,9 +575,11 @@ stages:
     uses: shell
     with: { run: "sleep 0.1; exit 1" }
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert!(started.elapsed() < Duration::from_secs(20), "halt waited");
   let cancelled = out.named("stage_cancelled", "long");
   assert_eq!(cancelled.len(), 1, "{}", out.dump());
@@ -668,9 +591,7 @@ stages:
 
 #[test]
 fn continue_skips_dependents_and_fails_the_run() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: cont
 stages:
@@ -690,9 +611,11 @@ stages:
     depends_on: independent
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   for stage in ["child", "grandchild"] {
     let skipped = out.named("stage_skipped", stage);
     assert_eq!(skipped.len(), 1, "{}", out.dump());
@@ -707,9 +630,7 @@ stages:
 
 #[test]
 fn ignore_lets_dependents_run_and_the_run_succeed() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: ign
 stages:
@@ -722,9 +643,11 @@ stages:
     uses: echo
     with: { status: "$<< stages.bad.status >>" }
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   assert_eq!(out.named("stage_failed", "bad").len(), 1);
   assert_eq!(out.final_status("bad"), "failed");
   assert_eq!(out.final_status("child"), "completed");
@@ -737,9 +660,7 @@ stages:
 
 #[test]
 fn failure_cleanup_stage_runs_after_a_failure() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: cleanup
 stages:
@@ -759,9 +680,11 @@ stages:
     if: "$<< success() >>"
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert_eq!(out.final_status("report"), "completed", "{}", out.dump());
   assert_eq!(
     out.named("stage_started", "report")[0]["inputs"]["status"],
@@ -776,9 +699,7 @@ stages:
 
 #[test]
 fn failure_cleanup_stage_runs_under_continue_too() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: cleanup2
 stages:
@@ -793,18 +714,18 @@ stages:
     if: "$<< failure() >>"
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert_eq!(out.final_status("publish"), "skipped");
   assert_eq!(out.final_status("report"), "completed", "{}", out.dump());
 }
 
 #[test]
 fn always_stage_runs_on_halt_once_its_dependencies_settle() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: always
 stages:
@@ -819,9 +740,11 @@ stages:
     uses: shell
     with: { run: "echo tearing down" }
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert_eq!(out.final_status("next"), "cancelled");
   assert_eq!(out.final_status("teardown"), "completed", "{}", out.dump());
   assert!(out.index("stage_started", "teardown") > out.index("stage_cancelled", "next"));
@@ -833,9 +756,7 @@ stages:
 
 #[test]
 fn a_stage_skipped_by_its_own_condition_does_not_block_dependents() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: skip
 parameters:
@@ -853,9 +774,11 @@ stages:
     depends_on: consumer
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let skipped = out.named("stage_skipped", "optional");
   assert_eq!(skipped.len(), 1, "{}", out.dump());
   assert_eq!(skipped[0]["reason"], "condition");
@@ -867,20 +790,20 @@ stages:
   assert_eq!(out.completed()["status"], "completed");
 
   // The same workflow with the condition true runs the stage.
-  let out = run_wf(
-    &dir,
-    &std::fs::read_to_string(dir.path().to_path_buf().join("wf.yaml")).expect("wf"),
-    &["--param", "enabled=true"],
-  );
-  out.run.status(0);
+  let out = out
+    .then()
+    .args(RUN)
+    .args(["--param", "enabled=true"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   assert_eq!(out.named("stage_started", "consumer")[0]["inputs"]["x"], 1);
 }
 
 #[test]
 fn a_skip_caused_by_failure_propagates_down_the_chain() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: chain
 stages:
@@ -898,9 +821,11 @@ stages:
     depends_on: c
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   for stage in ["b", "c", "d"] {
     let skipped = out.named("stage_skipped", stage);
     assert_eq!(skipped.len(), 1, "{stage}: {}", out.dump());
@@ -914,9 +839,7 @@ stages:
 
 #[test]
 fn contract_violation_fails_with_reason_contract_naming_the_field() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: contract
 stages:
@@ -925,16 +848,16 @@ stages:
     with: { count: "three" }
     outputs: { count: integer }
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   let failed = out.named("stage_failed", "produce");
   assert_eq!(failed.len(), 1, "{}", out.dump());
   assert_eq!(failed[0]["reason"], "contract");
-  assert!(
-    failed[0]["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("count")),
+  assert_eq!(
+    failed[0]["error"], "output contract broken: output `count` must be integer, got string",
     "{}",
     failed[0]
   );
@@ -944,9 +867,7 @@ stages:
 
 #[test]
 fn missing_required_output_breaks_the_contract() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: contract2
 stages:
@@ -955,23 +876,22 @@ stages:
     with: { other: 1 }
     outputs: { report: { type: string, required: true } }
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   let failed = out.named("stage_failed", "produce");
   assert_eq!(failed[0]["reason"], "contract", "{}", out.dump());
-  assert!(
-    failed[0]["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("report"))
+  assert_eq!(
+    failed[0]["error"],
+    "output contract broken: required output `report` (string) is missing"
   );
 }
 
 #[test]
 fn workflow_outputs_are_in_run_completed() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: outs
 stages:
@@ -988,9 +908,11 @@ outputs:
   text: "$<< stages.b.outputs.text >>"
   status: "$<< stages.b.status >>"
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   assert_eq!(
     out.completed()["outputs"],
     json!({"n": 41, "list": [1, 2], "text": "n is 41", "status": "completed"})
@@ -1000,69 +922,142 @@ outputs:
 
 #[test]
 fn output_json_prints_only_the_run_record_on_stdout() {
-  let dir = TempDir::new();
-  let file = dir.write(
-    "wf.yaml",
-    r#"
-name: record
-parameters:
-  who: { type: string, default: world }
-stages:
-  - id: greet
-    uses: shell
-    with: { run: "echo hello $<< parameters.who >>" }
-  - id: maybe
-    if: "$<< false >>"
-    uses: echo
-  - id: bad
-    uses: fail
-    on_failure: ignore
-outputs:
-  greeting: "$<< stages.greet.outputs.stdout >>"
-"#,
-  );
-  // Plain progress goes to stderr; stdout must stay pure JSON.
-  let run = swdl_in(
-    dir.path(),
-    &[
-      "run".into(),
-      file.display().to_string(),
-      "--progress".into(),
-      "plain".into(),
-      "--output".into(),
-      "json".into(),
-    ],
-  );
-  run.status(0);
-  let record = run.json();
+  // Plain progress goes to stderr; stdout must stay pure JSON. `greet` and `bad` run at the
+  // same time, so the order of their progress lines varies.
+  let out = Test::new()
+    .workflow(
+      r#"
+      name: record
+      parameters:
+        who: { type: string, default: world }
+      stages:
+        - id: greet
+          uses: shell
+          with: { run: "echo hello $<< parameters.who >>" }
+        - id: maybe
+          if: "$<< false >>"
+          uses: echo
+        - id: bad
+          uses: fail
+          on_failure: ignore
+      outputs:
+        greeting: "$<< stages.greet.outputs.stdout >>"
+      "#,
+    )
+    .args(["run", "wf.yaml", "--progress", "plain", "--output", "json"])
+    .stdout(
+      r#"
+      {
+        "run": "[..]",
+        "workflow": "record",
+        "status": "completed",
+        "started_at": "[..]",
+        "finished_at": "[..]",
+        "duration_ms": [..],
+        "params": {
+          "who": "world"
+        },
+        "outputs": {
+          "greeting": "hello world"
+        },
+        "stages": {
+          "greet": {
+            "status": "completed",
+            "attempts": 1,
+            "uses": "shell",
+            "inputs": {
+              "run": "echo hello world"
+            },
+            "outputs": {
+              "stdout": "hello world",
+              "stderr": "",
+              "exit_code": 0
+            },
+            "started_at": "[..]",
+            "finished_at": "[..]",
+            "duration_ms": [..],
+            "logs": [
+              "hello world"
+            ]
+          },
+          "maybe": {
+            "status": "skipped",
+            "attempts": 0,
+            "reason": "condition",
+            "finished_at": "[..]"
+          },
+          "bad": {
+            "status": "failed",
+            "attempts": 1,
+            "uses": "fail",
+            "inputs": {},
+            "error": "fail skill failed as asked",
+            "reason": "error",
+            "started_at": "[..]",
+            "finished_at": "[..]",
+            "duration_ms": [..]
+          }
+        }
+      }
+      "#,
+    )
+    .stderr(
+      r#"
+      [..] run record started (3 stages, max_parallel 3)
+      [..] stage maybe skipped (condition)
+      ...
+      [..] run completed in [..]
+      completed 1/3 stages, 1 failed, 1 skipped in [..]
+      "#,
+    )
+    .status(0)
+    .run();
+  let record = out.json();
   assert_eq!(record["status"], "completed");
   assert_eq!(record["outputs"], json!({"greeting": "hello world"}));
-  assert_eq!(record["stages"]["greet"]["status"], "completed");
-  assert_eq!(record["stages"]["maybe"]["status"], "skipped");
-  assert_eq!(record["stages"]["bad"]["status"], "failed");
   assert_eq!(record["workflow"], "record");
-  assert!(!run.stdout.contains("hello world\n\"") && run.stdout.trim_start().starts_with('{'));
+  for line in [
+    "[..] stage greet started (attempt 1, uses shell)",
+    "[..] stage greet: hello world",
+    "[..] stage greet completed in [..]",
+    "[..] stage bad started (attempt 1, uses fail)",
+    "[..] stage bad failed: fail skill failed as asked",
+  ] {
+    // The two stages interleave, so each line is looked for on its own.
+    assert!(
+      out.stderr.lines().any(|l| line_matches(line, l)),
+      "no `{line}` in\n{}",
+      out.stderr
+    );
+  }
 }
 
 #[test]
 fn events_to_stdout_are_json_lines_only() {
-  let dir = TempDir::new();
-  let file = dir.write(
-    "wf.yaml",
-    "name: stdout-events\nstages:\n  - id: a\n    uses: shell\n    with: { run: \"echo out; echo err >&2\" }\n",
-  );
-  let run = swdl_in(
-    dir.path(),
-    &[
-      "run".into(),
-      file.display().to_string(),
-      "--progress".into(),
-      "plain".into(),
-      "--events".into(),
-      "-".into(),
-    ],
-  );
-  run.status(0);
+  // The shell's stdout and stderr lines come through two pipes, so their order varies.
+  let run = Test::new()
+    .workflow(
+      r#"
+      name: stdout-events
+      stages:
+        - id: a
+          uses: shell
+          with: { run: "echo out; echo err >&2" }
+      "#,
+    )
+    .args(["run", "wf.yaml", "--progress", "plain", "--events", "-"])
+    .stderr(
+      r#"
+      [..] run stdout-events started (1 stage, max_parallel 3)
+      [..] stage a started (attempt 1, uses shell)
+      ...
+      [..] stage a completed in [..]
+      [..] run completed in [..]
+      completed 1/1 stages in [..]
+      "#,
+    )
+    .status(0)
+    .run();
   let events: Vec<Value> = run
     .stdout
     .lines()
@@ -1076,13 +1071,12 @@ fn events_to_stdout_are_json_lines_only() {
     events.last().map(|e| &e["event"]),
     Some(&json!("run_completed"))
   );
+  assert_eq!(events.len(), 6, "{}", run.stdout);
 }
 
 #[test]
 fn shell_outputs_flow_into_a_later_stage() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: flow
 stages:
@@ -1100,9 +1094,11 @@ stages:
       notes: "$<< stages.produce.outputs.notes >>"
       code: "$<< stages.produce.outputs.exit_code >>"
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let inputs = &out.named("stage_started", "consume")[0]["inputs"];
   assert_eq!(inputs["tag"], "v1.2.3", "{}", out.dump());
   assert_eq!(inputs["notes"], "line one\nline two");
@@ -1111,10 +1107,7 @@ stages:
 
 #[test]
 fn params_reach_stages() {
-  let dir = TempDir::new();
-  let params = dir.write("params.json", r#"{"count": 2, "name": "from-file"}"#);
   let out = run_wf(
-    &dir,
     r#"
 name: params
 parameters:
@@ -1136,18 +1129,22 @@ stages:
       run: 'echo "hi $WHO"'
       env: { WHO: "$<< parameters.name >>" }
 "#,
-    &[
-      "--params",
-      &params.display().to_string(),
-      "--param",
-      "name=cli wins",
-      "--param",
-      r#"tags=["a","b"]"#,
-      "--param",
-      "strict=true",
-    ],
-  );
-  out.run.status(0);
+  )
+  .file("params.json", r#"{"count": 2, "name": "from-file"}"#)
+  .args([
+    "--params",
+    "params.json",
+    "--param",
+    "name=cli wins",
+    "--param",
+    r#"tags=["a","b"]"#,
+    "--param",
+    "strict=true",
+  ])
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let inputs = &out.named("stage_started", "show")[0]["inputs"];
   assert_eq!(
     inputs,
@@ -1171,7 +1168,6 @@ stages:
 fn secrets_never_appear_in_events_progress_or_output() {
   const SECRET: &str = "hunter2-s3cr3t-value";
   const ENV_SECRET: &str = "env-s3cr3t-777";
-  let dir = TempDir::new();
   let yaml = r#"
 name: secrets
 parameters:
@@ -1200,31 +1196,38 @@ outputs:
   leak: "$<< stages.shell.outputs.leak >>"
 "#;
   let param = format!("token={SECRET}");
-  let out = run_wf_with(
-    &dir,
-    yaml,
-    "plain",
-    &[("SWDL_TEST_DEPLOY_KEY", ENV_SECRET)],
-    &["--param", &param, "--approve", "ok", "--output", "json"],
-  );
-  out.run.status(0);
-  let events =
-    std::fs::read_to_string(dir.path().to_path_buf().join("events.jsonl")).expect("events");
+  // Stages run at the same time, so the order of the progress lines varies: the streams are
+  // searched for the secrets rather than compared.
+  let out = Test::new()
+    .workflow(yaml)
+    .args([
+      "run",
+      "wf.yaml",
+      "--progress",
+      "plain",
+      "--events",
+      "events.jsonl",
+    ])
+    .args(["--param", &param, "--approve", "ok", "--output", "json"])
+    .env("SWDL_TEST_DEPLOY_KEY", ENV_SECRET)
+    .status(0)
+    .run();
+  let events = std::fs::read_to_string(out.path().join("events.jsonl")).expect("events");
   for secret in [SECRET, ENV_SECRET] {
     assert!(!events.contains(secret), "secret in events:\n{events}");
     assert!(
-      !out.run.stdout.contains(secret),
+      !out.stdout.contains(secret),
       "secret in --output json:\n{}",
-      out.run.stdout
+      out.stdout
     );
     assert!(
-      !out.run.stderr.contains(secret),
+      !out.stderr.contains(secret),
       "secret in the progress display:\n{}",
-      out.run.stderr
+      out.stderr
     );
   }
   assert!(events.contains("***"), "nothing was masked:\n{events}");
-  assert_eq!(out.run.json()["outputs"]["token"], "***");
+  assert_eq!(out.json()["outputs"]["token"], "***");
   // The stage itself saw the real values; only what is reported is masked.
   let logs = out.named("log", "shell");
   assert!(
@@ -1245,10 +1248,10 @@ outputs:
 
 #[test]
 fn shell_sees_config_env_and_its_swdl_variables() {
-  let dir = TempDir::new();
-  let base = dir.path().to_path_buf();
-  let out = run_wf(
-    &dir,
+  let test = Test::new();
+  let base = test.path().to_path_buf();
+  let out = test
+    .workflow(
     r#"
 name: shell-env
 parameters:
@@ -1265,9 +1268,12 @@ stages:
     uses: echo
     with: { greeting: "$<< env.GREETING >>" }
 "#,
-    &[],
-  );
-  out.run.status(0);
+    )
+    .args(RUN)
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let run_id = out.events[0]["run"].as_str().expect("run id");
   let lines: Vec<&Value> = out
     .named("log", "s")
@@ -1294,9 +1300,7 @@ stages:
 
 #[test]
 fn failing_shell_reports_its_exit_status() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: shfail
 stages:
@@ -1309,9 +1313,11 @@ stages:
     with: { run: "echo 'disk full' >&2; exit 3" }
     on_failure: continue
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   let quiet = out.named("stage_failed", "quiet");
   assert_eq!(
     quiet[0]["error"],
@@ -1327,9 +1333,7 @@ stages:
 
 #[test]
 fn log_events_carry_shell_output_lines() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: logs
 stages:
@@ -1337,9 +1341,11 @@ stages:
     uses: shell
     with: { run: "echo one; echo two; echo warn >&2; printf 'no newline'" }
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let logs = out.named("log", "talk");
   let stdout: Vec<&Value> = logs
     .iter()
@@ -1374,10 +1380,8 @@ stages:
 
 #[test]
 fn run_timeout_times_out_in_flight_stages_and_cancels_the_rest() {
-  let dir = TempDir::new();
   let started = Instant::now();
   let out = run_wf(
-    &dir,
     r#"
 name: run-timeout
 config: { timeout: 300ms }
@@ -1389,9 +1393,11 @@ stages:
     depends_on: slow
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert!(started.elapsed() < Duration::from_secs(20));
   let timed_out = out.named("stage_timed_out", "slow");
   assert_eq!(timed_out.len(), 1, "{}", out.dump());
@@ -1405,47 +1411,35 @@ stages:
     completed["stages"],
     json!({"slow": "timed_out", "after": "cancelled"})
   );
-  assert!(
-    completed["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("timed out")),
+  assert_eq!(
+    completed["error"], "the run timed out after 300ms",
     "{completed}"
   );
 }
 
 #[test]
 fn sigint_cancels_the_run() {
-  let dir = TempDir::new();
-  let base = dir.path().to_path_buf();
-  let file = dir.write(
-    "wf.yaml",
-    r#"
-name: cancel
-stages:
-  - id: long
-    uses: sleep
-    with: { ms: 30000 }
-  - id: shell-long
-    uses: shell
-    with: { run: "echo $$ > shell.pid; sleep 30 & echo $! > bg.pid; wait" }
-  - id: after
-    depends_on: long
-    uses: echo
-"#,
-  );
+  let test = Test::new()
+    .workflow(
+      r#"
+      name: cancel
+      stages:
+        - id: long
+          uses: sleep
+          with: { ms: 30000 }
+        - id: shell-long
+          uses: shell
+          with: { run: "echo $$ > shell.pid; sleep 30 & echo $! > bg.pid; wait" }
+        - id: after
+          depends_on: long
+          uses: echo
+      "#,
+    )
+    .args(RUN);
+  let base = test.path().to_path_buf();
   let events_path = base.join("events.jsonl");
-  let mut child = Command::new(env!("CARGO_BIN_EXE_swdl"))
-    .args([
-      "run".as_ref(),
-      file.as_os_str(),
-      "--progress".as_ref(),
-      "none".as_ref(),
-      "--events".as_ref(),
-      events_path.as_os_str(),
-    ])
-    .current_dir(&base)
-    .env("NO_COLOR", "1")
-    .stdin(Stdio::null())
+  let mut child = test
+    .command()
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
@@ -1544,9 +1538,12 @@ stages:
 
 #[test]
 fn gate_rejected_by_flag_exits_3() {
-  let dir = TempDir::new();
-  let out = run_wf(&dir, GATED, &["--reject", "ship"]);
-  out.run.status(3);
+  let out = run_wf(GATED)
+    .args(["--reject", "ship"])
+    .stdout("")
+    .stderr("")
+    .status(3)
+    .run();
   let waiting = out.named("gate_waiting", "ship");
   assert_eq!(waiting.len(), 1, "{}", out.dump());
   assert_eq!(waiting[0]["message"], "Ship app.tar?");
@@ -1566,9 +1563,12 @@ fn gate_rejected_by_flag_exits_3() {
 
 #[test]
 fn gate_approved_by_flag_lets_dependents_run() {
-  let dir = TempDir::new();
-  let out = run_wf(&dir, GATED, &["--approve", "ship"]);
-  out.run.status(0);
+  let out = run_wf(GATED)
+    .args(["--approve", "ship"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let decided = out.named("gate_decided", "ship");
   assert_eq!(decided[0]["decision"], "approve", "{}", out.dump());
   assert_eq!(decided[0]["decided_by"], "flag");
@@ -1580,20 +1580,24 @@ fn gate_approved_by_flag_lets_dependents_run() {
   );
   assert!(out.index("stage_started", "deploy") > out.index("gate_decided", "ship"));
 
-  let out = run_wf(&dir, GATED, &["--approve-all"]);
-  out.run.status(0);
+  run_wf(GATED)
+    .args(["--approve-all"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
 }
 
 #[test]
 fn undecided_gate_without_a_terminal_suspends() {
-  let dir = TempDir::new();
-  let out = run_wf(&dir, GATED, &[]);
-  out.run.status(4);
-  assert!(
-    out.run.stderr.contains("swdl approve ") && out.run.stderr.contains(" ship`"),
-    "stderr: {}",
-    out.run.stderr
-  );
+  let out = run_wf(GATED)
+    .stdout("")
+    .stderr(
+      "run [..] is suspended at ship: approve with `swdl approve [..] ship` (or `swdl reject \
+       ...`), then continue it with `swdl resume [..]`\n",
+    )
+    .status(4)
+    .run();
   assert_eq!(out.named("gate_waiting", "ship").len(), 1);
   assert!(out.named("gate_decided", "ship").is_empty());
   assert_eq!(out.final_status("build"), "completed");
@@ -1603,7 +1607,6 @@ fn undecided_gate_without_a_terminal_suspends() {
 
 #[test]
 fn gate_timeout_applies_on_timeout() {
-  let dir = TempDir::new();
   let approve = r#"
 name: gate-timeout
 stages:
@@ -1613,8 +1616,7 @@ stages:
     depends_on: ok
     uses: echo
 "#;
-  let out = run_wf(&dir, approve, &[]);
-  out.run.status(0);
+  let out = run_wf(approve).stdout("").stderr("").status(0).run();
   let waiting = out.named("gate_waiting", "ok");
   assert_eq!(waiting[0]["timeout_ms"], 200, "{}", out.dump());
   let decided = out.named("gate_decided", "ok");
@@ -1625,8 +1627,7 @@ stages:
 
   // The default is to reject.
   let reject = approve.replace(", on_timeout: approve", "");
-  let out = run_wf(&dir, &reject, &[]);
-  out.run.status(3);
+  let out = run_wf(&reject).stdout("").stderr("").status(3).run();
   assert_eq!(out.named("gate_decided", "ok")[0]["decision"], "reject");
   assert_eq!(out.final_status("ok"), "failed");
 }
@@ -1651,14 +1652,15 @@ stages:
 
 #[test]
 fn risky_stages_need_approval() {
-  let dir = TempDir::new();
-  let out = run_wf(&dir, RISKY, &[]);
-  out.run.status(4);
-  assert!(
-    out.run.stderr.contains(" nuke`") && out.run.stderr.contains(" deploy`"),
-    "stderr: {}",
-    out.run.stderr
-  );
+  let out = run_wf(RISKY)
+    .stdout("")
+    .stderr(
+      "run [..] is suspended at nuke, deploy: approve with `swdl approve [..] nuke`, \
+       `swdl approve [..] deploy` (or `swdl reject ...`), then continue it with \
+       `swdl resume [..]`\n",
+    )
+    .status(4)
+    .run();
   assert_eq!(out.final_status("check"), "completed");
   for stage in ["deploy", "nuke"] {
     let waiting = out.named("gate_waiting", stage);
@@ -1667,8 +1669,12 @@ fn risky_stages_need_approval() {
     assert!(out.named("stage_started", stage).is_empty());
   }
 
-  let out = run_wf(&dir, RISKY, &["--approve", "deploy", "--reject", "nuke"]);
-  out.run.status(3);
+  let out = run_wf(RISKY)
+    .args(["--approve", "deploy", "--reject", "nuke"])
+    .stdout("")
+    .stderr("")
+    .status(3)
+    .run();
   let decided = out.named("gate_decided", "deploy");
   assert_eq!(decided[0]["decision"], "approve", "{}", out.dump());
   assert!(out.index("stage_started", "deploy") > out.index("gate_decided", "deploy"));
@@ -1676,8 +1682,12 @@ fn risky_stages_need_approval() {
   assert_eq!(out.named("stage_failed", "nuke")[0]["reason"], "rejected");
   assert!(out.named("stage_started", "nuke").is_empty());
 
-  let out = run_wf(&dir, RISKY, &["--approve-all"]);
-  out.run.status(0);
+  run_wf(RISKY)
+    .args(["--approve-all"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1685,9 +1695,7 @@ fn risky_stages_need_approval() {
 
 #[test]
 fn invalid_param_exits_2_before_any_event() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: bad-param
 parameters:
@@ -1697,43 +1705,62 @@ stages:
     uses: echo
     with: { n: "$<< parameters.n >>" }
 "#,
-    &["--param", "n=lots", "--output", "json"],
-  );
-  out.run.status(2);
+  )
+  .args(["--param", "n=lots", "--output", "json"])
+  .stdout("")
+  // The bad value is also reported as a missing parameter.
+  .stderr(
+    r#"
+    --param:1:3: error: parameter `n` expects integer, got `lots`
+      |
+    1 | n=lots
+      |   ^^^^
+    wf.yaml:3:3: error: missing required parameter `n`: pass --param n=VALUE
+      |
+    3 |   n: { type: integer, required: true }
+      |   ^
+    2 errors
+    "#,
+  )
+  .status(2)
+  .run();
   assert!(out.events.is_empty(), "events were written: {}", out.dump());
-  assert!(
-    out.run.stderr.contains("lots"),
-    "stderr: {}",
-    out.run.stderr
-  );
-  assert!(out.run.stdout.is_empty());
 
   // A missing required parameter too.
-  let out = run_wf(
-    &dir,
-    &std::fs::read_to_string(dir.path().to_path_buf().join("wf.yaml")).expect("wf"),
-    &[],
-  );
-  out.run.status(2);
+  let out = out
+    .then()
+    .args(RUN)
+    .stdout("")
+    .stderr(
+      r#"
+      wf.yaml:3:3: error: missing required parameter `n`: pass --param n=VALUE
+        |
+      3 |   n: { type: integer, required: true }
+        |   ^
+      "#,
+    )
+    .status(2)
+    .run();
   assert!(out.events.is_empty());
 }
 
 #[test]
 fn a_non_builtin_skill_exits_2_with_its_position() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     "name: unknown-skill\nstages:\n  - id: a\n    uses: echo\n  - id: b\n    uses: summarise-text\n",
-    &[],
-  );
-  out.run.status(2);
+  )
+  .stdout("")
+  .stderr(
+    r#"
+    wf.yaml:6:11: error: unknown skill `summarise-text`: not a built-in skill, and no `NAME.lua` or `NAME/init.lua` on the skills path
+      |
+    6 |     uses: summarise-text
+      |           ^^^^^^^^^^^^^^
+    "#,
+  )
+  .status(2)
+  .run();
   assert!(out.events.is_empty(), "{}", out.dump());
-  assert!(
-    out.run.stderr.contains("wf.yaml:6:11"),
-    "stderr: {}",
-    out.run.stderr
-  );
-  assert!(out.run.stderr.contains("summarise-text"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1741,9 +1768,7 @@ fn a_non_builtin_skill_exits_2_with_its_position() {
 
 #[test]
 fn retry_delays_and_waiting_gates_do_not_hold_slots() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: slots
 config: { max_parallel: 1 }
@@ -1760,9 +1785,11 @@ stages:
   - id: other2
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let retry = out.index("stage_retrying", "flaky");
   let second_start = out
     .events
@@ -1788,9 +1815,7 @@ stages:
 
 #[test]
 fn linear_backoff_is_capped_by_max_delay() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: linear
 stages:
@@ -1799,9 +1824,11 @@ stages:
     with: { times: 3 }
     retry: { max_attempts: 4, backoff: linear, delay: 50ms, max_delay: 120ms }
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let delays: Vec<&Value> = out
     .named("stage_retrying", "flaky")
     .iter()
@@ -1817,9 +1844,7 @@ stages:
 
 #[test]
 fn timeouts_are_retried_by_default() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: timeout-retry
 stages:
@@ -1832,9 +1857,11 @@ stages:
     depends_on: slow
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert_eq!(
     out.named("stage_timed_out", "slow").len(),
     2,
@@ -1843,10 +1870,8 @@ stages:
   );
   let retrying = out.named("stage_retrying", "slow");
   assert_eq!(retrying.len(), 1);
-  assert!(
-    retrying[0]["error"]
-      .as_str()
-      .is_some_and(|e| e.contains("timed out")),
+  assert_eq!(
+    retrying[0]["error"], "timed out after 100ms",
     "{}",
     retrying[0]
   );
@@ -1856,8 +1881,8 @@ stages:
 
 #[test]
 fn compensations_follow_completion_order_not_file_order() {
-  let dir = TempDir::new();
-  let log = dir.path().to_path_buf().join("undo.log");
+  let test = Test::new();
+  let log = test.path().join("undo.log");
   let yaml = format!(
     r#"
 name: saga-order
@@ -1876,8 +1901,13 @@ stages:
 "#,
     log = log.display()
   );
-  let out = run_wf(&dir, &yaml, &[]);
-  out.run.status(1);
+  let out = test
+    .workflow(&yaml)
+    .args(RUN)
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
   assert!(out.index("stage_completed", "fast") < out.index("stage_completed", "slow"));
   let order: Vec<&str> = out
     .events
@@ -1894,9 +1924,7 @@ stages:
 
 #[test]
 fn parallel_gates_are_decided_independently() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: two-gates
 stages:
@@ -1912,9 +1940,12 @@ stages:
     depends_on: right
     uses: echo
 "#,
-    &["--approve", "left", "--reject", "right"],
-  );
-  out.run.status(3);
+  )
+  .args(["--approve", "left", "--reject", "right"])
+  .stdout("")
+  .stderr("")
+  .status(3)
+  .run();
   assert_eq!(out.named("gate_decided", "left")[0]["decision"], "approve");
   assert_eq!(out.named("gate_decided", "right")[0]["decision"], "reject");
   assert_eq!(
@@ -1932,9 +1963,7 @@ stages:
 
 #[test]
 fn a_suspended_run_finishes_other_branches_first() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: suspend
 stages:
@@ -1950,9 +1979,14 @@ stages:
     depends_on: work
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(4);
+  )
+  .stdout("")
+  .stderr(
+    "run [..] is suspended at ok: approve with `swdl approve [..] ok` (or `swdl reject ...`), \
+     then continue it with `swdl resume [..]`\n",
+  )
+  .status(4)
+  .run();
   let completed = out.completed();
   assert_eq!(completed["status"], "waiting");
   assert_eq!(completed["stages"]["work"], "completed", "{}", out.dump());
@@ -1963,9 +1997,7 @@ stages:
 
 #[test]
 fn cleanup_stages_respect_max_parallel() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: cleanup-slots
 config: { max_parallel: 1 }
@@ -1976,9 +2008,11 @@ stages:
   - { id: c2, depends_on: boom, if: "$<< always() >>", uses: sleep, with: { ms: 100 } }
   - { id: c3, depends_on: boom, if: "$<< failure() >>", uses: sleep, with: { ms: 100 } }
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   for stage in ["c1", "c2", "c3"] {
     assert_eq!(out.final_status(stage), "completed", "{}", out.dump());
   }
@@ -1987,9 +2021,7 @@ stages:
 
 #[test]
 fn every_log_line_of_a_chatty_shell_is_reported_in_order() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: chatty
 stages:
@@ -1997,9 +2029,11 @@ stages:
     uses: shell
     with: { run: "seq 1 3000; seq 1 500 >&2" }
 "#,
-    &[],
-  );
-  out.run.status(0);
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let logs = out.named("log", "talk");
   let stdout: Vec<String> = logs
     .iter()
@@ -2015,9 +2049,7 @@ stages:
 
 #[test]
 fn expression_errors_at_run_time_fail_the_stage() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: expr-errors
 stages:
@@ -2032,9 +2064,11 @@ stages:
   - id: fine
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   let bad_if = out.named("stage_failed", "bad-if");
   assert_eq!(bad_if[0]["reason"], "condition", "{}", out.dump());
   let bad_inputs = out.named("stage_failed", "bad-inputs");
@@ -2046,9 +2080,7 @@ stages:
 
 #[test]
 fn defaults_apply_unless_a_stage_says_otherwise() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: defaults
 defaults:
@@ -2068,9 +2100,11 @@ stages:
     depends_on: slow
     uses: echo
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   let timed_out = out.named("stage_timed_out", "slow");
   assert_eq!(timed_out.len(), 2, "{}", out.dump());
   assert_eq!(timed_out[0]["timeout_ms"], 100);
@@ -2081,28 +2115,36 @@ stages:
 
 #[test]
 fn progress_never_writes_to_stdout() {
-  let dir = TempDir::new();
-  let file = dir.write(
-    "wf.yaml",
-    "name: quiet\nstages:\n  - id: a\n    uses: shell\n    with: { run: \"echo from-the-script\" }\n",
-  );
   // The default is `--progress auto`, which is plain lines when stderr is not a terminal.
-  let run = swdl_in(dir.path(), &["run".into(), file.display().to_string()]);
-  run.status(0);
-  assert_eq!(run.stdout, "", "stdout must stay empty");
-  assert!(
-    run.stderr.contains("from-the-script"),
-    "stderr: {}",
-    run.stderr
-  );
-  assert!(run.stderr.contains("completed"), "stderr: {}", run.stderr);
+  Test::new()
+    .workflow(
+      r#"
+      name: quiet
+      stages:
+        - id: a
+          uses: shell
+          with: { run: "echo from-the-script" }
+      "#,
+    )
+    .args(["run", "wf.yaml"])
+    .stdout("")
+    .stderr(
+      r#"
+      [..] run quiet started (1 stage, max_parallel 3)
+      [..] stage a started (attempt 1, uses shell)
+      [..] stage a: from-the-script
+      [..] stage a completed in [..]
+      [..] run completed in [..]
+      completed 1/1 stages in [..]
+      "#,
+    )
+    .status(0)
+    .run();
 }
 
 #[test]
 fn cleanup_stages_keep_their_retries_and_fallbacks_after_a_halt() {
-  let dir = TempDir::new();
   let out = run_wf(
-    &dir,
     r#"
 name: cleanup-retry
 stages:
@@ -2120,9 +2162,11 @@ stages:
     uses: fail
     fallback: [echo]
 "#,
-    &[],
-  );
-  out.run.status(1);
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   assert_eq!(
     out.named("stage_retrying", "cleanup").len(),
     1,

@@ -1,84 +1,57 @@
 //! The run store through the binary: history, suspended gates decided by `swdl approve|reject`
 //! and continued by `swdl resume`, steering a live run from another process, crash safety
 //! under `kill -9`, many processes sharing one store, and secrets kept out of it.
-use crate::common::{TempDir, read_events, root, wait_for};
+use crate::{
+  common::{read_events, root, wait_for},
+  test::Test,
+};
 use std::{
   collections::HashMap,
+  ffi::OsStr,
   path::{Path, PathBuf},
   process::{Child, Command, Stdio},
   time::Duration,
 };
 
-/// A project directory with its own store.
-pub(crate) struct Project {
-  dir: TempDir,
-}
-
-/// A finished command.
-pub(crate) struct Out {
-  pub(crate) status: i32,
-  pub(crate) stdout: String,
-  pub(crate) stderr: String,
-}
-
-impl Out {
-  #[track_caller]
-  pub(crate) fn status(&self, expected: i32) -> &Self {
-    assert_eq!(
-      self.status, expected,
-      "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
-      self.stdout, self.stderr
-    );
-    self
-  }
-
-  #[track_caller]
-  pub(crate) fn json(&self) -> serde_json::Value {
-    serde_json::from_str(&self.stdout)
-      .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-  }
-}
+/// A project directory with its own store, `store/`, named on every command line (so the
+/// commands the binary suggests carry `--store [DIR]/store`); each command is a [`Test`].
+pub(crate) struct Project(Test);
 
 impl Project {
   pub(crate) fn new() -> Self {
-    Self {
-      dir: TempDir::new(),
-    }
+    Self(Test::new())
   }
 
   pub(crate) fn path(&self) -> &Path {
-    self.dir.path()
+    self.0.path()
   }
 
   pub(crate) fn store(&self) -> PathBuf {
     self.path().join("store")
   }
 
+  /// Writes `text` as it is to `name` in the project and returns its path.
   pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
-    self.dir.write(name, text)
+    let path = self.path().join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+  }
+
+  /// `swdl ARGS` in the project directory, with no store of its own.
+  pub(crate) fn bare(&self, args: &[&str]) -> Test {
+    self.0.clone().args(args.iter().copied())
   }
 
   /// `swdl ARGS --store STORE` in the project directory.
-  pub(crate) fn command(&self, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_swdl"));
-    command
-      .args(args)
-      .arg("--store")
-      .arg(self.store())
-      .current_dir(self.path())
-      .env("NO_COLOR", "1")
-      .env_remove("SWDL_STORE")
-      .stdin(Stdio::null());
-    command
+  pub(crate) fn swdl(&self, args: &[&str]) -> Test {
+    self
+      .bare(args)
+      .args([OsStr::new("--store"), self.store().as_os_str()])
   }
 
-  pub(crate) fn swdl(&self, args: &[&str]) -> Out {
-    let output = self.command(args).output().expect("swdl runs");
-    Out {
-      status: output.status.code().unwrap_or(-1),
-      stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-      stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+  /// [`Project::swdl`] as a command, to spawn.
+  pub(crate) fn command(&self, args: &[&str]) -> Command {
+    self.swdl(args).command()
   }
 
   /// Starts `swdl run FILE --progress none` in the background.
@@ -95,8 +68,7 @@ impl Project {
 
   /// Every run in the store, newest first.
   pub(crate) fn runs(&self) -> Vec<serde_json::Value> {
-    let out = self.swdl(&["runs", "--format", "json"]);
-    out.status(0);
+    let out = self.swdl(&["runs", "--format", "json"]).status(0).run();
     out.json().as_array().cloned().unwrap_or_default()
   }
 
@@ -120,8 +92,7 @@ impl Project {
 
   /// `swdl runs ID --format json`.
   pub(crate) fn detail(&self, id: &str) -> serde_json::Value {
-    let out = self.swdl(&["runs", id, "--format", "json"]);
-    out.status(0);
+    let out = self.swdl(&["runs", id, "--format", "json"]).status(0).run();
     out.json()
   }
 }
@@ -164,7 +135,11 @@ fn history_lists_runs_and_shows_one_in_detail() {
   let p = Project::new();
   let file = root().join("examples/diamond.yaml");
   let file = file.to_str().unwrap_or_default();
-  p.swdl(&["run", file, "--progress", "none"]).status(0);
+  p.swdl(&["run", file, "--progress", "none"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
   let failing = p.write(
     "fails.yaml",
     "name: fails\nstages:\n  - id: boom\n    uses: fail\n    with: { message: kaput }\n",
@@ -175,28 +150,36 @@ fn history_lists_runs_and_shows_one_in_detail() {
     "--progress",
     "none",
   ])
-  .status(1);
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
   let runs = p.runs();
   assert_eq!(runs.len(), 2);
   assert_eq!(runs[0]["workflow"], "fails", "newest first");
   assert_eq!(runs[0]["status"], "failed");
   assert_eq!(runs[1]["status"], "completed");
 
-  let text = p.swdl(&["runs"]);
-  text.status(0);
-  assert!(text.stdout.contains("RUN"), "{}", text.stdout);
-  assert!(text.stdout.contains("failed"), "{}", text.stdout);
-  let only = p.swdl(&["runs", "--status", "completed", "--format", "json"]);
+  p.swdl(&["runs"])
+    .stdout(
+      r"
+      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      [..] failed     fails                    [..]
+      [..] completed  diamond                  [..]
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
+  let only = p
+    .swdl(&["runs", "--status", "completed", "--format", "json"])
+    .run();
   let only = only.json();
   assert_eq!(only.as_array().map(Vec::len), Some(1));
   assert_eq!(only[0]["workflow"], runs[1]["workflow"]);
-  let typo = p.swdl(&["runs", "--status", "complete"]);
-  typo.status(2);
-  assert!(
-    typo.stderr.contains("did you mean `completed`"),
-    "{}",
-    typo.stderr
-  );
+  p.swdl(&["runs", "--status", "complete"]).stdout("").stderr(r"
+      error: unknown status `complete` (did you mean `completed`?); one of: running, paused, waiting, crashed, completed, failed, cancelled
+      ").status(2).run();
 
   let id = runs[0]["id"].as_str().unwrap_or_default();
   let detail = p.detail(id);
@@ -209,35 +192,50 @@ fn history_lists_runs_and_shows_one_in_detail() {
       .is_some_and(|e| e.contains("kaput")),
     "{detail}"
   );
-  let shown = p.swdl(&["runs", id]);
-  shown.status(0);
-  assert!(shown.stdout.contains("boom"), "{}", shown.stdout);
-  assert!(shown.stdout.contains("kaput"), "{}", shown.stdout);
+  p.swdl(&["runs", id])
+    .stdout(
+      r"
+      run       [..]
+      workflow  fails ([DIR]/fails.yaml)
+      status    failed
+      started   [..] UTC
+      duration[..]
+      error     stage `boom` failed: kaput
+
+      stages
+        boom                     failed     attempts 1   kaput
+
+      attempts
+        boom                     #1  fail           failed[..] kaput
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
 
   let mut wrong = id.to_string();
   wrong.pop();
   wrong.push('x');
-  let unknown = p.swdl(&["runs", &wrong]);
-  unknown.status(2);
-  assert!(
-    unknown.stderr.contains(&format!("did you mean `{id}`")),
-    "{}",
-    unknown.stderr
-  );
+  p.swdl(&["runs", &wrong])
+    .stdout("")
+    .stderr(&format!(
+      "error: no run `{wrong}` in the run store (did you mean `{id}`?)\n"
+    ))
+    .status(2)
+    .run();
 }
 
 #[test]
 fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   let p = Project::new();
   p.write("gated.yaml", GATED);
-  let first = p.swdl(&["run", "gated.yaml", "--progress", "none"]);
-  first.status(4);
+  let first = p
+    .swdl(&["run", "gated.yaml", "--progress", "none"])
+    .stdout("").stderr(r"
+      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
+    .run();
   let id = run_id_in(&first.stderr);
-  assert!(
-    first.stderr.contains("swdl approve --store"),
-    "the message names the command: {}",
-    first.stderr
-  );
   assert!(
     first.stderr.contains(&format!("{id} approve`")),
     "{}",
@@ -246,20 +244,20 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   assert_eq!(p.runs()[0]["status"], "waiting");
 
   // Deciding a stage that is not waiting is refused.
-  let not_waiting = p.swdl(&["approve", &id, "build"]);
-  not_waiting.status(2);
-  assert!(
-    not_waiting.stderr.contains("not waiting"),
-    "{}",
-    not_waiting.stderr
-  );
-  let typo = p.swdl(&["approve", &id, "aprove"]);
-  typo.status(2);
-  assert!(
-    typo.stderr.contains("did you mean `approve`"),
-    "{}",
-    typo.stderr
-  );
+  p.swdl(&["approve", &id, "build"])
+    .stdout("")
+    .stderr(
+      r"
+      error: stage `build` of run `[..]` is not waiting for a decision (it is completed)
+      ",
+    )
+    .status(2)
+    .run();
+  p.swdl(&["approve", &id, "aprove"])
+    .stdout("")
+    .stderr("error: run `[..]` has no stage `aprove` (did you mean `approve`?)\n")
+    .status(2)
+    .run();
 
   p.swdl(&[
     "approve",
@@ -270,9 +268,15 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
     "--input",
     "note=go",
   ])
-  .status(0);
-  let resumed = p.swdl(&["resume", &id, "--progress", "none", "--output", "json"]);
-  resumed.status(0);
+  .stdout("")
+  .stderr("approved `approve` of run [..]; continue it with `swdl resume [..]`\n")
+  .status(0)
+  .run();
+  let resumed = p
+    .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("")
+    .status(0)
+    .run();
   let state = resumed.json();
   assert_eq!(state["status"], "completed");
   assert_eq!(state["stages"]["ship"]["outputs"]["decision"], "approve");
@@ -302,26 +306,38 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   assert_eq!(starts, 1, "build did not run again");
 
   // A finished run cannot be resumed or decided again.
-  let again = p.swdl(&["resume", &id]);
-  again.status(2);
-  assert!(
-    again.stderr.contains("already finished"),
-    "{}",
-    again.stderr
-  );
+  p.swdl(&["resume", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` already finished (completed); a finished run cannot be resumed
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
 fn a_rejected_gate_fails_the_resumed_run_with_exit_3() {
   let p = Project::new();
   p.write("gated.yaml", GATED);
-  let first = p.swdl(&["run", "gated.yaml", "--progress", "none"]);
-  first.status(4);
+  let first = p
+    .swdl(&["run", "gated.yaml", "--progress", "none"])
+    .stdout("").stderr(r"
+      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
+    .run();
   let id = run_id_in(&first.stderr);
   p.swdl(&["reject", &id, "approve", "--reason", "not today"])
-    .status(0);
-  let resumed = p.swdl(&["resume", &id, "--progress", "none", "--output", "json"]);
-  resumed.status(3);
+    .stdout("")
+    .stderr("rejected `approve` of run [..]; continue it with `swdl resume [..]`\n")
+    .status(0)
+    .run();
+  let resumed = p
+    .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("")
+    .status(3)
+    .run();
   let state = resumed.json();
   assert_eq!(state["stages"]["approve"]["status"], "failed");
   // A rejected gate fails under the default `on_failure: halt`: what was not started is
@@ -351,12 +367,15 @@ fn a_gate_timeout_counts_from_when_it_opened_across_processes() {
   let _ = child.wait();
   assert_eq!(p.runs()[0]["status"], "crashed");
   std::thread::sleep(Duration::from_millis(2_200));
-  let late = p.swdl(&["approve", &id, "wait"]);
-  late.status(2);
-  assert!(late.stderr.contains("timed out"), "{}", late.stderr);
+  p.swdl(&["approve", &id, "wait"]).stdout("").stderr(r"
+      error: the gate `wait` of run `[..]` timed out; `swdl resume [..]` decides it as its `on_timeout` says
+      ").status(2).run();
   let started = std::time::Instant::now();
-  let resumed = p.swdl(&["resume", &id, "--progress", "none", "--output", "json"]);
-  resumed.status(0);
+  let resumed = p
+    .swdl(&["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("")
+    .status(0)
+    .run();
   assert!(
     started.elapsed() < Duration::from_millis(1_500),
     "the timeout was not counted again from the resume"
@@ -401,7 +420,10 @@ stages:
       .any(|e| e["event"] == "gate_waiting")
   }));
   p.swdl(&["approve", &id, "gate", "--reason", "from afar"])
-    .status(0);
+    .stdout("")
+    .stderr("approved `gate`: run [..] (process [..]) continues\n")
+    .status(0)
+    .run();
   assert!(
     wait_for(Duration::from_secs(10), || {
       read_events(&events)
@@ -410,7 +432,15 @@ stages:
     }),
     "the live run did not take the approval"
   );
-  p.swdl(&["pause", &id]).status(0);
+  p.swdl(&["pause", &id])
+    .stdout("")
+    .stderr(
+      r"
+      asked run [..] (process [..]) to pause; `swdl resume [..]` lets it go on
+      ",
+    )
+    .status(0)
+    .run();
   assert!(wait_for(Duration::from_secs(10), || {
     read_events(&events)
       .iter()
@@ -425,19 +455,21 @@ stages:
       .any(|e| e["event"] == "stage_started" && e["stage"] == "two"),
     "a stage started while paused"
   );
-  p.swdl(&["resume", &id]).status(0);
+  p.swdl(&["resume", &id])
+    .stdout("")
+    .stderr("asked run [..] (process [..]) to resume\n")
+    .status(0)
+    .run();
   assert!(wait_for(Duration::from_secs(10), || {
     read_events(&events)
       .iter()
       .any(|e| e["event"] == "stage_started" && e["stage"] == "three")
   }));
-  let cancelled = p.swdl(&["cancel", &id]);
-  cancelled.status(0);
-  assert!(
-    cancelled.stderr.contains("cancelled"),
-    "{}",
-    cancelled.stderr
-  );
+  p.swdl(&["cancel", &id])
+    .stdout("")
+    .stderr("run [..] cancelled\n")
+    .status(0)
+    .run();
   let status = child.wait().expect("the run ends");
   assert_eq!(status.code(), Some(3));
   let detail = p.detail(&id);
@@ -450,17 +482,49 @@ stages:
 fn a_suspended_run_can_be_cancelled_and_then_not_resumed() {
   let p = Project::new();
   p.write("gated.yaml", GATED);
-  let first = p.swdl(&["run", "gated.yaml", "--progress", "none"]);
-  first.status(4);
+  let first = p
+    .swdl(&["run", "gated.yaml", "--progress", "none"])
+    .stdout("").stderr(r"
+      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
+    .run();
   let id = run_id_in(&first.stderr);
-  p.swdl(&["cancel", &id]).status(0);
+  p.swdl(&["cancel", &id])
+    .stdout("")
+    .stderr("run [..] cancelled\n")
+    .status(0)
+    .run();
   let detail = p.detail(&id);
   assert_eq!(detail["run"]["status"], "cancelled");
   assert_eq!(detail["state"]["stages"]["approve"]["status"], "cancelled");
   assert_eq!(detail["state"]["stages"]["build"]["status"], "completed");
-  p.swdl(&["resume", &id]).status(2);
-  p.swdl(&["cancel", &id]).status(2);
-  p.swdl(&["pause", &id]).status(2);
+  p.swdl(&["resume", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` already finished (cancelled); a finished run cannot be resumed
+      ",
+    )
+    .status(2)
+    .run();
+  p.swdl(&["cancel", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` already finished (cancelled); a finished run cannot be resumed
+      ",
+    )
+    .status(2)
+    .run();
+  p.swdl(&["pause", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` is not executing (it is cancelled); only a live run can be paused
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 /// 50 shell stages in a layered DAG; each appends its id to `ran.log` then sleeps a little.
@@ -617,26 +681,21 @@ fn a_damaged_or_foreign_store_is_a_clear_error() {
   std::fs::create_dir_all(p.store()).expect("store dir");
   std::fs::write(p.store().join("swdl.db"), vec![b'x'; 4096]).expect("garbage");
   let hello = root().join("examples/hello.yaml");
-  let out = p.swdl(&[
-    "run",
-    hello.to_str().unwrap_or_default(),
-    "--progress",
-    "none",
-  ]);
-  out.status(2);
-  assert!(
-    out.stderr.contains("not a swdl run store"),
-    "{}",
-    out.stderr
-  );
+  let out = p
+    .swdl(&[
+      "run",
+      hello.to_str().unwrap_or_default(),
+      "--progress",
+      "none",
+    ])
+    .stdout("").stderr(r"
+      error: [DIR]/store/swdl.db: not a swdl run store (file is not a database); point --store or SWDL_STORE elsewhere
+      ").status(2)
+    .run();
   assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-  let out = p.swdl(&["runs"]);
-  out.status(2);
-  assert!(
-    out.stderr.contains("not a swdl run store"),
-    "{}",
-    out.stderr
-  );
+  p.swdl(&["runs"]).stdout("").stderr(r"
+      error: [DIR]/store/swdl.db: not a swdl run store (file is not a database); point --store or SWDL_STORE elsewhere
+      ").status(2).run();
   // `--store none` runs without one.
   let mut command = Command::new(env!("CARGO_BIN_EXE_swdl"));
   let status = command
@@ -729,7 +788,10 @@ stages:
   assert_eq!(out.status.code(), Some(4));
   let id = run_id_in(&String::from_utf8_lossy(&out.stderr));
   p.swdl(&["approve", &id, "wait", "--reason", "looks fine"])
-    .status(0);
+    .stdout("")
+    .stderr("approved `wait` of run [..]; continue it with `swdl resume [..]`\n")
+    .status(0)
+    .run();
   let resumed = p
     .command(&[
       "resume",
@@ -748,7 +810,7 @@ stages:
     "{}",
     String::from_utf8_lossy(&resumed.stderr)
   );
-  let detail = p.swdl(&["runs", &id]);
+  let detail = p.swdl(&["runs", &id]).run();
   let mut haystacks: Vec<(String, Vec<u8>)> = vec![
     ("stdout".into(), out.stdout.clone()),
     ("stderr".into(), out.stderr.clone()),
@@ -775,8 +837,15 @@ stages:
   assert!(text.contains("token=*** password=***"), "{text}");
   // Without the secret again, resume refuses (nothing to resume here, but the message is
   // about the run having finished, not about secrets).
-  let missing = p.swdl(&["resume", &id]);
-  missing.status(2);
+  p.swdl(&["resume", &id])
+    .stdout("")
+    .stderr(
+      r"
+      error: run `[..]` already finished (completed); a finished run cannot be resumed
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
@@ -786,45 +855,57 @@ fn a_suspended_run_needs_its_secret_parameters_again() {
     "s.yaml",
     "name: s\nparameters:\n  token: { type: string, secret: true }\nstages:\n  - id: g\n    gate: {}\n  - id: e\n    uses: echo\n    with: { t: \"$<< parameters.token >>\" }\n    depends_on: [g]\n",
   );
-  let out = p.swdl(&[
-    "run",
-    "s.yaml",
-    "--param",
-    "token=abc123xyz",
-    "--progress",
-    "none",
-  ]);
-  out.status(4);
+  let out = p
+    .swdl(&[
+      "run",
+      "s.yaml",
+      "--param",
+      "token=abc123xyz",
+      "--progress",
+      "none",
+    ])
+    .stdout("").stderr(r"
+      run [..] is suspended at g: approve with `swdl approve --store [DIR]/store [..] g` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      ").status(4)
+    .run();
   let id = run_id_in(&out.stderr);
-  p.swdl(&["approve", &id, "g"]).status(0);
-  let missing = p.swdl(&["resume", &id, "--progress", "none"]);
-  missing.status(2);
-  assert!(
-    missing.stderr.contains("--param token="),
-    "{}",
-    missing.stderr
-  );
-  let ok = p.swdl(&[
+  p.swdl(&["approve", &id, "g"])
+    .stdout("")
+    .stderr("approved `g` of run [..]; continue it with `swdl resume [..]`\n")
+    .status(0)
+    .run();
+  p
+    .swdl(&["resume", &id, "--progress", "none"])
+    .stdout("").stderr(r"
+      error: run `[..]` has secret parameters the store does not keep: give them again with --param token=...
+      ").status(2)
+    .run();
+  p.swdl(&[
     "resume",
     &id,
     "--param",
     "token=abc123xyz",
     "--progress",
     "none",
-  ]);
-  ok.status(0);
+  ])
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
 }
 
 #[test]
 fn recovery_and_policy_decisions_are_kept_with_who_decided_and_why() {
   let p = Project::new();
   let file = root().join("examples/lua-recovery.yaml");
-  let out = p.swdl(&[
-    "run",
-    file.to_str().unwrap_or_default(),
-    "--progress",
-    "none",
-  ]);
+  let out = p
+    .swdl(&[
+      "run",
+      file.to_str().unwrap_or_default(),
+      "--progress",
+      "none",
+    ])
+    .run();
   assert!(matches!(out.status, 0 | 1), "{}", out.stderr);
   let id = p.runs()[0]["id"].as_str().unwrap_or_default().to_string();
   let detail = p.detail(&id);
@@ -843,7 +924,10 @@ fn recovery_and_policy_decisions_are_kept_with_who_decided_and_why() {
     "--progress",
     "none",
   ])
-  .status(0);
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
   let id = p.runs()[0]["id"].as_str().unwrap_or_default().to_string();
   let decisions = p.detail(&id)["decisions"].clone();
   let by_policy = decisions.as_array().into_iter().flatten().find(|d| {
