@@ -10,10 +10,10 @@ const STAGE_NAMES: &[&str] = &["parameters", "stages", "env", "run", "workflow",
 const ENV_NAMES: &[&str] = &["parameters", "env", "run", "workflow"];
 const STAGE_FIELDS: &[&str] = &["outputs", "status", "attempts"];
 /// Outputs every gate decision records, beside the gate's declared `inputs`.
-pub const GATE_OUTPUTS: &[&str] = &["decision", "decided_by", "reason"];
+pub(crate) const GATE_OUTPUTS: &[&str] = &["decision", "decided_by", "reason"];
 
 /// Runs every cross-stage check and returns what is wrong.
-pub fn analyze(workflow: &Workflow) -> Diagnostics {
+pub(crate) fn analyze(workflow: &Workflow) -> Diagnostics {
   let mut analyzer = Analyzer {
     workflow,
     index: workflow.stage_index(),

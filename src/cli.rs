@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// swdl runs YAML workflows: DAGs of stages with expressions, retries, gates and Lua hooks.
 #[derive(Debug, Parser)]
 #[command(name = "swdl", version, about, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
   /// When to colour output: on a terminal unless `NO_COLOR` is set (auto), always, never.
   #[arg(long, value_enum, global = true, default_value_t, value_name = "WHEN")]
   pub color: crate::color::ColorChoice,
@@ -16,7 +16,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
   /// Check workflow files: schema, expressions and the DAG (exit 2 when invalid).
   Validate {
     /// Workflow files.
@@ -137,7 +137,7 @@ pub enum Command {
 
 /// `swdl skills` actions.
 #[derive(Debug, Subcommand)]
-pub enum SkillsAction {
+pub(crate) enum SkillsAction {
   /// List skills, optionally selected by domain, language and a token budget.
   List {
     /// Keep skills in any of these domains (repeatable).
@@ -159,7 +159,7 @@ pub enum SkillsAction {
 
 /// Report formats for `validate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
   /// For people.
   Text,
   /// One JSON document on stdout.
@@ -168,7 +168,7 @@ pub enum Format {
 
 /// Output formats for `plan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
+pub(crate) enum PlanFormat {
   /// Readable batches and summary.
   Text,
   /// The plan as JSON.
@@ -181,7 +181,7 @@ pub enum PlanFormat {
 
 /// Options of `swdl run`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
   /// Workflow file.
   pub file: PathBuf,
   /// A parameter value, `name=value` (repeatable; wins over `--params`).
@@ -203,7 +203,7 @@ pub struct RunArgs {
 
 /// Options of `swdl resume`.
 #[derive(Debug, clap::Args)]
-pub struct ResumeArgs {
+pub(crate) struct ResumeArgs {
   /// The run.
   pub run_id: String,
   /// A value for a secret parameter (the store keeps secrets masked), `name=value`.
@@ -217,7 +217,7 @@ pub struct ResumeArgs {
 /// The options `swdl run` and `swdl resume` share: where events and progress go, decisions
 /// made up front, the final record and the store.
 #[derive(Debug, clap::Args)]
-pub struct RunFlags {
+pub(crate) struct RunFlags {
   /// Write this execution's events as JSON Lines to FILE, or to stdout with `-`.
   #[arg(long, value_name = "FILE|-")]
   pub events: Option<String>,
@@ -244,7 +244,7 @@ pub struct RunFlags {
 
 /// Options of `swdl approve` and `swdl reject`.
 #[derive(Debug, clap::Args)]
-pub struct DecideArgs {
+pub(crate) struct DecideArgs {
   /// The run.
   pub run_id: String,
   /// The gate or risky stage.
@@ -262,7 +262,7 @@ pub struct DecideArgs {
 
 /// `--progress` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressArg {
+pub(crate) enum ProgressArg {
   /// Live display on a terminal, plain lines otherwise.
   Auto,
   /// Timestamped lines.
@@ -273,7 +273,7 @@ pub enum ProgressArg {
 
 /// `--output` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputArg {
+pub(crate) enum OutputArg {
   /// The run record as JSON.
   Json,
 }

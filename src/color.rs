@@ -4,7 +4,7 @@ use std::{io::IsTerminal, sync::OnceLock};
 
 /// `--color` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
   /// Colour a terminal unless `NO_COLOR` is set or `TERM` is `dumb`.
   #[default]
   Auto,

@@ -173,7 +173,7 @@ impl Dag {
 
 /// Answers "is `a` an ancestor of `b`" over a [`Dag`], reusing its scratch space between
 /// questions.
-pub struct Reach<'a> {
+pub(crate) struct Reach<'a> {
   deps: &'a [Vec<usize>],
   seen: Vec<u32>,
   generation: u32,
@@ -182,7 +182,7 @@ pub struct Reach<'a> {
 
 impl<'a> Reach<'a> {
   /// A walker over `dag`.
-  pub fn new(dag: &'a Dag) -> Self {
+  pub(crate) fn new(dag: &'a Dag) -> Self {
     Self {
       deps: &dag.deps,
       seen: vec![0; dag.deps.len()],
@@ -192,7 +192,7 @@ impl<'a> Reach<'a> {
   }
 
   /// Whether `b` depends on `a`, directly or through other stages.
-  pub fn is_ancestor(&mut self, a: usize, b: usize) -> bool {
+  pub(crate) fn is_ancestor(&mut self, a: usize, b: usize) -> bool {
     // Most reads are of a direct dependency; answer those without a walk.
     if self.deps[b].contains(&a) {
       return true;

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 /// Parses `250ms`, `30s`, `1h30m`, `2d` or a bare number of seconds (SPEC 10).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
   let text = text.trim();
   if text.is_empty() {
     return Err("empty duration".into());
@@ -51,7 +51,7 @@ fn invalid(text: &str) -> String {
 }
 
 /// Formats a duration compactly for people: `250ms`, `1.5s`, `2m 30s`, `1h 5m`.
-pub fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
   let ms = duration.as_millis();
   if ms < 1_000 {
     return format!("{ms}ms");

@@ -6,17 +6,17 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Responses larger than this fail unless the request allows more.
-pub const DEFAULT_MAX_BYTES: usize = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: usize = 10 * 1024 * 1024;
 /// A try that has not answered by then fails (and may be retried).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries after the first one, for 429, 5xx and connection failures.
-pub const DEFAULT_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_RETRIES: u32 = 3;
 /// The longest wait between tries, whatever `Retry-After` asks.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 
 /// One request.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
   /// `GET`, `POST`, ...
   pub method: String,
   /// Absolute `http` or `https` URL.
@@ -41,7 +41,7 @@ pub struct Request {
 
 impl Request {
   /// A `GET` of `url` with the defaults.
-  pub fn get(url: impl Into<String>) -> Self {
+  pub(crate) fn get(url: impl Into<String>) -> Self {
     Self {
       method: "GET".into(),
       url: url.into(),
@@ -62,7 +62,7 @@ impl Request {
   /// # Errors
   ///
   /// A missing `url`, or a field of the wrong type.
-  pub fn from_inputs(inputs: &Value, stage_timeout_ms: u64) -> Result<Self, String> {
+  pub(crate) fn from_inputs(inputs: &Value, stage_timeout_ms: u64) -> Result<Self, String> {
     // A null field is an absent one, as everywhere in skill inputs.
     let input = |name: &str| inputs.get(name).filter(|value| !value.is_null());
     let url = match input("url") {
@@ -133,7 +133,7 @@ impl Request {
   }
 
   /// This request with a JSON body (and its content type).
-  pub fn json(mut self, body: &serde_json::Value) -> Self {
+  pub(crate) fn json(mut self, body: &serde_json::Value) -> Self {
     self.body = Some(body.to_string().into_bytes());
     if !self
       .headers
@@ -150,7 +150,7 @@ impl Request {
 
 /// A response.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Response {
+pub(crate) struct Response {
   /// Status code.
   pub status: u16,
   /// Headers (lower-case names; repeated headers joined with `, `).
@@ -165,7 +165,7 @@ pub struct Response {
 
 impl Response {
   /// The response as the `http` skill's outputs.
-  pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+  pub(crate) fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     out.insert("status".into(), self.status.into());
     out.insert(
@@ -190,7 +190,7 @@ impl Response {
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum HttpError {
+pub(crate) enum HttpError {
   /// The request itself is wrong (bad URL, method or header).
   #[error("{0}")]
   Invalid(String),
@@ -251,7 +251,7 @@ fn client() -> Result<reqwest::Client, HttpError> {
 /// # Errors
 ///
 /// An invalid request, a timeout or connection failure on every try, or a body over the limit.
-pub async fn send(request: &Request) -> Result<Response, HttpError> {
+pub(crate) async fn send(request: &Request) -> Result<Response, HttpError> {
   let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
     .map_err(|_| HttpError::Invalid(format!("`{}` is not an HTTP method", request.method)))?;
   let url = reqwest::Url::parse(&request.url)

@@ -1,41 +1,41 @@
 //! swdl: a workflow engine for YAML-declared DAGs of stages, with an expression language,
 //! a tokio runtime and Lua hooks.
 
-pub mod analyzer;
+pub(crate) mod analyzer;
 pub mod builtin;
-pub mod cli;
-pub mod color;
+pub(crate) mod cli;
+pub(crate) mod color;
 pub mod compose;
-pub mod dag;
-pub mod decision;
+pub(crate) mod dag;
+pub(crate) mod decision;
 pub mod diagnostic;
-pub mod duration;
+pub(crate) mod duration;
 pub mod error_kind;
 pub mod event;
 mod event_text;
 pub mod executor;
 pub mod expr;
-pub mod hooks;
-pub mod http;
+pub(crate) mod hooks;
+pub(crate) mod http;
 mod launch;
-pub mod llm;
-pub mod loader;
+pub(crate) mod llm;
+pub(crate) mod loader;
 pub mod lua;
 pub mod mask;
 pub mod params;
 pub mod plan;
-pub mod process;
-pub mod progress;
+pub(crate) mod process;
+pub(crate) mod progress;
 mod prompt;
 mod repl;
 pub mod runtime;
-pub mod skills;
+pub(crate) mod skills;
 pub mod source;
 pub mod state;
 pub mod store;
-pub mod suggest;
+pub(crate) mod suggest;
 pub mod workflow;
-pub mod yaml;
+pub(crate) mod yaml;
 
 mod commands;
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::{
 
 /// Where and how to call the model.
 #[derive(Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
   /// Base URL including `/v1`, e.g. `http://127.0.0.1:8080/v1`.
   pub url: String,
   /// Model name sent with each request.
@@ -42,7 +42,7 @@ impl Endpoint {
   ///
   /// No URL or no model anywhere.
   /// The person running swdl chose `url` (`swdl decompose --url`), so the key may go there.
-  pub fn from_env(url: Option<&str>, model: Option<&str>) -> Result<Self, String> {
+  pub(crate) fn from_env(url: Option<&str>, model: Option<&str>) -> Result<Self, String> {
     let mut endpoint = Self::resolve(url, model, &[])?;
     if endpoint.api_key.is_none() {
       endpoint.api_key = std::env::var("SWDL_LLM_API_KEY")
@@ -60,7 +60,7 @@ impl Endpoint {
   /// # Errors
   ///
   /// No URL or no model anywhere.
-  pub fn resolve(
+  pub(crate) fn resolve(
     url: Option<&str>,
     model: Option<&str>,
     config_env: &[(&str, &str)],
@@ -110,7 +110,7 @@ impl Endpoint {
 
 /// One chat completion request.
 #[derive(Debug, Clone, Default)]
-pub struct Completion {
+pub(crate) struct Completion {
   /// `(role, content)` pairs: `system`, `user`, `assistant`.
   pub messages: Vec<(String, String)>,
   /// Sampling temperature.
@@ -123,7 +123,7 @@ pub struct Completion {
 
 /// What the model answered.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub(crate) struct Answer {
   /// The assistant message.
   pub text: String,
   /// The model that answered, as the server names it.
@@ -134,7 +134,7 @@ pub struct Answer {
 
 /// Token counts reported by the server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
+pub(crate) struct Usage {
   /// Tokens of the prompt.
   pub prompt: u64,
   /// Tokens of the answer.
@@ -145,7 +145,7 @@ pub struct Usage {
 
 impl Usage {
   /// As JSON: `{prompt_tokens, completion_tokens, total_tokens}`.
-  pub fn to_json(self) -> serde_json::Value {
+  pub(crate) fn to_json(self) -> serde_json::Value {
     serde_json::json!({
       "prompt_tokens": self.prompt,
       "completion_tokens": self.completion,
@@ -169,7 +169,7 @@ fn same_origin(a: &str, b: &str) -> bool {
 /// A run's model-token budget: every call's usage is added; once `limit` is reached no new
 /// call starts.
 #[derive(Debug, Default)]
-pub struct Budget {
+pub(crate) struct Budget {
   /// `config.budget.tokens`, if set.
   pub limit: Option<u64>,
   used: AtomicU64,
@@ -177,7 +177,7 @@ pub struct Budget {
 
 impl Budget {
   /// Tokens used so far.
-  pub fn used(&self) -> u64 {
+  pub(crate) fn used(&self) -> u64 {
     self.used.load(Ordering::Relaxed)
   }
 
@@ -196,7 +196,7 @@ static BUDGETS: Mutex<Option<HashMap<String, Arc<Budget>>>> = Mutex::new(None);
 
 /// Starts counting run `run`'s tokens against `limit`, `used` of them already spent (by the
 /// run before it was resumed); returns its budget.
-pub fn open_budget(run: &str, limit: Option<u64>, used: u64) -> Arc<Budget> {
+pub(crate) fn open_budget(run: &str, limit: Option<u64>, used: u64) -> Arc<Budget> {
   let budget = Arc::new(Budget {
     limit,
     used: AtomicU64::new(used),
@@ -209,7 +209,7 @@ pub fn open_budget(run: &str, limit: Option<u64>, used: u64) -> Arc<Budget> {
 }
 
 /// Stops counting run `run`'s tokens.
-pub fn close_budget(run: &str) {
+pub(crate) fn close_budget(run: &str) {
   let mut budgets = BUDGETS.lock().unwrap_or_else(PoisonError::into_inner);
   if let Some(budgets) = budgets.as_mut() {
     budgets.remove(run);
@@ -217,7 +217,7 @@ pub fn close_budget(run: &str) {
 }
 
 /// Run `run`'s budget (an unlimited one when the run opened none, as in tests).
-pub fn budget(run: &str) -> Arc<Budget> {
+pub(crate) fn budget(run: &str) -> Arc<Budget> {
   let budgets = BUDGETS.lock().unwrap_or_else(PoisonError::into_inner);
   budgets
     .as_ref()
@@ -231,7 +231,7 @@ pub fn budget(run: &str) -> Arc<Budget> {
 ///
 /// The budget is spent, the server cannot be reached or answers with an error status, or its
 /// reply is not a chat completion. Messages never contain the API key.
-pub async fn complete(
+pub(crate) async fn complete(
   endpoint: &Endpoint,
   completion: &Completion,
   budget: &Budget,
@@ -318,7 +318,7 @@ pub async fn complete(
 
 /// Tokens a run spent according to its events: the `llm: N tokens ...` log lines each model
 /// call leaves.
-pub fn tokens_in(events: &[crate::event::EventRecord]) -> u64 {
+pub(crate) fn tokens_in(events: &[crate::event::EventRecord]) -> u64 {
   events
     .iter()
     .filter_map(|r| match &r.event {
@@ -339,7 +339,7 @@ pub fn tokens_in(events: &[crate::event::EventRecord]) -> u64 {
 /// # Errors
 ///
 /// No server or model configured, or inputs that do not describe a completion.
-pub fn prepare(
+pub(crate) fn prepare(
   inputs: &serde_json::Value,
   config_env: &[(&str, &str)],
   stage_timeout_ms: u64,
@@ -367,7 +367,7 @@ pub fn prepare(
 /// # Errors
 ///
 /// Neither `prompt` nor `messages`, or a field of the wrong type.
-pub fn completion_from(inputs: &serde_json::Value) -> Result<Completion, String> {
+pub(crate) fn completion_from(inputs: &serde_json::Value) -> Result<Completion, String> {
   let mut completion = Completion::default();
   if let Some(system) = inputs.get("system") {
     let system = system
@@ -428,7 +428,7 @@ pub fn completion_from(inputs: &serde_json::Value) -> Result<Completion, String>
 
 /// The `llm` skill's outputs for an answer: `text`, `json` (the text parsed, when it is
 /// JSON), `model` and `usage`.
-pub fn outputs(answer: &Answer) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn outputs(answer: &Answer) -> serde_json::Map<String, serde_json::Value> {
   let mut out = serde_json::Map::new();
   out.insert("text".into(), answer.text.clone().into());
   out.insert(

@@ -16,7 +16,7 @@ static GROUP_FILE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(Non
 /// Records every script process group started from now on in `file` (one `PGID START` line
 /// each, START being the leader's start time, so a recycled id is never mistaken for it);
 /// `None` stops recording.
-pub fn record_groups_in(file: Option<PathBuf>) {
+pub(crate) fn record_groups_in(file: Option<PathBuf>) {
   if let Some(dir) = file.as_ref().and_then(|f| f.parent()) {
     let _ = std::fs::create_dir_all(dir);
   }
@@ -28,7 +28,7 @@ pub fn record_groups_in(file: Option<PathBuf>) {
 /// Kills the process groups recorded in `file` by a process that died (`kill -9`) while its
 /// scripts ran, when their leader is still the process that was recorded; then removes the
 /// file. Returns how many groups were killed.
-pub fn kill_recorded_groups(file: &Path) -> usize {
+pub(crate) fn kill_recorded_groups(file: &Path) -> usize {
   let Ok(text) = std::fs::read_to_string(file) else {
     return 0;
   };
@@ -80,7 +80,7 @@ fn record_group(pgid: libc::pid_t) {
 }
 
 /// Kills every script process group still running; for exiting at once.
-pub fn kill_all_process_groups() {
+pub(crate) fn kill_all_process_groups() {
   let groups = LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
   for pgid in groups.into_iter().filter(|&g| g > 1) {
     // SAFETY: killpg only sends a signal and reads no memory of ours; the ids are groups our

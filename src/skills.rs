@@ -11,7 +11,7 @@ use std::{
 };
 
 /// Skills every swdl binary provides.
-pub const BUILTINS: &[&str] = &["echo", "sleep", "fail", "shell", "http", "llm"];
+pub(crate) const BUILTINS: &[&str] = &["echo", "sleep", "fail", "shell", "http", "llm"];
 
 /// One-line descriptions of the built-ins, in `BUILTINS` order.
 const BUILTIN_DESCRIPTIONS: &[&str] = &[
@@ -25,7 +25,7 @@ const BUILTIN_DESCRIPTIONS: &[&str] = &[
 
 /// The skill names visible to one workflow, with where discovered ones live.
 #[derive(Debug, Clone, Default)]
-pub struct SkillIndex {
+pub(crate) struct SkillIndex {
   /// The directory relative paths are resolved against.
   pub base: PathBuf,
   /// Discovered skills: name → the Lua file to load (`NAME.lua` or `NAME/init.lua`).
@@ -35,7 +35,7 @@ pub struct SkillIndex {
 impl SkillIndex {
   /// Scans `skills_path` (relative to `base`) for `NAME.lua` and `NAME/init.lua`; the first
   /// directory that has a name wins.
-  pub fn discover(base: &Path, skills_path: &[String]) -> Self {
+  pub(crate) fn discover(base: &Path, skills_path: &[String]) -> Self {
     let mut discovered = BTreeMap::new();
     for dir in skills_path {
       let Ok(entries) = std::fs::read_dir(base.join(dir)) else {
@@ -67,7 +67,7 @@ impl SkillIndex {
   }
 
   /// The Lua file of `uses`: a discovered name, or a `./path.lua` relative to the base.
-  pub fn file(&self, uses: &str) -> Option<PathBuf> {
+  pub(crate) fn file(&self, uses: &str) -> Option<PathBuf> {
     if is_path(uses) {
       let path = self.base.join(uses);
       return path.is_file().then_some(path);
@@ -97,7 +97,7 @@ impl SkillIndex {
   }
 
   /// Reports every `uses`, `fallback` and `compensate` naming a skill that does not exist.
-  pub fn check_workflow(&self, workflow: &Workflow) -> Diagnostics {
+  pub(crate) fn check_workflow(&self, workflow: &Workflow) -> Diagnostics {
     let mut out = Diagnostics::default();
     let mut report = |name: &str, span: Span| {
       // An empty name was already reported by the loader.
@@ -130,7 +130,7 @@ fn is_path(uses: &str) -> bool {
 
 /// Metadata from `NAME/skill.yaml` (all optional).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct SkillMeta {
+pub(crate) struct SkillMeta {
   /// What the skill does.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub description: Option<String>,
@@ -158,7 +158,7 @@ pub struct SkillMeta {
 
 /// One entry of the registry.
 #[derive(Debug, Clone, Serialize)]
-pub struct Skill {
+pub(crate) struct Skill {
   /// The name used in `uses:`.
   pub name: String,
   /// `builtin`, or the Lua file.
@@ -170,7 +170,7 @@ pub struct Skill {
 
 /// Built-ins plus discovered skills with their metadata.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Registry {
+pub(crate) struct Registry {
   /// Entries: built-ins first, then discovered skills by name.
   pub skills: Vec<Skill>,
 }
@@ -178,7 +178,7 @@ pub struct Registry {
 impl Registry {
   /// Reads the metadata of every skill in `index`; bad `skill.yaml` files are reported with
   /// positions.
-  pub fn load(index: &SkillIndex) -> Result<Self, Diagnostics> {
+  pub(crate) fn load(index: &SkillIndex) -> Result<Self, Diagnostics> {
     let mut skills: Vec<Skill> = BUILTINS
       .iter()
       .zip(BUILTIN_DESCRIPTIONS)
@@ -222,18 +222,18 @@ impl Registry {
   }
 
   /// The entry named `name`.
-  pub fn get(&self, name: &str) -> Option<&Skill> {
+  pub(crate) fn get(&self, name: &str) -> Option<&Skill> {
     self.skills.iter().find(|s| s.name == name)
   }
 
   /// The closest name to `name`, for "did you mean".
-  pub fn suggest(&self, name: &str) -> Option<&str> {
+  pub(crate) fn suggest(&self, name: &str) -> Option<&str> {
     suggest::suggest(name, self.skills.iter().map(|s| s.name.as_str()))
   }
 
   /// Skills matching any of `domains` and any of `languages` (empty filters match all), taken
   /// in registry order while their `tokens` fit in `max_tokens`.
-  pub fn select(
+  pub(crate) fn select(
     &self,
     domains: &[String],
     languages: &[String],

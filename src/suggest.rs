@@ -27,14 +27,14 @@ fn common_prefix(a: &str, b: &str) -> usize {
 }
 
 /// ` (did you mean `x`?)` for the closest of `candidates`, or nothing when none is close.
-pub fn hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
   suggest(name, candidates)
     .map(|s| format!(" (did you mean `{s}`?)"))
     .unwrap_or_default()
 }
 
 /// Edit distance between two strings, counting characters.
-pub fn levenshtein(a: &str, b: &str) -> usize {
+pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
   let b: Vec<char> = b.chars().collect();
   let mut row: Vec<usize> = (0..=b.len()).collect();
   for (i, ca) in a.chars().enumerate() {

@@ -11,14 +11,14 @@ use yaml_rust2::{
 };
 
 /// Upper bound on nodes created by alias expansion, so a "billion laughs" file fails cleanly.
-pub const MAX_NODES: usize = 1_000_000;
+pub(crate) const MAX_NODES: usize = 1_000_000;
 
 /// Upper bound on the text aliases may copy (the bytes of every string they repeat), so one
 /// large anchored string repeated many times fails cleanly too.
-pub const MAX_ALIAS_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_ALIAS_BYTES: usize = 4 * 1024 * 1024;
 
 /// How deeply sequences and mappings may nest (block and flow alike).
-pub const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// A YAML value with the span of its first character.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,7 +139,7 @@ impl Node {
 
 /// A YAML syntax error with its position.
 #[derive(Debug, Clone)]
-pub struct SyntaxError {
+pub(crate) struct SyntaxError {
   /// Byte offset of the problem.
   pub offset: usize,
   /// The parser's description.
@@ -147,7 +147,7 @@ pub struct SyntaxError {
 }
 
 /// Parses one YAML document into a [`Node`]; an empty document is `Null`.
-pub fn parse(source: &Source) -> Result<Node, SyntaxError> {
+pub(crate) fn parse(source: &Source) -> Result<Node, SyntaxError> {
   let mut builder = Builder {
     source,
     stack: Vec::new(),

@@ -185,12 +185,10 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
       sinks.push(Box::new(JsonLines::new(Box::new(file))));
     }
   }
-  let stderr_tty = std::io::stderr().is_terminal();
   let mode = match flags.progress {
     ProgressArg::None => progress::ProgressMode::None,
     ProgressArg::Plain => progress::ProgressMode::Plain,
-    ProgressArg::Auto if stderr_tty => progress::ProgressMode::Live,
-    ProgressArg::Auto => progress::ProgressMode::Plain,
+    ProgressArg::Auto => progress::ProgressMode::auto(),
   };
   let color = color::stderr();
   let (progress_sink, progress) = progress::start(
@@ -210,7 +208,7 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
 
   let (control_tx, control_rx) = mpsc::unbounded_channel();
   // Gates are asked on the terminal only when someone can answer there.
-  let interactive = std::io::stdin().is_terminal() && stderr_tty;
+  let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
   if interactive && !settings.approve_all {
     let decided: std::collections::HashSet<String> = settings
       .approve

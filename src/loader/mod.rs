@@ -12,7 +12,7 @@ mod nodes;
 mod skill_meta;
 mod stage;
 
-pub use skill_meta::load_skill_meta;
+pub(crate) use skill_meta::load_skill_meta;
 
 pub(super) const WORKFLOW_KEYS: &[&str] = &[
   "swdl",
@@ -98,7 +98,7 @@ pub(super) const PARAMETER_TYPES: &[&str] =
   &["string", "number", "integer", "boolean", "array", "object"];
 
 /// Default stage timeout when neither the stage nor `defaults` sets one.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 
 /// The typed model of a parsed file, and every problem found reading it.
 pub(crate) fn read(source: &Arc<Source>, root: &Node) -> (Option<Workflow>, Diagnostics) {
@@ -111,7 +111,7 @@ pub(crate) fn read(source: &Arc<Source>, root: &Node) -> (Option<Workflow>, Diag
 }
 
 /// Workflow names and stage ids: `[a-z0-9][a-z0-9_-]*`.
-pub fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
   let mut bytes = name.bytes();
   bytes
     .next()

@@ -17,7 +17,7 @@ const SKILL_META_KEYS: &[&str] = &[
 ];
 
 /// Reads a skill's `skill.yaml` metadata, reporting every problem with its position.
-pub fn load_skill_meta(name: &str, text: &str) -> Result<skills::SkillMeta, Diagnostics> {
+pub(crate) fn load_skill_meta(name: &str, text: &str) -> Result<skills::SkillMeta, Diagnostics> {
   let source = Source::new(name, text);
   let root = yaml::parse(&source).map_err(|error| {
     Diagnostics(vec![Diagnostic::new(

@@ -2,7 +2,6 @@
 //! a bar redrawn in place on a TTY, one timestamped line per event elsewhere, or nothing. It
 //! reads only the event stream and writes only to stderr (or to a writer given for tests).
 use super::*;
-use crate::event_text::clean;
 use crate::{
   decision::GateDecision,
   duration::format_duration,
@@ -42,7 +41,7 @@ use tracker::State;
 
 /// How progress is shown (`--progress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressMode {
+pub(crate) enum ProgressMode {
   /// A block redrawn in place with ANSI escapes: for a terminal.
   Live,
   /// One timestamped line per event, no escapes: for pipes and CI.
@@ -53,7 +52,7 @@ pub enum ProgressMode {
 
 impl ProgressMode {
   /// The mode `--progress auto` means here: live when stderr is a capable terminal, else plain.
-  pub fn auto() -> Self {
+  pub(crate) fn auto() -> Self {
     let dumb = std::env::var_os("TERM").is_some_and(|term| term == "dumb");
     if std::io::stderr().is_terminal() && !dumb {
       Self::Live
@@ -61,23 +60,12 @@ impl ProgressMode {
       Self::Plain
     }
   }
-
-  /// The mode for a `--progress` value (`auto`, `plain`, `none`, also `live`).
-  pub fn from_flag(flag: &str) -> Option<Self> {
-    match flag {
-      "auto" => Some(Self::auto()),
-      "live" => Some(Self::Live),
-      "plain" => Some(Self::Plain),
-      "none" => Some(Self::None),
-      _ => None,
-    }
-  }
 }
 
 /// Starts a progress display writing to `out` (normally `Box::new(std::io::stderr())`); `color`
 /// only matters in live mode. Hand the sink to the runtime and call
 /// [`ProgressHandle::finish`] once the run is over.
-pub fn start(
+pub(crate) fn start(
   mode: ProgressMode,
   workflow: &str,
   total_stages: usize,
@@ -145,7 +133,7 @@ fn start_with(
 }
 
 /// The event sink of the progress display; give it to the runtime.
-pub struct ProgressSink {
+pub(crate) struct ProgressSink {
   shared: Arc<Shared>,
   ticking: bool,
 }
@@ -153,7 +141,7 @@ pub struct ProgressSink {
 impl ProgressSink {
   /// Sets how many attempts each stage may take (retries plus fallbacks), so lines can read
   /// `attempt 2/3`; stages left out show `attempt N` from their second attempt on.
-  pub fn with_attempt_limits<I>(self, limits: I) -> Self
+  pub(crate) fn with_attempt_limits<I>(self, limits: I) -> Self
   where
     I: IntoIterator<Item = (String, u32)>,
   {
@@ -191,7 +179,7 @@ impl EventSink for ProgressSink {
 
 /// Controls the display from outside the runtime: finishing it, and stepping aside for a
 /// prompt or a message.
-pub struct ProgressHandle {
+pub(crate) struct ProgressHandle {
   shared: Arc<Shared>,
   stop: Option<mpsc::Sender<()>>,
   ticker: Option<JoinHandle<()>>,
@@ -200,19 +188,13 @@ pub struct ProgressHandle {
 
 impl ProgressHandle {
   /// Stops redrawing, erases the live block and writes the final summary line.
-  pub fn finish(mut self) {
+  pub(crate) fn finish(mut self) {
     self.close();
-  }
-
-  /// Writes a line above the live block (or as a plain line) without breaking the display.
-  pub fn print_line(&self, line: &str) {
-    lock(&self.shared.state).pending.push(clean(line));
-    paint(&self.shared, Instant::now(), Paint::Now);
   }
 
   /// Erases the live block and stops redrawing until the guard is dropped, so an interactive
   /// prompt (a gate decision) can use the terminal.
-  pub fn suspend(&self) -> Suspended<'_> {
+  pub(crate) fn suspend(&self) -> Suspended<'_> {
     let mut output = lock(&self.shared.output);
     output.suspended = true;
     if output.drawn > 0 {
@@ -261,7 +243,7 @@ impl Drop for ProgressHandle {
 }
 
 /// While alive, the live block is hidden and not redrawn (see [`ProgressHandle::suspend`]).
-pub struct Suspended<'a> {
+pub(crate) struct Suspended<'a> {
   shared: &'a Shared,
 }
 

@@ -111,7 +111,7 @@ const WAIT_LIMIT: Duration = Duration::from_secs(3600);
 /// Runs `swdl repl [FILE]`.
 pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<commands::Done, Error> {
   let interactive = std::io::stdin().is_terminal();
-  let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+  let color = crate::color::stdout();
   let runtime = tokio::runtime::Builder::new_multi_thread()
     .enable_all()
     .build()

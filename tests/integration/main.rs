@@ -1,4 +1,8 @@
 //! Integration tests: every test drives the real `swdl` binary.
+#![allow(
+  unreachable_pub,
+  reason = "a test binary has no public API: `pub` is how its modules share helpers"
+)]
 
 mod common;
 mod eval;
