@@ -1,4 +1,4 @@
-//! Checks across stages: dependencies, cycles, and what each expression may read (SPEC 4).
+//! Checks across stages: dependencies, cycles, and what each expression may read (docs/expressions.md, "Checks at validate time").
 use super::*;
 use crate::{
   dag::{Dag, DagProblem, Reach},
@@ -46,7 +46,7 @@ struct Analyzer<'a> {
   diagnostics: Diagnostics,
 }
 
-impl<'a> Analyzer<'a> {
+impl Analyzer<'_> {
   fn error(&mut self, span: Span, kind: ErrorKind) {
     self
       .diagnostics

@@ -1,4 +1,4 @@
-//! Command-line arguments (SPEC section 2).
+//! Command-line arguments (docs/running.md and docs/runs.md describe the commands).
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 

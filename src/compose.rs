@@ -7,7 +7,11 @@ use super::*;
 use crate::workflow::Workflow;
 use std::path::Path;
 
-/// Reads and loads a workflow file; I/O problems become [`LoadError::Io`].
+/// Reads and loads a workflow file.
+///
+/// # Errors
+/// [`LoadError::Io`] when the file cannot be read, [`LoadError::Invalid`] with every diagnostic
+/// when it is not a valid workflow.
 pub fn load_file(path: &Path) -> Result<Workflow, LoadError> {
   let text = crate::source::read_text(path).map_err(|error| LoadError::Io {
     path: path.display().to_string(),
@@ -19,6 +23,9 @@ pub fn load_file(path: &Path) -> Result<Workflow, LoadError> {
 
 /// Loads and checks a workflow from text; `name` is used in error positions. Skill names are
 /// checked only by [`load_file`], which knows where to look for them.
+///
+/// # Errors
+/// Every diagnostic, when the text is not a valid workflow.
 pub fn load_str(name: &str, text: &str) -> Result<Workflow, Diagnostics> {
   load(name, text, None)
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-/// Parses `250ms`, `30s`, `1h30m`, `2d` or a bare number of seconds (SPEC 10).
+/// Parses `250ms`, `30s`, `1h30m`, `2d` or a bare number of seconds (docs/workflow-format.md, "Durations").
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
   let text = text.trim();
   if text.is_empty() {
@@ -121,7 +121,7 @@ mod tests {
     assert_eq!(format_duration(Duration::from_millis(1_500)), "1.5s");
     assert_eq!(format_duration(Duration::from_secs(30)), "30s");
     assert_eq!(format_duration(Duration::from_secs(150)), "2m 30s");
-    assert_eq!(format_duration(Duration::from_secs(3_900)), "1h 5m");
-    assert_eq!(format_duration(Duration::from_secs(7_200)), "2h");
+    assert_eq!(format_duration(Duration::from_mins(65)), "1h 5m");
+    assert_eq!(format_duration(Duration::from_hours(2)), "2h");
   }
 }

@@ -323,6 +323,10 @@ pub enum ErrorKind {
   },
 }
 
+#[expect(
+  clippy::ref_option,
+  reason = "thiserror's format arguments borrow the fields"
+)]
 fn did_you_mean(suggestion: &Option<String>) -> String {
   suggestion
     .as_ref()

@@ -1,4 +1,4 @@
-//! The event stream (SPEC section 7): the source of truth for a run. The run's state is a fold
+//! The event stream (docs/running.md, "Events"): the source of truth for a run. The run's state is a fold
 //! over these events, and the events file, progress display, store and REPL all read them.
 use super::*;
 use indexmap::IndexMap;
@@ -283,7 +283,7 @@ impl Event {
   }
 }
 
-/// Stage statuses (SPEC section 3).
+/// Stage statuses (docs/running.md, "Stage statuses").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
@@ -330,7 +330,7 @@ impl StageStatus {
   }
 }
 
-/// Run statuses (SPEC section 3).
+/// Run statuses (docs/running.md, "Stage statuses").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -531,6 +531,10 @@ mod tests {
     assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     let t = UNIX_EPOCH + Duration::from_millis(1_795_874_587_123);
     assert_eq!(rfc3339(t), "2026-11-28T14:03:07.123Z");
+    #[expect(
+      clippy::duration_suboptimal_units,
+      reason = "a Unix timestamp counts seconds"
+    )]
     let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
     assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
   }

@@ -42,7 +42,7 @@ pub struct StageTask {
   pub memory: MemoryView,
 }
 
-/// One working-memory entry (SPEC section 5).
+/// One working-memory entry (docs/running.md, "Working memory").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoryEntry {
   /// Stage id.

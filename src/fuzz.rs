@@ -83,6 +83,7 @@ impl Rng {
     self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
   }
 
+  #[expect(clippy::cast_possible_truncation, reason = "below `n`, a `usize`")]
   fn below(&mut self, n: usize) -> usize {
     (self.next() % n.max(1) as u64) as usize
   }
@@ -203,6 +204,10 @@ const EXPR_TOKENS: &[&str] = &[
 ];
 
 /// One mutation of `input`, from the dictionary `tokens` and the `corpus`.
+#[expect(
+  clippy::cast_possible_truncation,
+  reason = "a random byte: the low bits are the point"
+)]
 fn mutate(rng: &mut Rng, input: &[u8], tokens: &[&str], corpus: &[Vec<u8>]) -> Vec<u8> {
   let mut out = input.to_vec();
   for _ in 0..=rng.below(4) {

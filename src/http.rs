@@ -1,4 +1,4 @@
-//! HTTP requests for the `http` skill and `swdl.http` (SPEC section 9): reqwest with rustls,
+//! HTTP requests for the `http` skill and `swdl.http` (docs/models.md): reqwest with rustls,
 //! retries on 429 and 5xx that honour `Retry-After`, a timeout per try, and a bounded response
 //! body.
 use indexmap::IndexMap;
@@ -12,7 +12,7 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries after the first one, for 429, 5xx and connection failures.
 pub(crate) const DEFAULT_RETRIES: u32 = 3;
 /// The longest wait between tries, whatever `Retry-After` asks.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+const MAX_RETRY_WAIT: Duration = Duration::from_mins(1);
 
 /// One request.
 #[derive(Debug, Clone)]

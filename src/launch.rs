@@ -11,6 +11,7 @@ use crate::{
   workflow::Workflow,
 };
 use indexmap::IndexMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::{
   collections::{HashMap, HashSet},
   path::{Path, PathBuf},
@@ -236,7 +237,7 @@ pub(crate) fn start_lua(
     ("recovery strategy", &recoveries, host.recoveries()),
   ];
   for (what, wanted, known) in registered {
-    for (name, span) in wanted.iter() {
+    for (name, span) in wanted {
       if !known.iter().any(|k| k == name) {
         problems.push(Diagnostic::new(
           &workflow.source,
@@ -256,5 +257,62 @@ pub(crate) fn start_lua(
     Ok(Some(Lua { host, skills }))
   } else {
     Err(Error::Diagnostics(problems))
+  }
+}
+
+/// Hands requests other processes leave in the store for this run (`swdl cancel`, `pause`,
+/// `resume`, `approve`, `reject`) to the run's control channel. It polls from its own thread
+/// with its own connection, so a busy store never holds up the runtime; it stops when dropped.
+pub(crate) struct RequestPoller {
+  stop: Arc<AtomicBool>,
+}
+
+/// How often a live run looks for requests.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl RequestPoller {
+  /// Starts polling for `run_id`'s requests in the store at `dir`.
+  pub(crate) fn start(
+    dir: PathBuf,
+    run_id: String,
+    control: mpsc::UnboundedSender<Control>,
+  ) -> Self {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::spawn(move || {
+      let Ok(mut store) = store::Store::open(&dir) else {
+        return;
+      };
+      while !stopped.load(Ordering::Relaxed) {
+        std::thread::sleep(POLL_EVERY);
+        let Ok(requests) = store.take_requests(&run_id) else {
+          continue;
+        };
+        for request in requests {
+          let message = match request {
+            store::Request::Cancel => Control::Cancel,
+            store::Request::Pause => Control::Pause,
+            store::Request::Resume => Control::Resume,
+            store::Request::Decide { stage, decision } => Control::Decide {
+              stage,
+              decision: decision.decision,
+              by: decision.by,
+              reason: decision.reason,
+              inputs: decision.inputs,
+            },
+          };
+          if control.send(message).is_err() {
+            return;
+          }
+        }
+      }
+    });
+    Self { stop }
+  }
+}
+
+impl Drop for RequestPoller {
+  fn drop(&mut self) {
+    self.stop.store(true, Ordering::Relaxed);
   }
 }

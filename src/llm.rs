@@ -1,4 +1,4 @@
-//! Model calls (SPEC section 9): an OpenAI-compatible `/chat/completions` endpoint, as
+//! Model calls (docs/models.md): an OpenAI-compatible `/chat/completions` endpoint, as
 //! llama.cpp's server, vLLM, Ollama and hosted APIs serve it. The base URL (with `/v1`), the
 //! model and the API key come from `SWDL_LLM_URL`, `SWDL_LLM_MODEL` and `SWDL_LLM_API_KEY`,
 //! or from the call. The key travels only in the `Authorization` header and is masked out of
@@ -31,7 +31,7 @@ impl std::fmt::Debug for Endpoint {
       .field("url", &self.url)
       .field("model", &self.model)
       .field("api_key", &self.api_key.as_ref().map(|_| "***"))
-      .finish()
+      .finish_non_exhaustive()
   }
 }
 
@@ -89,7 +89,7 @@ impl Endpoint {
       url,
       model,
       api_key: process("SWDL_LLM_API_KEY").filter(|_| trusted),
-      timeout: Duration::from_secs(120),
+      timeout: Duration::from_mins(2),
     })
   }
 

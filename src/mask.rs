@@ -431,7 +431,7 @@ mod tests {
         "name: t\nparameters:\n  n: { type: number, secret: true }\nstages:\n  - { id: a, uses: echo }\n",
       )
       .expect("loads"),
-      &[("n".to_string(), json!(100000.0))].into_iter().collect(),
+      &[("n".to_string(), json!(100_000.0))].into_iter().collect(),
     )
     .expect("long enough");
     assert_eq!(floats.mask_str("n=100000"), "n=***");
@@ -440,7 +440,7 @@ mod tests {
   #[test]
   fn numbers_and_strings_inside_arrays_are_masked() {
     let masker = Masker::new(["987654321".to_string(), "ArrSecretElem".to_string()]);
-    let mut value = json!({"n": 987654321, "m": 19876543210_i64, "a": ["ArrSecretElem", 5]});
+    let mut value = json!({"n": 987_654_321, "m": 19_876_543_210_i64, "a": ["ArrSecretElem", 5]});
     masker.mask_json(&mut value);
     assert_eq!(value, json!({"n": "***", "m": "***", "a": ["***", 5]}));
   }

@@ -1,9 +1,12 @@
-//! Converts `--param k=v` arguments to the types the workflow declares (SPEC 3).
+//! Converts `--param k=v` arguments to the types the workflow declares (docs/workflow-format.md, "Parameters").
 use super::*;
 use crate::workflow::{ValueType, Workflow};
 use indexmap::IndexMap;
 
 /// Final parameter values: given ones converted, defaults filled in, required ones checked.
+///
+/// # Errors
+/// A diagnostic for each malformed, unknown, mistyped or missing parameter.
 pub fn resolve(
   workflow: &Workflow,
   args: &[String],

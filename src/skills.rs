@@ -2,8 +2,8 @@
 //! their metadata (`NAME/skill.yaml`), selection by domain, language and token budget, and the
 //! name checks `swdl validate` runs.
 use super::*;
-use crate::workflow::{Permission, Risk, Workflow};
-use indexmap::IndexMap;
+pub(crate) use crate::loader::SkillMeta;
+use crate::workflow::Workflow;
 use serde::Serialize;
 use std::{
   collections::BTreeMap,
@@ -126,34 +126,6 @@ impl SkillIndex {
 /// `./x.lua`, `../x.lua` and absolute paths name files rather than registry entries.
 fn is_path(uses: &str) -> bool {
   uses.starts_with("./") || uses.starts_with("../") || uses.starts_with('/')
-}
-
-/// Metadata from `NAME/skill.yaml` (all optional).
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct SkillMeta {
-  /// What the skill does.
-  #[serde(skip_serializing_if = "Option::is_none")]
-  pub description: Option<String>,
-  /// Areas it helps with, for selection.
-  #[serde(skip_serializing_if = "Vec::is_empty")]
-  pub domains: Vec<String>,
-  /// Programming languages it understands, for selection.
-  #[serde(skip_serializing_if = "Vec::is_empty")]
-  pub languages: Vec<String>,
-  /// How risky running it is.
-  #[serde(skip_serializing_if = "Option::is_none")]
-  pub risk: Option<Risk>,
-  /// Estimated model tokens one use costs.
-  pub tokens: u64,
-  /// What it asks to be granted.
-  #[serde(skip_serializing_if = "Vec::is_empty")]
-  pub permissions: Vec<Permission>,
-  /// Declared inputs: name → type.
-  #[serde(skip_serializing_if = "IndexMap::is_empty")]
-  pub inputs: IndexMap<String, String>,
-  /// Declared outputs: name → type.
-  #[serde(skip_serializing_if = "IndexMap::is_empty")]
-  pub outputs: IndexMap<String, String>,
 }
 
 /// One entry of the registry.
@@ -300,8 +272,11 @@ mod tests {
     assert_eq!(&names[BUILTINS.len()..], ["review", "word-count"]);
     let review = registry.get("review").expect("review");
     assert_eq!(review.meta.tokens, 300);
-    assert_eq!(review.meta.risk, Some(Risk::Medium));
-    assert_eq!(review.meta.permissions, vec![Permission::Exec]);
+    assert_eq!(review.meta.risk, Some(crate::workflow::Risk::Medium));
+    assert_eq!(
+      review.meta.permissions,
+      vec![crate::workflow::Permission::Exec]
+    );
     assert_eq!(
       review.meta.inputs.get("text").map(String::as_str),
       Some("string")

@@ -152,7 +152,7 @@ impl RunState {
       } => {
         self.status = *status;
         self.outputs = outputs.clone();
-        self.error = error.clone();
+        self.error.clone_from(error);
         self.finished_at = Some(ts.clone());
         self.duration_ms = Some(*duration_ms);
       }
@@ -190,7 +190,7 @@ impl RunState {
         if let Some(s) = self.at(index) {
           s.status = StageStatus::Completed;
           s.outputs = Some(Arc::clone(outputs));
-          s.summary = summary.clone();
+          s.summary.clone_from(summary);
           s.error = None;
           s.reason = None;
           s.duration_ms = Some(*duration_ms);

@@ -1,4 +1,4 @@
-//! The typed model of a workflow file (SPEC section 3), with defaults applied.
+//! The typed model of a workflow file (docs/workflow-format.md), with defaults applied.
 use super::*;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -666,6 +666,10 @@ fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
   s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+#[expect(
+  clippy::ref_option,
+  reason = "serde's `serialize_with` passes the field by reference"
+)]
 fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
   match d {
     Some(d) => ser_duration(d, s),

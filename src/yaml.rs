@@ -1,9 +1,9 @@
 //! The only module that touches the YAML library: it turns text into a [`Node`] tree that keeps
 //! the position of every key and value, which the loader needs for `FILE:LINE:COL` errors.
 //!
-//! serde_yaml keeps no node positions (and is archived upstream), so the loader reads the
+//! `serde_yaml` keeps no node positions (and is archived upstream), so the loader reads the
 //! event stream of `yaml-rust2`'s pull parser, which carries a marker for every event, and
-//! builds its own tree. Scalars are resolved with the YAML 1.2 core schema, like serde_yaml.
+//! builds its own tree. Scalars are resolved with the YAML 1.2 core schema, like `serde_yaml`.
 use super::*;
 use yaml_rust2::{
   parser::{Event, MarkedEventReceiver, Parser, Tag},

@@ -1,5 +1,5 @@
 //! The skills every swdl binary runs without Lua: `echo`, `sleep`, `fail`, `http`, `llm` and
-//! `shell` (docs/skills.md). The shell skill, with its pipes and `$SWDL_OUTPUT`, is in
+//! `shell` (docs/running.md, "Built-in skills"; `http` and `llm` in docs/models.md). The shell skill, with its pipes and `$SWDL_OUTPUT`, is in
 //! [`shell`].
 use super::*;
 use crate::executor::{BoxFuture, LogStream, StageExecutor, StageResult, StageTask, TaskIo};
@@ -88,7 +88,7 @@ async fn sleep(task: &StageTask) -> StageResult {
   StageResult::outputs(outputs)
 }
 
-/// `http`: one request (SPEC section 9). Inputs: `url`; optional `method` (GET), `headers`,
+/// `http`: one request (docs/models.md). Inputs: `url`; optional `method` (GET), `headers`,
 /// `body` (text) or `json` (any value, sent as JSON), `timeout` (per try: a duration string or
 /// milliseconds; 30s), `retries` (3), `max_bytes` (10 MiB) and `fail_on_error` (true: a final
 /// status of 400 or more fails the attempt). Outputs: `status`, `headers`, `body`, `json` (the
@@ -138,7 +138,7 @@ async fn http_skill(task: &StageTask, io: &TaskIo) -> StageResult {
   }
 }
 
-/// `llm`: one chat completion (SPEC section 9). Inputs: `prompt` and/or `messages`, `system`,
+/// `llm`: one chat completion (docs/models.md). Inputs: `prompt` and/or `messages`, `system`,
 /// `temperature`, `max_tokens`, `json` (ask for a JSON object), and `model` / `url` to
 /// override `SWDL_LLM_MODEL` / `SWDL_LLM_URL`. Outputs: `text`, `json`, `model`, `usage`.
 async fn llm_skill(task: &StageTask, io: &TaskIo) -> StageResult {
@@ -178,8 +178,13 @@ pub(crate) fn usage_line(answer: &crate::llm::Answer, budget: &crate::llm::Budge
 }
 
 /// Reads `ms`: a non-negative number of milliseconds or a duration string. A string of digits
-/// alone counts as milliseconds, like a number, because the field is named `ms` (SPEC's bare
+/// alone counts as milliseconds, like a number, because the field is named `ms` (bare
 /// integer durations mean seconds only where a field holds a duration of no stated unit).
+#[expect(
+  clippy::cast_possible_truncation,
+  clippy::cast_sign_loss,
+  reason = "finite, non-negative and rounded just before"
+)]
 fn sleep_duration(value: &Value) -> Result<Duration, String> {
   let bad = |why: &str| format!("sleep: `ms` {why}, got {value}");
   match value {
@@ -231,6 +236,11 @@ fn fail(task: &StageTask) -> StageResult {
 }
 
 /// Reads `times`: a non-negative integer (a string of digits too, as interpolation gives).
+#[expect(
+  clippy::cast_possible_truncation,
+  clippy::cast_sign_loss,
+  reason = "a whole number within `u64`, checked just before"
+)]
 fn fail_times(value: &Value) -> Result<u64, String> {
   let times = match value {
     Value::Number(number) => number.as_u64().or_else(|| {

@@ -1,4 +1,4 @@
-//! `swdl decompose "TASK"` (SPEC section 9): asks a model for a workflow over the available
+//! `swdl decompose "TASK"` (docs/models.md): asks a model for a workflow over the available
 //! skills, checks the reply exactly as `swdl validate` does (and that every skill it uses
 //! exists), sends the errors back for a bounded number of repairs, and writes a valid file or
 //! fails with the last errors. The model's output is never trusted: only a file that passes

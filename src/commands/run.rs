@@ -228,7 +228,7 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
   let budget = launch.budget();
   let poller = store_dir
     .as_ref()
-    .map(|dir| store::RequestPoller::start(dir.clone(), run_id.clone(), control_tx.clone()));
+    .map(|dir| launch::RequestPoller::start(dir.clone(), run_id.clone(), control_tx.clone()));
   let runtime = tokio::runtime::Builder::new_multi_thread()
     .enable_all()
     .build()

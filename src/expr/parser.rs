@@ -139,6 +139,10 @@ fn parse_name(input: &str) -> PResult<'_, &str> {
 
 /// The rest of a number: letters, digits, `_` and `.`, and a sign right after an exponent `e`,
 /// so that `1e-5` is one token and `1.2.3` or `12abc` are reported whole.
+#[expect(
+  clippy::unnecessary_wraps,
+  reason = "a nom parser: it composes with the others by type"
+)]
 fn parse_number_tail(input: &str) -> PResult<'_, &str> {
   let mut previous = ' ';
   let end = input
@@ -252,7 +256,7 @@ impl<'a> ExprParser<'a> {
   }
 
   /// A committed failure of `kind` covering `len` bytes at `at`.
-  fn fail<T>(&self, at: &'a str, len: usize, kind: ExprErrorKind) -> PResult<'a, T> {
+  fn fail<T>(at: &'a str, len: usize, kind: ExprErrorKind) -> PResult<'a, T> {
     Err(nom::Err::Failure(Failure {
       at,
       len,
@@ -261,9 +265,9 @@ impl<'a> ExprParser<'a> {
   }
 
   /// Fails with `TooDeep` at the next token.
-  fn too_deep<T>(&self, input: &'a str) -> PResult<'a, T> {
+  fn too_deep<T>(input: &'a str) -> PResult<'a, T> {
     let at = input.trim_start();
-    self.fail(at, describe(at).1, ExprErrorKind::TooDeep)
+    Self::fail(at, describe(at).1, ExprErrorKind::TooDeep)
   }
 
   /// The final error for a failure.
@@ -296,7 +300,7 @@ impl<'a> ExprParser<'a> {
   /// `expression := ternary`, at nesting level `depth`.
   fn parse_expression(&self, input: &'a str, depth: usize) -> PResult<'a, Expr> {
     if depth >= MAX_DEPTH {
-      return self.too_deep(input);
+      return Self::too_deep(input);
     }
     self.parse_ternary(input, depth)
   }
@@ -338,7 +342,7 @@ impl<'a> ExprParser<'a> {
         Operator::Binary(op) => {
           comparisons += 1;
           if comparisons >= MAX_DEPTH {
-            return self.too_deep(rest);
+            return Self::too_deep(rest);
           }
           Expr {
             span: lhs.span.join(rhs.span),
@@ -361,7 +365,7 @@ impl<'a> ExprParser<'a> {
       return self.parse_postfix(input, depth);
     };
     if depth >= MAX_DEPTH {
-      return self.too_deep(input);
+      return Self::too_deep(input);
     }
     let (rest, operand) = expect("an expression", |i| self.parse_unary(i, depth + 1))(rest)?;
     let span = self.span(input.trim_start(), rest);
@@ -417,7 +421,7 @@ impl<'a> ExprParser<'a> {
         break;
       };
       if steps >= MAX_DEPTH {
-        return self.too_deep(rest);
+        return Self::too_deep(rest);
       }
       expr = Expr {
         kind,
@@ -449,7 +453,7 @@ impl<'a> ExprParser<'a> {
 
   /// A string literal as an expression.
   fn parse_string_literal(&self, input: &'a str) -> PResult<'a, Expr> {
-    let (rest, text) = self.parse_string(input)?;
+    let (rest, text) = Self::parse_string(input)?;
     let span = self.span(input, rest);
     Ok((
       rest,
@@ -461,23 +465,23 @@ impl<'a> ExprParser<'a> {
   }
 
   /// `string := single-quoted | double-quoted`
-  fn parse_string(&self, input: &'a str) -> PResult<'a, String> {
+  fn parse_string(input: &'a str) -> PResult<'a, String> {
     match input.chars().next() {
-      Some('\'') => self.parse_single_quoted(input),
-      Some('"') => self.parse_double_quoted(input),
+      Some('\'') => Self::parse_single_quoted(input),
+      Some('"') => Self::parse_double_quoted(input),
       _ => Err(nom::Err::Error(Failure::mismatch(input))),
     }
   }
 
   /// `single-quoted := "'" ( [^'] | "''" )* "'"`
-  fn parse_single_quoted(&self, input: &'a str) -> PResult<'a, String> {
+  fn parse_single_quoted(input: &'a str) -> PResult<'a, String> {
     let (mut rest, _) = char('\'').parse(input)?;
     let mut text = String::new();
     loop {
       let (after, chunk) = take_while(|c| c != '\'').parse(rest)?;
       text.push_str(chunk);
       let Some(after) = after.strip_prefix('\'') else {
-        return self.fail(input, 1, ExprErrorKind::UnterminatedString);
+        return Self::fail(input, 1, ExprErrorKind::UnterminatedString);
       };
       // `''` is an escaped quote; a single `'` ends the string.
       match after.strip_prefix('\'') {
@@ -491,7 +495,7 @@ impl<'a> ExprParser<'a> {
   }
 
   /// `double-quoted := '"' ( [^"\\] | escape )* '"'`
-  fn parse_double_quoted(&self, input: &'a str) -> PResult<'a, String> {
+  fn parse_double_quoted(input: &'a str) -> PResult<'a, String> {
     let (mut rest, _) = char('"').parse(input)?;
     let mut text = String::new();
     loop {
@@ -501,16 +505,16 @@ impl<'a> ExprParser<'a> {
         return Ok((after, text));
       }
       if after.len() <= 1 {
-        return self.fail(input, 1, ExprErrorKind::UnterminatedString);
+        return Self::fail(input, 1, ExprErrorKind::UnterminatedString);
       }
-      let (after, c) = self.parse_escape(after)?;
+      let (after, c) = Self::parse_escape(after)?;
       text.push(c);
       rest = after;
     }
   }
 
   /// `escape := "\" ( "n" | "t" | "r" | "\" | '"' | "'" | "0" | "u{" hex{1,6} "}" )`
-  fn parse_escape(&self, input: &'a str) -> PResult<'a, char> {
+  fn parse_escape(input: &'a str) -> PResult<'a, char> {
     let mut chars = input.chars();
     chars.next();
     let simple = match chars.next() {
@@ -531,7 +535,7 @@ impl<'a> ExprParser<'a> {
         .rev()
         .find(|&l| input.is_char_boundary(l))
         .unwrap_or(1);
-      self.fail(
+      Self::fail(
         input,
         len,
         ExprErrorKind::InvalidEscape {
@@ -572,7 +576,7 @@ impl<'a> ExprParser<'a> {
     .parse(input)?;
     let number = number_from_text(raw);
     if number.is_nan() {
-      return self.fail(
+      return Self::fail(
         input,
         raw.len(),
         ExprErrorKind::InvalidNumber {
@@ -635,7 +639,7 @@ impl<'a> ExprParser<'a> {
   ) -> PResult<'a, Expr> {
     let Some(info) = function(name) else {
       let suggestion = suggest(name, FUNCTIONS.iter().map(|f| f.name)).map(str::to_owned);
-      return self.fail(
+      return Self::fail(
         input,
         name.len(),
         ExprErrorKind::UnknownFunction {
@@ -644,12 +648,12 @@ impl<'a> ExprParser<'a> {
         },
       );
     };
-    let (rest, args) = self.parse_list(args, ')', false, "an expression", |i| {
+    let (rest, args) = Self::parse_list(args, ')', false, "an expression", |i| {
       self.parse_expression(i, depth + 1)
     })?;
     let span = self.span(input, rest);
     if args.len() < info.min_args || info.max_args.is_some_and(|max| args.len() > max) {
-      return self.fail(
+      return Self::fail(
         input,
         span.len,
         ExprErrorKind::WrongArity {
@@ -675,7 +679,7 @@ impl<'a> ExprParser<'a> {
   /// `array := "[" ( expression ( "," expression )* ","? )? "]"`
   fn parse_array(&self, input: &'a str, depth: usize) -> PResult<'a, Expr> {
     let (rest, _) = char('[').parse(input)?;
-    let (rest, items) = self.parse_list(rest, ']', true, "an expression", |i| {
+    let (rest, items) = Self::parse_list(rest, ']', true, "an expression", |i| {
       self.parse_expression(i, depth + 1)
     })?;
     Ok((
@@ -691,11 +695,11 @@ impl<'a> ExprParser<'a> {
   fn parse_object(&self, input: &'a str, depth: usize) -> PResult<'a, Expr> {
     let (rest, _) = char('{').parse(input)?;
     let (rest, entries) =
-      self.parse_list(rest, '}', true, "a key", |i| self.parse_entry(i, depth))?;
+      Self::parse_list(rest, '}', true, "a key", |i| self.parse_entry(i, depth))?;
     let mut unique: Vec<(String, Expr)> = Vec::with_capacity(entries.len());
     for (key, key_at, key_len, value) in entries {
       if unique.iter().any(|(k, _)| eq_ignore_case(k, &key)) {
-        return self.fail(key_at, key_len, ExprErrorKind::DuplicateKey { key });
+        return Self::fail(key_at, key_len, ExprErrorKind::DuplicateKey { key });
       }
       unique.push((key, value));
     }
@@ -714,7 +718,7 @@ impl<'a> ExprParser<'a> {
   fn parse_entry(&self, input: &'a str, depth: usize) -> PResult<'a, Entry<'a>> {
     let key_at = input.trim_start();
     let (rest, key) =
-      alt((map(parse_name, str::to_owned), |i| self.parse_string(i))).parse(key_at)?;
+      alt((map(parse_name, str::to_owned), |i| Self::parse_string(i))).parse(key_at)?;
     let key_len = key_at.len() - rest.len();
     let (rest, _) = expect("`:`", symbol(':'))(rest)?;
     let (rest, value) = expect("an expression", |i| self.parse_expression(i, depth + 1))(rest)?;
@@ -732,7 +736,6 @@ impl<'a> ExprParser<'a> {
   /// `item ( "," item )*` up to `close`, the opening bracket already read; a trailing comma
   /// is allowed when `trailing` says so.
   fn parse_list<T>(
-    &self,
     input: &'a str,
     close: char,
     trailing: bool,
@@ -765,242 +768,4 @@ impl<'a> ExprParser<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-  use super::*;
-
-  /// 1-based column (in characters) of a byte offset.
-  fn column(text: &str, offset: usize) -> usize {
-    text.get(..offset).map_or(0, |s| s.chars().count()) + 1
-  }
-
-  /// `input => printed form` for inputs that parse.
-  macro_rules! parses {
-    ($($text:expr => $printed:expr),* $(,)?) => {$(
-      match parse($text) {
-        Ok(expr) => assert_eq!(expr.to_string(), $printed, "parsing {:?}", $text),
-        Err(e) => panic!("{:?} should parse, got {e} at column {}", $text, column($text, e.span.offset)),
-      }
-    )*};
-  }
-
-  /// `input => message, column` for inputs that do not.
-  macro_rules! fails {
-    ($($text:expr => $message:expr, $column:expr);* $(;)?) => {$(
-      match parse($text) {
-        Ok(expr) => panic!("{:?} should fail, parsed as {expr}", $text),
-        Err(e) => assert_eq!(
-          (e.to_string().as_str(), column($text, e.span.offset)),
-          ($message, $column),
-          "parsing {:?}", $text
-        ),
-      }
-    )*};
-  }
-
-  #[test]
-  fn literals() {
-    parses! {
-      "" => "null", "   " => "null", "null" => "null", "true" => "true", "false" => "false",
-      "NaN" => "NaN", "Infinity" => "Infinity", "-Infinity" => "-Infinity",
-      "1" => "1", "-1" => "-1", "+2" => "2", "1.5" => "1.5", ".5" => "0.5", "5." => "5",
-      "1e3" => "1000", "1E-3" => "0.001", "2.5e+2" => "250", "0x1F" => "31", "0xff" => "255",
-      "0o17" => "15", "1e20" => "1e+20", "-0" => "0",
-      "'it''s'" => "'it''s'", "''" => "''", "'a\"b'" => "'a\"b'",
-      r#""tab\there""# => "'tab\there'", r#""q\"\\\'\0""# => "'q\"\\''\0'",
-      r#""\u{48}\u{1F600}""# => "'H\u{1F600}'", r#""""# => "''",
-      "'multi\nline'" => "'multi\nline'",
-    }
-  }
-
-  #[test]
-  fn names_properties_indexes_filters() {
-    parses! {
-      "parameters" => "parameters", "my-name_2" => "my-name_2", "_x" => "_x",
-      "True" => "True", "nulls" => "nulls",
-      "a.b.c" => "a.b.c", "a . b" => "a.b", "a.null" => "a.null", "a.b-c" => "a.b-c",
-      "a['b']" => "a['b']", "a[0]" => "a[0]", "a[ 1 ][x.y]" => "a[1][x.y]",
-      "a.*" => "a.*", "a[*]" => "a.*", "a.*.b" => "a.*.b", "a[*][0]" => "a.*[0]",
-      "[1, 2][0]" => "[1, 2][0]", "fromJSON('{}').a" => "fromJSON('{}').a", "'s'.x" => "'s'.x",
-    }
-  }
-
-  #[test]
-  fn calls() {
-    parses! {
-      "success()" => "success()", "SUCCESS( )" => "success()", "Always()" => "always()",
-      "contains(a, 'b')" => "contains(a, 'b')", "fromjson(x)" => "fromJSON(x)",
-      "TOJSON(x)" => "toJSON(x)", "startswith(a,b)" => "startsWith(a, b)",
-      "join(a)" => "join(a)", "join(a, '-')" => "join(a, '-')",
-      "format('{0}{1}', a, b, c, d)" => "format('{0}{1}', a, b, c, d)",
-      "length([])" => "length([])", "contains (a, b)" => "contains(a, b)",
-    }
-  }
-
-  #[test]
-  fn arrays_and_objects() {
-    parses! {
-      "[]" => "[]", "[1]" => "[1]", "[1, 'a', [true]]" => "[1, 'a', [true]]", "[1, 2,]" => "[1, 2]",
-      "{}" => "{}", "{a: 1}" => "{a: 1}", "{'b c': 2, \"d\": x.y,}" => "{'b c': 2, d: x.y}",
-      "{null: 1, true: 2}" => "{null: 1, true: 2}", "{a: {b: [1]}}" => "{a: {b: [1]}}",
-    }
-  }
-
-  #[test]
-  fn precedence_and_associativity() {
-    parses! {
-      "a || b && c" => "(a || (b && c))",
-      "a && b || c" => "((a && b) || c)",
-      "a && b && c && d" => "(a && b && c && d)",
-      "(a && b) && (c && d)" => "(a && b && c && d)",
-      "a || b || c" => "(a || b || c)",
-      "a == b && c != d" => "((a == b) && (c != d))",
-      "a < b == c > d" => "((a < b) == (c > d))",
-      "3 < 2 < 1" => "((3 < 2) < 1)",
-      "a == b == c" => "((a == b) == c)",
-      "!a == b" => "(!a == b)",
-      "!a.b[0]" => "!a.b[0]",
-      "!!a" => "!!a",
-      "!(a == b)" => "!(a == b)",
-      "a <= b >= c" => "((a <= b) >= c)",
-      "a ? b : c" => "(a ? b : c)",
-      "a ? b : c ? d : e" => "(a ? b : (c ? d : e))",
-      "a ? b ? c : d : e" => "(a ? (b ? c : d) : e)",
-      "a || b ? c && d : e" => "((a || b) ? (c && d) : e)",
-      "x == 1?2:3" => "((x == 1) ? 2 : 3)",
-      "c ? {a: 1} : [2]" => "(c ? {a: 1} : [2])",
-      "stages.a.outputs.x == 'y' && parameters.n > 2" => "((stages.a.outputs.x == 'y') && (parameters.n > 2))",
-    }
-  }
-
-  #[test]
-  fn syntax_errors() {
-    fails! {
-      "a ==" => "expected an expression, found end of expression", 5;
-      "a b" => "expected an operator or end of expression, found `b`", 3;
-      "a = b" => "expected an operator or end of expression, found `=`", 3;
-      "(a" => "expected `)`, found end of expression", 3;
-      "(a b)" => "expected `)`, found `b`", 4;
-      ")" => "expected an expression, found `)`", 1;
-      "a.1" => "expected a property name or `*`, found `1`", 3;
-      "a." => "expected a property name or `*`, found end of expression", 3;
-      "a[" => "expected an expression, found end of expression", 3;
-      "a[0" => "expected `]`, found end of expression", 4;
-      "a[*" => "expected `]`, found end of expression", 4;
-      "[1 2]" => "expected `,` or `]`, found `2`", 4;
-      "[1,,2]" => "expected an expression, found `,`", 4;
-      "{a 1}" => "expected `:`, found `1`", 4;
-      "{1: 2}" => "expected a key, found `1`", 2;
-      "{a: 1, A: 2}" => "duplicate key `A` in object literal", 8;
-      "contains(a b)" => "expected `,` or `)`, found `b`", 12;
-      "contains(a,)" => "expected an expression, found `)`", 12;
-      "a ? b" => "expected `:`, found end of expression", 6;
-      "a ? : c" => "expected an expression, found `:`", 5;
-      "#" => "expected an expression, found `#`", 1;
-      "a && @" => "expected an expression, found `@`", 6;
-      "a & b" => "expected an operator or end of expression, found `&`", 3;
-      "!" => "expected an expression, found end of expression", 2;
-      "a != " => "expected an expression, found end of expression", 6;
-      "é" => "expected an expression, found `é`", 1;
-      "x == é" => "expected an expression, found `é`", 6;
-      "-a" => "expected an expression, found `-a`", 1;
-    }
-  }
-
-  #[test]
-  fn bad_tokens() {
-    fails! {
-      "1.2.3" => "invalid number `1.2.3`", 1;
-      "12abc" => "invalid number `12abc`", 1;
-      "1e" => "invalid number `1e`", 1;
-      "0x" => "invalid number `0x`", 1;
-      "0xZZ" => "invalid number `0xZZ`", 1;
-      "-0x10" => "invalid number `-0x10`", 1;
-      "+Infinity" => "invalid number `+Infinity`", 1;
-      "a == 1-2" => "expected an operator or end of expression, found `-2`", 7;
-      "1e-2x" => "invalid number `1e-2x`", 1;
-      "'abc" => "unterminated string", 1;
-      "x == 'it''s" => "unterminated string", 6;
-      "\"abc" => "unterminated string", 1;
-      "\"abc\\" => "unterminated string", 1;
-      "\"abc\\\"" => "unterminated string", 1;
-      r#"a == "\q""# => r#"invalid escape `\q` in string (valid: \n \t \r \\ \" \' \0 \u{XXXX})"#, 7;
-      r#""\u{110000}""# => r#"invalid escape `\u{110000}` in string (valid: \n \t \r \\ \" \' \0 \u{XXXX})"#, 2;
-      r#""\u{}""# => r#"invalid escape `\u{}` in string (valid: \n \t \r \\ \" \' \0 \u{XXXX})"#, 2;
-      r#""\u0041""# => r#"invalid escape `\u` in string (valid: \n \t \r \\ \" \' \0 \u{XXXX})"#, 2;
-      r#""\é""# => r#"invalid escape `\é` in string (valid: \n \t \r \\ \" \' \0 \u{XXXX})"#, 2;
-    }
-  }
-
-  #[test]
-  fn unknown_functions_and_arity() {
-    fails! {
-      "fromJson2(x)" => "unknown function `fromJson2`, did you mean `fromJSON`?", 1;
-      "a && lenght(x)" => "unknown function `lenght`, did you mean `length`?", 6;
-      "frobnicate(x)" => "unknown function `frobnicate`", 1;
-      "parameters (x)" => "unknown function `parameters`", 1;
-      "contains(a)" => "`contains` takes 2 arguments, got 1", 1;
-      "x || contains(a, b, c)" => "`contains` takes 2 arguments, got 3", 6;
-      "success(1)" => "`success` takes no arguments, got 1", 1;
-      "join()" => "`join` takes 1 to 2 arguments, got 0", 1;
-      "format()" => "`format` takes at least 1 argument, got 0", 1;
-      "toJSON(a, b)" => "`toJSON` takes 1 argument, got 2", 1;
-    }
-  }
-
-  #[test]
-  fn spans_cover_nodes() {
-    let expr = parse("  a.b == 'x'  ");
-    assert_eq!(expr.map(|e| e.span), Ok(Span::new(2, 10)));
-    let arity = parse("x || contains(a, b, c)").map_err(|e| e.span);
-    assert_eq!(arity, Err(Span::new(5, 17)));
-    let unknown = parse("fromJson2(x)").map_err(|e| e.span);
-    assert_eq!(unknown, Err(Span::new(0, 9)));
-  }
-
-  #[test]
-  fn depth_limit() {
-    let nested =
-      |open: &str, close: &str, n: usize| format!("{}x{}", open.repeat(n), close.repeat(n));
-    // 49 wrappers around a leaf make 50 levels: allowed; one more is not.
-    assert!(parse(&nested("[", "]", 49)).is_ok());
-    assert_eq!(
-      parse(&nested("[", "]", 50)).map_err(|e| e.kind),
-      Err(ExprErrorKind::TooDeep)
-    );
-    assert!(parse(&nested("!", "", 49)).is_ok());
-    assert!(parse(&nested("!", "", 50)).is_err());
-    assert!(parse(&nested("length(", ")", 49)).is_ok());
-    assert!(parse(&nested("length(", ")", 50)).is_err());
-    // Long `&&` / `||` chains are flattened, as GitHub does, so they stay shallow.
-    assert!(parse(&vec!["a"; 5000].join(" && ")).is_ok());
-    assert!(parse(&vec!["a"; 5000].join(" || ")).is_ok());
-    // Chains that really nest are bounded whatever their length.
-    assert_eq!(
-      parse(&format!("a{}", ".b".repeat(49))).map(|e| e.too_deep(1)),
-      Ok(None)
-    );
-    for hostile in [
-      nested("(", ")", 100_000),
-      nested("[", "]", 100_000),
-      nested("{a:", "}", 100_000),
-      nested("!", "", 100_000),
-      nested("x ? ", " : y", 100_000),
-      format!("a{}", ".b".repeat(100_000)),
-      format!("a{}", "[0]".repeat(100_000)),
-      vec!["a"; 100_000].join(" == "),
-      "(".repeat(100_000),
-      "[".repeat(100_000),
-    ] {
-      let result = parse(&hostile);
-      assert_eq!(
-        result.map_err(|e| e.kind),
-        Err(ExprErrorKind::TooDeep),
-        "{}",
-        &hostile[..20]
-      );
-    }
-    fails! {
-      &nested("(", ")", 51) => "expression nests more than 50 levels deep", 51;
-    }
-  }
-}
+mod tests;

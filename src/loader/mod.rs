@@ -12,7 +12,7 @@ mod nodes;
 mod skill_meta;
 mod stage;
 
-pub(crate) use skill_meta::load_skill_meta;
+pub(crate) use skill_meta::{SkillMeta, load_skill_meta};
 
 pub(super) const WORKFLOW_KEYS: &[&str] = &[
   "swdl",
@@ -98,7 +98,7 @@ pub(super) const PARAMETER_TYPES: &[&str] =
   &["string", "number", "integer", "boolean", "array", "object"];
 
 /// Default stage timeout when neither the stage nor `defaults` sets one.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_hours(2);
 
 /// The typed model of a parsed file, and every problem found reading it.
 pub(crate) fn read(source: &Arc<Source>, root: &Node) -> (Option<Workflow>, Diagnostics) {
@@ -155,7 +155,7 @@ mod tests {
     assert_eq!(w.config.max_parallel, 3);
     assert_eq!(w.config.skills_path, vec!["skills".to_string()]);
     let a = &w.stages[0];
-    assert_eq!(a.timeout, Duration::from_secs(7_200));
+    assert_eq!(a.timeout, Duration::from_hours(2));
     assert_eq!(a.retry, Retry::default());
     assert_eq!(a.retry.max_attempts, 1);
     assert_eq!(a.on_failure, OnFailure::Halt);
@@ -172,9 +172,9 @@ mod tests {
     let a = &w.stages[0];
     assert_eq!(a.retry.max_attempts, 5);
     assert_eq!(a.retry.backoff, Backoff::Exponential);
-    assert_eq!(a.retry.max_delay, Some(Duration::from_secs(60)));
+    assert_eq!(a.retry.max_delay, Some(Duration::from_mins(1)));
     assert!(a.retry.jitter);
-    assert_eq!(a.timeout, Duration::from_secs(1_800));
+    assert_eq!(a.timeout, Duration::from_mins(30));
     assert_eq!(a.on_failure, OnFailure::Continue);
     let b = &w.stages[1];
     assert_eq!(b.retry.max_attempts, 2);

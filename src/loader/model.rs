@@ -391,6 +391,10 @@ pub(super) struct StageDefaults {
 }
 
 /// Integer parameters hold integers: a whole `2.0` is stored as `2`.
+#[expect(
+  clippy::cast_possible_truncation,
+  reason = "a whole number below 2^53, checked just before"
+)]
 fn normalize(ty: ValueType, value: serde_json::Value) -> serde_json::Value {
   match (&value, ty) {
     (serde_json::Value::Number(n), ValueType::Integer) if !n.is_i64() && !n.is_u64() => n

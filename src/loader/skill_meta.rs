@@ -1,7 +1,10 @@
 //! A skill's `skill.yaml`: its description, domains, languages, risk, token estimate,
 //! permissions, inputs and outputs, read with the same node readers as workflows.
 use super::*;
+use crate::workflow::{Permission, Risk};
+use indexmap::IndexMap;
 use nodes::Loader;
+use serde::Serialize;
 use yaml::NodeValue;
 
 /// Keys of a skill's `skill.yaml`.
@@ -16,8 +19,36 @@ const SKILL_META_KEYS: &[&str] = &[
   "outputs",
 ];
 
+/// Metadata from `NAME/skill.yaml` (all optional).
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct SkillMeta {
+  /// What the skill does.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub description: Option<String>,
+  /// Areas it helps with, for selection.
+  #[serde(skip_serializing_if = "Vec::is_empty")]
+  pub domains: Vec<String>,
+  /// Programming languages it understands, for selection.
+  #[serde(skip_serializing_if = "Vec::is_empty")]
+  pub languages: Vec<String>,
+  /// How risky running it is.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub risk: Option<Risk>,
+  /// Estimated model tokens one use costs.
+  pub tokens: u64,
+  /// What it asks to be granted.
+  #[serde(skip_serializing_if = "Vec::is_empty")]
+  pub permissions: Vec<Permission>,
+  /// Declared inputs: name → type.
+  #[serde(skip_serializing_if = "IndexMap::is_empty")]
+  pub inputs: IndexMap<String, String>,
+  /// Declared outputs: name → type.
+  #[serde(skip_serializing_if = "IndexMap::is_empty")]
+  pub outputs: IndexMap<String, String>,
+}
+
 /// Reads a skill's `skill.yaml` metadata, reporting every problem with its position.
-pub(crate) fn load_skill_meta(name: &str, text: &str) -> Result<skills::SkillMeta, Diagnostics> {
+pub(crate) fn load_skill_meta(name: &str, text: &str) -> Result<SkillMeta, Diagnostics> {
   let source = Source::new(name, text);
   let root = yaml::parse(&source).map_err(|error| {
     Diagnostics(vec![Diagnostic::new(
@@ -30,7 +61,7 @@ pub(crate) fn load_skill_meta(name: &str, text: &str) -> Result<skills::SkillMet
     source: Arc::clone(&source),
     diagnostics: Diagnostics::default(),
   };
-  let mut meta = skills::SkillMeta::default();
+  let mut meta = SkillMeta::default();
   if root.value != NodeValue::Null
     && let Some(map) = loader.mapping(&root, "skill.yaml", Some(SKILL_META_KEYS))
   {

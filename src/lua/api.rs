@@ -1,4 +1,4 @@
-//! The `swdl` module Lua code sees (SPEC section 6), one `register` function per area. What a
+//! The `swdl` module Lua code sees (docs/lua.md, "The swdl module"), one `register` function per area. What a
 //! call may do (`exec`, `fs`) is decided when a function is called, from the current call's
 //! grants, so one module table serves every skill.
 use {
@@ -43,6 +43,11 @@ fn sleep(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
 
 /// A duration from Lua: a number of milliseconds, a string of digits (milliseconds too, as in
 /// the `sleep` skill) or a duration string like `250ms` or `1m30s`.
+#[expect(
+  clippy::cast_possible_truncation,
+  clippy::cast_sign_loss,
+  reason = "finite, non-negative and rounded just before"
+)]
 pub(super) fn lua_duration(value: &LuaValue) -> Result<Duration, String> {
   let millis = |ms: f64| {
     if ms.is_finite() && ms >= 0.0 {
@@ -131,7 +136,7 @@ fn json(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
 /// `swdl.log(...)`: like `ctx.log`, for code that has no `ctx` at hand.
 fn log(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
   let log = lua.create_function(|lua, args: Variadic<LuaValue>| {
-    call::log(convert::join(lua, &args, " ")?);
+    call::log(convert::join(lua, &args, " "));
     Ok(())
   })?;
   swdl.set("log", log)

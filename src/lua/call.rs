@@ -44,7 +44,7 @@ pub(super) enum Purpose {
 /// One request running on a state.
 pub(super) struct Call {
   pub(super) purpose: Purpose,
-  /// `the stage`, `policy `by-risk``: what timed out or was cancelled, for messages.
+  /// "the stage", "policy `by-risk`": what timed out or was cancelled, for messages.
   what: String,
   /// The file being loaded or run, for messages and log lines without a stage.
   pub(super) label: String,

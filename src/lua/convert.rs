@@ -152,6 +152,10 @@ fn to_json_at(
 
 /// A float as JSON; whole numbers become integers, as `n / 2` gives a float in Lua 5.4 and
 /// `3.0` would read oddly in outputs.
+#[expect(
+  clippy::cast_possible_truncation,
+  reason = "a whole number below 2^53, checked just before"
+)]
 fn number(n: f64) -> Result<Json, ConvertError> {
   const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
   if n.fract() == 0.0 && n.abs() < EXACT {
@@ -260,14 +264,12 @@ pub(super) fn display(lua: &Lua, value: &LuaValue) -> String {
 }
 
 /// The arguments of `print(...)` or `ctx.log(...)` as one line.
-pub(super) fn join(lua: &Lua, values: &[LuaValue], separator: &str) -> mlua::Result<String> {
-  Ok(
-    values
-      .iter()
-      .map(|value| display(lua, value))
-      .collect::<Vec<_>>()
-      .join(separator),
-  )
+pub(super) fn join(lua: &Lua, values: &[LuaValue], separator: &str) -> String {
+  values
+    .iter()
+    .map(|value| display(lua, value))
+    .collect::<Vec<_>>()
+    .join(separator)
 }
 
 /// The JSON kind of a value, for messages: `string`, `integer`, `array`...

@@ -1,4 +1,4 @@
-//! Hook files (SPEC section 6): loading them, and calling the approval policies and recovery
+//! Hook files (docs/lua.md): loading them, and calling the approval policies and recovery
 //! strategies they register, reading back what those return.
 use {
   super::*,

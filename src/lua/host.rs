@@ -210,7 +210,7 @@ impl LuaHost {
   ///
   /// An unknown policy, a Lua error, a timeout, or an answer other than approve, reject or ask.
   pub async fn decide(&self, policy: &str, stage: PolicyStage) -> Result<PolicyDecision, LuaError> {
-    self.known(api::HookKind::Policy, policy, &self.inner.policies)?;
+    Self::known(api::HookKind::Policy, policy, &self.inner.policies)?;
     let name = policy.to_string();
     let what = format!("policy `{policy}`");
     // Policies and strategies always run on the first state, so state they keep between calls
@@ -235,7 +235,7 @@ impl LuaHost {
     strategy: &str,
     failure: Failure,
   ) -> Result<RecoveryAction, LuaError> {
-    self.known(api::HookKind::Recovery, strategy, &self.inner.recoveries)?;
+    Self::known(api::HookKind::Recovery, strategy, &self.inner.recoveries)?;
     let name = strategy.to_string();
     let what = format!("recovery strategy `{strategy}`");
     self
@@ -265,7 +265,7 @@ impl LuaHost {
   }
 
   /// An error unless `name` is a registered hook of `kind`.
-  fn known(&self, kind: api::HookKind, name: &str, names: &[String]) -> Result<(), LuaError> {
+  fn known(kind: api::HookKind, name: &str, names: &[String]) -> Result<(), LuaError> {
     if names.iter().any(|known| known == name) {
       return Ok(());
     }

@@ -1,4 +1,4 @@
-//! The Lua host (SPEC section 6): skills, approval policies and recovery strategies written in
+//! The Lua host (docs/lua.md): skills, approval policies and recovery strategies written in
 //! Lua 5.4, run sandboxed.
 //!
 //! A [`LuaHost`] owns a few OS threads, each owning one `mlua::Lua` (a state never crosses

@@ -1,4 +1,4 @@
--- Builds the sandboxed environments skills and hooks run in (SPEC section 6).
+-- Builds the sandboxed environments skills and hooks run in (docs/lua.md, "The sandbox").
 --
 -- This chunk runs once per Lua state, with the state's own globals. Everything it needs is kept
 -- in locals (upvalues sandboxed code cannot reach), and the state's globals are emptied at the

@@ -1,4 +1,4 @@
-//! Sandboxed environments (SPEC section 6): what Lua code may touch, and clear messages for
+//! Sandboxed environments (docs/lua.md, "The sandbox"): what Lua code may touch, and clear messages for
 //! what it may not. The environment itself is built by `sandbox.lua`; this file opens the state
 //! with a restricted set of libraries and hands that chunk the few natives it needs.
 use {
@@ -42,7 +42,7 @@ impl Sandbox {
     natives.set(
       "print",
       lua.create_function(|lua, args: Variadic<LuaValue>| {
-        call::log(convert::join(lua, &args, "\t")?);
+        call::log(convert::join(lua, &args, "\t"));
         Ok(())
       })?,
     )?;

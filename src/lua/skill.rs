@@ -1,4 +1,4 @@
-//! Lua skills (SPEC section 6): a skill file is loaded once per state into its own environment,
+//! Lua skills (docs/lua.md): a skill file is loaded once per state into its own environment,
 //! its declared inputs are checked before `run` and its declared outputs after, and what `run`
 //! returns becomes a [`StageResult`].
 use {super::*, mlua::chunk::ChunkMode, serde_json::Value as Json};
@@ -261,8 +261,8 @@ pub(super) async fn run(
   }
 }
 
-/// `swdl.eval`'s namespaces for a skill. The task has no workflow parameters (SPEC 5 keeps it
-/// small), so `parameters` holds what the stage was called with, as `ctx.params` does.
+/// `swdl.eval`'s namespaces for a skill. The task has no workflow parameters (it stays small and
+/// self-contained), so `parameters` holds what the stage was called with, as `ctx.params` does.
 fn eval_names(task: &StageTask) -> Json {
   serde_json::json!({
     "parameters": &*task.inputs,
@@ -337,7 +337,7 @@ pub(super) fn memory_table(lua: &Lua, entries: &[MemoryEntry]) -> mlua::Result<L
 /// `ctx.log(...)`: joins its arguments with spaces, as one log line of the running call.
 pub(super) fn log_function(lua: &Lua) -> mlua::Result<Function> {
   lua.create_function(|lua, args: mlua::Variadic<LuaValue>| {
-    call::log(convert::join(lua, &args, " ")?);
+    call::log(convert::join(lua, &args, " "));
     Ok(())
   })
 }

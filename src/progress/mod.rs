@@ -1,4 +1,4 @@
-//! The progress display of `swdl run` (SPEC sections 2, 7 and 10): a block of active stages and
+//! The progress display of `swdl run` (docs/running.md): a block of active stages and
 //! a bar redrawn in place on a TTY, one timestamped line per event elsewhere, or nothing. It
 //! reads only the event stream and writes only to stderr (or to a writer given for tests).
 use super::*;

@@ -218,7 +218,7 @@ pub(super) fn status_style(status: Option<RunStatus>) -> Style {
 
 /// A stage's elapsed time in steady tenths (`0.4s`, `12.3s`), then as `format_duration` does.
 pub(super) fn ticking(elapsed: Duration) -> String {
-  if elapsed < Duration::from_secs(60) {
+  if elapsed < Duration::from_mins(1) {
     format!("{}.{}s", elapsed.as_secs(), elapsed.subsec_millis() / 100)
   } else {
     format_duration(elapsed)

@@ -1,4 +1,4 @@
-//! `swdl repl` (SPEC section 8): a stepping debugger for workflows. The REPL holds a live run:
+//! `swdl repl` (docs/repl.md): a stepping debugger for workflows. The REPL holds a live run:
 //! the runtime executing on a tokio task, started paused and steered through its control
 //! channel, its events folded into a run state the commands read. Commands that rewrite
 //! history (`retry`, `skip`, `set`, `reload`) edit the recorded events and continue from them
@@ -106,7 +106,7 @@ pub(crate) const COMMANDS: &[(&str, &str, &str)] = &[
 ];
 
 /// How long `step` and `continue` wait for the run before giving the prompt back.
-const WAIT_LIMIT: Duration = Duration::from_secs(3600);
+const WAIT_LIMIT: Duration = Duration::from_hours(1);
 
 /// Runs `swdl repl [FILE]`.
 pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<commands::Done, Error> {

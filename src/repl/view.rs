@@ -108,8 +108,8 @@ impl Session {
       "attempts",
       (stage.attempts > 0).then(|| stage.attempts.to_string()),
     );
-    field("inputs", stage.inputs.as_ref().map(|v| v.to_string()));
-    field("outputs", stage.outputs.as_ref().map(|v| v.to_string()));
+    field("inputs", stage.inputs.as_ref().map(ToString::to_string));
+    field("outputs", stage.outputs.as_ref().map(ToString::to_string));
     field("summary", stage.summary.clone());
     field("error", stage.error.clone());
     field("reason", stage.reason.clone());

@@ -108,7 +108,7 @@ impl Delivery {
     {
       return;
     }
-    std::future::pending().await
+    std::future::pending::<()>().await;
   }
 
   /// Waits until everything is committed and shown, then stops the store thread.

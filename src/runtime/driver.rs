@@ -396,6 +396,10 @@ fn steer(message: Control) -> Option<Steer> {
 }
 
 /// A fresh seed for a new run's random choices.
+#[expect(
+  clippy::cast_possible_truncation,
+  reason = "a seed: the low bits of the clock are the point"
+)]
 fn seed() -> u64 {
   let nanos = SystemTime::now()
     .duration_since(SystemTime::UNIX_EPOCH)

@@ -76,7 +76,7 @@ impl Core {
         uses: stage.skill().map(|c| c.uses.clone()),
         message: message.clone(),
         run_id: self.options.run_id.clone(),
-        params: self.scope.masked_params(&self.options),
+        params: self.options.masked_params(),
         memory: self.memory.view().entries(),
       };
       self.slots[i].asking = true;

@@ -108,7 +108,7 @@ impl Core {
         .and_then(|s| s.inputs.as_deref().cloned())
         .unwrap_or_default(),
       run_id: self.options.run_id.clone(),
-      params: self.scope.masked_params(&self.options),
+      params: self.options.masked_params(),
       memory: self.memory.view().entries(),
     };
     self.slots[i].asking = true;

@@ -46,11 +46,13 @@ impl Scope {
       ("attempt", Value::Number(f64::from(attempt))),
     ]);
   }
+}
 
+impl CoreOptions {
   /// Parameters as user code may see them: secrets masked.
-  pub(super) fn masked_params(&self, options: &CoreOptions) -> serde_json::Value {
-    let mut params = serde_json::Value::Object(options.params.clone().into_iter().collect());
-    options.masker.mask_params(&mut params);
+  pub(super) fn masked_params(&self) -> serde_json::Value {
+    let mut params = serde_json::Value::Object(self.params.clone().into_iter().collect());
+    self.masker.mask_params(&mut params);
     params
   }
 }

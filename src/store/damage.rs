@@ -149,6 +149,10 @@ mod tests {
   const PAGE: usize = 512;
 
   /// A log of `frames` (commit flag, page byte) whose chain is right unless `bad` says so.
+  #[expect(
+    clippy::cast_possible_truncation,
+    reason = "test pages and frames are few and small"
+  )]
   fn log(frames: &[(bool, u8)], bad: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC_LE.to_be_bytes());

@@ -1,4 +1,4 @@
-//! The run store (SPEC sections 2 and 5): one SQLite file in WAL mode holding every run's
+//! The run store (docs/runs.md): one SQLite file in WAL mode holding every run's
 //! events, and tables derived from them for querying (runs, attempts, logs, decisions), plus
 //! requests other processes make of a live run (cancel, pause, resume, a gate decision).
 //!
@@ -21,7 +21,6 @@ mod schema;
 mod sink;
 
 use projection::{Encoded, ROWS_PER_INSERT, apply_effect, insert_rows};
-pub(crate) use requests::RequestPoller;
 use std::{
   collections::HashMap,
   path::{Path, PathBuf},
@@ -38,7 +37,7 @@ pub use {
 pub const STORE_FILE: &str = "swdl.db";
 
 /// How long a write waits for another process holding the store's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+const BUSY_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -612,6 +611,7 @@ mod tests {
   }
 
   #[test]
+  #[expect(clippy::cast_possible_wrap, reason = "a handful of test events")]
   fn events_round_trip_and_give_attempts_logs_and_decisions() {
     let dir = Dir::new("roundtrip");
     let mut store = Store::open(&dir.0).expect("open");

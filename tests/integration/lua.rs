@@ -1,4 +1,4 @@
-//! Lua end to end (SPEC section 6): skills, approval policies and recovery strategies written
+//! Lua end to end (docs/lua.md): skills, approval policies and recovery strategies written
 //! in Lua, run by the real `swdl` binary on real workflow files. Every test builds its own
 //! project in a temporary directory — `wf.yaml`, `skills/*.lua`, `hooks.lua` — and runs
 //! `swdl run wf.yaml --progress none --events events.jsonl` there, so the paths in messages are

@@ -1,5 +1,5 @@
 //! `swdl run` scenarios: real workflow files, built-in skills, the real binary; assertions on
-//! the JSON Lines event stream (SPEC section 7) and the exit code (SPEC section 2).
+//! the JSON Lines event stream (docs/running.md, "Events") and the exit code ("Exit codes").
 use crate::{
   common::{events_named, read_events, wait_for},
   test::{Test, line_matches},

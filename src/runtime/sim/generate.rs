@@ -3,6 +3,10 @@ use super::*;
 
 /// Writes a random workflow: a DAG of skill stages and gates with retries, timeouts, `if`,
 /// every `on_failure`, fallbacks, compensations, risk approvals, policies and recovery.
+#[expect(
+  clippy::cast_possible_truncation,
+  reason = "`below(8)` fits any `usize`"
+)]
 pub(super) fn generate(rng: &mut Rng) -> String {
   let n = 1 + rng.below(8) as usize;
   let mut text = String::from("name: sim\n");

@@ -108,7 +108,7 @@ impl Sim {
     Ok(())
   }
 
-  /// SPEC sections 3 and 10: what a finished run's statuses must look like.
+  /// docs/running.md, "Stage statuses" and "Failures": what a finished run's statuses must look like.
   pub(super) fn final_statuses(&self) -> Result<(), String> {
     let state = &self.seen;
     let dag = self.workflow.dag();
@@ -193,7 +193,7 @@ impl Sim {
         }
       }
     }
-    // SPEC section 10: dependents of a stage that failed under `continue` are skipped (or
+    // docs/running.md, "Failures": dependents of a stage that failed under `continue` are skipped (or
     // cancelled, once the run stopped) unless their `if` asks otherwise.
     for (f, stage) in self.workflow.stages.iter().enumerate() {
       if state.status == RunStatus::Waiting

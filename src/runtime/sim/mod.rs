@@ -43,6 +43,7 @@ impl Rng {
     self.below(100) < percent
   }
 
+  #[expect(clippy::cast_possible_truncation, reason = "below a `usize` length")]
   fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
     items[self.below(items.len() as u64) as usize]
   }
@@ -222,6 +223,7 @@ impl Sim {
   }
 
   /// Hands the core one input, carries out its commands, and checks every invariant.
+  #[expect(clippy::cast_possible_truncation, reason = "below a `usize` length")]
   fn input(&mut self, input: Input) -> Result<(), String> {
     if self.trace {
       eprintln!("{} <- {input:?}", self.now - EPOCH);
@@ -407,6 +409,7 @@ impl Sim {
   }
 
   /// Someone steers: pause, resume, step, cancel, or decide a waiting gate.
+  #[expect(clippy::cast_possible_truncation, reason = "below a `usize` length")]
   fn steer(&mut self) -> Result<(), String> {
     let waiting = self.core.waiting.clone();
     let steer = match self.rng.below(10) {
@@ -575,7 +578,7 @@ fn simulated_runs_keep_every_invariant() {
   }
   let runs = env_number("SWDL_SIM_RUNS").unwrap_or(10_000);
   let threads = std::thread::available_parallelism()
-    .map_or(2, |n| n.get())
+    .map_or(2, std::num::NonZero::get)
     .min(8) as u64;
   let results: Vec<(Stats, Vec<(u64, String)>)> = std::thread::scope(|scope| {
     let workers: Vec<_> = (0..threads)

@@ -74,9 +74,6 @@ impl Hooks for Scripted {
 }
 
 fn run(text: &str, approve: &[&str]) -> (RunOutcome, Vec<EventRecord>, Arc<Scripted>) {
-  let workflow = Arc::new(compose::load_str("t.yaml", text).expect("valid"));
-  let hooks = Arc::new(Scripted::default());
-  let events = Arc::new(Mutex::new(Vec::new()));
   struct Collect(Arc<Mutex<Vec<EventRecord>>>);
   impl EventSink for Collect {
     fn emit(&mut self, record: &EventRecord) {
@@ -85,6 +82,9 @@ fn run(text: &str, approve: &[&str]) -> (RunOutcome, Vec<EventRecord>, Arc<Scrip
       }
     }
   }
+  let workflow = Arc::new(compose::load_str("t.yaml", text).expect("valid"));
+  let hooks = Arc::new(Scripted::default());
+  let events = Arc::new(Mutex::new(Vec::new()));
   let options = RunOptions {
     run_id: "t".into(),
     max_parallel: 3,

@@ -206,7 +206,7 @@ impl EventSink for Display {
 }
 
 /// Runs nothing; `slow*` stages take a moment. An attempt may start before the commit that
-/// made it ready (SPEC section 5), so it checks nothing itself.
+/// made it ready (docs/runs.md, "Resume"), so it checks nothing itself.
 struct Checked;
 
 impl StageExecutor for Checked {
