@@ -1,7 +1,6 @@
 use std::{
   io::Write,
   path::{Path, PathBuf},
-  process::{Command, Output, Stdio},
 };
 
 /// The repository root, where `examples/` and `tests/` live.
@@ -20,58 +19,6 @@ pub fn test_store() -> PathBuf {
       dir
     })
     .clone()
-}
-
-/// A finished `swdl` invocation.
-pub struct Run {
-  pub status: i32,
-  pub stdout: String,
-  pub stderr: String,
-}
-
-impl Run {
-  fn from(output: Output) -> Self {
-    Self {
-      status: output.status.code().unwrap_or(-1),
-      stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-      stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-  }
-
-  /// Asserts the exit code, showing both streams when it differs.
-  #[track_caller]
-  pub fn status(&self, expected: i32) -> &Self {
-    assert_eq!(
-      self.status, expected,
-      "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
-      self.stdout, self.stderr
-    );
-    self
-  }
-
-  /// The stdout parsed as JSON.
-  #[track_caller]
-  pub fn json(&self) -> serde_json::Value {
-    serde_json::from_str(&self.stdout)
-      .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-  }
-}
-
-/// Runs `swdl` with `args` from the repository root.
-pub fn swdl<I, S>(args: I) -> Run
-where
-  I: IntoIterator<Item = S>,
-  S: AsRef<std::ffi::OsStr>,
-{
-  let output = Command::new(env!("CARGO_BIN_EXE_swdl"))
-    .args(args)
-    .current_dir(root())
-    .env("NO_COLOR", "1")
-    .env("SWDL_STORE", test_store())
-    .stdin(Stdio::null())
-    .output()
-    .expect("swdl runs");
-  Run::from(output)
 }
 
 /// A temporary directory removed on drop.

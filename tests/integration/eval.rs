@@ -1,10 +1,9 @@
-use crate::common::{TempDir, swdl};
+//! `swdl eval`: expressions evaluated against an optional context file, results as JSON.
+use crate::test::Test;
 
-fn eval(args: &[&str]) -> (i32, String, String) {
-  let mut all = vec!["eval"];
-  all.extend_from_slice(args);
-  let run = swdl(&all);
-  (run.status, run.stdout, run.stderr)
+/// `swdl eval ARGS` in a fresh directory.
+fn eval<const N: usize>(args: [&str; N]) -> Test {
+  Test::new().args(["eval"]).args(args)
 }
 
 #[test]
@@ -24,20 +23,20 @@ fn results_print_as_json() {
     ("n=$<< 2 >>, list=$<< [1, 2] >>", "\"n=2, list=[1,2]\""),
   ];
   for (expr, expected) in cases {
-    let (status, stdout, stderr) = eval(&[expr]);
-    assert_eq!(status, 0, "{expr}: {stderr}");
-    assert_eq!(stdout, format!("{expected}\n"), "{expr}");
+    eval([expr])
+      .stdout(&format!("{expected}\n"))
+      .stderr("")
+      .status(0)
+      .run();
   }
 }
 
 #[test]
 fn context_file_keys_become_namespaces() {
-  let dir = TempDir::new();
-  let context = dir.write(
+  let test = Test::new().file(
     "ctx.json",
     r#"{"parameters": {"n": 3, "tags": ["Fast", "small"]}, "stages": {"a": {"outputs": {"x": "Y"}}}, "custom": {"k": 1}}"#,
   );
-  let context = context.display().to_string();
   let cases = [
     ("stages.a.outputs.x == 'y' && parameters.n > 2", "true"),
     ("contains(parameters.tags, 'fast')", "true"),
@@ -47,71 +46,107 @@ fn context_file_keys_become_namespaces() {
     ("join(parameters.tags, '+')", "\"Fast+small\""),
   ];
   for (expr, expected) in cases {
-    let (status, stdout, stderr) = eval(&[expr, "--context", &context]);
-    assert_eq!(status, 0, "{expr}: {stderr}");
-    assert_eq!(stdout, format!("{expected}\n"), "{expr}");
+    test
+      .clone()
+      .args(["eval", expr, "--context", "ctx.json"])
+      .stdout(&format!("{expected}\n"))
+      .stderr("")
+      .status(0)
+      .run();
   }
 }
 
 #[test]
 fn parse_errors_exit_2_with_the_column() {
-  let (status, stdout, stderr) = eval(&["parameters.n > 2 && fromJSN('1')"]);
-  assert_eq!(status, 2);
-  assert_eq!(stdout, "");
-  assert!(
-    stderr
-      .starts_with("<expr>:1:21: error: unknown function `fromJSN`, did you mean `fromJSON`?\n"),
-    "{stderr}"
-  );
-  assert!(
-    stderr.contains("  |                     ^^^^^^^\n"),
-    "{stderr}"
-  );
+  eval(["parameters.n > 2 && fromJSN('1')"])
+    .stdout("")
+    .stderr(
+      r"
+      <expr>:1:21: error: unknown function `fromJSN`, did you mean `fromJSON`?
+        |
+      1 | parameters.n > 2 && fromJSN('1')
+        |                     ^^^^^^^
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
 fn evaluation_errors_exit_2_with_the_column() {
-  let (status, _, stderr) = eval(&["'x' && format('{0', 1)"]);
-  assert_eq!(status, 2);
-  assert!(
-    stderr.starts_with("<expr>:1:15: error: invalid format string `{0`"),
-    "{stderr}"
-  );
+  eval(["'x' && format('{0', 1)"])
+    .stdout("")
+    .stderr(
+      r"
+      <expr>:1:15: error: invalid format string `{0`: write `{{` and `}}` for literal braces
+        |
+      1 | 'x' && format('{0', 1)
+        |               ^^^^
+      ",
+    )
+    .status(2)
+    .run();
   // Inside delimiters the column counts from the start of the whole argument.
-  let (status, _, stderr) = eval(&["a $<< 1 >> b $<< fromJSON('[') >>"]);
-  assert_eq!(status, 2);
-  assert!(
-    stderr.starts_with("<expr>:1:18: error: fromJSON: invalid JSON"),
-    "{stderr}"
-  );
+  eval(["a $<< 1 >> b $<< fromJSON('[') >>"])
+    .stdout("")
+    .stderr(
+      r"
+      <expr>:1:18: error: fromJSON: invalid JSON: EOF while parsing a list at line 1 column 1
+        |
+      1 | a $<< 1 >> b $<< fromJSON('[') >>
+        |                  ^^^^^^^^^^^^^
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
 fn unknown_namespaces_are_errors_even_when_short_circuited() {
-  let (status, _, stderr) = eval(&["false && paramters.x"]);
-  assert_eq!(status, 2);
-  assert!(
-    stderr
-      .starts_with("<expr>:1:10: error: unknown namespace `paramters`, did you mean `parameters`?"),
-    "{stderr}"
-  );
+  eval(["false && paramters.x"])
+    .stdout("")
+    .stderr(
+      r"
+      <expr>:1:10: error: unknown namespace `paramters`, did you mean `parameters`?
+        |
+      1 | false && paramters.x
+        |          ^^^^^^^^^
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
 fn bad_context_files_are_reported_with_positions() {
-  let dir = TempDir::new();
-  let broken = dir.write("broken.json", "{\n  \"a\": [1,\n}\n");
-  let (status, _, stderr) = eval(&["a", "--context", &broken.display().to_string()]);
-  assert_eq!(status, 2);
-  assert!(
-    stderr.contains("broken.json:3:1: error: invalid JSON"),
-    "{stderr}"
-  );
-  let list = dir.write("list.json", "[1]");
-  let (status, _, stderr) = eval(&["a", "--context", &list.display().to_string()]);
-  assert_eq!(status, 2);
-  assert!(
-    stderr.contains("`--context` must be a JSON object, found array"),
-    "{stderr}"
-  );
+  let test = Test::new()
+    .bytes("broken.json", b"{\n  \"a\": [1,\n}\n")
+    .bytes("list.json", b"[1]");
+  test
+    .clone()
+    .args(["eval", "a", "--context", "broken.json"])
+    .stdout("")
+    .stderr(
+      r"
+      broken.json:3:1: error: invalid JSON: expected value at line 3 column 1
+        |
+      3 | }
+        | ^
+      ",
+    )
+    .status(2)
+    .run();
+  test
+    .args(["eval", "a", "--context", "list.json"])
+    .stdout("")
+    .stderr(
+      r"
+      list.json:1:1: error: `--context` must be a JSON object, found array
+        |
+      1 | [1]
+        | ^
+      ",
+    )
+    .status(2)
+    .run();
 }

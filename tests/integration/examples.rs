@@ -1,5 +1,10 @@
 //! Every example must validate and plan in every format.
-use crate::common::{root, swdl};
+use crate::{common::root, test::Test};
+
+/// `swdl ARGS` from the repository root, where the examples' paths are relative to.
+fn swdl<const N: usize>(args: [&str; N]) -> Test {
+  Test::at(root()).args(args)
+}
 
 fn examples() -> Vec<String> {
   let mut files: Vec<String> = std::fs::read_dir(root().join("examples"))
@@ -26,23 +31,36 @@ fn there_are_at_least_five_examples() {
 #[test]
 fn every_example_validates() {
   for file in examples() {
-    swdl(["validate", file.as_str()]).status(0);
+    swdl(["validate", file.as_str()])
+      .stdout(&format!("{file}: valid ([..] stage[..], [..] batch[..])\n"))
+      .stderr("")
+      .status(0)
+      .run();
   }
 }
 
 #[test]
 fn every_example_plans_in_every_format() {
+  // Each example's plan is its own; what every plan must have is checked here.
   for file in examples() {
-    let text = swdl(["plan", file.as_str()]);
-    text.status(0);
-    assert!(
-      text.stdout.contains("critical path: "),
-      "{file}: {}",
-      text.stdout
-    );
-    let json = swdl(["plan", file.as_str(), "--format", "json"]);
-    json.status(0);
-    let plan = json.json();
+    swdl(["plan", file.as_str()])
+      .stdout(
+        r"
+        plan [..] ([..] stage[..], [..] batch[..], max_parallel [..])
+        ...
+        critical path: [..]
+        ...
+        worst case: [..]
+        ",
+      )
+      .stderr("")
+      .status(0)
+      .run();
+    let plan = swdl(["plan", file.as_str(), "--format", "json"])
+      .stderr("")
+      .status(0)
+      .run()
+      .json();
     let batched: usize = plan["batches"]
       .as_array()
       .expect("batches")
@@ -54,12 +72,27 @@ fn every_example_plans_in_every_format() {
       plan["stages"].as_array().map_or(0, Vec::len),
       "{file}"
     );
-    let dot = swdl(["plan", file.as_str(), "--format", "dot"]);
-    dot.status(0);
-    assert!(dot.stdout.starts_with("digraph "), "{file}");
-    let mermaid = swdl(["plan", file.as_str(), "--format", "mermaid"]);
-    mermaid.status(0);
-    assert!(mermaid.stdout.starts_with("flowchart TD\n"), "{file}");
+    swdl(["plan", file.as_str(), "--format", "dot"])
+      .stdout(
+        r"
+        digraph [..] {
+        ...
+        }
+        ",
+      )
+      .stderr("")
+      .status(0)
+      .run();
+    swdl(["plan", file.as_str(), "--format", "mermaid"])
+      .stdout(
+        r"
+        flowchart TD
+        ...
+        ",
+      )
+      .stderr("")
+      .status(0)
+      .run();
   }
 }
 
@@ -69,7 +102,7 @@ fn every_example_runs_to_completion_with_its_gates_approved() {
     // An example with a deliberate bug says so (`# fails on purpose`) and must fail.
     let text = std::fs::read_to_string(root().join(&file)).unwrap_or_default();
     let fails = text.contains("# fails on purpose");
-    let run = swdl([
+    let record = swdl([
       "run",
       file.as_str(),
       "--approve-all",
@@ -77,9 +110,10 @@ fn every_example_runs_to_completion_with_its_gates_approved() {
       "none",
       "--output",
       "json",
-    ]);
-    run.status(if fails { 1 } else { 0 });
-    let record = run.json();
+    ])
+    .status(if fails { 1 } else { 0 })
+    .run()
+    .json();
     let expected = if fails { "failed" } else { "completed" };
     assert_eq!(record["status"], expected, "{file}");
   }
@@ -87,7 +121,7 @@ fn every_example_runs_to_completion_with_its_gates_approved() {
 
 #[test]
 fn the_code_review_demo_recovers_through_retries_and_its_fallback() {
-  let run = swdl([
+  let record = swdl([
     "run",
     "examples/code-review.yaml",
     "--approve-all",
@@ -95,9 +129,11 @@ fn the_code_review_demo_recovers_through_retries_and_its_fallback() {
     "none",
     "--output",
     "json",
-  ]);
-  run.status(0);
-  let record = run.json();
+  ])
+  .stderr("")
+  .status(0)
+  .run()
+  .json();
   let security = &record["stages"]["security"];
   assert_eq!(security["status"], "completed");
   assert_eq!(security["uses"], "echo", "the fallback finished the stage");

@@ -1,4 +1,5 @@
-use crate::common::{TempDir, swdl};
+//! `swdl plan`: batches, the critical path, durations and parameters, in every format.
+use crate::test::Test;
 
 const DIAMOND: &str = r#"
 name: shape
@@ -28,27 +29,25 @@ stages:
     uses: echo
 "#;
 
-fn plan_json(dir: &TempDir, params: &[&str]) -> serde_json::Value {
-  let file = dir.write("wf.yaml", DIAMOND);
-  let mut args = vec![
-    "plan".to_string(),
-    file.display().to_string(),
-    "--format".into(),
-    "json".into(),
-  ];
-  for p in params {
-    args.push("--param".into());
-    args.push((*p).to_string());
-  }
-  let run = swdl(&args);
-  run.status(0);
-  run.json()
+/// `swdl plan wf.yaml` on [`DIAMOND`] with `args` after it.
+fn plan<const N: usize>(args: [&str; N]) -> Test {
+  Test::new()
+    .workflow(DIAMOND)
+    .args(["plan", "wf.yaml"])
+    .args(args)
+}
+
+fn plan_json() -> serde_json::Value {
+  plan(["--param", "n=1", "--format", "json"])
+    .stderr("")
+    .status(0)
+    .run()
+    .json()
 }
 
 #[test]
 fn batches_are_the_dag_levels() {
-  let dir = TempDir::new();
-  let plan = plan_json(&dir, &["n=1"]);
+  let plan = plan_json();
   assert_eq!(
     plan["batches"],
     serde_json::json!([["start"], ["left", "right"], ["ok"], ["end"]])
@@ -59,8 +58,7 @@ fn batches_are_the_dag_levels() {
 
 #[test]
 fn critical_path_follows_the_longest_known_duration() {
-  let dir = TempDir::new();
-  let plan = plan_json(&dir, &["n=1"]);
+  let plan = plan_json();
   assert_eq!(
     plan["critical_path"],
     serde_json::json!(["start", "left", "ok", "end"])
@@ -71,8 +69,7 @@ fn critical_path_follows_the_longest_known_duration() {
 
 #[test]
 fn worst_case_counts_attempts_backoff_and_is_capped_by_the_run_timeout() {
-  let dir = TempDir::new();
-  let plan = plan_json(&dir, &["n=1"]);
+  let plan = plan_json();
   let left = &plan["stages"][1];
   // 3 attempts of 10s plus backoff delays of 1s and 2s.
   assert_eq!(left["worst_case_ms"], 33_000);
@@ -82,153 +79,197 @@ fn worst_case_counts_attempts_backoff_and_is_capped_by_the_run_timeout() {
 
 #[test]
 fn missing_required_parameter_points_at_its_declaration() {
-  let dir = TempDir::new();
-  let file = dir.write("wf.yaml", DIAMOND);
-  let run = swdl(["plan".as_ref(), file.as_os_str()]);
-  run.status(2);
-  assert!(
-    run
-      .stderr
-      .contains("wf.yaml:5:3: error: missing required parameter `n`: pass --param n=VALUE"),
-    "{}",
-    run.stderr
-  );
+  plan([])
+    .stdout("")
+    .stderr(
+      r"
+      wf.yaml:4:3: error: missing required parameter `n`: pass --param n=VALUE
+        |
+      4 |   n: { type: integer, required: true }
+        |   ^
+      ",
+    )
+    .status(2)
+    .run();
 }
 
 #[test]
 fn parameter_values_are_converted_and_checked() {
-  let dir = TempDir::new();
-  let file = dir.write("wf.yaml", DIAMOND);
-  let file = file.display().to_string();
-  let run = swdl(["plan", &file, "--param", "n=two"]);
-  run.status(2);
-  assert!(
-    run
-      .stderr
-      .contains("--param:1:3: error: parameter `n` expects integer, got `two`"),
-    "{}",
-    run.stderr
-  );
-  let run = swdl(["plan", &file, "--param", "nn=2"]);
-  run.status(2);
-  assert!(
-    run
-      .stderr
-      .contains("unknown parameter `nn` given with --param, did you mean `n`?"),
-    "{}",
-    run.stderr
-  );
-  let run = swdl(["plan", &file, "--param", "n"]);
-  run.status(2);
-  assert!(
-    run.stderr.contains("--param `n` must look like name=value"),
-    "{}",
-    run.stderr
-  );
+  // A bad --param leaves `n` missing too, which is reported after it.
+  const MISSING: &str = "
+    wf.yaml:4:3: error: missing required parameter `n`: pass --param n=VALUE
+      |
+    4 |   n: { type: integer, required: true }
+      |   ^
+    2 errors
+  ";
+  let cases = [
+    (
+      "n=two",
+      r"
+      --param:1:3: error: parameter `n` expects integer, got `two`
+        |
+      1 | n=two
+        |   ^^^
+      ",
+    ),
+    (
+      "nn=2",
+      r"
+      --param:1:1: error: unknown parameter `nn` given with --param, did you mean `n`?
+        |
+      1 | nn=2
+        | ^^
+      ",
+    ),
+    (
+      "n",
+      r"
+      --param:1:1: error: --param `n` must look like name=value
+        |
+      1 | n
+        | ^
+      ",
+    ),
+  ];
+  for (param, error) in cases {
+    let expected = crate::test::unindent(error) + &crate::test::unindent(MISSING);
+    plan(["--param", param])
+      .stdout("")
+      .stderr(&expected)
+      .status(2)
+      .run();
+  }
 }
 
 #[test]
 fn text_plan_shows_batches_arrows_and_summary() {
-  let dir = TempDir::new();
-  let file = dir.write("wf.yaml", DIAMOND);
-  let run = swdl([
-    "plan".as_ref(),
-    file.as_os_str(),
-    "--param".as_ref(),
-    "n=3".as_ref(),
-  ]);
-  run.status(0);
-  let out = &run.stdout;
-  assert!(
-    out.starts_with("plan shape (5 stages, 4 batches, max_parallel 2)\n"),
-    "{out}"
-  );
-  assert!(
-    out.contains("batch 2\n  * left   <- start  uses sleep\n"),
-    "{out}"
-  );
-  assert!(out.contains("retry 3x exponential 1s"), "{out}");
-  assert!(out.contains("  ? ok     <- left, right  gate\n"), "{out}");
-  assert!(
-    out.contains("critical path: start -> left -> ok -> end\n"),
-    "{out}"
-  );
-  assert!(
-    out.contains("estimated duration: 600ms + 1 stage of unknown duration\n"),
-    "{out}"
-  );
-  assert!(out.contains("worst case: 1h\n"), "{out}");
-  // No colour codes when stdout is not a terminal.
-  assert!(!out.contains('\x1b'));
+  // NO_COLOR is set and stdout is a pipe: the comparison also shows there are no colour codes.
+  plan(["--param", "n=3"])
+    .stdout(
+      r"
+      plan shape (5 stages, 4 batches, max_parallel 2)
+
+      batch 1
+        * start  uses sleep
+                 timeout 2h
+
+      batch 2
+        * left   <- start  uses sleep
+                 timeout 10s  retry 3x exponential 1s
+        * right  <- start  uses shell
+                 timeout 2h
+
+      batch 3
+        ? ok     <- left, right  gate
+                 timeout 5m
+
+      batch 4
+        * end    <- ok  uses echo
+                 timeout 2h
+
+      critical path: start -> left -> ok -> end
+      gates: ok
+      estimated duration: 600ms + 1 stage of unknown duration
+      worst case: 1h
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
 }
 
 #[test]
 fn dot_and_mermaid_draw_every_edge() {
-  let dir = TempDir::new();
-  let file = dir.write("wf.yaml", DIAMOND);
-  let dot = swdl([
-    "plan".as_ref(),
-    file.as_os_str(),
-    "--param".as_ref(),
-    "n=3".as_ref(),
-    "--format".as_ref(),
-    "dot".as_ref(),
-  ]);
-  dot.status(0);
-  for edge in [
-    "\"start\" -> \"left\" [penwidth=2]",
-    "\"start\" -> \"right\";",
-    "\"right\" -> \"ok\";",
-  ] {
-    assert!(dot.stdout.contains(edge), "{edge}\n{}", dot.stdout);
-  }
-  assert!(
-    dot
-      .stdout
-      .contains("\"ok\" [label=\"ok\\n(gate)\", shape=diamond")
-  );
-  let mermaid = swdl([
-    "plan".as_ref(),
-    file.as_os_str(),
-    "--param".as_ref(),
-    "n=3".as_ref(),
-    "--format".as_ref(),
-    "mermaid".as_ref(),
-  ]);
-  mermaid.status(0);
-  assert!(mermaid.stdout.contains("  s_start --> s_left\n"));
-  assert!(mermaid.stdout.contains("  s_ok{\"ok (gate)\"}\n"));
+  plan(["--param", "n=3", "--format", "dot"])
+    .stdout(
+      r#"
+      digraph "shape" {
+        rankdir=LR;
+        node [shape=box];
+        "start" [label="start\nsleep", penwidth=2];
+        "left" [label="left\nsleep", penwidth=2];
+        "right" [label="right\nshell"];
+        "ok" [label="ok\n(gate)", shape=diamond, penwidth=2];
+        "end" [label="end\necho", penwidth=2];
+        "start" -> "left" [penwidth=2];
+        "start" -> "right";
+        "left" -> "ok" [penwidth=2];
+        "right" -> "ok";
+        "ok" -> "end" [penwidth=2];
+      }
+      "#,
+    )
+    .stderr("")
+    .status(0)
+    .run();
+  plan(["--param", "n=3", "--format", "mermaid"])
+    .stdout(
+      r#"
+      flowchart TD
+        s_start["start: sleep"]
+        s_left["left: sleep"]
+        s_right["right: shell"]
+        s_ok{"ok (gate)"}
+        s_end["end: echo"]
+        s_start --> s_left
+        s_start --> s_right
+        s_left --> s_ok
+        s_right --> s_ok
+        s_ok --> s_end
+      "#,
+    )
+    .stderr("")
+    .status(0)
+    .run();
 }
 
 #[test]
 fn conditions_decided_by_parameters_are_marked() {
-  let dir = TempDir::new();
-  let file = dir.write(
-    "wf.yaml",
-    "name: t\nparameters:\n  env: { type: string, default: dev }\nstages:\n  - { id: a, uses: echo, if: \"$<< parameters.env == 'prod' >>\" }\n  - { id: b, uses: echo, if: \"$<< parameters.env != 'prod' >>\" }\n  - { id: c, uses: echo, depends_on: a, if: \"$<< failure() >>\" }\n",
+  let test = Test::new().workflow(
+    r#"
+    name: t
+    parameters:
+      env: { type: string, default: dev }
+    stages:
+      - { id: a, uses: echo, if: "$<< parameters.env == 'prod' >>" }
+      - { id: b, uses: echo, if: "$<< parameters.env != 'prod' >>" }
+      - { id: c, uses: echo, depends_on: a, if: "$<< failure() >>" }
+    "#,
   );
-  let file = file.display().to_string();
-  let plan = swdl(["plan", &file, "--format", "json"]);
-  plan.status(0);
-  let json = plan.json();
+  let json = test
+    .clone()
+    .args(["plan", "wf.yaml", "--format", "json"])
+    .stderr("")
+    .status(0)
+    .run()
+    .json();
   assert_eq!(json["stages"][0]["decision"], "will skip");
   assert_eq!(json["stages"][1]["decision"], "will run");
   assert!(json["stages"][2].get("decision").is_none());
-  let prod = swdl(["plan", &file, "--param", "env=PROD"]);
-  prod.status(0);
   // String comparison is case-insensitive, as in GitHub Actions.
-  assert!(
-    prod
-      .stdout
-      .contains("if $<< parameters.env == 'prod' >> (will run)"),
-    "{}",
-    prod.stdout
-  );
-  assert!(
-    prod
-      .stdout
-      .contains("if $<< parameters.env != 'prod' >> (will skip)"),
-    "{}",
-    prod.stdout
-  );
+  test
+    .args(["plan", "wf.yaml", "--param", "env=PROD"])
+    .stdout(
+      r"
+      plan t (3 stages, 2 batches, max_parallel 3)
+
+      batch 1
+        * a  uses echo
+             if $<< parameters.env == 'prod' >> (will run)  timeout 2h
+        * b  uses echo
+             if $<< parameters.env != 'prod' >> (will skip)  timeout 2h
+
+      batch 2
+        * c  <- a  uses echo
+             if $<< failure() >>  timeout 2h
+
+      critical path: a -> c
+      estimated duration: 0ms
+      worst case: 4h
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
 }

@@ -1,10 +1,6 @@
 //! `swdl repl` driven through a pipe: scripted sessions covering every command.
 use crate::{common::TempDir, test::Test};
-use std::{
-  io::Write,
-  path::Path,
-  process::{Command, Stdio},
-};
+use std::{io::Write, path::Path, process::Stdio};
 
 /// Runs `swdl repl FILE` in `dir` with `script` on stdin; returns stdout (exit 0 asserted).
 #[track_caller]
@@ -265,11 +261,11 @@ fn params_lua_load_and_reload_keep_unchanged_finished_stages() {
 
   // Reload: `greet` finished and is unchanged, `shout` changed; only `shout` runs again.
   let script_dir = dir.path().to_path_buf();
-  let mut child = Command::new(env!("CARGO_BIN_EXE_swdl"))
+  // A raw command: the file changes between two commands of the session.
+  let mut child = Test::at(&script_dir)
     .args(["repl", "wf.yaml"])
-    .current_dir(&script_dir)
-    .env("NO_COLOR", "1")
     .env("SWDL_HISTORY", script_dir.join("history"))
+    .command()
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .spawn()

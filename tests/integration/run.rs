@@ -2066,7 +2066,19 @@ stages:
 "#,
   )
   .stdout("")
-  .stderr("")
+  // Failures found in the file at run time are reported like load errors (runtime_errors.rs).
+  .stderr(
+    r#"
+    wf.yaml:4:11: error: stage `bad-if`: `if` could not be evaluated: fromJSON: invalid JSON: expected ident at line 1 column 2
+      |
+    4 |     if: "$<< fromJSON('nope') >>"
+      |           ^^^^^^^^^^^^^^^^
+    wf.yaml:9:21: error: stage `bad-inputs`: inputs could not be evaluated: fromJSON: invalid JSON: EOF while parsing an object at line 1 column 1
+      |
+    9 |     with: { v: "$<< fromJSON('{') >>" }
+      |                     ^^^^^^^^^^^^^
+    "#,
+  )
   .status(1)
   .run();
   let bad_if = out.named("stage_failed", "bad-if");

@@ -1,39 +1,24 @@
 //! Failures the runtime finds in the file itself while a run goes on are shown like load
 //! errors: `FILE:LINE:COL`, the line, and a caret under the failing expression.
-use crate::common::{TempDir, read_events};
-use std::process::{Command, Stdio};
+use crate::test::Test;
 
-/// Runs `swdl run wf.yaml --store none --progress none --events events.jsonl` in `dir`.
-fn run(dir: &TempDir, yaml: &str) -> (i32, String, Vec<serde_json::Value>) {
-  dir.write("wf.yaml", yaml);
-  let output = Command::new(env!("CARGO_BIN_EXE_swdl"))
-    .args([
-      "run",
-      "wf.yaml",
-      "--store",
-      "none",
-      "--progress",
-      "none",
-      "--events",
-      "events.jsonl",
-    ])
-    .current_dir(dir.path())
-    .env("NO_COLOR", "1")
-    .stdin(Stdio::null())
-    .output()
-    .expect("swdl runs");
-  (
-    output.status.code().unwrap_or(-1),
-    String::from_utf8_lossy(&output.stderr).into_owned(),
-    read_events(&dir.path().join("events.jsonl")),
-  )
+/// Runs `yaml` as `wf.yaml` with `--store none --progress none --events events.jsonl`.
+fn run(yaml: &str) -> Test {
+  Test::new().workflow(yaml).args([
+    "run",
+    "wf.yaml",
+    "--store",
+    "none",
+    "--progress",
+    "none",
+    "--events",
+    "events.jsonl",
+  ])
 }
 
 #[test]
 fn a_failing_with_expression_is_reported_at_its_position_with_a_caret() {
-  let dir = TempDir::new();
-  let (status, stderr, events) = run(
-    &dir,
+  let out = run(
     "name: p
 stages:
   - id: a
@@ -46,36 +31,32 @@ stages:
     with:
       message: $<< fromJSON(stages.a.outputs.message) >>
 ",
-  );
-  assert_eq!(status, 1, "{stderr}");
-  assert_eq!(
-    stderr,
+  )
+  .stdout("")
+  .stderr(
     "wf.yaml:11:20: error: stage `b`: inputs could not be evaluated: fromJSON: invalid JSON: \
      expected value at line 1 column 1
    |
 11 |       message: $<< fromJSON(stages.a.outputs.message) >>
    |                    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
-"
-  );
+",
+  )
+  .status(1)
+  .run();
   // The event keeps the whole account, expression text included.
-  let failed: Vec<_> = events
-    .iter()
-    .filter(|e| e["event"] == "stage_failed")
-    .collect();
-  assert_eq!(failed.len(), 1);
+  assert_eq!(out.count("stage_failed"), 1, "{}", out.dump());
+  let failed = out.one("stage_failed", "b");
   assert_eq!(
-    failed[0]["error"],
+    failed["error"],
     "inputs could not be evaluated: `$<< fromJSON(stages.a.outputs.message) >>`: fromJSON: \
      invalid JSON: expected value at line 1 column 1"
   );
-  assert_eq!(failed[0]["reason"], "inputs");
+  assert_eq!(failed["reason"], "inputs");
 }
 
 #[test]
 fn env_conditions_and_outputs_that_fail_point_at_their_expressions() {
-  let dir = TempDir::new();
-  let (status, stderr, _) = run(
-    &dir,
+  run(
     "name: p
 config:
   env:
@@ -89,10 +70,9 @@ stages:
 outputs:
   o: $<< fromJSON('nope') >>
 ",
-  );
-  assert_eq!(status, 1, "{stderr}");
-  assert_eq!(
-    stderr,
+  )
+  .stdout("")
+  .stderr(
     "wf.yaml:4:12: error: config.env.X: fromJSON: invalid JSON: EOF while parsing an object at \
      line 1 column 1
   |
@@ -108,6 +88,8 @@ wf.yaml:12:10: error: workflow output `o` could not be evaluated: fromJSON: inva
    |
 12 |   o: $<< fromJSON('nope') >>
    |          ^^^^^^^^^^^^^^^^
-"
-  );
+",
+  )
+  .status(1)
+  .run();
 }

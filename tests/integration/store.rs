@@ -697,22 +697,18 @@ fn a_damaged_or_foreign_store_is_a_clear_error() {
       error: [DIR]/store/swdl.db: not a swdl run store (file is not a database); point --store or SWDL_STORE elsewhere
       ").status(2).run();
   // `--store none` runs without one.
-  let mut command = Command::new(env!("CARGO_BIN_EXE_swdl"));
-  let status = command
-    .args([
-      "run",
-      hello.to_str().unwrap_or_default(),
-      "--progress",
-      "none",
-      "--store",
-      "none",
-    ])
-    .current_dir(p.path())
-    .stdin(Stdio::null())
-    .stderr(Stdio::null())
-    .status()
-    .expect("swdl runs");
-  assert_eq!(status.code(), Some(0));
+  p.bare(&[
+    "run",
+    hello.to_str().unwrap_or_default(),
+    "--progress",
+    "none",
+    "--store",
+    "none",
+  ])
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
 }
 
 #[test]
