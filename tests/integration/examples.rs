@@ -111,7 +111,7 @@ fn every_example_runs_to_completion_with_its_gates_approved() {
       "--output",
       "json",
     ])
-    .status(if fails { 1 } else { 0 })
+    .status(i32::from(fails))
     .run()
     .json();
     let expected = if fails { "failed" } else { "completed" };

@@ -5,6 +5,7 @@ use crate::{
   store::{Project, run_id_in},
   test::{Test, assert_matches},
 };
+use base64::Engine as _;
 use std::process::Child;
 
 /// Every file of the store, the events file and the given streams, as (name, bytes).
@@ -166,9 +167,7 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
   {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &std::path::Path| {
-      std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0)
+      std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777)
     };
     assert_eq!(mode(&p.store()), 0o700);
     assert_eq!(mode(&p.store().join("swdl.db")), 0o600);
@@ -342,7 +341,6 @@ stages:
     .run();
   let id = out.json()["run"].as_str().unwrap_or_default().to_string();
   let detail = p.swdl(&["runs", &id, "--format", "json"]).run();
-  use base64::Engine as _;
   let b64 = base64::engine::general_purpose::STANDARD;
   let shifted = b64.encode(format!("x{token}"));
   let hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
@@ -722,7 +720,7 @@ fn scribble(path: &std::path::Path, at: u64, len: usize) {
     .open(path)
     .expect("open for damage");
   file.seek(SeekFrom::Start(at)).expect("seek");
-  let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
+  let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 13).to_le_bytes()[0]).collect();
   file.write_all(&garbage).expect("write garbage");
 }
 
@@ -756,7 +754,7 @@ fn damage_to_the_store_is_an_error_that_names_the_file() {
   let wal = p.store().join("swdl.db-wal");
   // Garbage inside the log: SQLite would stop at the bad frame and show fewer runs.
   let page = 4096;
-  let frames = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) / (24 + page);
+  let frames = std::fs::metadata(&wal).map_or(0, |m| m.len()) / (24 + page);
   assert!(frames >= 3, "{frames} frames in the log");
   let saved = std::fs::read(&wal).expect("wal");
   scribble(&wal, 32 + 24 + page + 100, 64);
@@ -776,10 +774,10 @@ fn damage_to_the_store_is_an_error_that_names_the_file() {
   assert_eq!(p.runs().len(), 5);
   // A damaged page of the database itself (after `runs` folded the log into it).
   let saved_db = std::fs::read(&db).expect("db");
-  let pages = saved_db.len() / page as usize;
+  let pages = saved_db.len() as u64 / page;
   assert!(pages >= 3, "{pages} pages");
   for n in 1..pages {
-    scribble(&db, (n * page as usize + 16) as u64, 3000);
+    scribble(&db, n * page + 16, 3000);
   }
   // SQLite's own word for it, not a conversion error from reading garbage as a row.
   assert_damaged(p.swdl(&["runs"]), "database disk image is malformed");
@@ -851,7 +849,7 @@ fn after_a_crash_the_store_is_checked_before_it_is_used() {
     .status(0)
     .run();
   let db = p.store().join("swdl.db");
-  let pages = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) / 4096;
+  let pages = std::fs::metadata(&db).map_or(0, |m| m.len()) / 4096;
   p.write(
     "slow.yaml",
     "name: slow\nstages:\n  - { id: a, uses: sleep, with: { ms: 60000 } }\n",

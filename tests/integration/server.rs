@@ -138,9 +138,8 @@ fn serve(
       });
     }
     let reply = {
-      let mut replies = match replies.lock() {
-        Ok(r) => r,
-        Err(_) => return,
+      let Ok(mut replies) = replies.lock() else {
+        return;
       };
       if replies.len() > 1 {
         replies.pop_front()

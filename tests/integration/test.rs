@@ -51,7 +51,7 @@ use std::{
 
 /// How long a command may run before the watchdog kills it: far above what any test needs,
 /// so only a hang trips it.
-const WATCHDOG: Duration = Duration::from_secs(60);
+const WATCHDOG: Duration = Duration::from_mins(1);
 
 /// Where a test runs: a temporary directory it owns, or an existing one.
 enum Dir {
@@ -232,7 +232,7 @@ impl Test {
             rlim_cur: bytes,
             rlim_max: bytes,
           };
-          if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+          if libc::setrlimit(libc::RLIMIT_AS, &raw const limit) != 0 {
             return Err(std::io::Error::last_os_error());
           }
           Ok(())
@@ -293,14 +293,13 @@ impl Test {
       elapsed,
       dir: Rc::clone(&self.dir),
     };
-    if !finished {
-      panic!(
-        "`swdl {}` did not finish within {:?}\n{}",
-        self.shown_args(),
-        self.timeout,
-        out.dump()
-      );
-    }
+    assert!(
+      finished,
+      "`swdl {}` did not finish within {:?}\n{}",
+      self.shown_args(),
+      self.timeout,
+      out.dump()
+    );
     self.check(&out);
     out
   }
@@ -440,13 +439,12 @@ impl Output {
   #[track_caller]
   pub fn one(&self, name: &str, stage: &str) -> &Value {
     let found = self.named(name, stage);
-    if found.len() != 1 {
-      panic!(
-        "expected one `{name}` for `{stage}`, found {}\n{}",
-        found.len(),
-        self.dump()
-      );
-    }
+    assert!(
+      found.len() == 1,
+      "expected one `{name}` for `{stage}`, found {}\n{}",
+      found.len(),
+      self.dump()
+    );
     found[0]
   }
 
@@ -586,6 +584,10 @@ pub fn matches(expected: &str, actual: &str) -> bool {
 }
 
 /// A line diff of `actual` against the pattern `expected`, or `None` when they match.
+#[expect(
+  clippy::many_single_char_names,
+  reason = "the textbook names of an edit-distance table"
+)]
 pub fn diff(expected: &str, actual: &str) -> Option<String> {
   let e: Vec<&str> = expected.lines().collect();
   let a: Vec<&str> = actual.lines().collect();
