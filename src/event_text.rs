@@ -1,7 +1,13 @@
-//! Events as text for people: styled lines cut to a width by visible characters, the pieces
-//! of stage output that are safe to print, and the one-line account of an event that the
-//! REPL prints and the progress display's records share their look with.
-use crate::{decision::GateDecision, event::Event};
+//! Events as text for people: the one sentence that tells each event (the progress display's
+//! plain lines and the REPL print it), styled lines cut to a width by visible characters, and
+//! the pieces of stage output that are safe to print.
+use crate::{
+  decision::GateDecision,
+  duration::format_duration,
+  event::{Event, RunStatus},
+  workflow::{Stage, Workflow},
+};
+use std::time::Duration;
 
 /// The colours events are shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,115 +179,318 @@ pub(crate) fn truncate(text: &str, width: usize) -> String {
   out
 }
 
-/// One compact line for an event worth showing on its own (the REPL's account of a run), or
-/// `None` for events that only matter to the fold.
-pub(crate) fn describe(event: &Event) -> Option<Line> {
-  let (text, style) = match event {
+/// How an attempt is named: `attempt 2/3` when the stage may take more than one (`limit`, see
+/// [`attempt_limit`]), `attempt N` past its limit or from a second attempt on; `None` for the
+/// only attempt of a stage that has one.
+pub(crate) fn attempt_label(attempt: u32, limit: u32) -> Option<String> {
+  if limit > 1 && attempt <= limit {
+    Some(format!("attempt {attempt}/{limit}"))
+  } else if attempt > 1 {
+    Some(format!("attempt {attempt}"))
+  } else {
+    None
+  }
+}
+
+/// How many attempts a stage may take. Attempt numbers count fallbacks, so the limit is
+/// retries plus fallbacks.
+pub(crate) fn attempt_limit(stage: &Stage) -> u32 {
+  let fallbacks = u32::try_from(stage.fallback.len()).unwrap_or(u32::MAX);
+  stage.retry.max_attempts.saturating_add(fallbacks)
+}
+
+/// What a display knows about an event's stage beyond the event itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Known {
+  /// The attempts the stage may take ([`attempt_limit`]); 0 when not known.
+  pub(crate) limit: u32,
+  /// Whether a decided stage is a gate (rather than a stage that needed a risk approval).
+  pub(crate) gate: bool,
+}
+
+impl Known {
+  /// What `workflow` says about the stage of `event`.
+  pub(crate) fn of(workflow: &Workflow, event: &Event) -> Self {
+    let stage = event.stage().and_then(|id| workflow.stage(id));
+    Self {
+      limit: stage.map_or(0, attempt_limit),
+      gate: stage.is_some_and(|s| s.gate().is_some()),
+    }
+  }
+}
+
+fn took(ms: u64) -> String {
+  format_duration(Duration::from_millis(ms))
+}
+
+/// The one sentence that tells an event, as the progress display's plain lines and the REPL
+/// print it: `stage build completed in 1.2s`. A failure or a timeout is told for its attempt;
+/// once a display knows it was the stage's last, it says so with [`final_failure`] or
+/// [`final_timeout`].
+pub(crate) fn sentence(event: &Event, known: Known) -> String {
+  match event {
+    Event::RunStarted {
+      workflow,
+      max_parallel,
+      stages,
+      ..
+    } => {
+      let noun = if *stages == 1 { "stage" } else { "stages" };
+      format!("run {workflow} started ({stages} {noun}, max_parallel {max_parallel})")
+    }
     Event::StageStarted {
       stage,
       attempt,
       uses,
       ..
-    } => (
-      format!("▶ {stage} started (attempt {attempt}, {uses})"),
-      Style::Plain,
-    ),
-    Event::StageCompleted {
-      stage,
-      outputs,
-      duration_ms,
-      ..
-    } => (
-      format!(
-        "✓ {stage} completed in {duration_ms}ms {}",
-        one_line(&outputs.to_string(), 80)
-      ),
-      Style::Green,
-    ),
-    Event::StageFailed { stage, error, .. } => (
-      format!("✗ {stage} failed: {}", one_line(error, 80)),
-      Style::Red,
-    ),
-    Event::StageTimedOut {
-      stage, timeout_ms, ..
-    } => (
-      format!("✗ {stage} timed out after {timeout_ms}ms"),
-      Style::Red,
-    ),
+    } => {
+      let label =
+        attempt_label(*attempt, known.limit).unwrap_or_else(|| format!("attempt {attempt}"));
+      format!("stage {stage} started ({label}, uses {uses})")
+    }
     Event::StageRetrying {
       stage,
       attempt,
       delay_ms,
       error,
       ..
-    } => (
-      format!(
-        "↻ {stage} attempt {attempt} failed ({}); retry in {delay_ms}ms",
-        one_line(error, 60)
-      ),
-      Style::Plain,
+    } => format!(
+      "stage {stage} retrying in {} after attempt {attempt}: {}",
+      took(*delay_ms),
+      first_line(error)
     ),
-    Event::StageSkipped { stage, reason } => {
-      (format!("- {stage} skipped ({reason})"), Style::Plain)
-    }
-    Event::StageCancelled { stage, reason, .. } => {
-      (format!("- {stage} cancelled ({reason})"), Style::Plain)
-    }
-    Event::GateWaiting { stage, message, .. } => (
-      format!(
-        "? {stage} waits for a decision{}",
-        message
-          .as_deref()
-          .map_or_else(String::new, |m| format!(": {m}"))
-      ),
-      Style::Yellow,
+    Event::StageCompleted {
+      stage,
+      attempt,
+      duration_ms,
+      ..
+    } => format!(
+      "stage {stage} completed in {}{}",
+      took(*duration_ms),
+      on_attempt(*attempt, " (attempt {})")
     ),
+    Event::StageFailed {
+      stage,
+      attempt,
+      error,
+      ..
+    } => format!(
+      "stage {stage} {}failed: {}",
+      which_attempt(attempt.unwrap_or(1), known),
+      first_line(error)
+    ),
+    Event::StageTimedOut {
+      stage,
+      attempt,
+      timeout_ms,
+      ..
+    } => format!(
+      "stage {stage} {}timed out after {}",
+      which_attempt(*attempt, known),
+      took(*timeout_ms)
+    ),
+    Event::StageSkipped { stage, reason } => format!("stage {stage} skipped ({reason})"),
+    Event::StageCancelled { stage, reason, .. } => format!("stage {stage} cancelled ({reason})"),
+    Event::GateWaiting {
+      stage,
+      message,
+      kind,
+      timeout_ms,
+    } => {
+      let mut text = if kind == "approval" {
+        format!("stage {stage} waiting for approval")
+      } else {
+        format!("gate {stage} waiting")
+      };
+      if let Some(timeout) = timeout_ms {
+        text.push_str(&format!(" (timeout {})", took(*timeout)));
+      }
+      if let Some(message) = message.as_deref().map(first_line).filter(|m| !m.is_empty()) {
+        text.push_str(&format!(": {message}"));
+      }
+      text
+    }
     Event::GateDecided {
       stage,
       decision,
       decided_by,
+      reason,
       ..
-    } => (
-      format!(
-        "{stage} {} by {decided_by}",
-        match decision {
-          GateDecision::Approve => "approved",
-          GateDecision::Reject => "rejected",
-        }
-      ),
-      Style::Plain,
-    ),
+    } => {
+      let noun = if known.gate { "gate" } else { "stage" };
+      let verb = match decision {
+        GateDecision::Approve => "approved",
+        GateDecision::Reject => "rejected",
+      };
+      let mut text = format!("{noun} {stage} {verb} by {decided_by}");
+      if let Some(reason) = reason.as_deref().map(first_line).filter(|r| !r.is_empty()) {
+        text.push_str(&format!(": {reason}"));
+      }
+      text
+    }
+    Event::Log {
+      stage,
+      stream,
+      message,
+      ..
+    } => {
+      let line = last_segment(message);
+      if stream == "stderr" {
+        format!("stage {stage} stderr: {line}")
+      } else {
+        format!("stage {stage}: {line}")
+      }
+    }
+    Event::RunPaused { reason, stage } => format!("run {}", paused(reason, stage.as_deref())),
+    Event::RunResumed {} => "run resumed".to_string(),
     Event::RecoveryDecided {
       stage,
       strategy,
       action,
+      delay_ms,
+      uses,
+      error,
       ..
-    } => (
-      format!("{stage}: recovery `{strategy}` chose {action}"),
-      Style::Plain,
-    ),
-    Event::Log { stage, message, .. } => (
-      format!("  {stage}: {}", one_line(message, 100)),
-      Style::Plain,
-    ),
-    Event::RunPaused {
-      reason,
-      stage: Some(stage),
-    } if reason == "breakpoint" => (format!("⏸ breakpoint before {stage}"), Style::Yellow),
-    Event::RunCompleted { status, error, .. } => (
-      format!(
-        "run {}{}",
-        status.as_str(),
-        error
-          .as_deref()
-          .map_or_else(String::new, |e| format!(": {}", one_line(e, 80)))
-      ),
-      Style::Plain,
-    ),
-    Event::CompensationStarted { stage, uses } => {
-      (format!("↺ compensating {stage} with {uses}"), Style::Plain)
+    } => {
+      let mut text = format!("stage {stage} recovery {strategy}: {action}");
+      if let Some(delay) = delay_ms {
+        text.push_str(&format!(" in {}", took(*delay)));
+      }
+      if let Some(uses) = uses {
+        text.push_str(&format!(" with {uses}"));
+      }
+      if let Some(error) = error {
+        text.push_str(&format!(": {}", first_line(error)));
+      }
+      text
     }
+    Event::CompensationStarted { stage, uses } => {
+      format!("compensation for {stage} started (uses {uses})")
+    }
+    Event::CompensationCompleted {
+      stage, duration_ms, ..
+    } => format!(
+      "compensation for {stage} completed in {}",
+      took(*duration_ms)
+    ),
+    Event::CompensationFailed { stage, error, .. } => {
+      format!("compensation for {stage} failed: {}", first_line(error))
+    }
+    Event::RunCompleted {
+      status,
+      error,
+      duration_ms,
+      ..
+    } => {
+      let word = run_word(*status);
+      match error.as_deref().map(first_line).filter(|e| !e.is_empty()) {
+        Some(error) if *status != RunStatus::Completed => format!("run {word}: {error}"),
+        _ => format!("run {word} in {}", took(*duration_ms)),
+      }
+    }
+  }
+}
+
+/// `attempt N ` before what happened to one attempt, unless the stage has only the one.
+fn which_attempt(attempt: u32, known: Known) -> String {
+  if known.limit == 1 && attempt == 1 {
+    String::new()
+  } else {
+    format!("attempt {attempt} ")
+  }
+}
+
+/// ` (attempt N)` (or another `pattern` with `{}`) from a second attempt on, else nothing.
+fn on_attempt(attempt: u32, pattern: &str) -> String {
+  if attempt > 1 {
+    pattern.replace("{}", &attempt.to_string())
+  } else {
+    String::new()
+  }
+}
+
+/// Why a run paused, as the progress display and the REPL say it.
+pub(crate) fn paused(reason: &str, stage: Option<&str>) -> String {
+  match stage {
+    Some(stage) if reason == "breakpoint" => format!("paused at breakpoint (stage {stage})"),
+    _ => format!("paused ({reason})"),
+  }
+}
+
+/// A run status as a word in a sentence: a waiting run is `suspended`.
+pub(crate) fn run_word(status: RunStatus) -> &'static str {
+  match status {
+    RunStatus::Waiting => "suspended",
+    other => other.as_str(),
+  }
+}
+
+/// What a stage's last failure was, after `attempt` attempts: `failed (contract) after 3
+/// attempts: ...`, or `rejected: ...` for a rejected approval.
+pub(crate) fn final_failure(attempt: u32, reason: &str, error: &str) -> String {
+  if reason == "rejected" {
+    return format!("rejected: {error}");
+  }
+  let kind = if reason == "error" {
+    String::new()
+  } else {
+    format!(" ({reason})")
+  };
+  format!(
+    "failed{kind}{}: {error}",
+    on_attempt(attempt, " after {} attempts")
+  )
+}
+
+/// What a stage's last attempt running out of time was: `timed out after 30s on attempt 2`.
+pub(crate) fn final_timeout(attempt: u32, timeout_ms: u64) -> String {
+  format!(
+    "timed out after {}{}",
+    took(timeout_ms),
+    on_attempt(attempt, " on attempt {}")
+  )
+}
+
+/// An event as the REPL prints it while a run is stepped: a mark in the event's colour, then
+/// its [`sentence`]; a completed stage also shows its outputs, as a debugger would. `None`
+/// for the events the REPL leaves to `status` and `inspect`.
+pub(crate) fn describe(event: &Event, known: Known) -> Option<Line> {
+  #[expect(
+    clippy::match_same_arms,
+    reason = "one arm per kind of event reads best"
+  )]
+  let (mark, style) = match event {
+    Event::StageStarted { .. } => ("▶", Style::Plain),
+    Event::StageCompleted { .. } => ("✓", Style::Green),
+    Event::StageFailed { .. } => ("✗", Style::Red),
+    Event::StageTimedOut { .. } => ("⏱", Style::Red),
+    Event::StageRetrying { .. } | Event::RecoveryDecided { .. } => ("↻", Style::Plain),
+    Event::StageSkipped { .. } => ("-", Style::Plain),
+    Event::StageCancelled { .. } => ("⊘", Style::Yellow),
+    Event::GateWaiting { .. } => ("?", Style::Yellow),
+    Event::GateDecided {
+      decision: GateDecision::Approve,
+      ..
+    } => ("✓", Style::Green),
+    Event::GateDecided { .. } => ("✗", Style::Red),
+    Event::Log { .. } => (" ", Style::Plain),
+    Event::RunPaused { reason, .. } if reason == "breakpoint" => ("⏸", Style::Yellow),
+    Event::RunCompleted {
+      status: RunStatus::Completed,
+      ..
+    } => ("✓", Style::Green),
+    Event::RunCompleted { .. } => ("✗", Style::Red),
+    Event::CompensationStarted { .. } => ("↺", Style::Plain),
     _ => return None,
   };
-  Some(Line::new().push(text, style))
+  let mut line = Line::new()
+    .push(mark, style)
+    .push(format!(" {}", sentence(event, known)), Style::Plain);
+  if let Event::StageCompleted { outputs, .. } = event {
+    line = line.push(
+      format!(" {}", one_line(&outputs.to_string(), 80)),
+      Style::Dim,
+    );
+  }
+  Some(line)
 }

@@ -260,6 +260,17 @@ pub(crate) fn start_lua(
   }
 }
 
+/// The multi-threaded tokio runtime a run executes on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+  tokio::runtime::Builder::new_multi_thread()
+    .enable_all()
+    .build()
+    .map_err(|e| Error::Io {
+      path: "tokio runtime".into(),
+      message: e.to_string(),
+    })
+}
+
 /// Hands requests other processes leave in the store for this run (`swdl cancel`, `pause`,
 /// `resume`, `approve`, `reject`) to the run's control channel. It polls from its own thread
 /// with its own connection, so a busy store never holds up the runtime; it stops when dropped.

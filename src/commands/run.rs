@@ -198,11 +198,10 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
     color,
     Box::new(std::io::stderr()),
   );
-  // Attempt numbers count fallbacks, so the limit shown is retries plus fallbacks.
-  let limits = workflow.stages.iter().map(|s| {
-    let fallbacks = u32::try_from(s.fallback.len()).unwrap_or(u32::MAX);
-    (s.id.clone(), s.retry.max_attempts.saturating_add(fallbacks))
-  });
+  let limits = workflow
+    .stages
+    .iter()
+    .map(|s| (s.id.clone(), event_text::attempt_limit(s)));
   sinks.push(Box::new(progress_sink.with_attempt_limits(limits)));
   let progress = Arc::new(progress);
 
@@ -229,13 +228,7 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
   let poller = store_dir
     .as_ref()
     .map(|dir| launch::RequestPoller::start(dir.clone(), run_id.clone(), control_tx.clone()));
-  let runtime = tokio::runtime::Builder::new_multi_thread()
-    .enable_all()
-    .build()
-    .map_err(|e| Error::Io {
-      path: "tokio runtime".into(),
-      message: e.to_string(),
-    })?;
+  let runtime = launch::runtime()?;
   let outcome = runtime.block_on(async {
     tokio::spawn(watch_interrupts(control_tx.clone()));
     launch.execute(sinks, control_rx).await

@@ -2,8 +2,11 @@
 //! ones, a failure held until the next event tells whether it was final, and the lines
 //! waiting to be written.
 use super::*;
-use crate::event_text::{Line, Style, first_line, last_segment, time_of};
-use view::{status_style, status_word};
+use crate::event_text::{
+  self, Known, Line, Style, final_failure, final_timeout, first_line, last_segment, run_word,
+  time_of,
+};
+use view::status_style;
 
 /// What the display knows about the run: a fold over its events.
 pub(super) struct State {
@@ -52,6 +55,8 @@ pub(super) enum Phase {
 /// A failed or timed-out attempt not yet known to be final.
 pub(super) struct Held {
   pub(super) ts: String,
+  /// The attempt's own sentence, told if the next event makes it one failed attempt of many.
+  pub(super) sentence: String,
   pub(super) stage: String,
   pub(super) attempt: Option<u32>,
   pub(super) what: HeldWhat,
@@ -111,13 +116,15 @@ impl State {
   }
 
   pub(super) fn attempt_label(&self, stage: &str, attempt: u32) -> Option<String> {
-    let limit = self.limits.get(stage).copied().unwrap_or(0);
-    if limit > 1 && attempt <= limit {
-      Some(format!("attempt {attempt}/{limit}"))
-    } else if attempt > 1 {
-      Some(format!("attempt {attempt}"))
-    } else {
-      None
+    event_text::attempt_label(attempt, self.limits.get(stage).copied().unwrap_or(0))
+  }
+
+  /// What the display knows of an event's stage, for wording the event.
+  fn known(&self, event: &Event) -> Known {
+    let stage = event.stage().unwrap_or_default();
+    Known {
+      limit: self.limits.get(stage).copied().unwrap_or(0),
+      gate: self.gates.get(stage).is_none_or(|kind| kind != "approval"),
     }
   }
 
@@ -151,6 +158,15 @@ impl State {
     self.seen_events = true;
     self.resolve_held(Some(&record.event));
     let ts = record.ts.as_str();
+    let sentence = event_text::sentence(&record.event, self.known(&record.event));
+    // A failure or timeout waits in `held` until the next event says what it meant.
+    let held = matches!(
+      record.event,
+      Event::StageFailed { .. } | Event::StageTimedOut { .. }
+    );
+    if !held {
+      self.plain(ts, &sentence);
+    }
     match &record.event {
       Event::RunStarted {
         workflow,
@@ -166,20 +182,10 @@ impl State {
           "run {} started ({stages} {noun}, max_parallel {max_parallel})",
           self.workflow
         );
-        self.plain(ts, &text);
         self.record(Line::new().push(format!("▶ {text}"), Style::Dim));
       }
-      Event::StageStarted {
-        stage,
-        attempt,
-        uses,
-        ..
-      } => {
+      Event::StageStarted { stage, attempt, .. } => {
         self.activate(stage, *attempt, Phase::Running, None, now);
-        let label = self
-          .attempt_label(stage, *attempt)
-          .unwrap_or_else(|| format!("attempt {attempt}"));
-        self.plain(ts, &format!("stage {stage} started ({label}, uses {uses})"));
       }
       Event::StageRetrying {
         stage,
@@ -188,12 +194,9 @@ impl State {
         error,
         ..
       } => {
-        let error = first_line(error);
         let due = now + Duration::from_millis(*delay_ms);
-        let delay = format_duration(Duration::from_millis(*delay_ms));
-        let text = format!("stage {stage} retrying in {delay} after attempt {attempt}: {error}");
+        let error = first_line(error);
         self.activate(stage, *attempt, Phase::Retrying { due }, Some(error), now);
-        self.plain(ts, &text);
       }
       Event::StageCompleted {
         stage,
@@ -208,7 +211,6 @@ impl State {
         } else {
           String::new()
         };
-        self.plain(ts, &format!("stage {stage} completed in {took}{on}"));
         if !self.told.remove(stage.as_str()) {
           self.record(
             Line::new()
@@ -227,6 +229,7 @@ impl State {
       } => {
         self.held = Some(Held {
           ts: record.ts.clone(),
+          sentence: sentence.clone(),
           stage: stage.clone(),
           attempt: *attempt,
           what: HeldWhat::Failed {
@@ -243,6 +246,7 @@ impl State {
       } => {
         self.held = Some(Held {
           ts: record.ts.clone(),
+          sentence: sentence.clone(),
           stage: stage.clone(),
           attempt: Some(*attempt),
           what: HeldWhat::TimedOut {
@@ -252,39 +256,22 @@ impl State {
       }
       Event::StageSkipped { stage, reason } => {
         self.settle(stage, StageStatus::Skipped);
-        self.plain(ts, &format!("stage {stage} skipped ({reason})"));
         self.record(Line::new().push(format!("- {stage} skipped ({reason})"), Style::Dim));
       }
-      Event::StageCancelled { stage, reason, .. } => {
+      Event::StageCancelled { stage, .. } => {
         self.settle(stage, StageStatus::Cancelled);
-        self.plain(ts, &format!("stage {stage} cancelled ({reason})"));
         self.record(Line::new().push(format!("⊘ {stage} cancelled"), Style::Yellow));
       }
       Event::GateWaiting {
         stage,
         message,
         kind,
-        timeout_ms,
+        ..
       } => {
         let approval = kind == "approval";
         self.gates.insert(stage.clone(), kind.clone());
         let message = message.as_deref().map(first_line).filter(|m| !m.is_empty());
-        let mut text = if approval {
-          format!("stage {stage} waiting for approval")
-        } else {
-          format!("gate {stage} waiting")
-        };
-        if let Some(timeout) = timeout_ms {
-          text.push_str(&format!(
-            " (timeout {})",
-            format_duration(Duration::from_millis(*timeout))
-          ));
-        }
-        if let Some(message) = &message {
-          text.push_str(&format!(": {message}"));
-        }
         self.activate(stage, 0, Phase::Waiting { approval }, message, now);
-        self.plain(ts, &text);
       }
       Event::GateDecided {
         stage,
@@ -302,8 +289,6 @@ impl State {
         if let Some(reason) = reason.as_deref().map(first_line).filter(|r| !r.is_empty()) {
           text.push_str(&format!(": {reason}"));
         }
-        let noun = if gate { "gate" } else { "stage" };
-        self.plain(ts, &format!("{noun} {stage} {text}"));
         // The decision line stands for the stage's final record: a gate's completion, or any
         // rejection's failure.
         if approved && gate {
@@ -326,19 +311,8 @@ impl State {
             .push(format!(" {stage} {text}"), Style::Plain),
         );
       }
-      Event::Log {
-        stage,
-        stream,
-        message,
-        ..
-      } => {
+      Event::Log { stage, message, .. } => {
         let line = last_segment(message);
-        let text = if stream == "stderr" {
-          format!("stage {stage} stderr: {line}")
-        } else {
-          format!("stage {stage}: {line}")
-        };
-        self.plain(ts, &text);
         if let Some(active) = self.active.get_mut(stage.as_str())
           && matches!(active.phase, Phase::Running)
           && !line.trim().is_empty()
@@ -347,46 +321,13 @@ impl State {
         }
       }
       Event::RunPaused { reason, stage } => {
-        let text = match stage {
-          Some(stage) if reason == "breakpoint" => format!("paused at breakpoint (stage {stage})"),
-          _ => format!("paused ({reason})"),
-        };
-        self.plain(ts, &format!("run {text}"));
-        self.paused = Some(text);
+        self.paused = Some(event_text::paused(reason, stage.as_deref()));
       }
       Event::RunResumed {} => {
         self.paused = None;
-        self.plain(ts, "run resumed");
       }
-      Event::RecoveryDecided {
-        stage,
-        strategy,
-        action,
-        delay_ms,
-        uses,
-        error,
-        ..
-      } => {
-        let mut text = format!("stage {stage} recovery {strategy}: {action}");
-        if let Some(delay) = delay_ms {
-          text.push_str(&format!(
-            " in {}",
-            format_duration(Duration::from_millis(*delay))
-          ));
-        }
-        if let Some(uses) = uses {
-          text.push_str(&format!(" with {uses}"));
-        }
-        if let Some(error) = error {
-          text.push_str(&format!(": {}", first_line(error)));
-        }
-        self.plain(ts, &text);
-      }
+      Event::RecoveryDecided { .. } => {}
       Event::CompensationStarted { stage, uses } => {
-        self.plain(
-          ts,
-          &format!("compensation for {stage} started (uses {uses})"),
-        );
         // A compensated stage has settled: show the compensation without unsettling it.
         self.active.insert(
           stage.clone(),
@@ -405,7 +346,6 @@ impl State {
       } => {
         self.end_compensation(stage);
         let took = format_duration(Duration::from_millis(*duration_ms));
-        self.plain(ts, &format!("compensation for {stage} completed in {took}"));
         self.record(Line::new().push(
           format!("↺ {stage} compensated by {uses} in {took}"),
           Style::Dim,
@@ -414,7 +354,6 @@ impl State {
       Event::CompensationFailed { stage, uses, error } => {
         self.end_compensation(stage);
         let error = first_line(error);
-        self.plain(ts, &format!("compensation for {stage} failed: {error}"));
         self.record(Line::new().push("✗", Style::Red).push(
           format!(" {stage} compensation {uses} failed: {error}"),
           Style::Red,
@@ -434,14 +373,8 @@ impl State {
         }
         self.active.clear();
         self.paused = None;
-        let word = status_word(*status);
+        let word = run_word(*status);
         let error = error.as_deref().map(first_line).filter(|e| !e.is_empty());
-        let took = format_duration(Duration::from_millis(*duration_ms));
-        let text = match (&error, *status) {
-          (_, RunStatus::Completed) | (None, _) => format!("run {word} in {took}"),
-          (Some(error), _) => format!("run {word}: {error}"),
-        };
-        self.plain(ts, &text);
         if let (Some(error), false) = (&error, *status == RunStatus::Completed) {
           let style = status_style(Some(*status));
           self.record(Line::new().push(format!("run {word}: {error}"), style));
@@ -476,18 +409,7 @@ impl State {
     match next {
       Some(Event::StageRetrying { .. }) if same_stage => {}
       Some(Event::StageStarted { .. }) if same_stage => {
-        let attempt = held.attempt.unwrap_or(1);
-        let what = match &held.what {
-          HeldWhat::Failed { error, .. } => format!("failed: {error}"),
-          HeldWhat::TimedOut { timeout_ms } => {
-            format!(
-              "timed out after {}",
-              format_duration(Duration::from_millis(*timeout_ms))
-            )
-          }
-        };
-        let text = format!("stage {} attempt {attempt} {what}", held.stage);
-        self.plain(&held.ts, &text);
+        self.plain(&held.ts, &held.sentence);
       }
       _ => self.settle_held(held),
     }
@@ -499,21 +421,7 @@ impl State {
     match &held.what {
       HeldWhat::Failed { error, reason } => {
         self.settle(stage, StageStatus::Failed);
-        let what = if reason == "rejected" {
-          format!("rejected: {error}")
-        } else {
-          let kind = if reason == "error" {
-            String::new()
-          } else {
-            format!(" ({reason})")
-          };
-          let after = if attempt > 1 {
-            format!(" after {attempt} attempts")
-          } else {
-            String::new()
-          };
-          format!("failed{kind}{after}: {error}")
-        };
+        let what = final_failure(attempt, reason, error);
         self.plain(&held.ts, &format!("stage {stage} {what}"));
         if !self.told.remove(stage) {
           self.record(
@@ -525,13 +433,7 @@ impl State {
       }
       HeldWhat::TimedOut { timeout_ms } => {
         self.settle(stage, StageStatus::TimedOut);
-        let limit = format_duration(Duration::from_millis(*timeout_ms));
-        let on = if attempt > 1 {
-          format!(" on attempt {attempt}")
-        } else {
-          String::new()
-        };
-        let what = format!("timed out after {limit}{on}");
+        let what = final_timeout(attempt, *timeout_ms);
         self.plain(&held.ts, &format!("stage {stage} {what}"));
         self.record(Line::new().push(format!("⏱ {stage} {what}"), Style::Red));
       }

@@ -7,7 +7,7 @@ use super::*;
 use crate::{
   commands::Error,
   event::{Event, EventRecord, EventSink, StageStatus},
-  event_text::{Line, Style, describe, one_line},
+  event_text::{self, Known, Line, Style, one_line},
   launch::{Launch, Lua, Settings},
   runtime::{Control, Resume, Snapshot},
   state::RunState,
@@ -112,13 +112,7 @@ const WAIT_LIMIT: Duration = Duration::from_hours(1);
 pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<commands::Done, Error> {
   let interactive = std::io::stdin().is_terminal();
   let color = crate::color::stdout();
-  let runtime = tokio::runtime::Builder::new_multi_thread()
-    .enable_all()
-    .build()
-    .map_err(|e| Error::Io {
-      path: "tokio runtime".into(),
-      message: e.to_string(),
-    })?;
+  let runtime = launch::runtime()?;
   let mut session = Session {
     file: None,
     workflow: None,
@@ -528,13 +522,13 @@ impl Session {
 
   /// Takes the events that arrived, printing the notable ones when `show`.
   fn pump(&mut self, show: bool) {
+    let (workflow, color) = (self.workflow.clone(), self.color);
     let Some(live) = self.live.as_mut() else {
       return;
     };
     let mut lines = Vec::new();
     while let Ok(record) = live.events.try_recv() {
-      if show && let Some(line) = describe(&record.event).map(|l| l.render(self.color, usize::MAX))
-      {
+      if show && let Some(line) = shown(workflow.as_deref(), color, &record.event) {
         lines.push(line);
       }
       if let Some(stage) = stopped_at(&record.event) {
@@ -593,6 +587,7 @@ impl Session {
   fn wait(&mut self, mut stop: impl FnMut(&Event) -> bool) {
     let started = std::time::Instant::now();
     let mut quiet = 0;
+    let (workflow, color) = (self.workflow.clone(), self.color);
     while started.elapsed() < WAIT_LIMIT {
       let Some(live) = self.live.as_mut() else {
         return;
@@ -600,7 +595,7 @@ impl Session {
       match live.events.recv_timeout(Duration::from_millis(50)) {
         Ok(record) => {
           quiet = 0;
-          if let Some(line) = describe(&record.event).map(|l| l.render(self.color, usize::MAX)) {
+          if let Some(line) = shown(workflow.as_deref(), color, &record.event) {
             let _ = writeln!(self.out, "{line}");
           }
           if let Some(stage) = stopped_at(&record.event) {
@@ -657,4 +652,11 @@ fn status_style(status: &str) -> Style {
 
 fn paint(text: &str, style: Style, color: bool) -> String {
   Line::new().push(text, style).render(color, usize::MAX)
+}
+
+/// An event as the REPL prints it while the run goes on, or `None` for the events it leaves to
+/// `status` and `inspect`.
+fn shown(workflow: Option<&Workflow>, color: bool, event: &Event) -> Option<String> {
+  let known = workflow.map(|w| Known::of(w, event)).unwrap_or_default();
+  event_text::describe(event, known).map(|line| line.render(color, usize::MAX))
 }

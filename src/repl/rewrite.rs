@@ -7,12 +7,7 @@ impl Session {
   pub(super) fn rebuild(&mut self, edit: impl FnOnce(&mut Vec<EventRecord>, &Workflow)) -> Outcome {
     self.pump(true);
     let workflow = self.workflow()?;
-    let mut log = self
-      .live
-      .as_ref()
-      .map(|l| l.log.clone())
-      .unwrap_or_default();
-    log.retain(|r| !matches!(r.event, Event::RunCompleted { .. }));
+    let mut log = self.history_before_the_end();
     edit(&mut log, &workflow);
     self.start(log)
   }
@@ -134,12 +129,7 @@ impl Session {
       .map(|(id, _)| id.clone())
       .collect();
     let lua = launch::start_lua(&new, &file, &[]).map_err(|e| render(&e, self.color))?;
-    let mut log = self
-      .live
-      .as_ref()
-      .map(|l| l.log.clone())
-      .unwrap_or_default();
-    log.retain(|r| !matches!(r.event, Event::RunCompleted { .. }));
+    let mut log = self.history_before_the_end();
     let new = Arc::new(new);
     // Changed stages run again, and so does everything after them.
     for id in &changed {
@@ -213,4 +203,18 @@ fn reopen(log: &mut Vec<EventRecord>, workflow: &Workflow, id: &str, stopped: bo
     | Event::CompensationFailed { stage, .. } => !again.contains(stage),
     _ => true,
   });
+}
+
+impl Session {
+  /// The live run's events so far, without its `run_completed`: the history a rewrite edits
+  /// before a fresh engine continues from it.
+  fn history_before_the_end(&self) -> Vec<EventRecord> {
+    let mut log = self
+      .live
+      .as_ref()
+      .map(|l| l.log.clone())
+      .unwrap_or_default();
+    log.retain(|r| !matches!(r.event, Event::RunCompleted { .. }));
+    log
+  }
 }

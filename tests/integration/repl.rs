@@ -83,7 +83,10 @@ fn help_validate_plan_graph_and_bad_commands() {
     answer(&out, "frobnicate").contains("error: unknown command `frobnicate`"),
     "{out}"
   );
-  assert!(answer(&out, "step").contains("✓ fetch completed"), "{out}");
+  assert!(
+    answer(&out, "step").contains("✓ stage fetch completed"),
+    "{out}"
+  );
   assert!(
     answer(&out, "break nope").contains("error: no stage `nope`"),
     "{out}"
@@ -106,8 +109,11 @@ fn step_inspect_eval_skip_set_retry_and_breakpoints() {
   );
   assert_eq!(answer(&out, "break report"), "breakpoint before `report`");
   let first = answer(&out, "step");
-  assert!(first.contains("▶ fetch started (attempt 1, echo)"), "{out}");
-  assert!(first.contains("✓ fetch completed"), "{out}");
+  assert!(
+    first.contains("▶ stage fetch started (attempt 1, uses echo)"),
+    "{out}"
+  );
+  assert!(first.contains("✓ stage fetch completed"), "{out}");
   let status = answer(&out, "status");
   assert!(status.contains("running (paused)"), "{status}");
   assert!(
@@ -115,7 +121,7 @@ fn step_inspect_eval_skip_set_retry_and_breakpoints() {
     "{status}"
   );
   assert!(status.contains("parse                pending"), "{status}");
-  assert!(out.contains("✗ parse failed: bad row 7"), "{out}");
+  assert!(out.contains("✗ stage parse failed: bad row 7"), "{out}");
   let inspect = answer(&out, "inspect parse");
   assert!(inspect.starts_with("parse: failed"), "{inspect}");
   assert!(
@@ -141,7 +147,7 @@ fn step_inspect_eval_skip_set_retry_and_breakpoints() {
   );
   // After the skip, `report` may run: the breakpoint stops the run before it.
   assert!(
-    answer(&out, "continue").contains("breakpoint before report"),
+    answer(&out, "continue").contains("paused at breakpoint (stage report)"),
     "{out}"
   );
   assert!(
@@ -162,7 +168,7 @@ fn step_inspect_eval_skip_set_retry_and_breakpoints() {
   );
   let cont = out.split("swdl> retry report").nth(1).unwrap_or_default();
   assert!(
-    answer(cont, "continue").contains("? ship waits for a decision"),
+    answer(cont, "continue").contains("? gate ship waiting: ship the report?"),
     "{cont}"
   );
   let report = answer(cont, "inspect report");
@@ -201,7 +207,10 @@ fn gates_are_decided_and_the_run_ends() {
     "{out}"
   );
   let approved = answer(&out, "approve ship all good");
-  assert!(approved.contains("ship approved by repl"), "{approved}");
+  assert!(
+    approved.contains("gate ship approved by repl"),
+    "{approved}"
+  );
   assert!(approved.contains("\"reason\":\"all good\""), "{approved}");
   assert!(approved.contains("run completed"), "{approved}");
   assert!(
@@ -210,7 +219,10 @@ fn gates_are_decided_and_the_run_ends() {
   );
   assert_eq!(answer(&out, "restart"), "restarted: nothing has run");
   let rejected = answer(&out, "reject ship not today");
-  assert!(rejected.contains("ship rejected by repl"), "{rejected}");
+  assert!(
+    rejected.contains("gate ship rejected by repl"),
+    "{rejected}"
+  );
   assert!(rejected.contains("run failed"), "{rejected}");
 }
 
@@ -287,9 +299,9 @@ fn params_lua_load_and_reload_keep_unchanged_finished_stages() {
   assert!(answer(&out, "reload").contains("changed: shout"), "{out}");
   let after = out.split("swdl> reload").nth(1).unwrap_or_default();
   let rerun = answer(after, "continue");
-  assert!(rerun.contains("▶ shout started"), "{after}");
+  assert!(rerun.contains("▶ stage shout started"), "{after}");
   assert!(
-    !rerun.contains("▶ greet started"),
+    !rerun.contains("▶ stage greet started"),
     "greet ran again:\n{after}"
   );
   assert!(
