@@ -188,6 +188,15 @@ impl Response {
   }
 }
 
+/// `tried once`, `tried 3 times`.
+fn tries_text(tries: u32) -> String {
+  if tries == 1 {
+    "tried once".to_string()
+  } else {
+    format!("tried {tries} times")
+  }
+}
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub(crate) enum HttpError {
@@ -195,7 +204,7 @@ pub(crate) enum HttpError {
   #[error("{0}")]
   Invalid(String),
   /// No answer within the timeout, on every try.
-  #[error("{url}: no response within {} (tried {tries} times)", crate::duration::format_duration(*.timeout))]
+  #[error("{url}: no response within {} ({})", crate::duration::format_duration(*.timeout), tries_text(*.tries))]
   Timeout {
     /// The URL.
     url: String,
@@ -213,7 +222,7 @@ pub(crate) enum HttpError {
     limit: usize,
   },
   /// The connection failed on every try.
-  #[error("{url}: {message} (tried {tries} times)")]
+  #[error("{url}: {message} ({})", tries_text(*.tries))]
   Transport {
     /// The URL.
     url: String,

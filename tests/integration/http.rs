@@ -128,7 +128,7 @@ fn a_slow_server_hits_the_timeout() {
   assert!(started.elapsed() < Duration::from_secs(3));
   assert_matches(
     &format!(
-      "http: {}: no response within 200ms (tried 1 times)",
+      "http: {}: no response within 200ms (tried once)",
       server.url
     ),
     error(&record),
