@@ -13,6 +13,7 @@ mod invalid;
 mod lua;
 mod models;
 mod plan;
+mod readme;
 mod repl;
 mod run;
 mod runtime_errors;

@@ -9,7 +9,7 @@ use crate::{
 const KEY: &str = "sk-test-5e2c91d0";
 
 /// A chat completion whose answer is `content`, reporting `tokens` total.
-fn completion(content: &str, tokens: u64) -> Reply {
+pub fn completion(content: &str, tokens: u64) -> Reply {
   let body = serde_json::json!({
     "model": "test-model",
     "choices": [{ "index": 0, "message": { "role": "assistant", "content": content } }],
@@ -48,7 +48,7 @@ stages:
     depends_on: [style]
 "#;
 
-const VALID: &str = "Here is the workflow:\n```yaml\nname: review\nstages:\n  - id: style\n    uses: code-style\n    with: { module: src }\n  - id: report\n    uses: echo\n    with: { findings: \"$<< stages.style.outputs.findings >>\" }\n    depends_on: [style]\n```\n";
+pub const VALID: &str = "Here is the workflow:\n```yaml\nname: review\nstages:\n  - id: style\n    uses: code-style\n    with: { module: src }\n  - id: report\n    uses: echo\n    with: { findings: \"$<< stages.style.outputs.findings >>\" }\n    depends_on: [style]\n```\n";
 
 #[test]
 fn decompose_writes_a_valid_workflow_and_explains_its_plan() {
