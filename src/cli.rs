@@ -50,7 +50,7 @@ pub(crate) enum Command {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+    /// The run store directory (default: `SWDL_STORE`, else the nearest `.swdl/` here or above).
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
   },
@@ -100,7 +100,7 @@ pub(crate) enum Command {
   Cancel {
     /// The run.
     run_id: String,
-    /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+    /// The run store directory (default: `SWDL_STORE`, else the nearest `.swdl/` here or above).
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
   },
@@ -108,7 +108,7 @@ pub(crate) enum Command {
   Pause {
     /// The run.
     run_id: String,
-    /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+    /// The run store directory (default: `SWDL_STORE`, else the nearest `.swdl/` here or above).
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
   },
@@ -237,7 +237,7 @@ pub(crate) struct RunFlags {
   #[arg(long, value_enum)]
   pub output: Option<OutputArg>,
   /// The run store directory, or (for `run`) `none` to keep the run in memory only (default:
-  /// `SWDL_STORE`, else `.swdl`).
+  /// `SWDL_STORE`, else the nearest `.swdl/` here or above).
   #[arg(long, value_name = "DIR|none")]
   pub store: Option<PathBuf>,
 }
@@ -255,7 +255,7 @@ pub(crate) struct DecideArgs {
   /// A value for one of the gate's `inputs`, `name=value` (JSON, else text; repeatable).
   #[arg(long = "input", value_name = "NAME=VALUE")]
   pub inputs: Vec<String>,
-  /// The run store directory (default: `SWDL_STORE`, else `.swdl`).
+  /// The run store directory (default: `SWDL_STORE`, else the nearest `.swdl/` here or above).
   #[arg(long, value_name = "DIR")]
   pub store: Option<PathBuf>,
 }

@@ -12,7 +12,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
 /// `swdl cancel RUN_ID`.
 pub(super) fn cancel(run_id: &str, dir: Option<&Path>) -> Result<Done, Error> {
-  let mut store = open_store(dir)?;
+  let mut store = store_of_run(dir, run_id)?;
   let row = store.run(run_id)?;
   let mut stderr = std::io::stderr();
   if row.is_live() {

@@ -10,7 +10,7 @@ use std::io::Write;
 
 /// `swdl approve|reject RUN_ID STAGE`.
 pub(super) fn decide(args: &DecideArgs, decision: GateDecision) -> Result<Done, Error> {
-  let mut store = open_store(args.store.as_deref())?;
+  let mut store = store_of_run(args.store.as_deref(), &args.run_id)?;
   let row = store.run(&args.run_id)?;
   let events = store.events(&row.id)?;
   // The latest wait of the stage, with its timeout, which counts from when it first opened.

@@ -234,11 +234,26 @@ fn dispatch(command: Command) -> Result<Done, Error> {
   }
 }
 
-/// Opens the store a command names, refusing `--store none` (it keeps no runs).
-fn open_store(dir: Option<&Path>) -> Result<store::Store, Error> {
+/// The store a command reads or steers (refusing `--store none`, which keeps no runs), if it
+/// exists: these commands never create one. Also its directory, for messages.
+fn existing_store(dir: Option<&Path>) -> Result<(std::path::PathBuf, Option<store::Store>), Error> {
   let dir = store::resolve_dir(dir)
     .ok_or_else(|| Error::Usage("`--store none` keeps no runs: name a store directory".into()))?;
-  Ok(store::Store::open(&dir)?)
+  let store = store::Store::open_existing(&dir)?;
+  Ok((dir, store))
+}
+
+/// The store that should hold run `run_id`, for commands about one run; without a store the
+/// run cannot be there, and the error says where swdl looked.
+fn store_of_run(dir: Option<&Path>, run_id: &str) -> Result<store::Store, Error> {
+  let (dir, store) = existing_store(dir)?;
+  store.ok_or_else(|| {
+    Error::Store(store::StoreError::Refused(format!(
+      "no run `{run_id}`: there is no run store at {} (runs are recorded in the nearest \
+       `.swdl/` of the directory `swdl run` ran in; --store or SWDL_STORE name another)",
+      dir.display()
+    )))
+  })
 }
 
 /// Reads a file given on the command line into a [`Source`] for positioned errors.

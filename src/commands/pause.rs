@@ -5,7 +5,7 @@ use std::{io::Write, path::Path};
 
 /// `swdl pause RUN_ID`.
 pub(super) fn pause(run_id: &str, dir: Option<&Path>) -> Result<Done, Error> {
-  let mut store = open_store(dir)?;
+  let mut store = store_of_run(dir, run_id)?;
   let row = store.run(run_id)?;
   if !row.is_live() {
     return Err(Error::Store(StoreError::Refused(format!(

@@ -16,7 +16,7 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<Done, Error> {
   let dir = store::resolve_dir(flags.store.as_deref()).ok_or_else(|| {
     Error::Usage("`--store none` keeps no runs: there is nothing to resume".into())
   })?;
-  let mut store = store::Store::open(&dir)?;
+  let mut store = store_of_run(flags.store.as_deref(), &args.run_id)?;
   let row = store.run(&args.run_id)?;
   if row.is_live() {
     if row.status != "paused" {

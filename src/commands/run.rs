@@ -311,7 +311,11 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
 /// ` --store DIR` when the store is not the default one, for commands suggested to the user.
 fn store_flag(dir: Option<&Path>) -> String {
   match dir {
-    Some(dir) if dir != Path::new(".swdl") && std::env::var_os("SWDL_STORE").is_none() => {
+    // Where the next command would look anyway (the nearest `.swdl/`), no flag is needed.
+    Some(dir)
+      if std::env::var_os("SWDL_STORE").is_none()
+        && store::resolve_dir(None).as_deref() != Some(dir) =>
+    {
       format!(" --store {}", dir.display())
     }
     _ => String::new(),

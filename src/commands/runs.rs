@@ -39,10 +39,13 @@ pub(super) fn list_or_show(
       STATUSES.join(", ")
     )));
   }
-  let store = open_store(dir)?;
   let mut out = std::io::stdout().lock();
   let Some(id) = run_id else {
-    let runs = store.runs(status)?;
+    let (dir, store) = existing_store(dir)?;
+    let runs = match &store {
+      Some(store) => store.runs(status)?,
+      None => Vec::new(),
+    };
     if format == Format::Json {
       let list: Vec<serde_json::Value> = runs.iter().map(summary_json).collect();
       writeln!(
@@ -53,7 +56,11 @@ pub(super) fn list_or_show(
       return Ok(Done::Ok);
     }
     if runs.is_empty() {
-      writeln!(out, "no runs in {}", store.path().display())?;
+      let path = store.as_ref().map_or_else(
+        || dir.join(store::STORE_FILE),
+        |store| store.path().to_path_buf(),
+      );
+      writeln!(out, "no runs in {}", path.display())?;
       return Ok(Done::Ok);
     }
     writeln!(
@@ -74,6 +81,7 @@ pub(super) fn list_or_show(
     }
     return Ok(Done::Ok);
   };
+  let store = store_of_run(dir, id)?;
   let row = store.run(id)?;
   let events = store.events(id)?;
   let attempts = store::attempts_of(&events);

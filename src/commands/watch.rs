@@ -87,6 +87,12 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// Runs `swdl watch`; returns 0 when interrupted.
 pub(super) fn watch(file: &Path, run: bool) -> Result<Done, Error> {
+  // A broken file is watched until it is fixed, but one that is not there is a mistake in the
+  // command line: fail at once, as `run` would.
+  std::fs::metadata(file).map_err(|e| Error::Io {
+    path: file.display().to_string(),
+    message: e.to_string(),
+  })?;
   // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
   unsafe {
     libc::signal(

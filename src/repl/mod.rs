@@ -110,6 +110,11 @@ const WAIT_LIMIT: Duration = Duration::from_hours(1);
 
 /// Runs `swdl repl [FILE]`.
 pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<commands::Done, Error> {
+  // A file named on the command line that does not load ends the command, as with `run`;
+  // one given to `load` later is only an error message in the session.
+  if let Some(file) = file {
+    compose::load_file(file)?;
+  }
   let interactive = std::io::stdin().is_terminal();
   let color = crate::color::stdout();
   let runtime = launch::runtime()?;

@@ -136,14 +136,38 @@ pub fn now_ms() -> i64 {
     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The store directory: `--store`, else `SWDL_STORE`, else `.swdl`; `None` for `none`.
+/// The store directory: `--store`, else `SWDL_STORE`, else the nearest `.swdl/` in the current
+/// directory or one of its parents (the way git finds `.git`), else `.swdl` in the current
+/// directory; `None` for `none`.
 pub fn resolve_dir(flag: Option<&Path>) -> Option<PathBuf> {
   let dir = flag
     .map(Path::to_path_buf)
     .or_else(|| std::env::var_os("SWDL_STORE").map(PathBuf::from))
-    .unwrap_or_else(|| PathBuf::from(".swdl"));
+    .unwrap_or_else(nearest);
   (dir.as_os_str() != "none").then_some(dir)
 }
+
+/// The nearest `.swdl/` at or above the current directory; `.swdl` (here) when there is none.
+/// One found here stays the relative `.swdl`, so messages name it as the user would.
+fn nearest() -> PathBuf {
+  let here = PathBuf::from(DEFAULT_DIR);
+  if here.is_dir() {
+    return here;
+  }
+  std::env::current_dir()
+    .ok()
+    .and_then(|cwd| {
+      cwd
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join(DEFAULT_DIR))
+        .find(|dir| dir.is_dir())
+    })
+    .unwrap_or(here)
+}
+
+/// The name of the store directory that commands look for.
+pub const DEFAULT_DIR: &str = ".swdl";
 
 /// One row of `runs`.
 #[derive(Debug, Clone, serde::Serialize)]

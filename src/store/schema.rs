@@ -102,6 +102,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 impl Store {
+  /// Opens the store at `dir` only if there is one: read-only commands never create a store.
+  ///
+  /// # Errors
+  /// As [`Store::open`].
+  pub fn open_existing(dir: &Path) -> Result<Option<Self>, StoreError> {
+    if dir.join(STORE_FILE).exists() {
+      Self::open(dir).map(Some)
+    } else {
+      Ok(None)
+    }
+  }
+
   /// Opens the store in `dir`, creating the directory and the schema when missing and applying
   /// migrations.
   ///

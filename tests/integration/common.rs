@@ -34,6 +34,7 @@ impl TempDir {
       COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    no_store_above(&dir);
     Self(dir)
   }
 
@@ -101,4 +102,24 @@ pub fn wait_for(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> b
     }
     std::thread::sleep(std::time::Duration::from_millis(10));
   }
+}
+
+/// Fails when a `.swdl/` sits above the temporary directories: commands look for the nearest
+/// one (as git looks for `.git`), so every test would share it instead of its own.
+fn no_store_above(dir: &Path) {
+  static CHECKED: std::sync::Once = std::sync::Once::new();
+  CHECKED.call_once(|| {
+    if let Some(found) = dir
+      .ancestors()
+      .skip(1)
+      .map(|d| d.join(".swdl"))
+      .find(|d| d.is_dir())
+    {
+      panic!(
+        "{} exists above the tests' temporary directories; commands would use it instead of \
+         each test's own store: remove it (or set TMPDIR elsewhere)",
+        found.display()
+      );
+    }
+  });
 }

@@ -4,6 +4,7 @@
   reason = "a test binary has no public API: `pub` is how its modules share helpers"
 )]
 
+mod cli;
 mod common;
 mod eval;
 mod examples;

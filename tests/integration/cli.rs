@@ -1,0 +1,119 @@
+//! The command line behaving as its peers do: a missing file is an error at once, read-only
+//! commands never create a store, and the store is found the way git finds `.git`.
+use crate::test::Test;
+
+const HELLO: &str = "
+  name: hello
+  stages:
+    - { id: greet, uses: echo, with: { message: hi } }
+";
+
+#[test]
+fn repl_and_watch_of_a_missing_file_exit_2_with_the_error() {
+  for command in ["repl", "watch"] {
+    Test::new()
+      .args([command, "missing.yaml"])
+      .stdout("")
+      .stderr("error: missing.yaml: No such file or directory (os error 2)\n")
+      .status(2)
+      .run();
+  }
+}
+
+#[test]
+fn repl_of_an_invalid_file_exits_2_with_its_diagnostic() {
+  Test::new()
+    .workflow(
+      "
+      name: bad
+      stages:
+        - { id: a, uses: echo, depend_on: [b] }
+      ",
+    )
+    .args(["repl", "wf.yaml"])
+    .stdout("")
+    .stderr(
+      "
+      wf.yaml:3:26: error: unknown key `depend_on` in stage, did you mean `depends_on`?
+        |
+      3 |   - { id: a, uses: echo, depend_on: [b] }
+        |                          ^^^^^^^^^
+      ",
+    )
+    .status(2)
+    .run();
+}
+
+#[test]
+fn read_only_commands_never_create_a_store() {
+  let out = Test::new()
+    .args(["runs"])
+    .stdout("no runs in .swdl/swdl.db\n")
+    .stderr("")
+    .status(0)
+    .run();
+  out
+    .then()
+    .args(["runs", "--format", "json"])
+    .stdout("[]\n")
+    .stderr("")
+    .status(0)
+    .run();
+  let missing = "error: no run `nope`: there is no run store at .swdl (runs are recorded in the \
+                 nearest `.swdl/` of the directory `swdl run` ran in; --store or SWDL_STORE name \
+                 another)\n";
+  for args in [
+    &["runs", "nope"][..],
+    &["approve", "nope", "gate"],
+    &["reject", "nope", "gate"],
+    &["cancel", "nope"],
+    &["pause", "nope"],
+    &["resume", "nope"],
+  ] {
+    out
+      .then()
+      .args(args)
+      .stdout("")
+      .stderr(missing)
+      .status(2)
+      .run();
+  }
+  assert!(
+    !out.path().join(".swdl").exists(),
+    "a read-only command created the store"
+  );
+}
+
+#[test]
+fn the_nearest_store_above_the_current_directory_is_used() {
+  let out = Test::new()
+    .workflow(HELLO)
+    .file("sub/deeper/notes.txt", "")
+    .args(["run", "wf.yaml", "--progress", "none", "--output", "json"])
+    .status(0)
+    .run();
+  let id = out.json()["run"].as_str().unwrap_or_default().to_string();
+  assert!(out.path().join(".swdl/swdl.db").is_file());
+  // From two levels down, `runs` reads the store above, and a new run is recorded there too.
+  let deeper = out.path().join("sub/deeper");
+  let listed = Test::at(&deeper)
+    .env_remove("SWDL_STORE")
+    .args(["runs", "--format", "json"])
+    .status(0)
+    .run()
+    .json();
+  assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+  Test::at(&deeper)
+    .env_remove("SWDL_STORE")
+    .args(["run", "../../wf.yaml", "--progress", "none"])
+    .status(0)
+    .run();
+  assert!(!deeper.join(".swdl").exists(), "a second store was made");
+  let listed = Test::at(&deeper)
+    .env_remove("SWDL_STORE")
+    .args(["runs", "--format", "json"])
+    .status(0)
+    .run()
+    .json();
+  assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}
