@@ -30,9 +30,9 @@ pub(crate) enum Command {
   Plan {
     /// Workflow file.
     file: PathBuf,
-    /// A parameter value, `name=value` (repeatable).
-    #[arg(long = "param", value_name = "NAME=VALUE")]
-    params: Vec<String>,
+    /// Parameter values.
+    #[command(flatten)]
+    params: ParamArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
@@ -64,9 +64,9 @@ pub(crate) enum Command {
   Repl {
     /// Workflow file to load.
     file: Option<PathBuf>,
-    /// A parameter value, `name=value` (repeatable).
-    #[arg(long = "param", value_name = "NAME=VALUE")]
-    params: Vec<String>,
+    /// Parameter values.
+    #[command(flatten)]
+    params: ParamArgs,
   },
   /// Re-validate and re-plan (or re-run) whenever the file, its skills or hook files change.
   Watch {
@@ -179,17 +179,25 @@ pub(crate) enum PlanFormat {
   Mermaid,
 }
 
-/// Options of `swdl run`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct RunArgs {
-  /// Workflow file.
-  pub file: PathBuf,
+/// Parameter values, as `run`, `plan` and `repl` take them.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct ParamArgs {
   /// A parameter value, `name=value` (repeatable; wins over `--params`).
   #[arg(long = "param", value_name = "NAME=VALUE")]
   pub params: Vec<String>,
   /// A YAML or JSON file of parameter values.
   #[arg(long = "params", value_name = "FILE")]
   pub params_file: Option<PathBuf>,
+}
+
+/// Options of `swdl run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+  /// Workflow file.
+  pub file: PathBuf,
+  /// Parameter values.
+  #[command(flatten)]
+  pub params: ParamArgs,
   /// Stages executing at once (overrides `config.max_parallel`).
   #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
   pub max_parallel: Option<u32>,

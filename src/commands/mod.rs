@@ -14,6 +14,7 @@ mod cancel;
 mod decide;
 mod decompose;
 mod eval;
+mod param_args;
 mod pause;
 mod plan;
 mod resume;

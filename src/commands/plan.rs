@@ -1,12 +1,13 @@
 //! `swdl plan`: the plan of a workflow without running it, in four formats.
 use super::*;
-use crate::cli::PlanFormat;
+use crate::cli::{ParamArgs, PlanFormat};
 use std::{io::Write, path::Path};
 
 /// Runs `swdl plan FILE`.
-pub(super) fn plan(file: &Path, params: &[String], format: PlanFormat) -> Result<Done, Error> {
+pub(super) fn plan(file: &Path, params: &ParamArgs, format: PlanFormat) -> Result<Done, Error> {
   let workflow = compose::load_file(file)?;
-  let values = params::resolve(&workflow, params).map_err(Error::Diagnostics)?;
+  let given = params.given(&workflow)?;
+  let values = params::resolve(&workflow, &given).map_err(Error::Diagnostics)?;
   let plan = crate::plan::plan(&workflow, &values);
   let text = match format {
     PlanFormat::Text => plan.to_text(color::stdout()),

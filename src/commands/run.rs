@@ -24,11 +24,7 @@ use tokio::sync::mpsc;
 pub(crate) fn run(args: &RunArgs) -> Result<Done, Error> {
   args.flags.check()?;
   let workflow = Arc::new(compose::load_file(&args.file)?);
-  let mut given = Vec::new();
-  if let Some(path) = &args.params_file {
-    given.extend(params_from_file(&workflow, path)?);
-  }
-  given.extend(args.params.iter().cloned());
+  let given = args.params.given(&workflow)?;
   let params = params::resolve(&workflow, &given).map_err(Error::Diagnostics)?;
   let masker = launch::masker(&workflow, &params)?;
   let mut run_id = store::new_run_id();
@@ -320,77 +316,6 @@ fn store_flag(dir: Option<&Path>) -> String {
     }
     _ => String::new(),
   }
-}
-
-/// Reads `--params FILE` (YAML or JSON) into `name=value` arguments checked like `--param`.
-fn params_from_file(workflow: &Workflow, path: &Path) -> Result<Vec<String>, Error> {
-  let source = commands::read_source(path)?;
-  let fail = |span: Span, kind: ErrorKind| {
-    Error::Diagnostics(Diagnostics(vec![Diagnostic::new(&source, span, kind)]))
-  };
-  let root =
-    yaml::parse(&source).map_err(|e| fail(Span::new(e.offset, 0), ErrorKind::Yaml(e.message)))?;
-  let yaml::NodeValue::Map(entries) = &root.value else {
-    return Err(fail(
-      root.span,
-      ErrorKind::WrongType {
-        field: "--params".into(),
-        expected: "a mapping of parameter names to values",
-        found: root.kind_name(),
-      },
-    ));
-  };
-  let mut out = Vec::new();
-  for (key, value) in entries {
-    let key_text = key.key_text();
-    let declared = workflow
-      .parameters
-      .values()
-      .find(|p| p.name.eq_ignore_ascii_case(&key_text));
-    let Some(param) = declared else {
-      return Err(fail(
-        key.span,
-        ErrorKind::UnknownParamArg {
-          suggestion: suggest::suggest(&key_text, workflow.parameters.keys().map(String::as_str))
-            .map(str::to_string),
-          name: key_text,
-        },
-      ));
-    };
-    // Typed YAML values are passed on in their JSON form, strings as they are.
-    let raw = match value.to_json() {
-      serde_json::Value::String(s) => s,
-      other => other.to_string(),
-    };
-    if params::convert(param.ty, &raw).is_none() {
-      if param.secret {
-        // Point at the key of a file whose text, from the key on, has the value masked.
-        let text = source.text();
-        let at = key.span.offset.min(text.len());
-        let masked = format!("{}{}", &text[..at], text[at..].replace(&raw, mask::MASK));
-        let shown = Source::new(source.name(), masked);
-        return Err(Error::Diagnostics(Diagnostics(vec![Diagnostic::new(
-          &shown,
-          key.span,
-          ErrorKind::ParamConversion {
-            name: param.name.clone(),
-            expected: param.ty,
-            value: mask::MASK.to_string(),
-          },
-        )])));
-      }
-      return Err(fail(
-        value.span,
-        ErrorKind::ParamConversion {
-          name: param.name.clone(),
-          expected: param.ty,
-          value: raw,
-        },
-      ));
-    }
-    out.push(format!("{}={raw}", param.name));
-  }
-  Ok(out)
 }
 
 /// First Ctrl-C cancels gracefully; the second ends the process at once.

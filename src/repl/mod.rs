@@ -5,6 +5,7 @@
 //! in a fresh engine, exactly as `swdl resume` continues a stored run.
 use super::*;
 use crate::{
+  cli::ParamArgs,
   commands::Error,
   event::{Event, EventRecord, EventSink, StageStatus},
   event_text::{self, Known, Line, Style, one_line},
@@ -109,19 +110,25 @@ pub(crate) const COMMANDS: &[(&str, &str, &str)] = &[
 const WAIT_LIMIT: Duration = Duration::from_hours(1);
 
 /// Runs `swdl repl [FILE]`.
-pub(crate) fn run(file: Option<&Path>, params: &[String]) -> Result<commands::Done, Error> {
+pub(crate) fn run(file: Option<&Path>, params: &ParamArgs) -> Result<commands::Done, Error> {
   // A file named on the command line that does not load ends the command, as with `run`;
   // one given to `load` later is only an error message in the session.
-  if let Some(file) = file {
-    compose::load_file(file)?;
-  }
+  let params = match file {
+    Some(file) => params.given(&compose::load_file(file)?)?,
+    None if params.params_file.is_some() => {
+      return Err(Error::Usage(
+        "`--params FILE` needs the workflow: `swdl repl WORKFLOW --params FILE`".into(),
+      ));
+    }
+    None => params.params.clone(),
+  };
   let interactive = std::io::stdin().is_terminal();
   let color = crate::color::stdout();
   let runtime = launch::runtime()?;
   let mut session = Session {
     file: None,
     workflow: None,
-    params: params.to_vec(),
+    params,
     runtime,
     live: None,
     lua: None,

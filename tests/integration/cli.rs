@@ -117,3 +117,65 @@ fn the_nearest_store_above_the_current_directory_is_used() {
     .json();
   assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
 }
+
+const CONDITIONAL: &str = "
+  name: p
+  parameters:
+    deploy: { type: boolean, default: false }
+  stages:
+    - { id: build, uses: echo }
+    - { id: ship, uses: echo, depends_on: [build], if: $<< parameters.deploy >> }
+";
+
+#[test]
+fn plan_and_repl_take_a_params_file_like_run() {
+  let out = Test::new()
+    .workflow(CONDITIONAL)
+    .file("p.yaml", "deploy: true\n")
+    .file("bad.yaml", "deploy: maybe\n")
+    .args(["plan", "wf.yaml", "--params", "p.yaml"])
+    .stdout("...\n[..]if $<< parameters.deploy >> (will run)[..]\n...")
+    .stderr("")
+    .status(0)
+    .run();
+  out
+    .then()
+    .args(["plan", "wf.yaml", "--params", "bad.yaml"])
+    .stdout("")
+    .stderr(
+      "
+      bad.yaml:1:9: error: parameter `deploy` expects boolean, got `maybe`
+        |
+      1 | deploy: maybe
+        |         ^^^^^
+      ",
+    )
+    .status(2)
+    .run();
+  // In the REPL too, and a `--param` wins over the file.
+  out
+    .then()
+    .args(["repl", "wf.yaml", "--params", "p.yaml"])
+    .stdin("eval parameters.deploy\n")
+    .stdout(
+      "loaded p (2 stages); `step`, `continue`, or `help`\nswdl> eval parameters.deploy\ntrue\n",
+    )
+    .status(0)
+    .run();
+  out
+    .then()
+    .args([
+      "repl",
+      "wf.yaml",
+      "--params",
+      "p.yaml",
+      "--param",
+      "deploy=false",
+    ])
+    .stdin("eval parameters.deploy\n")
+    .stdout(
+      "loaded p (2 stages); `step`, `continue`, or `help`\nswdl> eval parameters.deploy\nfalse\n",
+    )
+    .status(0)
+    .run();
+}
