@@ -179,6 +179,15 @@ pub(crate) fn truncate(text: &str, width: usize) -> String {
   out
 }
 
+/// `1 stage`, `2 stages`: a count with its noun in the right number.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+  if n == 1 {
+    format!("1 {one}")
+  } else {
+    format!("{n} {many}")
+  }
+}
+
 /// How an attempt is named: `attempt 2/3` when the stage may take more than one (`limit`, see
 /// [`attempt_limit`]), `attempt N` past its limit or from a second attempt on; `None` for the
 /// only attempt of a stage that has one.
@@ -235,8 +244,10 @@ pub(crate) fn sentence(event: &Event, known: Known) -> String {
       stages,
       ..
     } => {
-      let noun = if *stages == 1 { "stage" } else { "stages" };
-      format!("run {workflow} started ({stages} {noun}, max_parallel {max_parallel})")
+      format!(
+        "run {workflow} started ({}, max_parallel {max_parallel})",
+        count(*stages, "stage", "stages")
+      )
     }
     Event::StageStarted {
       stage,
@@ -384,7 +395,14 @@ pub(crate) fn sentence(event: &Event, known: Known) -> String {
     } => {
       let word = run_word(*status);
       match error.as_deref().map(first_line).filter(|e| !e.is_empty()) {
-        Some(error) if *status != RunStatus::Completed => format!("run {word}: {error}"),
+        Some(error) if *status != RunStatus::Completed => {
+          // "suspended: waiting for ..." is not said as "run suspended: suspended: waiting ...".
+          let error = error
+            .strip_prefix(word)
+            .and_then(|rest| rest.strip_prefix(": "))
+            .unwrap_or(&error);
+          format!("run {word}: {error}")
+        }
         _ => format!("run {word} in {}", took(*duration_ms)),
       }
     }

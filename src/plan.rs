@@ -313,11 +313,11 @@ impl Plan {
     let mut out = String::new();
     let _ = writeln!(
       out,
-      "{} {} ({} stages, {} batches, max_parallel {})",
+      "{} {} ({}, {}, max_parallel {})",
       paint("1", "plan"),
       paint("1", &self.workflow),
-      self.stages.len(),
-      self.batches.len(),
+      crate::event_text::count(self.stages.len(), "stage", "stages"),
+      crate::event_text::count(self.batches.len(), "batch", "batches"),
       self.max_parallel
     );
     let by_id: std::collections::HashMap<&str, &PlannedStage> =

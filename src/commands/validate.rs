@@ -17,9 +17,9 @@ pub(super) fn validate(files: &[std::path::PathBuf], format: Format) -> Result<D
         if format == Format::Text {
           writeln!(
             stdout,
-            "{name}: valid ({} stages, {} batches)",
-            workflow.stages.len(),
-            plan.batches.len()
+            "{name}: valid ({}, {})",
+            event_text::count(workflow.stages.len(), "stage", "stages"),
+            event_text::count(plan.batches.len(), "batch", "batches")
           )?;
         }
         reports.push(serde_json::json!({ "file": name, "valid": true, "errors": [] }));

@@ -3,8 +3,7 @@
 //! waiting to be written.
 use super::*;
 use crate::event_text::{
-  self, Known, Line, Style, final_failure, final_timeout, first_line, last_segment, run_word,
-  time_of,
+  self, Known, Line, Style, final_failure, final_timeout, first_line, last_segment, time_of,
 };
 use view::status_style;
 
@@ -373,11 +372,10 @@ impl State {
         }
         self.active.clear();
         self.paused = None;
-        let word = run_word(*status);
-        let error = error.as_deref().map(first_line).filter(|e| !e.is_empty());
-        if let (Some(error), false) = (&error, *status == RunStatus::Completed) {
+        let failed_with_error = error.as_deref().is_some_and(|e| !first_line(e).is_empty());
+        if failed_with_error && *status != RunStatus::Completed {
           let style = status_style(Some(*status));
-          self.record(Line::new().push(format!("run {word}: {error}"), style));
+          self.record(Line::new().push(sentence.clone(), style));
         }
         self.outcome = Some(Outcome {
           status: *status,

@@ -47,7 +47,7 @@ impl State {
     let status = outcome.map(|o| o.status);
     let text = match status {
       Some(RunStatus::Completed) => text,
-      Some(status) => format!("run {}: {text}", status_word(status)),
+      Some(status) => format!("run {}: {text}", crate::event_text::run_word(status)),
       None => format!("run stopped: {text}"),
     };
     Some(
@@ -197,14 +197,6 @@ impl State {
       .push("-".repeat(bar_width - filled), Style::Dim)
       .push("] ", Style::Plain)
       .append(tail)
-  }
-}
-
-/// How the run's status reads in lines (`waiting` at the end means suspended at a gate).
-pub(super) fn status_word(status: RunStatus) -> &'static str {
-  match status {
-    RunStatus::Waiting => "suspended",
-    other => other.as_str(),
   }
 }
 

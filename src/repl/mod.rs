@@ -400,9 +400,9 @@ impl Session {
     self.start(Vec::new())?;
     let workflow = self.workflow()?;
     self.say(&format!(
-      "loaded {} ({} stages); `step`, `continue`, or `help`",
+      "loaded {} ({}); `step`, `continue`, or `help`",
       workflow.name,
-      workflow.stages.len()
+      event_text::count(workflow.stages.len(), "stage", "stages")
     ));
     Ok(())
   }
@@ -439,9 +439,10 @@ impl Session {
       .batches
       .len();
     self.say(&format!(
-      "{}: valid ({} stages, {batches} batches)",
+      "{}: valid ({}, {})",
       file.display(),
-      workflow.stages.len()
+      event_text::count(workflow.stages.len(), "stage", "stages"),
+      event_text::count(batches, "batch", "batches")
     ));
     Ok(())
   }

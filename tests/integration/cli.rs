@@ -179,3 +179,37 @@ fn plan_and_repl_take_a_params_file_like_run() {
     .status(0)
     .run();
 }
+
+#[test]
+fn counts_read_as_english_and_no_word_is_said_twice() {
+  Test::new()
+    .workflow(HELLO)
+    .args(["validate", "wf.yaml"])
+    .stdout("wf.yaml: valid (1 stage, 1 batch)\n")
+    .stderr("")
+    .status(0)
+    .run();
+  Test::new()
+    .workflow(
+      "
+      name: g
+      stages:
+        - { id: a, uses: echo }
+        - { id: ok, gate: { message: go? }, depends_on: [a] }
+      ",
+    )
+    .args(["run", "wf.yaml", "--store", "none", "--progress", "plain"])
+    .stderr(
+      "
+      [..] run g started (2 stages, max_parallel 3)
+      [..] stage a started (attempt 1, uses echo)
+      [..] stage a completed in [..]
+      [..] gate ok waiting: go?
+      [..] run suspended: waiting for a decision on `ok`
+      run suspended: completed 1/2 stages, 1 waiting in [..]
+      run [..] is suspended at ok: decide it up front with `--approve ok` (or `--reject`) and run again
+      ",
+    )
+    .status(4)
+    .run();
+}

@@ -262,7 +262,7 @@ fn params_lua_load_and_reload_keep_unchanged_finished_stages() {
     "{out}"
   );
   assert!(
-    answer(&out, "load other.yaml").contains("loaded other (1 stages)"),
+    answer(&out, "load other.yaml").contains("loaded other (1 stage)"),
     "{out}"
   );
   assert!(answer(&out, "status").contains("only"), "{out}");
