@@ -130,7 +130,7 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
     }
     best[i] = (
       longest.0 + estimates[i].unwrap_or_default(),
-      longest.1 + 1,
+      longest.1 + usize::from(!skipped(i)),
       longest.2,
     );
     worst_to[i] = worst_before.zip(worst[i]).map(|(a, b)| a.saturating_add(b));
@@ -140,7 +140,10 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
   let mut critical_path = Vec::new();
   let mut cursor = end;
   while let Some(i) = cursor {
-    critical_path.push(i);
+    // A stage that will be skipped takes no time: the path runs through it, not to it.
+    if !skipped(i) {
+      critical_path.push(i);
+    }
     cursor = best[i].2;
   }
   critical_path.reverse();
@@ -541,6 +544,17 @@ mod tests {
       "name: t\nstages:\n  - { id: s, uses: echo }\n  - { id: one, uses: echo, depends_on: s }\n  - { id: x1, uses: echo, depends_on: s }\n  - { id: x2, uses: echo, depends_on: x1 }\n",
     );
     assert_eq!(q.critical_path, vec!["s", "x1", "x2"]);
+  }
+
+  #[test]
+  fn critical_path_leaves_out_stages_that_will_skip() {
+    // `b` will skip: the longest chain by count runs through it, but it takes no time and is
+    // not shown; `c` still follows `a`.
+    let p = plan_of(
+      "name: t\nstages:\n  - { id: a, uses: echo }\n  - { id: b, uses: echo, depends_on: a, if: \"$<< false >>\" }\n  - { id: c, uses: echo, depends_on: b }\n  - { id: d, uses: echo, depends_on: a }\n",
+    );
+    assert_eq!(p.critical_path, vec!["a", "c"]);
+    assert!(!p.stages[1].critical);
   }
 
   #[test]
