@@ -198,21 +198,23 @@ fn summary_json(run: &RunRow) -> serde_json::Value {
     "pid": run.pid,
     "created_ms": run.created_ms,
     "finished_ms": run.finished_ms,
-    "duration_ms": run.finished_ms.map(|f| f - run.created_ms),
+    "duration_ms": run.duration_ms.or(run.finished_ms.map(|f| f - run.created_ms)),
     "params": run.params,
     "outputs": run.outputs,
     "error": run.error,
   })
 }
 
+/// How long the run took, in the words its own last line used (`run completed in 402ms`);
+/// for a run still going or cut short, the time since it was recorded.
 fn duration_text(run: &RunRow) -> String {
-  let end = run.finished_ms.unwrap_or(run.updated_ms);
-  let ms = u64::try_from(end - run.created_ms).unwrap_or(0);
-  if ms < 1_000 {
-    format!("{ms}ms")
-  } else {
-    format!("{:.1}s", ms as f64 / 1_000.0)
-  }
+  let ms = run.duration_ms.unwrap_or_else(|| {
+    let end = run.finished_ms.unwrap_or(run.updated_ms);
+    end - run.created_ms
+  });
+  crate::duration::format_duration(std::time::Duration::from_millis(
+    u64::try_from(ms).unwrap_or(0),
+  ))
 }
 
 /// `2026-11-22 14:03:07` from Unix milliseconds.

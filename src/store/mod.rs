@@ -192,6 +192,8 @@ pub struct RunRow {
   pub updated_ms: i64,
   /// When it finished (Unix ms).
   pub finished_ms: Option<i64>,
+  /// How long it took by its own measure (`run_completed`), once it ended or suspended.
+  pub duration_ms: Option<i64>,
   /// Workflow outputs (JSON), once finished.
   pub outputs: Option<serde_json::Value>,
   /// Why it did not complete.
@@ -499,8 +501,8 @@ pub struct NewRun<'a> {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, workflow, file, status, attempt, pid, host, created_ms, \
-                           updated_ms, finished_ms, outputs, error, params, options, source \
-                           FROM runs";
+                           updated_ms, finished_ms, outputs, error, params, options, source, \
+                           duration_ms FROM runs";
 
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
   Ok(RunRow {
@@ -519,6 +521,7 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     params: json_column(row.get(12)?).unwrap_or_default(),
     options: json_column(row.get(13)?).unwrap_or_default(),
     source: row.get(14)?,
+    duration_ms: row.get(15)?,
   })
 }
 

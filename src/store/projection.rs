@@ -57,6 +57,8 @@ pub(super) enum Effect {
     finished: bool,
     outputs: Option<String>,
     error: Option<String>,
+    /// The run's duration as `run_completed` gives it.
+    duration_ms: Option<u64>,
   },
 }
 
@@ -73,6 +75,7 @@ impl Encoded {
       finished: false,
       outputs: None,
       error: None,
+      duration_ms: None,
     };
     let effect = match &record.event {
       Event::GateDecided { stage, .. } => Some(Effect::Decided(stage.clone())),
@@ -82,12 +85,14 @@ impl Encoded {
         status,
         outputs,
         error,
+        duration_ms,
         ..
       } => Some(Effect::Status {
         status: status.as_str(),
         finished: *status != RunStatus::Waiting,
         outputs: Some(outputs.to_string()),
         error: error.clone(),
+        duration_ms: Some(*duration_ms),
       }),
       _ => None,
     };
@@ -161,10 +166,11 @@ pub(super) fn apply_effect(
       finished,
       outputs,
       error,
+      duration_ms,
     } => {
       tx.prepare_cached(
         "UPDATE runs SET status = ?2, updated_ms = ?3, finished_ms = ?4, outputs = ?5,
-                         error = ?6, pid = NULL
+                         error = ?6, pid = NULL, duration_ms = ?7
          WHERE id = ?1",
       )?
       .execute(params![
@@ -173,7 +179,8 @@ pub(super) fn apply_effect(
         ts_ms,
         finished.then_some(ts_ms),
         outputs,
-        error
+        error,
+        duration_ms.and_then(|ms| i64::try_from(ms).ok())
       ])?;
     }
   }

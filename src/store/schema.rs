@@ -99,6 +99,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
    DROP TABLE decisions;",
   // 3: whether the integrity check has run since the run's process was found gone.
   "ALTER TABLE runs ADD COLUMN checked INTEGER NOT NULL DEFAULT 0;",
+  // 4: the run's own measure of how long it took (its `run_completed`), so `swdl runs` says
+  // what the run's last line said rather than the time since the row was made.
+  "ALTER TABLE runs ADD COLUMN duration_ms INTEGER;",
 ];
 
 impl Store {

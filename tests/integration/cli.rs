@@ -213,3 +213,40 @@ fn counts_read_as_english_and_no_word_is_said_twice() {
     .status(4)
     .run();
 }
+
+#[test]
+fn runs_shows_the_duration_the_run_itself_reported() {
+  let out = Test::new()
+    .workflow(
+      "
+      name: slow
+      stages:
+        - { id: nap, uses: sleep, with: { ms: 50 } }
+      ",
+    )
+    .args([
+      "run",
+      "wf.yaml",
+      "--progress",
+      "none",
+      "--events",
+      "events.jsonl",
+    ])
+    .status(0)
+    .run();
+  let reported = out.completed()["duration_ms"].clone();
+  let listed = out
+    .then()
+    .args(["runs", "--format", "json"])
+    .status(0)
+    .run()
+    .json();
+  assert_eq!(listed[0]["duration_ms"], reported, "{listed}");
+  let ms = reported.as_u64().unwrap_or_default();
+  out
+    .then()
+    .args(["runs"])
+    .stdout(&format!("RUN[..]\n[..] completed  slow [..] {ms}ms\n"))
+    .status(0)
+    .run();
+}
