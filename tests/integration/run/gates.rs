@@ -1,0 +1,171 @@
+//! Gates and approvals.
+use super::*;
+
+const GATED: &str = r#"
+name: gated
+stages:
+  - id: build
+    uses: echo
+    with: { artifact: app.tar }
+  - id: ship
+    depends_on: build
+    gate: { message: "Ship $<< stages.build.outputs.artifact >>?" }
+  - id: deploy
+    depends_on: ship
+    uses: echo
+    with: { by: "$<< stages.ship.outputs.decided_by >>" }
+"#;
+
+#[test]
+fn gate_rejected_by_flag_exits_3() {
+  let out = run_wf(GATED)
+    .args(["--reject", "ship"])
+    .stdout("")
+    .stderr("")
+    .status(3)
+    .run();
+  let waiting = out.named("gate_waiting", "ship");
+  assert_eq!(waiting.len(), 1, "{}", out.dump());
+  assert_eq!(waiting[0]["message"], "Ship app.tar?");
+  assert_eq!(waiting[0]["kind"], "gate");
+  let decided = out.named("gate_decided", "ship");
+  assert_eq!(decided.len(), 1);
+  assert_eq!(decided[0]["decision"], "reject");
+  assert_eq!(decided[0]["decided_by"], "flag");
+  let failed = out.named("stage_failed", "ship");
+  assert_eq!(failed[0]["reason"], "rejected");
+  assert_eq!(out.final_status("ship"), "failed");
+  // Gates never emit stage_started; the dependent never runs.
+  assert!(out.named("stage_started", "ship").is_empty());
+  assert!(out.named("stage_started", "deploy").is_empty());
+  assert_ne!(out.final_status("deploy"), "completed");
+}
+
+#[test]
+fn gate_approved_by_flag_lets_dependents_run() {
+  let out = run_wf(GATED)
+    .args(["--approve", "ship"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
+  let decided = out.named("gate_decided", "ship");
+  assert_eq!(decided[0]["decision"], "approve", "{}", out.dump());
+  assert_eq!(decided[0]["decided_by"], "flag");
+  assert!(out.named("stage_started", "ship").is_empty());
+  assert_eq!(out.final_status("ship"), "completed");
+  assert_eq!(
+    out.named("stage_started", "deploy")[0]["inputs"]["by"],
+    "flag"
+  );
+  assert!(out.index("stage_started", "deploy") > out.index("gate_decided", "ship"));
+
+  run_wf(GATED)
+    .args(["--approve-all"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
+}
+
+#[test]
+fn undecided_gate_without_a_terminal_suspends() {
+  let out = run_wf(GATED)
+    .stdout("")
+    .stderr(
+      "run [..] is suspended at ship: approve with `swdl approve [..] ship` (or `swdl reject \
+       ...`), then continue it with `swdl resume [..]`\n",
+    )
+    .status(4)
+    .run();
+  assert_eq!(out.named("gate_waiting", "ship").len(), 1);
+  assert!(out.named("gate_decided", "ship").is_empty());
+  assert_eq!(out.final_status("build"), "completed");
+  assert!(out.named("stage_started", "deploy").is_empty());
+  assert_eq!(out.completed()["status"], "waiting");
+}
+
+#[test]
+fn gate_timeout_applies_on_timeout() {
+  let approve = r#"
+name: gate-timeout
+stages:
+  - id: ok
+    gate: { message: "go?", timeout: 200ms, on_timeout: approve }
+  - id: after
+    depends_on: ok
+    uses: echo
+"#;
+  let out = run_wf(approve).stdout("").stderr("").status(0).run();
+  let waiting = out.named("gate_waiting", "ok");
+  assert_eq!(waiting[0]["timeout_ms"], 200, "{}", out.dump());
+  let decided = out.named("gate_decided", "ok");
+  assert_eq!(decided[0]["decision"], "approve");
+  assert_eq!(decided[0]["decided_by"], "timeout");
+  assert!(ts_ms(decided[0]) - ts_ms(waiting[0]) >= 199);
+  assert_eq!(out.final_status("after"), "completed");
+
+  // The default is to reject.
+  let reject = approve.replace(", on_timeout: approve", "");
+  let out = run_wf(&reject).stdout("").stderr("").status(3).run();
+  assert_eq!(out.named("gate_decided", "ok")[0]["decision"], "reject");
+  assert_eq!(out.final_status("ok"), "failed");
+}
+
+const RISKY: &str = r#"
+name: risky
+config:
+  approval: { require_for: high }
+stages:
+  - id: check
+    uses: echo
+    risk: medium
+  - id: deploy
+    depends_on: check
+    uses: echo
+    risk: high
+  - id: nuke
+    uses: echo
+    risk: critical
+    on_failure: continue
+"#;
+
+#[test]
+fn risky_stages_need_approval() {
+  let out = run_wf(RISKY)
+    .stdout("")
+    .stderr(
+      "run [..] is suspended at nuke, deploy: approve with `swdl approve [..] nuke`, \
+       `swdl approve [..] deploy` (or `swdl reject ...`), then continue it with \
+       `swdl resume [..]`\n",
+    )
+    .status(4)
+    .run();
+  assert_eq!(out.final_status("check"), "completed");
+  for stage in ["deploy", "nuke"] {
+    let waiting = out.named("gate_waiting", stage);
+    assert_eq!(waiting.len(), 1, "{}", out.dump());
+    assert_eq!(waiting[0]["kind"], "approval");
+    assert!(out.named("stage_started", stage).is_empty());
+  }
+
+  let out = run_wf(RISKY)
+    .args(["--approve", "deploy", "--reject", "nuke"])
+    .stdout("")
+    .stderr("")
+    .status(3)
+    .run();
+  let decided = out.named("gate_decided", "deploy");
+  assert_eq!(decided[0]["decision"], "approve", "{}", out.dump());
+  assert!(out.index("stage_started", "deploy") > out.index("gate_decided", "deploy"));
+  assert_eq!(out.final_status("deploy"), "completed");
+  assert_eq!(out.named("stage_failed", "nuke")[0]["reason"], "rejected");
+  assert!(out.named("stage_started", "nuke").is_empty());
+
+  run_wf(RISKY)
+    .args(["--approve-all"])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
+}
