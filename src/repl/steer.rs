@@ -28,8 +28,12 @@ impl Session {
       self.breakpoints.insert(id.clone());
       self.say(&format!("breakpoint before `{id}`"));
     } else {
-      self.breakpoints.remove(&id);
-      self.say(&format!("no breakpoint at `{id}`"));
+      let message = if self.breakpoints.remove(&id) {
+        format!("breakpoint before `{id}` removed")
+      } else {
+        format!("no breakpoint at `{id}` to remove")
+      };
+      self.say(&message);
     }
     Ok(())
   }

@@ -21,24 +21,28 @@ impl Session {
         .map_or("", |_| " (paused)")
     )];
     for (id, stage) in &state.stages {
-      let mut line = format!(
-        "  {:<20} {}",
-        id,
-        paint(
-          &format!("{:<10}", stage.status.as_str()),
-          status_style(stage.status.as_str()),
-          color
-        )
-      );
+      let mut rest = String::new();
       if stage.attempts > 0 {
-        line.push_str(&format!(" attempts {}", stage.attempts));
+        rest.push_str(&format!(" attempts {}", stage.attempts));
       }
       if let Some(ms) = stage.duration_ms {
-        line.push_str(&format!(" {ms}ms"));
+        rest.push_str(&format!(" {ms}ms"));
       }
       if let Some(error) = &stage.error {
-        line.push_str(&format!("  {}", one_line(error, 70)));
+        rest.push_str(&format!("  {}", one_line(error, 70)));
       }
+      // The status column is padded only when something follows it: no trailing blanks.
+      let status = stage.status.as_str();
+      let column = if rest.is_empty() {
+        status.to_string()
+      } else {
+        format!("{status:<10}")
+      };
+      let line = format!(
+        "  {:<20} {}{rest}",
+        id,
+        paint(&column, status_style(status), color)
+      );
       lines.push(line);
     }
     let text = lines.join("\n");
