@@ -147,7 +147,9 @@ const YAML_TOKENS: &[&str] = &[
   "\r\n",
 ];
 
-const EXPR_TOKENS: &[&str] = &[
+/// Tokens of the expression language (and near misses), so generated text gets past the first
+/// token; the fuzzer's dictionary and the expression property tests' alphabet.
+pub(crate) const EXPR_TOKENS: &[&str] = &[
   "(",
   ")",
   "[",
@@ -201,6 +203,20 @@ const EXPR_TOKENS: &[&str] = &[
   " ",
   "\u{e9}",
   "\\",
+  "{",
+  "}",
+  "*",
+  "a",
+  "b-c",
+  "1",
+  "0x1f",
+  "1e5",
+  "'{0}'",
+  "'[1,{\"a\":2}]'",
+  "$<<",
+  "$$<<",
+  ">>",
+  "\u{1F600}",
 ];
 
 /// One mutation of `input`, from the dictionary `tokens` and the `corpus`.

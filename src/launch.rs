@@ -7,7 +7,7 @@ use crate::{
   event::EventSink,
   executor::StageExecutor,
   mask::Masker,
-  runtime::{Control, Resume, RunOptions, RunOutcome},
+  runtime::{Control, Resume, RunOptions, RunOutcome, Steer},
   workflow::Workflow,
 };
 use indexmap::IndexMap;
@@ -301,16 +301,16 @@ impl RequestPoller {
         };
         for request in requests {
           let message = match request {
-            store::Request::Cancel => Control::Cancel,
-            store::Request::Pause => Control::Pause,
-            store::Request::Resume => Control::Resume,
-            store::Request::Decide { stage, decision } => Control::Decide {
+            store::Request::Cancel => Control::Steer(Steer::Cancel),
+            store::Request::Pause => Control::Steer(Steer::Pause),
+            store::Request::Resume => Control::Steer(Steer::Resume),
+            store::Request::Decide { stage, decision } => Control::Steer(Steer::Decide {
               stage,
               decision: decision.decision,
               by: decision.by,
               reason: decision.reason,
               inputs: decision.inputs,
-            },
+            }),
           };
           if control.send(message).is_err() {
             return;

@@ -90,32 +90,21 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
     .iter()
     .map(|s| decide(s, &param_ctx))
     .collect();
-  // A stage known to be skipped costs nothing, even a gate that could wait forever.
   let skipped = |i: usize| decisions[i] == Some("will skip");
-  let estimates: Vec<Option<Duration>> = workflow
-    .stages
-    .iter()
-    .enumerate()
-    .map(|(i, s)| {
-      if skipped(i) {
-        Some(Duration::ZERO)
-      } else {
-        estimate(s)
-      }
-    })
-    .collect();
-  let worst: Vec<Option<Duration>> = workflow
-    .stages
-    .iter()
-    .enumerate()
-    .map(|(i, s)| {
-      if skipped(i) {
-        Some(Duration::ZERO)
-      } else {
-        worst_case(s)
-      }
-    })
-    .collect();
+  // A stage known to be skipped costs nothing, even a gate that could wait forever.
+  let cost = |of: fn(&Stage) -> Option<Duration>| -> Vec<Option<Duration>> {
+    (0..n)
+      .map(|i| {
+        if skipped(i) {
+          Some(Duration::ZERO)
+        } else {
+          of(&workflow.stages[i])
+        }
+      })
+      .collect()
+  };
+  let estimates = cost(estimate);
+  let worst = cost(worst_case);
   // Longest chain ending at each stage: (estimated time, stage count, previous stage).
   let mut best: Vec<(Duration, usize, Option<usize>)> = vec![(Duration::ZERO, 0, None); n];
   let mut worst_to: Vec<Option<Duration>> = vec![Some(Duration::ZERO); n];

@@ -5,7 +5,7 @@ use super::*;
 use crate::{
   decision::GateDecision,
   event::{EventRecord, EventSink},
-  runtime::Control,
+  runtime::{Control, Steer},
 };
 use std::{io::Write, sync::Mutex};
 use tokio::sync::mpsc;
@@ -53,13 +53,13 @@ impl GatePrompter {
           .ok()
           .filter(|u| !u.is_empty())
           .unwrap_or_else(|| "unknown".into());
-        let _ = control.send(Control::Decide {
+        let _ = control.send(Control::Steer(Steer::Decide {
           stage,
           decision,
           by,
           reason: Some("answered at the prompt".into()),
           inputs: None,
-        });
+        }));
       }
     });
     Self { questions, decided }

@@ -7,7 +7,7 @@ use crate::{
   event::{EventSink, JsonLines},
   launch::{Launch, Lua, Settings},
   mask::Masker,
-  runtime::Control,
+  runtime::{Control, Steer},
   workflow::Workflow,
 };
 use std::{
@@ -330,7 +330,7 @@ async fn watch_interrupts(control: mpsc::UnboundedSender<Control>) {
         std::io::stderr(),
         "\ncancelling: waiting for running stages to stop (Ctrl-C again to exit at once)"
       );
-      let _ = control.send(Control::Cancel);
+      let _ = control.send(Control::Steer(Steer::Cancel));
     } else {
       process::kill_all_process_groups();
       std::process::exit(exit::CANCELLED);

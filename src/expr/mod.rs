@@ -211,62 +211,9 @@ mod tests {
     assert!(checked >= 80, "only {checked} documented examples found");
   }
 
-  /// Tokens of the language (and near misses), so generated text gets past the first token.
-  const TOKENS: &[&str] = &[
-    "(",
-    ")",
-    "[",
-    "]",
-    "{",
-    "}",
-    ".",
-    ",",
-    "*",
-    "!",
-    "==",
-    "!=",
-    "<",
-    "<=",
-    ">",
-    ">=",
-    "&&",
-    "||",
-    "?",
-    ":",
-    "'",
-    "\"",
-    "\\",
-    " ",
-    "a",
-    "b-c",
-    "null",
-    "true",
-    "NaN",
-    "Infinity",
-    "-",
-    "1",
-    "0x1f",
-    "1e5",
-    "contains(",
-    "format(",
-    "fromJSON(",
-    "toJSON(",
-    "join(",
-    "length(",
-    "success()",
-    "'{0}'",
-    "'{'",
-    "'[1,{\"a\":2}]'",
-    "$<<",
-    "$$<<",
-    ">>",
-    "é",
-    "\u{1F600}",
-  ];
-
-  /// Text built from [`TOKENS`].
+  /// Text built from the expression tokens.
   fn expression_like() -> impl Strategy<Value = String> {
-    proptest::collection::vec(proptest::sample::select(TOKENS), 0..60)
+    proptest::collection::vec(proptest::sample::select(crate::fuzz::EXPR_TOKENS), 0..60)
       .prop_map(|parts| parts.concat())
   }
 

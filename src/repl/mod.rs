@@ -10,7 +10,7 @@ use crate::{
   event::{Event, EventRecord, EventSink, StageStatus},
   event_text::{self, Known, Line, Style, one_line},
   launch::{Launch, Lua, Settings},
-  runtime::{Control, Resume, Snapshot},
+  runtime::{Control, Resume, Snapshot, Steer},
   state::RunState,
   workflow::Workflow,
 };
@@ -494,7 +494,7 @@ impl Session {
       self.passed.clear();
     }
     for stage in self.breakpoints.difference(&self.passed) {
-      let _ = control.send(Control::Break(stage.clone()));
+      let _ = control.send(Control::Steer(Steer::Break(stage.clone())));
     }
     // The REPL's runs count model tokens against the workflow's budget too.
     let budget = launch.budget();

@@ -19,9 +19,9 @@ impl Session {
     let id = self.stage_id(arg)?;
     let live = self.live()?;
     let message = if on {
-      Control::Break(id.clone())
+      Control::Steer(Steer::Break(id.clone()))
     } else {
-      Control::Unbreak(id.clone())
+      Control::Steer(Steer::Unbreak(id.clone()))
     };
     let _ = live.control.send(message);
     if on {
@@ -42,9 +42,9 @@ impl Session {
     self.ensure_running()?;
     let before = self.sync(true).unwrap_or_default();
     if !before.paused {
-      let _ = self.live()?.control.send(Control::Pause);
+      let _ = self.live()?.control.send(Control::Steer(Steer::Pause));
     }
-    let _ = self.live()?.control.send(Control::Step);
+    let _ = self.live()?.control.send(Control::Steer(Steer::Step));
     let after = self.sync(true).unwrap_or_default();
     let started: Vec<String> = after
       .running
@@ -84,7 +84,7 @@ impl Session {
 
   pub(super) fn cont(&mut self) -> Outcome {
     self.ensure_running()?;
-    let _ = self.live()?.control.send(Control::Resume);
+    let _ = self.live()?.control.send(Control::Steer(Steer::Resume));
     let mut gate = None;
     self.wait(|event| match event {
       Event::RunPaused { .. } => true,
@@ -96,7 +96,7 @@ impl Session {
     });
     if let Some(stage) = gate {
       // Hold the run at the gate: what runs finishes, nothing new starts.
-      let _ = self.live()?.control.send(Control::Pause);
+      let _ = self.live()?.control.send(Control::Steer(Steer::Pause));
       self.sync(true);
       self.say(&format!(
         "stopped at gate `{stage}`: `approve {stage}` or `reject {stage}`, then `continue`"
@@ -106,7 +106,7 @@ impl Session {
       && !snapshot.waiting.is_empty()
       && snapshot.running.is_empty()
     {
-      let _ = self.live()?.control.send(Control::Pause);
+      let _ = self.live()?.control.send(Control::Steer(Steer::Pause));
       self.say(&format!(
         "waiting for a decision on {}: `approve STAGE` or `reject STAGE`, then `continue`",
         snapshot.waiting.join(", ")
@@ -136,13 +136,13 @@ impl Session {
       .ok()
       .filter(|u| !u.is_empty())
       .map_or_else(|| "repl".to_string(), |u| format!("repl:{u}"));
-    let _ = self.live()?.control.send(Control::Decide {
+    let _ = self.live()?.control.send(Control::Steer(Steer::Decide {
       stage: id,
       decision,
       by,
       reason,
       inputs: None,
-    });
+    }));
     self.sync(true);
     Ok(())
   }

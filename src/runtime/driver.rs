@@ -371,28 +371,10 @@ impl Driver {
 
 /// The core's view of a control message (queries are the driver's).
 fn steer(message: Control) -> Option<Steer> {
-  Some(match message {
-    Control::Query(_) => return None,
-    Control::Pause => Steer::Pause,
-    Control::Resume => Steer::Resume,
-    Control::Cancel => Steer::Cancel,
-    Control::Step => Steer::Step,
-    Control::Break(id) => Steer::Break(id),
-    Control::Unbreak(id) => Steer::Unbreak(id),
-    Control::Decide {
-      stage,
-      decision,
-      by,
-      reason,
-      inputs,
-    } => Steer::Decide {
-      stage,
-      decision,
-      by,
-      reason,
-      inputs,
-    },
-  })
+  match message {
+    Control::Query(_) => None,
+    Control::Steer(steer) => Some(steer),
+  }
 }
 
 /// A fresh seed for a new run's random choices.

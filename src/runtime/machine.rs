@@ -540,14 +540,19 @@ impl Core {
     }
   }
 
+  /// The ids of the stages waiting for a decision.
+  fn waiting_ids(&self) -> Vec<String> {
+    self
+      .waiting
+      .iter()
+      .map(|&i| self.workflow.stages[i].id.clone())
+      .collect()
+  }
+
   /// How the run ended (or where it stands, if it has not).
   pub fn outcome(&self) -> RunOutcome {
     RunOutcome {
-      waiting: self
-        .waiting
-        .iter()
-        .map(|&i| self.workflow.stages[i].id.clone())
-        .collect(),
+      waiting: self.waiting_ids(),
       rejected: self.rejected,
       state: self.state.clone(),
       diagnostics: self.diagnostics.clone(),
@@ -557,11 +562,7 @@ impl Core {
   /// Consumes the core into its outcome, without copying the state.
   pub fn into_outcome(self) -> RunOutcome {
     RunOutcome {
-      waiting: self
-        .waiting
-        .iter()
-        .map(|&i| self.workflow.stages[i].id.clone())
-        .collect(),
+      waiting: self.waiting_ids(),
       rejected: self.rejected,
       state: self.state,
       diagnostics: self.diagnostics,

@@ -42,31 +42,8 @@ pub use machine::{Command, Core, CoreOptions, Finished, Input, Millis, Steer};
 /// Commands that steer a live run: the only way anything outside the runtime changes it.
 #[derive(Debug)]
 pub enum Control {
-  /// Stop starting stages; running ones finish.
-  Pause,
-  /// Start stages again.
-  Resume,
-  /// Stop everything: in-flight attempts are cancelled, nothing new starts.
-  Cancel,
-  /// While paused, start the next ready stage (one only).
-  Step,
-  /// Pause before this stage starts.
-  Break(String),
-  /// Remove a breakpoint.
-  Unbreak(String),
-  /// Decide a waiting gate or approval.
-  Decide {
-    /// Stage id.
-    stage: String,
-    /// Approve or reject.
-    decision: GateDecision,
-    /// Who decided.
-    by: String,
-    /// Why.
-    reason: Option<String>,
-    /// Values for the gate's declared inputs.
-    inputs: Option<serde_json::Value>,
-  },
+  /// Change the run: pause, resume, cancel, step, breakpoints, decisions.
+  Steer(Steer),
   /// Report where the run stands, once everything sent before is handled and its events are
   /// out.
   Query(tokio::sync::oneshot::Sender<Snapshot>),
@@ -113,7 +90,7 @@ pub struct RunOptions {
   pub hooks: Option<Arc<dyn hooks::Hooks>>,
   /// Continue a run from its recorded events instead of starting afresh.
   pub resume: Option<Resume>,
-  /// Start paused: nothing starts before `Control::Step` or `Control::Resume` (the REPL).
+  /// Start paused: nothing starts before `Control::Steer(Steer::Step)` or `Control::Steer(Steer::Resume)` (the REPL).
   pub start_paused: bool,
 }
 

@@ -291,13 +291,13 @@ fn gates_are_decided_through_the_control_channel_or_their_timeout() {
     text,
     |o| o.interactive = true,
     |tx| {
-      let _ = tx.send(Control::Decide {
+      let _ = tx.send(Control::Steer(Steer::Decide {
         stage: "ok".into(),
         decision: GateDecision::Approve,
         by: "alice".into(),
         reason: Some("looks good".into()),
         inputs: None,
-      });
+      }));
     },
   );
   assert_eq!(ran.status("after"), StageStatus::Completed);
@@ -338,7 +338,7 @@ fn cancellation_stops_everything_and_exits_3() {
     |tx| {
       tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let _ = tx.send(Control::Cancel);
+        let _ = tx.send(Control::Steer(Steer::Cancel));
       });
     },
   );
@@ -374,12 +374,12 @@ fn pause_step_resume_and_breakpoints_steer_the_run() {
     "name: t\nconfig: { max_parallel: 1 }\nstages:\n  - { id: a, uses: work }\n  - { id: b, uses: work, depends_on: a }\n  - { id: c, uses: work, depends_on: b }\n",
     |_| {},
     |tx| {
-      let _ = tx.send(Control::Break("b".into()));
+      let _ = tx.send(Control::Steer(Steer::Break("b".into())));
       tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = tx.send(Control::Step);
+        let _ = tx.send(Control::Steer(Steer::Step));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = tx.send(Control::Resume);
+        let _ = tx.send(Control::Steer(Steer::Resume));
       });
     },
   );
