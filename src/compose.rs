@@ -1,6 +1,6 @@
 //! The front end: a path (or text) to a checked workflow. YAML to positioned nodes (`yaml`), nodes
-//! to the typed model (`loader`), the cross-stage checks (`analyzer`), then the skill names
-//! against the skills the file can see (`skills`). Every problem comes back at once, sorted, each
+//! to the typed model (`loader`), the cross-stage checks (`analyzer`), the built-ins' `with`
+//! keys, then the skill names against the skills the file can see (`skills`). Every problem comes back at once, sorted, each
 //! with `FILE:LINE:COL`. Hook names (approval policies, recovery strategies) are checked when the
 //! Lua host that registers them starts (`launch::start_lua`).
 use super::*;
@@ -46,6 +46,9 @@ fn load(name: &str, text: &str, base: Option<&Path>) -> Result<Workflow, Diagnos
   let (workflow, mut diagnostics) = loader::read(&source, &root);
   if let Some(workflow) = &workflow {
     diagnostics.0.extend(analyzer::analyze(workflow).0);
+    diagnostics
+      .0
+      .extend(skills::check_builtin_inputs(workflow).0);
     if let Some(base) = base {
       let index = skills::SkillIndex::discover(base, &workflow.config.skills_path);
       diagnostics.0.extend(index.check_workflow(workflow).0);

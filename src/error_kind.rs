@@ -266,6 +266,35 @@ pub enum ErrorKind {
   /// `uses: ./x.lua` where the file does not exist.
   #[error("skill file `{0}` does not exist (paths are relative to the workflow file)")]
   MissingSkillFile(String),
+  /// A `with` key the skill does not read.
+  #[error("skill `{skill}` has no input `{key}`{}: it takes {}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(), if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+  UnknownInput {
+    /// The skill.
+    skill: String,
+    /// The key as written.
+    key: String,
+    /// The closest input the skill takes.
+    suggestion: Option<String>,
+    /// Every input the skill takes.
+    known: Vec<String>,
+  },
+  /// A required input absent from `with`.
+  #[error("skill `{skill}` needs `{}` in `with`{}", keys[0], keys[1..].iter().map(|k| format!(" (or `{k}`)")).collect::<String>())]
+  MissingInput {
+    /// The skill.
+    skill: String,
+    /// The key, then its alternatives.
+    keys: Vec<String>,
+  },
+  /// A Lua skill file that does not load (a syntax error, an error at its top level, a table
+  /// of the wrong shape).
+  #[error("skill `{name}` does not load: {message}")]
+  BrokenSkill {
+    /// The name used.
+    name: String,
+    /// Lua's message, with the file and line.
+    message: String,
+  },
   /// A policy or recovery strategy no hook file registers.
   #[error("unknown {what} `{name}`{}: {}", did_you_mean(suggestion), if registered.is_empty() { "no hook file registers any (list hook files in config.hooks or pass --lua FILE)".to_string() } else { format!("registered are {}", registered.join(", ")) })]
   UnknownHook {

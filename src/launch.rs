@@ -149,6 +149,84 @@ impl Drop for BudgetGuard {
   }
 }
 
+/// The checks that need each Lua skill loaded, for `swdl validate`: every Lua skill a stage
+/// names loads, and each `uses` or `compensate` gives the skill's declared inputs (a key close
+/// to a declared input but not one is a misspelling; other keys pass, as the skill may read
+/// them). A run loads its skills as stages reach them, so it does not pay for these.
+pub(crate) fn check_lua_skills(workflow: &Workflow, lua: &Lua) -> Diagnostics {
+  let mut problems = Diagnostics::default();
+  let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+    .enable_all()
+    .build()
+  else {
+    return problems;
+  };
+  let mut infos: HashMap<PathBuf, Result<lua::SkillInfo, String>> = HashMap::new();
+  let mut info = |name: &str| {
+    let path = lua.skills.get(name)?;
+    Some(
+      infos
+        .entry(path.clone())
+        .or_insert_with(|| {
+          runtime
+            .block_on(lua.host.skill_info(path))
+            .map_err(|e| e.to_string())
+        })
+        .clone(),
+    )
+  };
+  for stage in &workflow.stages {
+    let calls = stage.skill().into_iter().chain(stage.compensate.as_ref());
+    let names = calls.map(|c| (c.uses.as_str(), c.span, Some(c))).chain(
+      stage
+        .fallback
+        .iter()
+        .zip(&stage.fallback_spans)
+        .map(|(name, &span)| (name.as_str(), span, None)),
+    );
+    for (name, span, call) in names {
+      if builtin::NAMES.contains(&name) {
+        continue;
+      }
+      let found = match info(name) {
+        None => continue,
+        Some(Err(message)) => {
+          let kind = ErrorKind::BrokenSkill {
+            name: name.to_string(),
+            message,
+          };
+          problems.push(Diagnostic::new(&workflow.source, span, kind));
+          continue;
+        }
+        Some(Ok(found)) => found,
+      };
+      let Some(call) = call.filter(|_| !found.inputs.is_empty()) else {
+        continue;
+      };
+      let keys: Vec<&str> = found.inputs.keys().map(String::as_str).collect();
+      let required: Vec<&[&str]> = keys
+        .iter()
+        .zip(found.inputs.values())
+        .filter(|(_, written)| !written.ends_with('?'))
+        .map(|(key, _)| std::slice::from_ref(key))
+        .collect();
+      for (span, kind) in skills::check_inputs(name, call, &required, &keys, &[]) {
+        let misspelled = !matches!(
+          &kind,
+          ErrorKind::UnknownInput {
+            suggestion: None,
+            ..
+          }
+        );
+        if misspelled {
+          problems.push(Diagnostic::new(&workflow.source, span, kind));
+        }
+      }
+    }
+  }
+  problems
+}
+
 /// What runs a workflow's stages: the Lua host's executor (built-ins included) when the
 /// workflow needs Lua, else the built-ins alone. Making one looks at the skill files afresh.
 fn executor(lua: Option<&Lua>) -> Arc<dyn StageExecutor> {

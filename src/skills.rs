@@ -3,7 +3,7 @@
 //! name checks `swdl validate` runs.
 use super::*;
 pub(crate) use crate::loader::SkillMeta;
-use crate::workflow::Workflow;
+use crate::workflow::{SkillCall, Workflow};
 use serde::Serialize;
 use std::{
   collections::BTreeMap,
@@ -11,7 +11,7 @@ use std::{
 };
 
 /// Skills every swdl binary provides.
-pub(crate) const BUILTINS: &[&str] = &["echo", "sleep", "fail", "shell", "http", "llm"];
+pub(crate) use crate::builtin::NAMES as BUILTINS;
 
 /// One-line descriptions of the built-ins, in `BUILTINS` order.
 const BUILTIN_DESCRIPTIONS: &[&str] = &[
@@ -123,6 +123,76 @@ impl SkillIndex {
   }
 }
 
+/// Reports the `with` keys a built-in would not read, and those it needs but is not given.
+pub(crate) fn check_builtin_inputs(workflow: &Workflow) -> Diagnostics {
+  let mut out = Diagnostics::default();
+  // A fallback gets the stage's `with`, written for the stage's own skill: only `uses` and
+  // `compensate` are checked against what their skill reads.
+  let calls = workflow
+    .stages
+    .iter()
+    .flat_map(|s| s.skill().into_iter().chain(s.compensate.as_ref()));
+  for call in calls {
+    if let Some(inputs) = builtin::inputs(&call.uses) {
+      out.0.extend(
+        check_inputs(
+          &call.uses,
+          call,
+          inputs.required,
+          &inputs.keys().collect::<Vec<_>>(),
+          inputs.aliases,
+        )
+        .into_iter()
+        .map(|(span, kind)| Diagnostic::new(&workflow.source, span, kind)),
+      );
+    }
+  }
+  out
+}
+
+/// The problems of `call`'s `with` for a skill that reads `keys`, of which one of each group of
+/// `required` must be given: unknown keys at their position (suggesting the key an alias
+/// stands for, else the closest), missing ones at the skill's name.
+pub(crate) fn check_inputs(
+  skill: &str,
+  call: &SkillCall,
+  required: &[&[&str]],
+  keys: &[&str],
+  aliases: &[(&str, &str)],
+) -> Vec<(Span, ErrorKind)> {
+  let mut out = Vec::new();
+  for (key, &span) in &call.with_spans {
+    if !keys.contains(&key.as_str()) {
+      out.push((
+        span,
+        ErrorKind::UnknownInput {
+          skill: skill.to_string(),
+          key: key.clone(),
+          suggestion: aliases
+            .iter()
+            .find(|(alias, _)| alias == key)
+            .map(|(_, ours)| *ours)
+            .or_else(|| suggest::suggest(key, keys.iter().copied()))
+            .map(str::to_string),
+          known: keys.iter().map(|k| (*k).to_string()).collect(),
+        },
+      ));
+    }
+  }
+  for group in required {
+    if !group.iter().any(|k| call.with_spans.contains_key(*k)) {
+      out.push((
+        call.span,
+        ErrorKind::MissingInput {
+          skill: skill.to_string(),
+          keys: group.iter().map(|k| (*k).to_string()).collect(),
+        },
+      ));
+    }
+  }
+  out
+}
+
 /// `./x.lua`, `../x.lua` and absolute paths name files rather than registry entries.
 fn is_path(uses: &str) -> bool {
   uses.starts_with("./") || uses.starts_with("../") || uses.starts_with('/')
@@ -138,6 +208,9 @@ pub(crate) struct Skill {
   /// Metadata.
   #[serde(flatten)]
   pub meta: SkillMeta,
+  /// Why the skill's file does not load, when it does not.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub broken: Option<String>,
 }
 
 /// Built-ins plus discovered skills with their metadata.
@@ -161,6 +234,7 @@ impl Registry {
           description: Some((*description).to_string()),
           ..SkillMeta::default()
         },
+        broken: None,
       })
       .collect();
     let mut problems = Diagnostics::default();
@@ -184,6 +258,7 @@ impl Registry {
         name: name.clone(),
         source: file.display().to_string(),
         meta,
+        broken: None,
       });
     }
     if problems.is_empty() {

@@ -10,7 +10,7 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     .into_iter()
     .filter_map(|c| {
       let candidate = c.to_ascii_lowercase();
-      let distance = levenshtein(&lower, &candidate);
+      let distance = edit_distance(&lower, &candidate);
       let close = distance <= (name.len().max(c.len()) / 3).max(1) && distance < name.len();
       // A shared start catches abbreviations (`expo`) and inflections (`retries`).
       let prefix = common_prefix(&lower, &candidate);
@@ -33,21 +33,30 @@ pub(crate) fn hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>
     .unwrap_or_default()
 }
 
-/// Edit distance between two strings, counting characters.
-pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
+/// Edit distance between two strings, counting characters, where swapping two neighbours
+/// (`tset` for `test`) is one edit, like an insertion, a deletion or a substitution (the
+/// optimal string alignment distance).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+  let a: Vec<char> = a.chars().collect();
   let b: Vec<char> = b.chars().collect();
-  let mut row: Vec<usize> = (0..=b.len()).collect();
-  for (i, ca) in a.chars().enumerate() {
-    let mut prev = row[0];
-    row[0] = i + 1;
-    for (j, cb) in b.iter().enumerate() {
-      let cost = usize::from(ca != *cb);
-      let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
-      prev = row[j + 1];
-      row[j + 1] = next;
+  // Three rows: two back for transpositions, the previous one, the current one.
+  let mut before: Vec<usize> = vec![0; b.len() + 1];
+  let mut prev: Vec<usize> = (0..=b.len()).collect();
+  let mut row: Vec<usize> = vec![0; b.len() + 1];
+  for i in 1..=a.len() {
+    row[0] = i;
+    for j in 1..=b.len() {
+      let cost = usize::from(a[i - 1] != b[j - 1]);
+      let mut best = (prev[j] + 1).min(row[j - 1] + 1).min(prev[j - 1] + cost);
+      if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+        best = best.min(before[j - 2] + 1);
+      }
+      row[j] = best;
     }
+    std::mem::swap(&mut before, &mut prev);
+    std::mem::swap(&mut prev, &mut row);
   }
-  row[b.len()]
+  prev[b.len()]
 }
 
 #[cfg(test)]
@@ -56,9 +65,14 @@ mod tests {
 
   #[test]
   fn distances() {
-    assert_eq!(levenshtein("kitten", "sitting"), 3);
-    assert_eq!(levenshtein("", "abc"), 3);
-    assert_eq!(levenshtein("same", "same"), 0);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
+    assert_eq!(edit_distance("", "abc"), 3);
+    assert_eq!(edit_distance("tset", "test"), 1);
+    assert_eq!(edit_distance("txet", "text"), 1);
+    assert_eq!(edit_distance("ab", "ba"), 1);
+    assert_eq!(edit_distance("ca", "abc"), 3);
+    assert_eq!(suggest("tset", ["test", "other"]), Some("test"));
+    assert_eq!(edit_distance("same", "same"), 0);
   }
 
   #[test]

@@ -434,6 +434,9 @@ pub struct SkillCall {
   pub span: Span,
   /// Inputs; strings may hold expressions.
   pub with: IndexMap<String, Input>,
+  /// Where each key of `with` is written.
+  #[serde(skip)]
+  pub with_spans: IndexMap<String, Span>,
 }
 
 /// A human or policy decision point.

@@ -37,7 +37,7 @@ local ORDER = { "error", "warning", "info" }
 
 return {
   description = "Naive style checker: long lines, trailing whitespace, tabs, TODO markers",
-  inputs = { text = "string" },
+  inputs = { text = "string", path = "string?", max_line = "integer?" },
   outputs = { findings = "array", count = "integer", lines = "integer" },
 
   run = function(ctx, input)

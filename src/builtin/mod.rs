@@ -16,6 +16,78 @@ pub use shell::{CAPTURE_HEAD, CAPTURE_TAIL};
 /// The built-in skills this module implements.
 pub const NAMES: &[&str] = &["echo", "sleep", "fail", "shell", "http", "llm"];
 
+/// The `with` keys a built-in reads: each group of `required` needs one of its keys.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Inputs {
+  /// Groups of alternatives, one of each needed (`prompt` or `messages`).
+  pub required: &'static [&'static [&'static str]],
+  /// Keys that may be given.
+  pub optional: &'static [&'static str],
+  /// Names other tools use for one of the keys, suggested in their place (`cmd` → `run`).
+  pub aliases: &'static [(&'static str, &'static str)],
+}
+
+impl Inputs {
+  /// Every key the skill reads, required first.
+  pub(crate) fn keys(self) -> impl Iterator<Item = &'static str> {
+    self
+      .required
+      .iter()
+      .flat_map(|group| group.iter().copied())
+      .chain(self.optional.iter().copied())
+  }
+}
+
+/// The inputs built-in `name` reads, kept beside the code that reads them; `None` for names
+/// that are not built-ins and for `echo` and `fail`, which stand in for other skills and so
+/// take any keys (a fallback may read them).
+pub(crate) fn inputs(name: &str) -> Option<Inputs> {
+  let mut aliases: &[(&str, &str)] = &[];
+  let (required, optional): (&[&[&str]], &[&str]) = match name {
+    "sleep" => (&[&["ms"]], &[]),
+    "shell" => {
+      aliases = &[
+        ("cmd", "run"),
+        ("command", "run"),
+        ("script", "run"),
+        ("working-directory", "cwd"),
+        ("working_directory", "cwd"),
+      ];
+      (&[&["run"]], &["shell", "cwd", "env"])
+    }
+    "http" => (
+      &[&["url"]],
+      &[
+        "method",
+        "headers",
+        "body",
+        "json",
+        "timeout",
+        "retries",
+        "max_bytes",
+        "fail_on_error",
+      ],
+    ),
+    "llm" => (
+      &[&["prompt", "messages"]],
+      &[
+        "system",
+        "url",
+        "model",
+        "temperature",
+        "max_tokens",
+        "json",
+      ],
+    ),
+    _ => return None,
+  };
+  Some(Inputs {
+    required,
+    optional,
+    aliases,
+  })
+}
+
 /// Runs the built-in skills; dispatches on [`StageTask::skill`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Builtins;

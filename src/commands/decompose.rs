@@ -223,11 +223,24 @@ fn check(yaml: &str, known: &[String]) -> Result<workflow::Workflow, String> {
       }
     }
   }
-  if unknown.is_empty() {
-    Ok(workflow)
-  } else {
-    Err(unknown)
+  if !unknown.is_empty() {
+    return Err(unknown);
   }
+  // What `swdl validate` checks by loading Lua: hook names, Lua skills and their inputs, as
+  // seen from the directory the workflow is written to.
+  let lua =
+    launch::start_lua(&workflow, Path::new("decomposed.yaml"), &[]).map_err(|e| match e {
+      Error::Diagnostics(d) => d.render(false),
+      other => format!("decomposed.yaml: error: {other}\n"),
+    })?;
+  if let Some(lua) = lua {
+    let mut problems = launch::check_lua_skills(&workflow, &lua);
+    if !problems.is_empty() {
+      problems.sort();
+      return Err(problems.render(false));
+    }
+  }
+  Ok(workflow)
 }
 
 /// The plan in words: what runs together and why.
@@ -284,5 +297,22 @@ mod tests {
     )
     .expect_err("bad dependency");
     assert!(errors.contains("decomposed.yaml:5:"), "{errors}");
+  }
+
+  #[test]
+  fn a_builtin_without_what_it_needs_is_a_problem_to_repair() {
+    let known = vec!["shell".to_string()];
+    let errors = check(
+      "name: x\nstages:\n  - id: a\n    uses: shell\n    with: { cmd: ls }\n",
+      &known,
+    )
+    .expect_err("shell needs run");
+    assert_eq!(
+      errors,
+      "decomposed.yaml:4:11: error: skill `shell` needs `run` in `with`\n  |\n4 |     uses: \
+       shell\n  |           ^^^^^\ndecomposed.yaml:5:13: error: skill `shell` has no input `cmd` (did \
+       you mean `run`?): it takes run, shell, cwd, env\n  |\n5 |     with: { cmd: ls }\n  |             ^^^\n2 \
+       errors\n"
+    );
   }
 }

@@ -55,7 +55,10 @@ pub(super) fn skills(
           skill.name,
           skill.meta.tokens,
           skill.meta.domains.join(","),
-          skill.meta.description.as_deref().unwrap_or("")
+          match &skill.broken {
+            Some(why) => format!("broken: {}", why.lines().next().unwrap_or_default()),
+            None => skill.meta.description.clone().unwrap_or_default(),
+          }
         )?;
       }
       let tokens: u64 = selected.iter().map(|s| s.meta.tokens).sum();
@@ -79,6 +82,9 @@ pub(super) fn skills(
       let meta = &skill.meta;
       writeln!(out, "{}", skill.name)?;
       writeln!(out, "  source       {}", skill.source)?;
+      if let Some(why) = &skill.broken {
+        writeln!(out, "  broken       {why}")?;
+      }
       if let Some(d) = &meta.description {
         writeln!(out, "  description  {d}")?;
       }
@@ -132,38 +138,37 @@ pub(super) fn skills(
   Ok(Done::Ok)
 }
 
-/// Fills in what `skill.yaml` left out (description, inputs, outputs) from the table each Lua
-/// skill returns; a skill that does not load keeps what it had.
+/// Loads every Lua skill: one that does not load is marked broken with Lua's reason, the others
+/// fill in what `skill.yaml` left out (description, inputs, outputs) from the table they return.
 pub(crate) fn describe_from_lua(registry: &mut crate::skills::Registry) {
-  let missing: Vec<usize> = registry
+  let lua_skills: Vec<usize> = registry
     .skills
     .iter()
     .enumerate()
-    .filter(|(_, s)| {
-      s.source != "builtin"
-        && (s.meta.description.is_none() || s.meta.inputs.is_empty() || s.meta.outputs.is_empty())
-    })
+    .filter(|(_, s)| s.source != "builtin")
     .map(|(i, _)| i)
     .collect();
-  if missing.is_empty() {
+  if lua_skills.is_empty() {
     return;
   }
-  let Ok(host) = lua::LuaHost::start(lua::HostConfig {
+  let started = lua::LuaHost::start(lua::HostConfig {
     states: 1,
     ..lua::HostConfig::default()
-  }) else {
-    return;
-  };
-  let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+  });
+  let runtime = tokio::runtime::Builder::new_current_thread()
     .enable_all()
-    .build()
-  else {
+    .build();
+  let (Ok(host), Ok(runtime)) = (started, runtime) else {
     return;
   };
-  for i in missing {
+  for i in lua_skills {
     let path = std::path::PathBuf::from(&registry.skills[i].source);
-    let Ok(info) = runtime.block_on(host.skill_info(&path)) else {
-      continue;
+    let info = match runtime.block_on(host.skill_info(&path)) {
+      Ok(info) => info,
+      Err(error) => {
+        registry.skills[i].broken = Some(error.to_string());
+        continue;
+      }
     };
     let meta = &mut registry.skills[i].meta;
     if meta.description.is_none() {

@@ -1,6 +1,24 @@
 //! `swdl validate`: checks files and reports each, as text or one JSON document.
 use super::*;
 use crate::{cli::Format, compose::LoadError};
+
+/// Everything `swdl run` would refuse `file` for before its first stage, and what its Lua
+/// skills would refuse: the composer's checks, the hook files and names, each Lua skill
+/// loading and its declared inputs.
+fn check(file: &std::path::Path) -> Result<crate::workflow::Workflow, Error> {
+  let workflow = compose::load_file(file).map_err(|error| match error {
+    LoadError::Invalid(d) => Error::Diagnostics(d),
+    io @ LoadError::Io { .. } => Error::Usage(io.to_string()),
+  })?;
+  if let Some(lua) = launch::start_lua(&workflow, file, &[])? {
+    let mut problems = launch::check_lua_skills(&workflow, &lua);
+    if !problems.is_empty() {
+      problems.sort();
+      return Err(Error::Diagnostics(problems));
+    }
+  }
+  Ok(workflow)
+}
 use std::io::Write;
 
 /// Runs `swdl validate FILE...`.
@@ -11,7 +29,7 @@ pub(super) fn validate(files: &[std::path::PathBuf], format: Format) -> Result<D
   let mut stderr = std::io::stderr().lock();
   for file in files {
     let name = file.display().to_string();
-    match compose::load_file(file) {
+    match check(file) {
       Ok(workflow) => {
         let plan = crate::plan::plan(&workflow, &params::defaults(&workflow));
         if format == Format::Text {
@@ -27,15 +45,13 @@ pub(super) fn validate(files: &[std::path::PathBuf], format: Format) -> Result<D
       Err(error) => {
         all_valid = false;
         let errors: Vec<serde_json::Value> = match &error {
-          LoadError::Invalid(d) => d.0.iter().map(Diagnostic::to_json).collect(),
-          LoadError::Io { .. } => {
-            vec![serde_json::json!({ "file": name, "message": error.to_string() })]
-          }
+          Error::Diagnostics(d) => d.0.iter().map(Diagnostic::to_json).collect(),
+          _ => vec![serde_json::json!({ "file": name, "message": error.to_string() })],
         };
         if format == Format::Text {
           let text = match &error {
-            LoadError::Invalid(d) => d.render(color::stderr()),
-            LoadError::Io { .. } => format!("error: {error}\n"),
+            Error::Diagnostics(d) => d.render(color::stderr()),
+            _ => format!("error: {error}\n"),
           };
           stderr.write_all(text.as_bytes())?;
         }

@@ -62,6 +62,11 @@ impl std::error::Error for ExprError {}
 /// Everything that can be wrong with an expression; all message wording lives here.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ExprErrorKind {
+  /// `${{ ... }}` where a swdl expression was meant.
+  #[error(
+    "`${{{{ ... }}}}` is GitHub Actions syntax: swdl expressions are written `$<< ... >>` (`$${{{{` writes a literal `${{{{`)"
+  )]
+  GithubSyntax,
   /// The parser wanted one thing and found another; `found` is already quoted.
   #[error("expected {expected}, found {found}")]
   UnexpectedToken {

@@ -38,10 +38,15 @@ impl Template {
     while let Some(found) = s[i..].find('$') {
       let at = i + found;
       let tail = &s[at..];
-      if tail.starts_with("$$<<") {
+      if tail.starts_with("$$<<") || tail.starts_with("$${{") {
         text.push_str(&s[i..at]);
-        text.push_str("$<<");
+        text.push_str(&tail[1..4]);
         i = at + 4;
+      } else if tail.starts_with("${{") {
+        return Err(ExprError::new(
+          Span::new(at, 3),
+          ExprErrorKind::GithubSyntax,
+        ));
       } else if tail.starts_with("$<<") {
         text.push_str(&s[i..at]);
         if !text.is_empty() {
@@ -254,6 +259,21 @@ mod tests {
     assert_eq!(eval("$$$<< 1 >>"), Ok(Value::from("$$<< 1 >>")));
     let t = Template::parse("$$<<x>>").ok();
     assert_eq!(t.map(|t| t.is_literal()), Some(true));
+  }
+
+  #[test]
+  fn github_syntax_is_refused_at_its_opening_and_escapes_to_itself() {
+    let error = Template::parse("hi ${{ github.actor }}").err();
+    assert_eq!(
+      error.map(|e| (e.kind, e.span)),
+      Some((ExprErrorKind::GithubSyntax, Span::new(3, 3)))
+    );
+    assert_eq!(
+      eval("$${{ secrets.TOKEN }} and $<< 1 >>"),
+      Ok(Value::from("${{ secrets.TOKEN }} and 1"))
+    );
+    // `${` alone (a shell variable) is text.
+    assert_eq!(eval("${HOME}/x"), Ok(Value::from("${HOME}/x")));
   }
 
   #[test]

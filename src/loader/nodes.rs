@@ -310,7 +310,7 @@ impl Loader {
 
   /// Parses a string's `$<< >>` parts; `None` when it holds none (or on error, reported).
   pub(super) fn template(&mut self, node: &Node, text: &str) -> Option<Expression> {
-    if !text.contains("$<<") {
+    if !text.contains("$<<") && !text.contains("${{") {
       return None;
     }
     match expr::Template::parse(text) {
@@ -335,7 +335,7 @@ impl Loader {
   /// An expression field such as `if`: a bare expression or a `$<< >>` string.
   pub(super) fn condition(&mut self, node: &Node) -> Option<Expression> {
     let text = match &node.value {
-      NodeValue::String { text, .. } if text.contains("$<<") => {
+      NodeValue::String { text, .. } if text.contains("$<<") || text.contains("${{") => {
         let before = self.diagnostics.0.len();
         let Some(expression) = self.template(node, text) else {
           // Only escaped `$$<<`: text, which as a condition would always be true.
@@ -390,10 +390,10 @@ pub(super) fn literal_expression(node: &Node, text: &str) -> Expression {
   }
 }
 
-/// `$$<<` in a string without expressions still means a literal `$<<`.
+/// `$$<<` and `$${{` in a string without expressions still mean a literal `$<<` and `${{`.
 pub(super) fn unescape_dollar(text: &str) -> String {
-  if text.contains("$$<<") {
-    text.replace("$$<<", "$<<")
+  if text.contains("$$<<") || text.contains("$${{") {
+    text.replace("$$<<", "$<<").replace("$${{", "${{")
   } else {
     text.to_string()
   }

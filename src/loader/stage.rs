@@ -79,8 +79,13 @@ impl Loader {
         .get("uses")
         .and_then(|n| loader.skill_name(n))
         .unwrap_or_default();
-      let with = map.get("with").map(|n| loader.with(n)).unwrap_or_default();
-      StageKind::Skill(SkillCall { uses, span, with })
+      let (with, with_spans) = map.get("with").map(|n| loader.with(n)).unwrap_or_default();
+      StageKind::Skill(SkillCall {
+        uses,
+        span,
+        with,
+        with_spans,
+      })
     };
     let kind = match (map.key_node("uses"), map.key_node("gate")) {
       (Some(_), Some(gate_key)) => {
@@ -189,15 +194,22 @@ impl Loader {
     Some((name, node.span))
   }
 
-  pub(super) fn with(&mut self, node: &Node) -> IndexMap<String, Input> {
+  /// A `with` mapping: its inputs, and where each key is written.
+  pub(super) fn with(&mut self, node: &Node) -> (IndexMap<String, Input>, IndexMap<String, Span>) {
     let Some(map) = self.mapping(node, "with", None) else {
-      return IndexMap::new();
+      return Default::default();
     };
-    map
+    let spans = map
+      .entries
+      .iter()
+      .map(|(k, key, _)| ((*k).to_string(), key.span))
+      .collect();
+    let inputs = map
       .entries
       .iter()
       .map(|(k, _, v)| ((*k).to_string(), self.input(v, "with")))
-      .collect()
+      .collect();
+    (inputs, spans)
   }
 
   pub(super) fn compensate(&mut self, node: &Node) -> Option<SkillCall> {
@@ -208,6 +220,7 @@ impl Loader {
         uses,
         span,
         with: IndexMap::new(),
+        with_spans: IndexMap::new(),
       });
     }
     let map = self.mapping(node, "compensate", Some(COMPENSATE_KEYS))?;
@@ -222,8 +235,13 @@ impl Loader {
       return None;
     };
     let (uses, span) = self.skill_name(uses)?;
-    let with = map.get("with").map(|n| self.with(n)).unwrap_or_default();
-    Some(SkillCall { uses, span, with })
+    let (with, with_spans) = map.get("with").map(|n| self.with(n)).unwrap_or_default();
+    Some(SkillCall {
+      uses,
+      span,
+      with,
+      with_spans,
+    })
   }
 
   pub(super) fn gate(&mut self, node: &Node) -> Option<Gate> {

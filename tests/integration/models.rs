@@ -41,14 +41,14 @@ name: review
 stages:
   - id: style
     uses: code-style
-    with: { module: src }
+    with: { text: "let x = 1" }
   - id: report
     uses: echo
     with: { findings: "$<< stages.style.outputs.findings >>" }
     depends_on: [style]
 "#;
 
-pub const VALID: &str = "Here is the workflow:\n```yaml\nname: review\nstages:\n  - id: style\n    uses: code-style\n    with: { module: src }\n  - id: report\n    uses: echo\n    with: { findings: \"$<< stages.style.outputs.findings >>\" }\n    depends_on: [style]\n```\n";
+pub const VALID: &str = "Here is the workflow:\n```yaml\nname: review\nstages:\n  - id: style\n    uses: code-style\n    with: { text: \"let x = 1\" }\n  - id: report\n    uses: echo\n    with: { findings: \"$<< stages.style.outputs.findings >>\" }\n    depends_on: [style]\n```\n";
 
 #[test]
 fn decompose_writes_a_valid_workflow_and_explains_its_plan() {

@@ -101,3 +101,115 @@ fn json_format_for_a_valid_file() {
     .status(0)
     .run();
 }
+
+#[test]
+fn lua_skills_that_do_not_load_or_miss_their_inputs_fail_validation() {
+  Test::new()
+    .skill(
+      "count.lua",
+      r#"
+      return {
+        inputs = { text = "string", limit = "integer?" },
+        run = function(ctx, input) return { n = #input.text } end,
+      }
+      "#,
+    )
+    .skill(
+      "broken.lua",
+      "
+      return { run = function(ctx, input)
+        return {
+      end }
+      ",
+    )
+    .workflow(
+      "
+      name: t
+      stages:
+        - id: a
+          uses: count
+          with: { txet: hi, limt: 3, extra: kept }
+        - id: b
+          uses: broken
+        - id: c
+          uses: count
+          with: { text: fine, anything: else }
+          fallback: [broken]
+      ",
+    )
+    .args(["validate", "wf.yaml"])
+    .stdout("")
+    .stderr(
+      "
+      wf.yaml:4:11: error: skill `count` needs `text` in `with`
+        |
+      4 |     uses: count
+        |           ^^^^^
+      wf.yaml:5:13: error: skill `count` has no input `txet` (did you mean `text`?): it takes limit, text
+        |
+      5 |     with: { txet: hi, limt: 3, extra: kept }
+        |             ^^^^
+      wf.yaml:5:23: error: skill `count` has no input `limt` (did you mean `limit`?): it takes limit, text
+        |
+      5 |     with: { txet: hi, limt: 3, extra: kept }
+        |                       ^^^^
+      wf.yaml:7:11: error: skill `broken` does not load: skills/broken.lua:3: unexpected symbol near 'end'
+        |
+      7 |     uses: broken
+        |           ^^^^^^
+      wf.yaml:11:16: error: skill `broken` does not load: skills/broken.lua:3: unexpected symbol near 'end'
+         |
+      11 |     fallback: [broken]
+         |                ^^^^^^
+      5 errors
+      ",
+    )
+    .status(2)
+    .run();
+}
+
+#[test]
+fn hook_names_and_hook_files_are_checked_by_validate_as_by_run() {
+  let test = Test::new()
+    .file(
+      "hooks.lua",
+      r#"swdl.recovery("retry-then-skip", function() return "skip" end)"#,
+    )
+    .workflow(
+      "
+      name: t
+      config: { hooks: [hooks.lua] }
+      stages:
+        - { id: s, uses: echo, recover: retry-then-skp }
+      ",
+    );
+  let expected = "
+    wf.yaml:4:35: error: unknown recovery strategy `retry-then-skp`, did you mean `retry-then-skip`?: registered are retry-then-skip
+      |
+    4 |   - { id: s, uses: echo, recover: retry-then-skp }
+      |                                   ^^^^^^^^^^^^^^
+    ";
+  let checked = test
+    .clone()
+    .args(["validate", "wf.yaml"])
+    .stdout("")
+    .stderr(expected)
+    .status(2)
+    .run();
+  checked
+    .then()
+    .args(["run", "wf.yaml", "--progress", "none"])
+    .stdout("")
+    .stderr(expected)
+    .status(2)
+    .run();
+  // A hook file that does not compile is reported with its own line.
+  checked
+    .then()
+    .file("hooks.lua", "swdl.recovery(\n")
+    .args(["validate", "wf.yaml"])
+    .stdout("")
+    .stderr("error: [..]hooks.lua:2: [..]\n...\n")
+    .status(2)
+    .run();
+}

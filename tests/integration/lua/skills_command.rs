@@ -204,13 +204,14 @@ fn skills_list_and_show_read_a_one_file_skills_own_table() {
     .stderr("")
     .status(0)
     .run();
-  // A skill that does not load is still listed, without a description, and nothing is said.
+  // A skill that does not load is still listed, marked broken with Lua's reason.
   p.skill("broken", "return {\n  description = = 1\n}\n");
   let list = format!(
     r#"[{BUILTINS_JSON}  {{
     "name": "broken",
     "source": "skills/broken.lua",
-    "tokens": 0
+    "tokens": 0,
+    "broken": "skills/broken.lua:2: unexpected symbol near '='"
   }},
   {{
     {}
@@ -221,6 +222,53 @@ fn skills_list_and_show_read_a_one_file_skills_own_table() {
   );
   p.swdl(["skills", "list", "--skills", "skills", "--format", "json"])
     .stdout(&list)
+    .stderr("")
+    .status(0)
+    .run();
+}
+
+#[test]
+fn a_skill_that_does_not_load_is_listed_as_broken_with_the_reason() {
+  Test::new()
+    .skill("broken.lua", "return {\n")
+    .skill(
+      "ok.lua",
+      r#"return { description = "fine", run = function() end }"#,
+    )
+    .args(["skills", "list"])
+    .stdout(
+      "
+      NAME    TOKENS  DOMAINS                   DESCRIPTION
+      echo         0                            Return the inputs as outputs
+      sleep        0                            Wait `ms` milliseconds
+      fail         0                            Fail, or fail the first `times` attempts (for testing recovery)
+      shell        0                            Run a shell script; outputs stdout, stderr, exit_code and $SWDL_OUTPUT lines
+      http         0                            Call an HTTP endpoint: url, method, headers, body or json; outputs status, headers, body, json
+      llm          0                            Ask a language model (OpenAI-compatible): prompt, system, json; outputs text, json, usage
+      broken       0                            broken: skills/broken.lua:2: [..]
+      ok           0                            fine
+
+      8 skills, 0 tokens
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run()
+    .then()
+    .args(["skills", "show", "broken"])
+    .stdout(
+      "
+      broken
+        source       skills/broken.lua
+        broken       skills/broken.lua:2: [..]
+        domains      -
+        languages    -
+        tokens       0
+
+      return {
+
+      ",
+    )
     .stderr("")
     .status(0)
     .run();
