@@ -71,6 +71,8 @@ pub(super) struct Outcome {
   pub(super) status: RunStatus,
   pub(super) stages: IndexMap<String, StageStatus>,
   pub(super) duration_ms: u64,
+  /// The workflow's outputs, masked like every event.
+  pub(super) outputs: serde_json::Value,
 }
 
 impl State {
@@ -363,7 +365,7 @@ impl State {
         stages,
         error,
         duration_ms,
-        ..
+        outputs,
       } => {
         for (stage, stage_status) in stages {
           if stage_status.is_settled() {
@@ -381,6 +383,7 @@ impl State {
           status: *status,
           stages: stages.clone(),
           duration_ms: *duration_ms,
+          outputs: outputs.clone(),
         });
       }
     }

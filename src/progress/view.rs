@@ -50,11 +50,18 @@ impl State {
       Some(status) => format!("run {}: {text}", crate::event_text::run_word(status)),
       None => format!("run stopped: {text}"),
     };
-    Some(
-      Line::new()
-        .push(text, status_style(status))
-        .render(self.color, usize::MAX),
-    )
+    let mut summary = Line::new()
+      .push(text, status_style(status))
+      .render(self.color, usize::MAX);
+    if let Some(serde_json::Value::Object(outputs)) = outcome.map(|o| &o.outputs)
+      && !outputs.is_empty()
+    {
+      summary.push_str("\noutputs:");
+      for (name, value) in outputs {
+        summary.push_str(&format!("\n  {name}: {}", output_text(value)));
+      }
+    }
+    Some(summary)
   }
 
   /// The live block: one line per active stage (as many as fit) and the bar.
@@ -226,4 +233,32 @@ pub(super) fn clock(elapsed: Duration) -> String {
   } else {
     format!("{m:02}:{s:02}")
   }
+}
+
+/// The most of an output's text the summary shows; `--output json` has the rest.
+pub(super) const OUTPUT_CHARS: usize = 200;
+
+/// One output as the summary shows it: text as it is, other values as compact JSON, cut to
+/// its first line and [`OUTPUT_CHARS`] characters with a note of what was left out.
+fn output_text(value: &serde_json::Value) -> String {
+  let text = match value {
+    serde_json::Value::String(s) => s.clone(),
+    other => other.to_string(),
+  };
+  let first = text.lines().next().unwrap_or_default();
+  let mut shown: String = first.chars().take(OUTPUT_CHARS).collect();
+  let total = text.chars().count();
+  let left = total - shown.chars().count();
+  if left > 0 {
+    let lines = text.lines().count();
+    let what = if lines > 1 {
+      format!("{lines} lines, {total} characters")
+    } else {
+      format!("{total} characters")
+    };
+    shown.push_str(&format!(
+      " … (cut: {what}; `--output json` prints it whole)"
+    ));
+  }
+  shown
 }

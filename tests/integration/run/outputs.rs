@@ -172,6 +172,8 @@ fn output_json_prints_only_the_run_record_on_stdout() {
       ...
       [..] run completed in [..]
       completed 1/3 stages, 1 failed, 1 skipped in [..]
+      outputs:
+        greeting: hello world
       "#,
     )
     .status(0)
@@ -457,4 +459,50 @@ stages:
     out.named("stage_started", "e")[0]["inputs"]["greeting"],
     "hello bob"
   );
+}
+
+#[test]
+fn the_summary_shows_the_outputs_masked_and_cut() {
+  Test::new()
+    .workflow(
+      r#"
+      name: said
+      parameters:
+        token: { type: string, secret: true }
+      stages:
+        - id: a
+          uses: echo
+          with: { t: "$<< parameters.token >>", n: 3, lines: "one\ntwo\nthree" }
+      outputs:
+        auth: "token=$<< stages.a.outputs.t >>"
+        count: "$<< stages.a.outputs.n >>"
+        text: "$<< stages.a.outputs.lines >>"
+        long: "$<< format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', '0123456789') >>"
+      "#,
+    )
+    .args([
+      "run",
+      "wf.yaml",
+      "--param",
+      "token=Sup3rSecretValue",
+      "--progress",
+      "plain",
+      "--store",
+      "none",
+    ])
+    .stdout("")
+    .stderr(&format!(
+      "
+      ...
+      completed 1/1 stages in [..]
+      outputs:
+        auth: token=***
+        count: 3
+        text: one … (cut: 3 lines, 13 characters; `--output json` prints it whole)
+        long: {} … (cut: 210 characters; `--output json` prints it whole)
+      ",
+      "0123456789".repeat(20)
+    ))
+    .status(0)
+    .run();
 }
