@@ -190,6 +190,7 @@ impl Analyzer<'_> {
               name: param.to_string(),
               suggestion: suggest::suggest(param, workflow.parameters.keys().map(String::as_str))
                 .map(str::to_string),
+              declared: workflow.parameters.keys().cloned().collect(),
             },
           );
         }

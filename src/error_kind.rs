@@ -20,14 +20,16 @@ pub enum ErrorKind {
     found: &'static str,
   },
   /// A key that is not part of the format.
-  #[error("unknown key `{key}` in {context}{}", did_you_mean(suggestion))]
+  #[error("unknown key `{key}` in {context}{}{}", did_you_mean(suggestion), note.map(|n| format!(": {n}")).unwrap_or_default())]
   UnknownKey {
     /// The key as written.
     key: String,
     /// Where it appeared.
     context: String,
-    /// The closest valid key.
+    /// The closest valid key, or what a GitHub Actions key is written as here.
     suggestion: Option<String>,
+    /// Why there is nothing to suggest, for a GitHub Actions key swdl has no counterpart of.
+    note: Option<&'static str>,
   },
   /// A mapping key that is not text.
   #[error("keys in `{context}` must be strings, found {found}")]
@@ -196,12 +198,14 @@ pub enum ErrorKind {
     suggestion: Option<String>,
   },
   /// `parameters.x` with no parameter `x`.
-  #[error("unknown parameter `{name}`{}", did_you_mean(suggestion))]
+  #[error("unknown parameter `{name}`{}: {}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(), if declared.is_empty() { "the workflow declares none".to_string() } else { format!("the parameters are {}", declared.join(", ")) })]
   UnknownParameter {
     /// The parameter.
     name: String,
     /// The closest declared one.
     suggestion: Option<String>,
+    /// Every declared parameter.
+    declared: Vec<String>,
   },
   /// `stages.x` with no stage `x`.
   #[error("unknown stage `{id}`{}", did_you_mean(suggestion))]

@@ -21,6 +21,39 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     .map(|(_, c)| c)
 }
 
+/// What a GitHub Actions key written where `allowed` are the valid keys is called here: the
+/// key (or key and value) to write instead, or a note when swdl has no counterpart. `None`
+/// for keys GitHub does not have, and where the counterpart does not belong either.
+pub(crate) fn github_key(key: &str, allowed: &[&str]) -> Option<GithubKey> {
+  let (home, key) = match key {
+    "needs" => ("depends_on", GithubKey::Ours("depends_on")),
+    "continue-on-error" => ("on_failure", GithubKey::Ours("on_failure: ignore")),
+    "jobs" | "steps" => ("stages", GithubKey::Ours("stages")),
+    "working-directory" => ("with", GithubKey::Ours("with: { cwd: ... }")),
+    "timeout-minutes" => ("timeout", GithubKey::Ours("timeout: 10m")),
+    "run" => ("uses", GithubKey::Ours("uses: shell, with: { run: ... }")),
+    "runs-on" if allowed.contains(&"stages") => (
+      "stages",
+      GithubKey::Note("swdl has no runners: every stage runs where swdl runs"),
+    ),
+    "runs-on" => (
+      "uses",
+      GithubKey::Note("swdl has no runners: every stage runs where swdl runs"),
+    ),
+    _ => return None,
+  };
+  allowed.contains(&home).then_some(key)
+}
+
+/// A GitHub Actions key's counterpart ([`github_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GithubKey {
+  /// Write this instead.
+  Ours(&'static str),
+  /// There is no counterpart; this says why.
+  Note(&'static str),
+}
+
 /// Length in characters of the common start of two strings.
 fn common_prefix(a: &str, b: &str) -> usize {
   a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
@@ -72,6 +105,16 @@ mod tests {
     assert_eq!(edit_distance("ab", "ba"), 1);
     assert_eq!(edit_distance("ca", "abc"), 3);
     assert_eq!(suggest("tset", ["test", "other"]), Some("test"));
+    assert_eq!(
+      github_key("needs", &["id", "depends_on"]),
+      Some(GithubKey::Ours("depends_on"))
+    );
+    // Only where the counterpart belongs: `needs` at the top level is just unknown.
+    assert_eq!(github_key("needs", &["name", "stages"]), None);
+    assert!(matches!(
+      github_key("runs-on", &["name", "stages"]),
+      Some(GithubKey::Note(_))
+    ));
     assert_eq!(edit_distance("same", "same"), 0);
   }
 

@@ -233,7 +233,13 @@ impl Builder<'_> {
     };
     let before = self.source.text().get(..offset).unwrap_or("");
     let at = before.rfind(written.as_str()).unwrap_or(offset);
-    self.fail(at, format!("unsupported YAML tag `{written}`"));
+    // `if: !done` is a negation to its writer and a tag to YAML.
+    let hint = if handle == "!" {
+      format!("; to negate, quote it (`\"!{suffix}\"`) or wrap it in `$<< >>` (`$<< !{suffix} >>`)")
+    } else {
+      String::new()
+    };
+    self.fail(at, format!("unsupported YAML tag `{written}`{hint}"));
   }
 
   fn remember(&mut self, anchor: usize, node: &Node) {

@@ -97,7 +97,7 @@ pub enum ExprErrorKind {
   #[error("expression nests more than {MAX_DEPTH} levels deep")]
   TooDeep,
   /// A call of a function that does not exist.
-  #[error("unknown function `{name}`{}", did_you_mean(.suggestion.as_deref()))]
+  #[error("unknown function `{name}`{}: the functions are {}", .suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(), function_names())]
   UnknownFunction {
     /// The name as written.
     name: String,
@@ -168,6 +168,15 @@ pub enum ExprErrorKind {
 }
 
 /// `, did you mean `x`?` when there is a suggestion.
+/// Every function's name, in the order of the docs' table.
+fn function_names() -> String {
+  super::FUNCTIONS
+    .iter()
+    .map(|f| f.name)
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 fn did_you_mean(suggestion: Option<&str>) -> String {
   suggestion.map_or_else(String::new, |s| format!(", did you mean `{s}`?"))
 }
@@ -211,7 +220,9 @@ mod tests {
     };
     assert_eq!(
       kind.to_string(),
-      "unknown function `fromJson2`, did you mean `fromJSON`?"
+      "unknown function `fromJson2` (did you mean `fromJSON`?): the functions are contains, \
+       startsWith, endsWith, format, join, toJSON, fromJSON, length, success, failure, always, \
+       cancelled"
     );
     let kind = ExprErrorKind::UnknownName {
       name: "x".into(),

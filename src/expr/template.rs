@@ -293,7 +293,12 @@ mod tests {
     );
     assert_eq!(
       eval("$<< lenght(x) >>"),
-      Err("unknown function `lenght`, did you mean `length`?@4".into())
+      Err(
+        "unknown function `lenght` (did you mean `length`?): the functions are contains, \
+         startsWith, endsWith, format, join, toJSON, fromJSON, length, success, failure, always, \
+         cancelled@4"
+          .into()
+      )
     );
   }
 

@@ -89,10 +89,25 @@ impl Loader {
       {
         self.error(
           key.span,
-          ErrorKind::UnknownKey {
-            key: name.to_string(),
-            context: field.to_string(),
-            suggestion: suggest::suggest(name, allowed.iter().copied()).map(str::to_string),
+          match suggest::github_key(name, allowed) {
+            Some(suggest::GithubKey::Ours(ours)) => ErrorKind::UnknownKey {
+              key: name.to_string(),
+              context: field.to_string(),
+              suggestion: Some(ours.to_string()),
+              note: None,
+            },
+            Some(suggest::GithubKey::Note(note)) => ErrorKind::UnknownKey {
+              key: name.to_string(),
+              context: field.to_string(),
+              suggestion: None,
+              note: Some(note),
+            },
+            None => ErrorKind::UnknownKey {
+              key: name.to_string(),
+              context: field.to_string(),
+              suggestion: suggest::suggest(name, allowed.iter().copied()).map(str::to_string),
+              note: None,
+            },
           },
         );
         continue;
