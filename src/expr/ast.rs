@@ -515,7 +515,7 @@ mod tests {
       "(n > -Infinity)",
       "(!a).b",
       "(1).b[0].*",
-      "(1e+20 < NaN)",
+      "(1E+20 < NaN)",
     ] {
       let printed = parse(text).map(|e| e.to_string());
       assert_eq!(printed.as_deref(), Ok(text));

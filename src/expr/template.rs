@@ -231,7 +231,7 @@ mod tests {
     );
     assert_eq!(
       eval("n=$<< parameters.n >>, big=$<< parameters.big >>"),
-      Ok(Value::from("n=3, big=1e+20"))
+      Ok(Value::from("n=3, big=1E+20"))
     );
     assert_eq!(eval("[$<< parameters.missing >>]"), Ok(Value::from("[]")));
     assert_eq!(

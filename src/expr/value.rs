@@ -400,10 +400,8 @@ pub(super) fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 }
 
 /// GitHub's number-to-text conversion (.NET `G15`): 15 significant digits, no trailing zeros,
-/// `-0` as `0`, exponent form from 1e15 up and below 1e-4.
-///
-/// GitHub writes the exponent as `E+20` / `E-07`; swdl writes `e+20` / `e-7` (decided, see
-/// docs/expressions.md).
+/// `-0` as `0`, exponent form from 1e15 up and below 1e-4, written as GitHub writes it: a
+/// capital `E`, a sign and at least two digits (`1E+20`, `1E-07`).
 pub(super) fn number_to_text(n: f64) -> String {
   if n.is_nan() {
     return "NaN".to_owned();
@@ -439,9 +437,9 @@ pub(super) fn number_to_text(n: f64) -> String {
       out.push('.');
       out.push_str(&digits[1..]);
     }
-    out.push('e');
+    out.push('E');
     out.push(if exponent < 0 { '-' } else { '+' });
-    out.push_str(&exponent.unsigned_abs().to_string());
+    out.push_str(&format!("{:02}", exponent.unsigned_abs()));
   } else if exponent >= 0 {
     let int_len = exponent.unsigned_abs() as usize + 1;
     if digits.len() <= int_len {
