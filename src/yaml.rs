@@ -163,15 +163,27 @@ pub(crate) fn parse(source: &Source) -> Result<Node, SyntaxError> {
   // is bounded here before it can exhaust the stack, and the first error stops the parse.
   let mut parser = Parser::new_from_str(source.text());
   loop {
-    let (event, mark) = parser.next_token().map_err(|e| SyntaxError {
-      offset: source.byte_offset_of_char(e.marker().index()),
-      // The scanner stops flow collections nested past its own limit, before the events
-      // reach the builder: say it the way the builder does.
-      message: if e.info() == "recursion limit exceeded" {
-        format!("lists and mappings nest more than {MAX_DEPTH} levels deep here")
-      } else {
-        e.info().to_string()
-      },
+    let (event, mark) = parser.next_token().map_err(|e| {
+      let offset = source.byte_offset_of_char(e.marker().index());
+      // The scanner reports a tab where the token before it ended; the tab is the problem.
+      if e.info().contains("found a tab")
+        && let Some(tab) = source.text().get(offset..).and_then(|rest| rest.find('\t'))
+      {
+        return SyntaxError {
+          offset: offset + tab,
+          message: "a tab here: YAML indents with spaces only".into(),
+        };
+      }
+      SyntaxError {
+        offset,
+        // The scanner stops flow collections nested past its own limit, before the events
+        // reach the builder: say it the way the builder does.
+        message: if e.info() == "recursion limit exceeded" {
+          format!("lists and mappings nest more than {MAX_DEPTH} levels deep here")
+        } else {
+          e.info().to_string()
+        },
+      }
     })?;
     builder.on_event(event.clone(), mark);
     if event == Event::StreamEnd {
