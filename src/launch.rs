@@ -211,14 +211,18 @@ pub(crate) fn check_lua_skills(workflow: &Workflow, lua: &Lua) -> Diagnostics {
         .map(|(key, _)| std::slice::from_ref(key))
         .collect();
       for (span, kind) in skills::check_inputs(name, call, &required, &keys, &[]) {
-        let misspelled = !matches!(
-          &kind,
+        // A missing input always counts; an undeclared key only when it is one edit from a
+        // declared one, since the skill may read other keys from `input`.
+        let reported = match &kind {
           ErrorKind::UnknownInput {
-            suggestion: None,
+            key,
+            suggestion: Some(near),
             ..
-          }
-        );
-        if misspelled {
+          } => suggest::edit_distance(&key.to_lowercase(), &near.to_lowercase()) <= 1,
+          ErrorKind::UnknownInput { .. } => false,
+          _ => true,
+        };
+        if reported {
           problems.push(Diagnostic::new(&workflow.source, span, kind));
         }
       }

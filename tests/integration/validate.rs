@@ -128,7 +128,7 @@ fn lua_skills_that_do_not_load_or_miss_their_inputs_fail_validation() {
       stages:
         - id: a
           uses: count
-          with: { txet: hi, limt: 3, extra: kept }
+          with: { txet: hi, limt: 3, extra: kept, limit_unit: s }
         - id: b
           uses: broken
         - id: c
@@ -147,11 +147,11 @@ fn lua_skills_that_do_not_load_or_miss_their_inputs_fail_validation() {
         |           ^^^^^
       wf.yaml:5:13: error: skill `count` has no input `txet` (did you mean `text`?): it takes limit, text
         |
-      5 |     with: { txet: hi, limt: 3, extra: kept }
+      5 |     with: { txet: hi, limt: 3, extra: kept, limit_unit: s }
         |             ^^^^
       wf.yaml:5:23: error: skill `count` has no input `limt` (did you mean `limit`?): it takes limit, text
         |
-      5 |     with: { txet: hi, limt: 3, extra: kept }
+      5 |     with: { txet: hi, limt: 3, extra: kept, limit_unit: s }
         |                       ^^^^
       wf.yaml:7:11: error: skill `broken` does not load: skills/broken.lua:3: unexpected symbol near 'end'
         |
