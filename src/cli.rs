@@ -241,6 +241,10 @@ pub(crate) struct RunFlags {
   /// Approve every gate and risky stage.
   #[arg(long)]
   pub approve_all: bool,
+  /// Wait at an undecided gate for `swdl approve|reject` from another process (or the gate's
+  /// timeout) instead of suspending the run.
+  #[arg(long)]
+  pub wait: bool,
   /// Print the final run record, with workflow outputs, as JSON on stdout.
   #[arg(long, value_enum)]
   pub output: Option<OutputArg>,

@@ -4,6 +4,7 @@
 use super::*;
 use crate::{
   cli::{OutputArg, ProgressArg, RunArgs, RunFlags},
+  decision::GateDecision,
   event::{EventSink, JsonLines},
   launch::{Launch, Lua, Settings},
   mask::Masker,
@@ -94,6 +95,13 @@ impl RunFlags {
     if self.events.as_deref() == Some("-") && self.output.is_some() {
       return Err(Error::Usage(
         "`--events -` and `--output json` both write to stdout: send the events to a file".into(),
+      ));
+    }
+    if self.wait && self.store.as_deref() == Some(Path::new("none")) {
+      return Err(Error::Usage(
+        "`--wait` waits for `swdl approve|reject` from another process, which finds the run in \
+         the store: drop `--store none`"
+          .into(),
       ));
     }
     Ok(())
@@ -217,7 +225,19 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
       Arc::clone(&progress),
     )));
   }
-  settings.interactive = interactive;
+  // `--wait` makes another process the one who decides: this one tells them how.
+  if flags.wait
+    && !interactive
+    && let Some(dir) = &store_dir
+  {
+    sinks.push(Box::new(GateHint {
+      run_id: settings.run_id.clone(),
+      store_flag: store_flag(Some(dir)),
+      progress: Arc::clone(&progress),
+      open: Vec::new(),
+    }));
+  }
+  settings.interactive = interactive || flags.wait;
   let run_id = settings.run_id.clone();
   let launch = Launch::with_masker(Arc::clone(&workflow), lua.as_ref(), settings, masker);
   let budget = launch.budget();
@@ -257,33 +277,8 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
     let _ = writeln!(stderr, "model tokens used by this run: {used}{of}");
   }
   if !outcome.waiting.is_empty() {
-    let gates = outcome.waiting.join(", ");
-    let _ = if store_dir.is_some() {
-      let store_flag = store_flag(store_dir.as_deref());
-      let commands: Vec<String> = outcome
-        .waiting
-        .iter()
-        .map(|s| format!("`swdl approve{store_flag} {run_id} {s}`"))
-        .collect();
-      writeln!(
-        stderr,
-        "run {run_id} is suspended at {gates}: approve with {} (or `swdl reject ...`), then \
-         continue it with `swdl resume{store_flag} {run_id}`",
-        commands.join(", ")
-      )
-    } else {
-      let flags: Vec<String> = outcome
-        .waiting
-        .iter()
-        .map(|s| format!("--approve {s}"))
-        .collect();
-      writeln!(
-        stderr,
-        "run {run_id} is suspended at {gates}: decide it up front with `{}` (or `--reject`) and \
-         run again",
-        flags.join(" ")
-      )
-    };
+    let _ = stderr
+      .write_all(suspended_message(&workflow, &outcome, &run_id, store_dir.as_deref()).as_bytes());
   }
   let write_error = store_error
     .lock()
@@ -302,6 +297,94 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
     return Ok(Done::run(&outcome, true));
   }
   Ok(Done::run(&outcome, false))
+}
+
+/// What to do about a run suspended at its gates: the exact commands that decide each one and
+/// continue the run (or, without a store, the flags that decide them up front), and when a
+/// gate's timeout decides it instead.
+fn suspended_message(
+  workflow: &Workflow,
+  outcome: &runtime::RunOutcome,
+  run_id: &str,
+  store_dir: Option<&Path>,
+) -> String {
+  let gates = outcome.waiting.join(", ");
+  let mut text = format!("run {run_id} is suspended at {gates}\n");
+  let Some(dir) = store_dir else {
+    for stage in &outcome.waiting {
+      text.push_str(&format!(
+        "  decide {stage} up front: `--approve {stage}` or `--reject {stage}`, and run again\n"
+      ));
+    }
+    return text;
+  };
+  let store = store_flag(Some(dir));
+  for stage in &outcome.waiting {
+    text.push_str(&format!(
+      "  decide {stage}: `swdl approve{store} {run_id} {stage}` or `swdl reject{store} {run_id} {stage}`\n"
+    ));
+  }
+  text.push_str(&format!(
+    "  then continue it: `swdl resume{store} {run_id}`\n"
+  ));
+  for stage in &outcome.waiting {
+    let Some(&at) = outcome.deadlines.get(stage) else {
+      continue;
+    };
+    let on_timeout = workflow
+      .stage(stage)
+      .and_then(|s| s.gate())
+      .map_or(GateDecision::Reject, |g| g.on_timeout);
+    text.push_str(&format!(
+      "  {stage} times out at {}: a resume after that {} it (its `on_timeout`)\n",
+      event::rfc3339_ms(at),
+      match on_timeout {
+        GateDecision::Approve => "approves",
+        GateDecision::Reject => "rejects",
+      }
+    ));
+  }
+  text
+}
+
+/// Tells whoever watches a `--wait` run how to decide the gates it waits at: once per gate,
+/// when the run has nothing else to do but wait (a gate decided in the same batch it opened,
+/// by a flag or a policy, is never mentioned).
+struct GateHint {
+  run_id: String,
+  store_flag: String,
+  progress: Arc<progress::ProgressHandle>,
+  /// Gates opened and not yet decided.
+  open: Vec<String>,
+}
+
+impl EventSink for GateHint {
+  fn emit(&mut self, record: &event::EventRecord) {
+    match &record.event {
+      event::Event::GateWaiting { stage, .. } if !self.open.contains(stage) => {
+        self.open.push(stage.clone());
+      }
+      event::Event::GateDecided { stage, .. } => self.open.retain(|s| s != stage),
+      _ => {}
+    }
+  }
+
+  fn flush(&mut self) {
+    if self.open.is_empty() {
+      return;
+    }
+    let _hidden = self.progress.suspend();
+    let mut stderr = std::io::stderr().lock();
+    let (run_id, store) = (&self.run_id, &self.store_flag);
+    for stage in self.open.drain(..) {
+      let _ = writeln!(
+        stderr,
+        "run {run_id} waits at {stage}: decide it from another terminal with `swdl approve{store} \
+         {run_id} {stage}` or `swdl reject{store} {run_id} {stage}` (if this process stops, `swdl \
+         resume{store} {run_id}` continues the run)"
+      );
+    }
+  }
 }
 
 /// ` --store DIR` when the store is not the default one, for commands suggested to the user.

@@ -504,20 +504,23 @@ impl Core {
 
   /// Whether the run should suspend now: nothing is in flight or due, gates wait (or the run is
   /// paused with nobody left to resume it), and nobody can decide them. `decider` says someone
-  /// watches the gates; `control_open` that steering can still arrive.
+  /// watches the gates (a prompt, `--wait`); `control_open` that steering can still arrive. A
+  /// gate's timeout alone does not keep a run waiting: its deadline is recorded and applied by
+  /// whoever continues the run.
   pub fn should_suspend(&self, decider: bool, control_open: bool) -> bool {
     if self.finishing.is_some()
       || self.in_flight > 0
       || self.asks > 0
       || !self.delayed.is_empty()
       || !self.commands.is_empty()
+      // A deadline already passed (a gate reopened by a resume after it) is applied first.
+      || self.next_timer().is_some_and(|due| due <= self.now)
     {
       return false;
     }
     let stuck = self.runnable.is_empty() || self.paused;
     let gates = !self.waiting.is_empty();
-    let can_wait = decider || !self.deadlines.is_empty();
-    stuck && ((gates && !can_wait && !self.paused) || (self.paused && !control_open && !gates))
+    stuck && ((gates && !decider && !self.paused) || (self.paused && !control_open && !gates))
   }
 
   /// The folded state: what every sink has been told.
@@ -549,10 +552,20 @@ impl Core {
       .collect()
   }
 
+  /// The deadlines of the waiting gates that have a timeout, by stage id.
+  fn gate_deadlines(&self) -> HashMap<String, Millis> {
+    self
+      .deadlines
+      .iter()
+      .map(|&(at, i)| (self.workflow.stages[i].id.clone(), at))
+      .collect()
+  }
+
   /// How the run ended (or where it stands, if it has not).
   pub fn outcome(&self) -> RunOutcome {
     RunOutcome {
       waiting: self.waiting_ids(),
+      deadlines: self.gate_deadlines(),
       rejected: self.rejected,
       state: self.state.clone(),
       diagnostics: self.diagnostics.clone(),
@@ -563,6 +576,7 @@ impl Core {
   pub fn into_outcome(self) -> RunOutcome {
     RunOutcome {
       waiting: self.waiting_ids(),
+      deadlines: self.gate_deadlines(),
       rejected: self.rejected,
       state: self.state,
       diagnostics: self.diagnostics,

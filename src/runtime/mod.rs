@@ -81,8 +81,9 @@ pub struct RunOptions {
   pub reject: HashSet<String>,
   /// Approve every gate and approval.
   pub approve_all: bool,
-  /// Someone is watching `gate_waiting` events and will send `Control::Decide`; without it, an
-  /// undecided gate suspends the run once nothing else can progress.
+  /// Someone is watching `gate_waiting` events and will send `Control::Decide` (a prompt, or
+  /// `--wait` for another process); without it, an undecided gate suspends the run once nothing
+  /// else can progress, whether or not it has a timeout.
   pub interactive: bool,
   /// Hides secret values in everything emitted.
   pub masker: Masker,
@@ -131,6 +132,8 @@ pub struct RunOutcome {
   pub rejected: bool,
   /// Gates still waiting when the run suspended.
   pub waiting: Vec<String>,
+  /// When each waiting gate with a `timeout` is decided by it (Unix milliseconds).
+  pub deadlines: HashMap<String, Millis>,
   /// The runtime's own failures that point into the workflow file (a failing `with`).
   pub diagnostics: Vec<Diagnostic>,
 }

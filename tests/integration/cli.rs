@@ -207,7 +207,8 @@ fn counts_read_as_english_and_no_word_is_said_twice() {
       [..] gate ok waiting: go?
       [..] run suspended: waiting for a decision on `ok`
       run suspended: completed 1/2 stages, 1 waiting in [..]
-      run [..] is suspended at ok: decide it up front with `--approve ok` (or `--reject`) and run again
+      run [..] is suspended at ok
+        decide ok up front: `--approve ok` or `--reject ok`, and run again
       ",
     )
     .status(4)

@@ -193,7 +193,7 @@ fn newest_run(dir: &Path, workflow: &str) -> String {
 }
 
 /// The line that starts the gated demo: it waits at `signoff` without a terminal.
-const GATED: &str = "swdl run examples/code-review.yaml";
+const GATED: &str = "swdl run examples/code-review.yaml --wait";
 
 #[test]
 fn the_tour_runs_as_written() {

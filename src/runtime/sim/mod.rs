@@ -85,6 +85,8 @@ struct Stats {
   compensations: u64,
   retries: u64,
   timeouts: u64,
+  /// Gates left undecided past their deadline while suspended.
+  overdue: u64,
 }
 
 impl Stats {
@@ -99,6 +101,7 @@ impl Stats {
     self.compensations += other.compensations;
     self.retries += other.retries;
     self.timeouts += other.timeouts;
+    self.overdue += other.overdue;
   }
 }
 
@@ -132,6 +135,11 @@ struct Sim {
   compensating: Option<usize>,
   /// Primary attempts started per stage in this incarnation.
   tries: Vec<u32>,
+  /// Someone waits at the gates (`--wait`, a prompt) instead of the run suspending.
+  waits: bool,
+  /// Gates left undecided at a suspension until after their deadline: the resume must decide
+  /// each by its timeout.
+  overdue: Vec<usize>,
 }
 
 const EPOCH: Millis = 1_800_000_000_000;
@@ -140,6 +148,7 @@ impl Sim {
   fn new(seed: u64, trace: bool) -> Result<Self, String> {
     let mut rng = Rng(seed);
     let text = generate(&mut rng);
+    let waits = rng.chance(50);
     if trace {
       eprintln!("{text}");
     }
@@ -166,6 +175,8 @@ impl Sim {
       stats: Stats::default(),
       compensating: None,
       tries: vec![0; n],
+      waits,
+      overdue: Vec::new(),
       workflow,
     })
   }
@@ -193,7 +204,7 @@ impl Sim {
         self.steer()?;
         continue;
       }
-      if self.core.should_suspend(false, true) {
+      if self.core.should_suspend(self.waits, true) {
         self.input(Input::Suspend)?;
         continue;
       }
@@ -217,6 +228,17 @@ impl Sim {
           self.input(Input::Tick)?;
         }
         None if self.core.paused => self.input(Input::Steer(Steer::Resume))?,
+        // The one waiting at the gates decides one.
+        None if self.waits && !self.core.waiting.is_empty() => {
+          let i = self.core.waiting[0];
+          self.input(Input::Steer(Steer::Decide {
+            stage: self.workflow.stages[i].id.clone(),
+            decision: decision::GateDecision::Approve,
+            by: "sim".into(),
+            reason: None,
+            inputs: None,
+          }))?;
+        }
         None => return Err("stuck: nothing in flight, no timer, and no suspension".into()),
       }
     }
@@ -488,6 +510,14 @@ impl Sim {
       RunStatus::Cancelled => self.stats.cancelled += 1,
       _ => self.stats.suspensions += 1,
     }
+    // A gate whose deadline passed while the run was suspended is decided by the resume.
+    if let Some(&i) = self.overdue.iter().find(|i| self.core.waiting.contains(i)) {
+      return Err(format!(
+        "gate {} still waits after its deadline passed",
+        self.workflow.stages[i].id
+      ));
+    }
+    self.overdue.clear();
     if self.seen.status != RunStatus::Waiting {
       return Ok(true);
     }
@@ -495,7 +525,17 @@ impl Sim {
       return Err("still suspended after 40 resumes".into());
     }
     let mut decisions = HashMap::new();
+    let mut resume_at = self.now;
     for &i in &self.core.waiting {
+      // Sometimes nobody decides a gate that has a timeout before it passes.
+      if let Some(&(deadline, _)) = self.core.deadlines.iter().find(|&&(_, w)| w == i)
+        && self.rng.chance(40)
+      {
+        self.overdue.push(i);
+        self.stats.overdue += 1;
+        resume_at = resume_at.max(deadline + 1 + self.rng.below(1_000));
+        continue;
+      }
       let decision = if self.rng.chance(75) {
         decision::GateDecision::Approve
       } else {
@@ -511,6 +551,7 @@ impl Sim {
         },
       );
     }
+    self.now = resume_at;
     self.restart(decisions)?;
     Ok(false)
   }
@@ -607,6 +648,10 @@ fn simulated_runs_keep_every_invariant() {
     failures.extend(f);
   }
   eprintln!("simulated: {stats:?}");
+  assert!(
+    runs < 1_000 || stats.overdue > 0,
+    "no run left a gate undecided past its deadline"
+  );
   assert!(
     !failures.is_empty() || stats.runs == runs,
     "only {} of {runs} runs ran",

@@ -29,7 +29,9 @@ fn a_gate_is_decided_once_and_an_unknown_user_is_named() {
   let out = p
     .swdl(&["run", "g.yaml", "--progress", "none"])
     .stdout("").stderr(r"
-      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      run [..] is suspended at gate
+        decide gate: `swdl approve --store [DIR]/store [..] gate` or `swdl reject --store [DIR]/store [..] gate`
+        then continue it: `swdl resume --store [DIR]/store [..]`
       ").status(4)
     .run();
   let id = run_id_in(&out.stderr);

@@ -84,7 +84,9 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
   let out = p
     .swdl(&["run", "g.yaml", "--progress", "none"])
     .stdout("").stderr(r"
-      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      run [..] is suspended at gate
+        decide gate: `swdl approve --store [DIR]/store [..] gate` or `swdl reject --store [DIR]/store [..] gate`
+        then continue it: `swdl resume --store [DIR]/store [..]`
       ").status(4)
     .run();
   let id = run_id_in(&out.stderr);
@@ -158,7 +160,9 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
   let again = p
     .swdl(&["run", "g.yaml", "--progress", "none"])
     .stdout("").stderr(r"
-      run [..] is suspended at gate: approve with `swdl approve --store [DIR]/store [..] gate` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      run [..] is suspended at gate
+        decide gate: `swdl approve --store [DIR]/store [..] gate` or `swdl reject --store [DIR]/store [..] gate`
+        then continue it: `swdl resume --store [DIR]/store [..]`
       ").status(4)
     .run();
   let second = run_id_in(&again.stderr);

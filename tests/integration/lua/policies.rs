@@ -75,8 +75,11 @@ stages:
     )
     .stdout("")
     .stderr(
-      "run [..] is suspended at signoff: approve with `swdl approve [..] signoff` (or `swdl \
-       reject ...`), then continue it with `swdl resume [..]`\n",
+      "
+      run [..] is suspended at signoff
+        decide signoff: `swdl approve [..] signoff` or `swdl reject [..] signoff`
+        then continue it: `swdl resume [..]`
+      ",
     )
     .status(4)
     .run();

@@ -21,8 +21,9 @@ stages:
     uses: echo
 "#,
   )
+  .args(["--wait"])
   .stdout("")
-  .stderr("")
+  .stderr("run [..] waits at gate: [..]\n")
   .status(0)
   .run();
   let retry = out.index("stage_retrying", "flaky");
@@ -217,8 +218,11 @@ stages:
   )
   .stdout("")
   .stderr(
-    "run [..] is suspended at ok: approve with `swdl approve [..] ok` (or `swdl reject ...`), \
-     then continue it with `swdl resume [..]`\n",
+    "
+    run [..] is suspended at ok
+      decide ok: `swdl approve [..] ok` or `swdl reject [..] ok`
+      then continue it: `swdl resume [..]`
+    ",
   )
   .status(4)
   .run();

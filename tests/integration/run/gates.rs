@@ -73,8 +73,11 @@ fn undecided_gate_without_a_terminal_suspends() {
   let out = run_wf(GATED)
     .stdout("")
     .stderr(
-      "run [..] is suspended at ship: approve with `swdl approve [..] ship` (or `swdl reject \
-       ...`), then continue it with `swdl resume [..]`\n",
+      "
+      run [..] is suspended at ship
+        decide ship: `swdl approve [..] ship` or `swdl reject [..] ship`
+        then continue it: `swdl resume [..]`
+      ",
     )
     .status(4)
     .run();
@@ -96,7 +99,16 @@ stages:
     depends_on: ok
     uses: echo
 "#;
-  let out = run_wf(approve).stdout("").stderr("").status(0).run();
+  // `--wait` keeps the process waiting until the deadline decides the gate.
+  let out = run_wf(approve)
+    .args(["--wait"])
+    .stdout("")
+    .stderr(
+      "run [..] waits at ok: decide it from another terminal with `swdl approve [..] ok` or \
+       `swdl reject [..] ok` (if this process stops, `swdl resume [..]` continues the run)\n",
+    )
+    .status(0)
+    .run();
   let waiting = out.named("gate_waiting", "ok");
   assert_eq!(waiting[0]["timeout_ms"], 200, "{}", out.dump());
   let decided = out.named("gate_decided", "ok");
@@ -107,9 +119,94 @@ stages:
 
   // The default is to reject.
   let reject = approve.replace(", on_timeout: approve", "");
-  let out = run_wf(&reject).stdout("").stderr("").status(3).run();
+  let out = run_wf(&reject)
+    .args(["--wait"])
+    .stdout("")
+    .stderr("run [..] waits at ok: [..]\n")
+    .status(3)
+    .run();
   assert_eq!(out.named("gate_decided", "ok")[0]["decision"], "reject");
   assert_eq!(out.final_status("ok"), "failed");
+}
+
+#[test]
+fn a_gate_with_a_timeout_suspends_headless_and_resume_applies_its_deadline() {
+  let wf = r#"
+name: gate-deadline
+stages:
+  - id: ok
+    gate: { message: "go?", timeout: 1s, on_timeout: approve }
+  - id: after
+    depends_on: ok
+    uses: echo
+    with: { by: "$<< stages.ok.outputs.decided_by >>" }
+"#;
+  let first = run_wf(wf)
+    .stdout("")
+    .stderr(
+      "
+      run [..] is suspended at ok
+        decide ok: `swdl approve [..] ok` or `swdl reject [..] ok`
+        then continue it: `swdl resume [..]`
+        ok times out at [..]Z: a resume after that approves it (its `on_timeout`)
+      ",
+    )
+    .status(4)
+    .run();
+  let waiting = first.one("gate_waiting", "ok");
+  assert_eq!(waiting["timeout_ms"], 1000);
+  assert!(first.named("gate_decided", "ok").is_empty());
+  // The deadline printed is the one the event implies: opened + timeout.
+  let line = first
+    .stderr
+    .lines()
+    .find(|l| l.contains("times out at"))
+    .unwrap_or_default();
+  let at = line
+    .split("times out at ")
+    .nth(1)
+    .and_then(|rest| rest.split(": a resume").next())
+    .unwrap_or_default();
+  assert_eq!(
+    ts_ms(&json!({ "ts": at })) - ts_ms(waiting),
+    1000,
+    "deadline {at}"
+  );
+  let id = first
+    .stderr
+    .strip_prefix("run ")
+    .and_then(|rest| rest.split_whitespace().next())
+    .unwrap_or_default()
+    .to_string();
+  // A resume before the deadline suspends again, the deadline unchanged.
+  first
+    .then()
+    .args(["resume", &id, "--progress", "none"])
+    .stdout("")
+    .stderr(&first.stderr)
+    .status(4)
+    .run();
+  std::thread::sleep(Duration::from_millis(1_100));
+  let done = first
+    .then()
+    .args(["resume", &id, "--progress", "none", "--output", "json"])
+    .stderr("")
+    .status(0)
+    .run();
+  assert_eq!(done.json()["stages"]["after"]["outputs"]["by"], "timeout");
+}
+
+#[test]
+fn wait_needs_a_store() {
+  run_wf(GATED)
+    .args(["--wait", "--store", "none"])
+    .stdout("")
+    .stderr(
+      "error: `--wait` waits for `swdl approve|reject` from another process, which finds the \
+       run in the store: drop `--store none`\n",
+    )
+    .status(2)
+    .run();
 }
 
 const RISKY: &str = r#"
@@ -135,9 +232,12 @@ fn risky_stages_need_approval() {
   let out = run_wf(RISKY)
     .stdout("")
     .stderr(
-      "run [..] is suspended at nuke, deploy: approve with `swdl approve [..] nuke`, \
-       `swdl approve [..] deploy` (or `swdl reject ...`), then continue it with \
-       `swdl resume [..]`\n",
+      "
+      run [..] is suspended at nuke, deploy
+        decide nuke: `swdl approve [..] nuke` or `swdl reject [..] nuke`
+        decide deploy: `swdl approve [..] deploy` or `swdl reject [..] deploy`
+        then continue it: `swdl resume [..]`
+      ",
     )
     .status(4)
     .run();

@@ -122,7 +122,9 @@ fn a_suspended_gate_is_approved_with_inputs_then_resumed() {
   let first = p
     .swdl(&["run", "gated.yaml", "--progress", "none"])
     .stdout("").stderr(r"
-      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      run [..] is suspended at approve
+        decide approve: `swdl approve --store [DIR]/store [..] approve` or `swdl reject --store [DIR]/store [..] approve`
+        then continue it: `swdl resume --store [DIR]/store [..]`
       ").status(4)
     .run();
   let id = run_id_in(&first.stderr);
@@ -214,7 +216,9 @@ fn a_rejected_gate_fails_the_resumed_run_with_exit_3() {
   let first = p
     .swdl(&["run", "gated.yaml", "--progress", "none"])
     .stdout("").stderr(r"
-      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      run [..] is suspended at approve
+        decide approve: `swdl approve --store [DIR]/store [..] approve` or `swdl reject --store [DIR]/store [..] approve`
+        then continue it: `swdl resume --store [DIR]/store [..]`
       ").status(4)
     .run();
   let id = run_id_in(&first.stderr);
@@ -241,13 +245,13 @@ fn a_rejected_gate_fails_the_resumed_run_with_exit_3() {
 #[test]
 fn a_gate_timeout_counts_from_when_it_opened_across_processes() {
   let p = Project::new();
-  // The run waits for its gate's deadline; it is killed meanwhile, and resumed after the
-  // deadline: the gate is decided by its timeout at once, as `on_timeout` says.
+  // The run waits (`--wait`) for its gate's deadline; it is killed meanwhile, and resumed
+  // after the deadline: the gate is decided by its timeout at once, as `on_timeout` says.
   p.write(
     "timed.yaml",
     "name: timed\nstages:\n  - id: wait\n    gate: { timeout: 2s, on_timeout: approve }\n  - id: after\n    uses: echo\n    with: { d: \"$<< stages.wait.outputs.decided_by >>\" }\n    depends_on: [wait]\n",
   );
-  let mut child = p.spawn_run("timed.yaml", &[]);
+  let mut child = p.spawn_run("timed.yaml", &["--wait"]);
   let id = p.wait_run_id();
   let waiting = wait_for(Duration::from_secs(10), || {
     p.detail(&id)["state"]["stages"]["wait"]["status"] == "waiting"
@@ -283,7 +287,7 @@ fn a_live_run_is_approved_paused_resumed_and_cancelled_from_other_processes() {
 name: live
 stages:
   - id: gate
-    gate: { timeout: 60s }
+    gate: {}
   - id: one
     uses: sleep
     with: { ms: 300 }
@@ -299,9 +303,9 @@ stages:
 "#,
   );
   let events = p.path().join("events.jsonl");
-  let mut child = p.spawn_run(
+  let child = p.spawn_run(
     "live.yaml",
-    &["--events", events.to_str().unwrap_or_default()],
+    &["--events", events.to_str().unwrap_or_default(), "--wait"],
   );
   let id = p.wait_run_id();
   assert!(wait_for(Duration::from_secs(10), || {
@@ -360,8 +364,15 @@ stages:
     .stderr("run [..] cancelled\n")
     .status(0)
     .run();
-  let status = child.wait().expect("the run ends");
-  assert_eq!(status.code(), Some(3));
+  let ended = child.wait_with_output().expect("the run ends");
+  assert_eq!(ended.status.code(), Some(3));
+  // `--wait` said, once, how to decide the gate from elsewhere.
+  assert_matches(
+    "run [..] waits at gate: decide it from another terminal with `swdl approve --store \
+     [DIR]/store [..] gate` or `swdl reject --store [DIR]/store [..] gate` (if this process \
+     stops, `swdl resume --store [DIR]/store [..]` continues the run)\n",
+    &normalise(&String::from_utf8_lossy(&ended.stderr), p.path()),
+  );
   let detail = p.detail(&id);
   assert_eq!(detail["run"]["status"], "cancelled");
   assert_eq!(detail["state"]["stages"]["three"]["status"], "cancelled");
@@ -375,7 +386,9 @@ fn a_suspended_run_can_be_cancelled_and_then_not_resumed() {
   let first = p
     .swdl(&["run", "gated.yaml", "--progress", "none"])
     .stdout("").stderr(r"
-      run [..] is suspended at approve: approve with `swdl approve --store [DIR]/store [..] approve` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      run [..] is suspended at approve
+        decide approve: `swdl approve --store [DIR]/store [..] approve` or `swdl reject --store [DIR]/store [..] approve`
+        then continue it: `swdl resume --store [DIR]/store [..]`
       ").status(4)
     .run();
   let id = run_id_in(&first.stderr);

@@ -8,7 +8,7 @@ mod sharing;
 
 use crate::{
   common::{read_events, root, wait_for},
-  test::Test,
+  test::{Test, assert_matches, normalise},
 };
 use std::{
   collections::HashMap,

@@ -151,7 +151,9 @@ fn a_suspended_run_needs_its_secret_parameters_again() {
       "none",
     ])
     .stdout("").stderr(r"
-      run [..] is suspended at g: approve with `swdl approve --store [DIR]/store [..] g` (or `swdl reject ...`), then continue it with `swdl resume --store [DIR]/store [..]`
+      run [..] is suspended at g
+        decide g: `swdl approve --store [DIR]/store [..] g` or `swdl reject --store [DIR]/store [..] g`
+        then continue it: `swdl resume --store [DIR]/store [..]`
       ").status(4)
     .run();
   let id = run_id_in(&out.stderr);

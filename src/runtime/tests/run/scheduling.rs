@@ -301,8 +301,17 @@ fn gates_are_decided_through_the_control_channel_or_their_timeout() {
     },
   );
   assert_eq!(ran.status("after"), StageStatus::Completed);
-  let ran = run(
-    "name: t\nstages:\n  - { id: ok, gate: { timeout: 50ms, on_timeout: approve } }\n  - { id: after, uses: work, depends_on: ok }\n",
+  let timed = "name: t\nstages:\n  - { id: ok, gate: { timeout: 50ms, on_timeout: approve } }\n  - { id: after, uses: work, depends_on: ok }\n";
+  // Someone may still decide (`--wait`): the timeout decides first.
+  let ran = run_with(
+    timed,
+    |o| o.interactive = true,
+    |tx| {
+      tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        drop(tx);
+      });
+    },
   );
   assert_eq!(ran.status("after"), StageStatus::Completed);
   let decided = ran.events.iter().find_map(|r| match &r.event {
@@ -310,6 +319,23 @@ fn gates_are_decided_through_the_control_channel_or_their_timeout() {
     _ => None,
   });
   assert_eq!(decided.as_deref(), Some("timeout"));
+}
+
+#[test]
+fn a_gate_with_a_timeout_suspends_when_nobody_can_decide_and_records_its_deadline() {
+  let before = std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map_or(0, |d| d.as_millis());
+  let ran = run(
+    "name: t\nstages:\n  - { id: ok, gate: { timeout: 1h, on_timeout: approve } }\n  - { id: after, uses: work, depends_on: ok }\n",
+  );
+  assert_eq!(ran.outcome.state.status, RunStatus::Waiting);
+  assert_eq!(exit_code(&ran.outcome), 4);
+  let deadline = u128::from(ran.outcome.deadlines["ok"]);
+  assert!(
+    (before + 3_600_000..before + 3_660_000).contains(&deadline),
+    "{deadline} is not an hour after {before}"
+  );
 }
 
 #[test]
