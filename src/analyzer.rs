@@ -30,7 +30,7 @@ pub(crate) fn analyze(workflow: &Workflow) -> Diagnostics {
 enum Place<'a> {
   /// A stage's `if`.
   Condition(&'a Stage),
-  /// A stage's `with` or gate message.
+  /// A stage's `env`, `with` or gate message.
   Stage(&'a Stage),
   /// A stage's compensation, which runs after the stage completed and may read its outputs.
   Compensation(&'a Stage),
@@ -105,10 +105,10 @@ impl Analyzer<'_> {
       if let Some(condition) = &stage.condition {
         self.expression(condition, Place::Condition(stage), &mut reach, acyclic);
       }
-      let inputs: Vec<&Input> = match &stage.kind {
-        StageKind::Skill(call) => call.with.values().collect(),
-        StageKind::Gate(_) => Vec::new(),
-      };
+      let mut inputs: Vec<&Input> = stage.env.values().collect();
+      if let StageKind::Skill(call) = &stage.kind {
+        inputs.extend(call.with.values());
+      }
       for input in inputs {
         for e in input.expressions() {
           self.expression(e, Place::Stage(stage), &mut reach, acyclic);

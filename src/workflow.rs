@@ -320,6 +320,9 @@ pub struct Stage {
   /// The `if` condition.
   #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
   pub condition: Option<Expression>,
+  /// Variables added to `config.env` for this stage only.
+  #[serde(skip_serializing_if = "IndexMap::is_empty")]
+  pub env: IndexMap<String, Input>,
   /// Limit for one attempt.
   #[serde(serialize_with = "ser_duration")]
   pub timeout: Duration,
@@ -351,9 +354,10 @@ pub struct Stage {
 }
 
 impl Stage {
-  /// Every expression of the stage: `if`, `with`, gate message and compensation.
+  /// Every expression of the stage: `if`, `env`, `with`, gate message and compensation.
   pub fn expressions(&self) -> Vec<&Expression> {
     let mut exprs: Vec<&Expression> = self.condition.iter().collect();
+    exprs.extend(self.env.values().flat_map(Input::expressions));
     if let Some(call) = self.skill() {
       exprs.extend(call.with.values().flat_map(Input::expressions));
     }

@@ -63,6 +63,7 @@ pub(super) const STAGE_KEYS: &[&str] = &[
   "with",
   "gate",
   "if",
+  "env",
   "timeout",
   "retry",
   "on_failure",

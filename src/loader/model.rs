@@ -202,6 +202,25 @@ impl Loader {
     Some(param)
   }
 
+  /// An `env` mapping (of `config` or of a stage): names to scalar values or templates.
+  pub(super) fn env(&mut self, node: &Node) -> IndexMap<String, Input> {
+    let mut vars = IndexMap::new();
+    let Some(env) = self.mapping(node, "env", None) else {
+      return vars;
+    };
+    for (key, _, value) in &env.entries {
+      let input = match &value.value {
+        NodeValue::Seq(_) | NodeValue::Map(_) => {
+          self.wrong_type(value, &format!("env.{key}"), "a string");
+          continue;
+        }
+        _ => self.input(value, "env"),
+      };
+      vars.insert((*key).to_string(), input);
+    }
+    vars
+  }
+
   pub(super) fn config(&mut self, node: &Node, config: &mut Config) {
     let Some(map) = self.mapping(node, "config", Some(CONFIG_KEYS)) else {
       return;
@@ -214,19 +233,8 @@ impl Loader {
     if let Some(n) = map.get("timeout") {
       config.timeout = self.limit(n, "timeout");
     }
-    if let Some(n) = map.get("env")
-      && let Some(env) = self.mapping(n, "env", None)
-    {
-      for (key, _, value) in &env.entries {
-        let input = match &value.value {
-          NodeValue::Seq(_) | NodeValue::Map(_) => {
-            self.wrong_type(value, &format!("env.{key}"), "a string");
-            continue;
-          }
-          _ => self.input(value, "env"),
-        };
-        config.env.insert((*key).to_string(), input);
-      }
+    if let Some(n) = map.get("env") {
+      config.env = self.env(n);
     }
     if let Some(n) = map.get("hooks") {
       config.hooks = self

@@ -148,6 +148,7 @@ impl Loader {
       depends_on_spans,
       kind,
       condition: map.get("if").and_then(|n| self.condition(n)),
+      env: map.get("env").map(|n| self.env(n)).unwrap_or_default(),
       timeout,
       retry,
       on_failure: map

@@ -81,7 +81,10 @@ impl Core {
         .get(uses)
         .cloned()
         .unwrap_or_default(),
-      env: self.scope.env_strings.clone(),
+      env: match self.stage_env(i) {
+        Ok(Some(env)) => env.strings,
+        Ok(None) | Err(_) => self.scope.env_strings.clone(),
+      },
       memory: self.memory.view(),
     }
   }

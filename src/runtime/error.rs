@@ -22,6 +22,14 @@ pub enum RunError {
     /// Why.
     failure: ExprFailure,
   },
+  /// An entry of a stage's `env` failed.
+  #[error("env.{key}: {failure}")]
+  StageEnv {
+    /// The variable.
+    key: String,
+    /// Why.
+    failure: ExprFailure,
+  },
   /// A workflow output failed.
   #[error("workflow output `{name}` could not be evaluated: {failure}")]
   Output {
@@ -63,6 +71,7 @@ impl RunError {
       Self::Inputs(failure)
       | Self::Condition(failure)
       | Self::Env { failure, .. }
+      | Self::StageEnv { failure, .. }
       | Self::Output { failure, .. } => Some(failure),
       Self::RunTimedOut { .. } | Self::RecoveryCap { .. } | Self::StoreFailed => None,
     }
@@ -88,6 +97,7 @@ impl RunError {
     match self {
       Self::Inputs(f) => format!("inputs could not be evaluated: {}", f.kind),
       Self::Env { key, failure } => format!("config.env.{key}: {}", failure.kind),
+      Self::StageEnv { key, failure } => format!("env.{key}: {}", failure.kind),
       Self::Output { name, failure } => {
         format!(
           "workflow output `{name}` could not be evaluated: {}",

@@ -133,6 +133,13 @@ impl Core {
       self.cancel_pending(i, stop);
       return;
     }
+    // The stage's `env` is resolved when something reads it: its `if`, or else its start.
+    if let Err(error) = self.stage_env(i)
+      && (self.workflow.stages[i].condition.is_some() || self.flags(i).success)
+    {
+      self.fail_stage(i, &error, "inputs");
+      return;
+    }
     let flags = self.flags(i);
     let stage = &self.workflow.stages[i];
     let run = match &stage.condition {

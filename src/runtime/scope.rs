@@ -8,6 +8,14 @@ use crate::{
   workflow::{Input, Workflow},
 };
 
+/// A stage's `env` resolved: as its expressions see it and as its task's variables.
+pub(super) struct StageEnv {
+  /// `env.*`.
+  pub(super) value: Value,
+  /// The variables, as text.
+  pub(super) strings: IndexMap<String, String>,
+}
+
 /// The parts of every scope that do not depend on the stage.
 #[derive(Debug, Default)]
 pub(super) struct Scope {
@@ -88,6 +96,37 @@ impl Core {
     self.scope.env_strings = strings;
   }
 
+  /// `env` as stage `i` sees it: `config.env` plus the stage's own `env`, each entry
+  /// resolved in order against the stage's context (so it may read the entries before it),
+  /// with the same values as strings for its task. `None` for a stage without `env`.
+  pub(super) fn stage_env(&self, i: usize) -> Result<Option<StageEnv>, RunError> {
+    let stage = &self.workflow.stages[i];
+    if stage.env.is_empty() {
+      return Ok(None);
+    }
+    let mut values = match &self.scope.env {
+      Value::Object(map) => (**map).clone(),
+      _ => IndexMap::new(),
+    };
+    let mut strings = self.scope.env_strings.clone();
+    for (key, input) in &stage.env {
+      let ctx = self.context_of(i, Value::Object(Arc::new(values.clone())), self.flags(i));
+      let value = resolve_input(input, &ctx, &self.workflow.source).map_err(|failure| {
+        RunError::StageEnv {
+          key: key.clone(),
+          failure,
+        }
+      })?;
+      let value = Value::from(value);
+      strings.insert(key.clone(), value.to_text());
+      values.insert(key.clone(), value);
+    }
+    Ok(Some(StageEnv {
+      value: Value::Object(Arc::new(values)),
+      strings,
+    }))
+  }
+
   pub(super) fn context_with(
     &self,
     env: Value,
@@ -105,8 +144,19 @@ impl Core {
     }
   }
 
-  /// The expression context of stage `i`: only the stages it reads are built into `stages`.
+  /// The expression context of stage `i`: only the stages it reads are built into `stages`,
+  /// and `env` includes the stage's own (its entries were resolved once before, when the
+  /// stage became ready, where a failing one failed the stage).
   pub(super) fn context(&self, i: usize, status: StatusFlags) -> StageContext {
+    let env = match self.stage_env(i) {
+      Ok(Some(env)) => env.value,
+      Ok(None) | Err(_) => self.scope.env.clone(),
+    };
+    self.context_of(i, env, status)
+  }
+
+  /// [`Core::context`] with `env` given.
+  fn context_of(&self, i: usize, env: Value, status: StatusFlags) -> StageContext {
     let reads = &self.workflow.reads()[i];
     let mut stages = IndexMap::new();
     let visible: Box<dyn Iterator<Item = usize>> = if reads.all {
@@ -117,11 +167,7 @@ impl Core {
     for r in visible {
       stages.insert(self.workflow.stages[r].id.clone(), self.stage_value(r));
     }
-    self.context_with(
-      self.scope.env.clone(),
-      Value::Object(Arc::new(stages)),
-      status,
-    )
+    self.context_with(env, Value::Object(Arc::new(stages)), status)
   }
 
   /// `stages.<id>` for any stage: settled ones have their cached value.

@@ -462,6 +462,97 @@ stages:
 }
 
 #[test]
+fn a_stage_env_adds_to_config_env_for_that_stage_only() {
+  let out = run_wf(
+    r#"
+name: stage-env
+parameters:
+  region: { type: string, default: eu }
+config:
+  env: { LEVEL: info, REGION: none }
+stages:
+  - id: build
+    uses: echo
+    with: { tag: v1 }
+  - id: deploy
+    depends_on: build
+    uses: shell
+    env:
+      REGION: "$<< parameters.region >>"
+      TARGET: "$<< env.REGION >>-$<< stages.build.outputs.tag >>"
+    if: env.REGION == 'eu'
+    with: { run: 'echo "$LEVEL $REGION $TARGET"' }
+  - id: after
+    depends_on: deploy
+    uses: echo
+    with: { region: "$<< env.REGION >>", target: "$<< env.TARGET >>" }
+  - id: ask
+    depends_on: build
+    env: { WHAT: "$<< stages.build.outputs.tag >>" }
+    gate: { message: "ship $<< env.WHAT >> to $<< env.REGION >>?" }
+"#,
+  )
+  .args(["--approve", "ask"])
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
+  let logged: Vec<&Value> = out
+    .named("log", "deploy")
+    .iter()
+    .map(|l| &l["message"])
+    .collect();
+  assert_eq!(logged, [&json!("info eu eu-v1")], "{}", out.dump());
+  // Another stage sees `config.env` alone.
+  assert_eq!(
+    out.one("stage_started", "after")["inputs"],
+    json!({ "region": "none", "target": null })
+  );
+  assert_eq!(
+    out.one("gate_waiting", "ask")["message"],
+    "ship v1 to none?"
+  );
+}
+
+#[test]
+fn a_stage_env_that_fails_fails_its_stage_with_the_place() {
+  let out = run_wf(
+    r#"
+name: stage-env-fails
+stages:
+  - id: s
+    uses: echo
+    env: { N: "$<< fromJSON('nope') >>" }
+  - id: t
+    depends_on: s
+    if: always()
+    uses: echo
+"#,
+  )
+  .stdout("")
+  .stderr(
+    "
+    wf.yaml:5:20: error: stage `s`: env.N: fromJSON: invalid JSON: [..]
+      |
+    5 |     env: { N: \"$<< fromJSON('nope') >>\" }
+      |                    ^^^^^^^^^^^^^^^^
+    ",
+  )
+  .status(1)
+  .run();
+  let failed = out.one("stage_failed", "s");
+  assert_eq!(failed["reason"], "inputs");
+  assert!(
+    failed["error"]
+      .as_str()
+      .is_some_and(|e| e.starts_with("env.N: `$<< fromJSON('nope') >>`: ")),
+    "{}",
+    out.dump()
+  );
+  assert_eq!(out.final_status("t"), "completed");
+}
+
+#[test]
 fn the_summary_shows_the_outputs_masked_and_cut() {
   Test::new()
     .workflow(
