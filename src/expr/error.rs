@@ -116,6 +116,21 @@ pub enum ExprErrorKind {
     /// How many were given.
     found: usize,
   },
+  /// `case` with an even number of arguments: a value without its condition, or no default.
+  #[error(
+    "`case` takes conditions and values in pairs, then a default (an odd number of arguments), \
+     got {found}"
+  )]
+  CaseArity {
+    /// How many were given.
+    found: usize,
+  },
+  /// A `case` condition that is not a boolean.
+  #[error("a `case` condition must be a boolean, found {kind}")]
+  CaseCondition {
+    /// The kind found.
+    kind: &'static str,
+  },
   /// An object literal naming the same key twice (keys ignore case).
   #[error("duplicate key `{key}` in object literal")]
   DuplicateKey {
@@ -221,7 +236,7 @@ mod tests {
     assert_eq!(
       kind.to_string(),
       "unknown function `fromJson2` (did you mean `fromJSON`?): the functions are contains, \
-       startsWith, endsWith, format, join, toJSON, fromJSON, length, success, failure, always, \
+       startsWith, endsWith, format, join, toJSON, fromJSON, case, length, success, failure, always, \
        cancelled"
     );
     let kind = ExprErrorKind::UnknownName {

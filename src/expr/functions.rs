@@ -67,6 +67,13 @@ pub const FUNCTIONS: &[FunctionInfo] = &[
     summary: "the value a JSON text describes",
   },
   FunctionInfo {
+    name: "case",
+    min_args: 3,
+    max_args: None,
+    signature: "case(condition, value, ..., default)",
+    summary: "the value after the first true condition, else the default (an odd number of arguments)",
+  },
+  FunctionInfo {
     name: "length",
     min_args: 1,
     max_args: Some(1),
@@ -204,6 +211,28 @@ pub(super) fn call(
           },
         )),
       }
+    }
+    "case" => {
+      // Pairs of condition and value, then the default; only what is needed is evaluated.
+      let Some((default, pairs)) = args.split_last() else {
+        return Ok(Value::Null);
+      };
+      for pair in pairs.chunks(2) {
+        let [condition, value] = pair else { break };
+        match eval(condition, ctx)? {
+          Value::Bool(true) => return eval(value, ctx),
+          Value::Bool(false) => {}
+          other => {
+            return Err(ExprError::new(
+              condition.span,
+              ExprErrorKind::CaseCondition {
+                kind: other.kind_name(),
+              },
+            ));
+          }
+        }
+      }
+      eval(default, ctx)
     }
     "length" => {
       let n = match arg(0)? {

@@ -48,6 +48,9 @@ mod parser;
 mod template;
 mod value;
 
+#[cfg(test)]
+mod conformance;
+
 /// The most text one evaluation (an expression, or a template with all its expressions) may
 /// build through `toJSON`, `format`, `join` and interpolation.
 pub const MAX_BUILT_BYTES: usize = 32 * 1024 * 1024;

@@ -652,6 +652,13 @@ impl<'a> ExprParser<'a> {
       self.parse_expression(i, depth + 1)
     })?;
     let span = self.span(input, rest);
+    if info.name == "case" && args.len() >= info.min_args && args.len() % 2 == 0 {
+      return Self::fail(
+        input,
+        span.len,
+        ExprErrorKind::CaseArity { found: args.len() },
+      );
+    }
     if args.len() < info.min_args || info.max_args.is_some_and(|max| args.len() > max) {
       return Self::fail(
         input,

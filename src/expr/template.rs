@@ -295,7 +295,7 @@ mod tests {
       eval("$<< lenght(x) >>"),
       Err(
         "unknown function `lenght` (did you mean `length`?): the functions are contains, \
-         startsWith, endsWith, format, join, toJSON, fromJSON, length, success, failure, always, \
+         startsWith, endsWith, format, join, toJSON, fromJSON, case, length, success, failure, always, \
          cancelled@4"
           .into()
       )

@@ -346,14 +346,16 @@ pub(super) fn object_get<'a>(map: &'a IndexMap<String, Value>, key: &str) -> Opt
   })
 }
 
-/// The simple upper-case mapping .NET's `OrdinalIgnoreCase` uses: one char to one char.
+/// The simple upper-case mapping .NET's `OrdinalIgnoreCase` uses: one char to one char, and
+/// never from outside ASCII into it (`ı` and `ſ` stay themselves, so `'ı' == 'I'` is false,
+/// as in GitHub).
 fn fold(c: char) -> char {
   if c.is_ascii() {
     return c.to_ascii_uppercase();
   }
   let mut upper = c.to_uppercase();
   match (upper.next(), upper.next()) {
-    (Some(u), None) => u,
+    (Some(u), None) if !u.is_ascii() => u,
     _ => c,
   }
 }
@@ -479,7 +481,7 @@ pub(super) fn number_from_text(text: &str) -> f64 {
     return radix_i32(octal, 8);
   }
   match text {
-    "Infinity" => f64::INFINITY,
+    "Infinity" | "+Infinity" => f64::INFINITY,
     "-Infinity" => f64::NEG_INFINITY,
     _ => f64::NAN,
   }

@@ -62,7 +62,7 @@ fn parse_errors_exit_2_with_the_column() {
     .stdout("")
     .stderr(
       r"
-      <expr>:1:21: error: unknown function `fromJSN` (did you mean `fromJSON`?): the functions are contains, startsWith, endsWith, format, join, toJSON, fromJSON, length, success, failure, always, cancelled
+      <expr>:1:21: error: unknown function `fromJSN` (did you mean `fromJSON`?): the functions are contains, startsWith, endsWith, format, join, toJSON, fromJSON, case, length, success, failure, always, cancelled
         |
       1 | parameters.n > 2 && fromJSN('1')
         |                     ^^^^^^^
