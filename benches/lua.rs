@@ -94,6 +94,7 @@ fn main() {
           hooks: None,
           resume: None,
           start_paused: false,
+          reuse: None,
         };
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let outcome = rt.block_on(runtime::execute(

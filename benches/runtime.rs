@@ -196,6 +196,7 @@ async fn run_with(
     hooks: None,
     resume: None,
     start_paused: false,
+    reuse: None,
   };
   // The sender stays alive for the whole run, as it does under `swdl run`.
   let (_control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();

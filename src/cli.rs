@@ -56,6 +56,8 @@ pub(crate) enum Command {
   },
   /// Continue a suspended or crashed run here, or tell a paused live run to go on.
   Resume(ResumeArgs),
+  /// Run a finished run's workflow again, reusing what completed and did not change.
+  Retry(RetryArgs),
   /// Approve a gate or risky stage a run waits at; then `swdl resume` a suspended run.
   Approve(DecideArgs),
   /// Reject a gate or risky stage a run waits at; then `swdl resume` a suspended run.
@@ -215,6 +217,23 @@ pub(crate) struct ResumeArgs {
   /// The run.
   pub run_id: String,
   /// A value for a secret parameter (the store keeps secrets masked), `name=value`.
+  #[arg(long = "param", value_name = "NAME=VALUE")]
+  pub params: Vec<String>,
+  /// What `run` and `resume` share.
+  #[command(flatten)]
+  pub flags: RunFlags,
+}
+
+/// Options of `swdl retry`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RetryArgs {
+  /// The finished run to retry.
+  pub run_id: String,
+  /// Run this stage and everything downstream of it again, even if they completed.
+  #[arg(long, value_name = "STAGE")]
+  pub from: Option<String>,
+  /// A parameter value for the new run, over the retried run's (secrets must be given
+  /// again: the store keeps them masked), `name=value`.
   #[arg(long = "param", value_name = "NAME=VALUE")]
   pub params: Vec<String>,
   /// What `run` and `resume` share.

@@ -73,6 +73,13 @@ pub enum Event {
     summary: Option<String>,
     /// Attempt wall time.
     duration_ms: u64,
+    /// `swdl retry`: the run whose outputs this stage reused instead of running (attempt 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reused_from: Option<String>,
+    /// The resolved inputs the reuse matched (secrets masked), so a later retry can match
+    /// them again; only on a reused stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs: Option<Arc<serde_json::Value>>,
   },
   /// An attempt failed (a `stage_retrying` follows when it will be retried).
   StageFailed {

@@ -272,6 +272,11 @@ pub(crate) fn sentence(event: &Event, known: Known) -> String {
     ),
     Event::StageCompleted {
       stage,
+      reused_from: Some(run),
+      ..
+    } => format!("stage {stage} reused the outputs of run {run}"),
+    Event::StageCompleted {
+      stage,
       attempt,
       duration_ms,
       ..

@@ -47,6 +47,8 @@ pub(crate) struct Settings {
   pub(crate) resume: Option<Resume>,
   /// Nothing starts before a step or resume (the REPL).
   pub(crate) start_paused: bool,
+  /// `swdl retry`: completed stages of the retried run that need not run again.
+  pub(crate) reuse: Option<Arc<runtime::Reuse>>,
 }
 
 /// A run ready to start: its workflow, options and executor.
@@ -86,6 +88,7 @@ impl Launch {
       interactive,
       resume,
       start_paused,
+      reuse,
     } = settings;
     let options = RunOptions {
       run_id,
@@ -99,6 +102,7 @@ impl Launch {
       hooks: lua.map(|lua| Arc::new(lua.host.clone()) as Arc<dyn hooks::Hooks>),
       resume,
       start_paused,
+      reuse,
     };
     Self {
       workflow,

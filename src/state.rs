@@ -70,6 +70,9 @@ pub struct StageState {
   /// Wall time of the latest attempt.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub duration_ms: Option<u64>,
+  /// `swdl retry`: the run whose outputs this stage reused instead of running.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub reused_from: Option<String>,
   /// The gate decision, for gates and approvals.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub decision: Option<serde_json::Value>,
@@ -182,12 +185,20 @@ impl RunState {
       }
       Event::StageCompleted {
         stage: _,
+        uses,
         outputs,
         summary,
         duration_ms,
+        reused_from,
+        inputs,
         ..
       } => {
         if let Some(s) = self.at(index) {
+          s.uses = Some(uses.clone());
+          s.reused_from.clone_from(reused_from);
+          if inputs.is_some() {
+            s.inputs.clone_from(inputs);
+          }
           s.status = StageStatus::Completed;
           s.outputs = Some(Arc::clone(outputs));
           s.summary.clone_from(summary);

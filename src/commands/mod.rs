@@ -18,6 +18,7 @@ mod param_args;
 mod pause;
 mod plan;
 mod resume;
+mod retry;
 mod run;
 mod runs;
 mod skills;
@@ -194,6 +195,7 @@ fn dispatch(command: Command) -> Result<Done, Error> {
     } => plan::plan(&file, &params, format),
     Command::Run(args) => run::run(&args),
     Command::Resume(args) => resume::resume(&args),
+    Command::Retry(args) => retry::retry(&args),
     Command::Runs {
       run_id,
       status,

@@ -50,27 +50,25 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<Done, Error> {
   };
   let given = params::resolve_given(&workflow, &args.params).map_err(Error::Diagnostics)?;
   params.extend(given);
-  let missing: Vec<&str> = workflow
-    .parameters
-    .values()
-    .filter(|p| p.secret && params.get(&p.name).is_some_and(|v| *v == mask::MASK))
-    .map(|p| p.name.as_str())
-    .collect();
-  if !missing.is_empty() {
-    return Err(Error::Usage(format!(
-      "run `{}` has secret parameters the store does not keep: give them again with {}",
-      row.id,
-      missing
-        .iter()
-        .map(|name| format!("--param {name}=..."))
-        .collect::<Vec<_>>()
-        .join(" ")
-    )));
-  }
+  secrets_given(&workflow, &params, &row.id)?;
   let masker = launch::masker(&workflow, &params)?;
   let options = StoredOptions::read(&row)?;
   let lua_files: Vec<PathBuf> = options.lua.iter().map(PathBuf::from).collect();
   let lua = launch::start_lua(&workflow, &file, &lua_files)?;
+  // A retry goes on reusing the run it retries (unless that run has been pruned since).
+  let reuse = match row.options.get("retry_of").and_then(|v| v.as_str()) {
+    Some(of) => match store.run(of) {
+      Ok(old) => {
+        let from = row.options.get("retry_from").and_then(|v| v.as_str());
+        let events = store.events(of)?;
+        Some(Arc::new(super::retry::reusable(
+          &old, events, &workflow, from,
+        )?))
+      }
+      Err(_) => None,
+    },
+    None => None,
+  };
   let (row, attempt) = store.claim(&args.run_id)?;
   let events = store.events(&row.id)?;
   let resume = runtime::Resume {
@@ -101,6 +99,7 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<Done, Error> {
       interactive: false,
       resume: Some(resume),
       start_paused: false,
+      reuse,
     },
     flags,
     store: Some(Stored {
@@ -111,18 +110,43 @@ pub(crate) fn resume(args: &ResumeArgs) -> Result<Done, Error> {
   })
 }
 
+/// Refuses parameters whose value is still the store's mask: a secret must be given again.
+pub(super) fn secrets_given(
+  workflow: &workflow::Workflow,
+  params: &IndexMap<String, serde_json::Value>,
+  run_id: &str,
+) -> Result<(), Error> {
+  let missing: Vec<&str> = workflow
+    .parameters
+    .values()
+    .filter(|p| p.secret && params.get(&p.name).is_some_and(|v| *v == mask::MASK))
+    .map(|p| p.name.as_str())
+    .collect();
+  if missing.is_empty() {
+    return Ok(());
+  }
+  Err(Error::Usage(format!(
+    "run `{run_id}` has secret parameters the store does not keep: give them again with {}",
+    missing
+      .iter()
+      .map(|name| format!("--param {name}=..."))
+      .collect::<Vec<_>>()
+      .join(" ")
+  )))
+}
+
 /// The options `swdl run` recorded with the run.
-struct StoredOptions {
-  max_parallel: usize,
-  approve: Vec<String>,
-  reject: Vec<String>,
-  approve_all: bool,
-  lua: Vec<String>,
+pub(super) struct StoredOptions {
+  pub(super) max_parallel: usize,
+  pub(super) approve: Vec<String>,
+  pub(super) reject: Vec<String>,
+  pub(super) approve_all: bool,
+  pub(super) lua: Vec<String>,
 }
 
 impl StoredOptions {
   /// Reads them back; a record that lacks one, or holds the wrong type, is damage, not a default.
-  fn read(row: &store::RunRow) -> Result<Self, Error> {
+  pub(super) fn read(row: &store::RunRow) -> Result<Self, Error> {
     let options = &row.options;
     let bad = |key: &str, expected: &str| {
       Error::Store(store::StoreError::Refused(format!(

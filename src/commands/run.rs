@@ -83,6 +83,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<Done, Error> {
       interactive: false,
       resume: None,
       start_paused: false,
+      reuse: None,
     },
     flags,
     store,

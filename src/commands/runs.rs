@@ -113,6 +113,15 @@ pub(super) fn list_or_show(
   if row.attempt > 1 {
     writeln!(out, "resumed   {} times", row.attempt - 1)?;
   }
+  if let Some(of) = row.options.get("retry_of").and_then(|v| v.as_str()) {
+    let from = row
+      .options
+      .get("retry_from")
+      .and_then(|v| v.as_str())
+      .map(|s| format!(" from stage {s}"))
+      .unwrap_or_default();
+    writeln!(out, "retries   run {of}{from}")?;
+  }
   if row.params.as_object().is_some_and(|m| !m.is_empty()) {
     writeln!(out, "params    {}", row.params)?;
   }
@@ -128,19 +137,24 @@ pub(super) fn list_or_show(
   }
   writeln!(out, "\nstages")?;
   for (id, stage) in &state.stages {
+    let reused = stage
+      .reused_from
+      .as_ref()
+      .map(|run| format!("reused from run {run}"));
     let detail = stage
       .error
       .as_deref()
       .or(stage.reason.as_deref())
+      .or(reused.as_deref())
       .unwrap_or_default();
-    writeln!(
-      out,
+    let line = format!(
       "  {:<24} {:<10} attempts {:<3} {}",
       truncate(id, 24),
       stage.status.as_str(),
       stage.attempts,
       truncate(detail, 60)
-    )?;
+    );
+    writeln!(out, "{}", line.trim_end())?;
   }
   if !attempts.is_empty() {
     writeln!(out, "\nattempts")?;
@@ -202,6 +216,8 @@ fn summary_json(run: &RunRow) -> serde_json::Value {
     "params": run.params,
     "outputs": run.outputs,
     "error": run.error,
+    "retry_of": run.options.get("retry_of").filter(|v| v.is_string()),
+    "retry_from": run.options.get("retry_from").filter(|v| v.is_string()),
   })
 }
 

@@ -487,6 +487,7 @@ impl Session {
         interactive: true,
         resume,
         start_paused: true,
+        reuse: None,
       },
     )
     .map_err(|e| render(&e, self.color))?;

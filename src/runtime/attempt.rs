@@ -142,6 +142,8 @@ impl Core {
           outputs: Arc::new(serde_json::Value::Object(outputs)),
           summary,
           duration_ms: elapsed,
+          reused_from: None,
+          inputs: None,
         });
       }
       Finished::Result(StageResult::Failed { error }) => {

@@ -193,6 +193,8 @@ impl Core {
           outputs: Arc::new(serde_json::Value::Object(outputs)),
           summary: Some("approved".into()),
           duration_ms: 0,
+          reused_from: None,
+          inputs: None,
         });
       }
       GateDecision::Approve => self.push_runnable(i),

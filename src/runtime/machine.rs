@@ -41,6 +41,8 @@ pub struct CoreOptions {
   pub hooks: bool,
   /// Start paused: nothing starts before a step or a resume.
   pub start_paused: bool,
+  /// `swdl retry`: completed stages of an earlier run that need not run again.
+  pub reuse: Option<Arc<Reuse>>,
 }
 
 /// Something that happened, handed to [`Core::handle`] with the time it happened.

@@ -29,6 +29,7 @@ mod outcome;
 mod queue;
 mod recovery;
 mod retry;
+mod reuse;
 mod scope;
 #[cfg(test)]
 mod sim;
@@ -93,6 +94,8 @@ pub struct RunOptions {
   pub resume: Option<Resume>,
   /// Start paused: nothing starts before `Control::Steer(Steer::Step)` or `Control::Steer(Steer::Resume)` (the REPL).
   pub start_paused: bool,
+  /// `swdl retry`: completed stages of an earlier run that need not run again.
+  pub reuse: Option<Arc<Reuse>>,
 }
 
 impl RunOptions {
@@ -108,8 +111,33 @@ impl RunOptions {
       masker: self.masker.clone(),
       hooks: self.hooks.is_some(),
       start_paused: self.start_paused,
+      reuse: self.reuse.clone(),
     }
   }
+}
+
+/// What `swdl retry` may reuse of the run it retries.
+#[derive(Debug, Clone, Default)]
+pub struct Reuse {
+  /// The retried run's id.
+  pub from_run: String,
+  /// Stages that completed there and may be reused, by id.
+  pub stages: HashMap<String, Reusable>,
+}
+
+/// A stage that completed in the retried run.
+#[derive(Debug, Clone)]
+pub struct Reusable {
+  /// Its definition there, as JSON: reused only when the stage still reads the same.
+  pub definition: serde_json::Value,
+  /// Its resolved inputs there, secrets masked; reused only when they resolve the same again.
+  pub inputs: Option<Arc<serde_json::Value>>,
+  /// The skill that produced the outputs.
+  pub uses: String,
+  /// The outputs it completed with.
+  pub outputs: Arc<serde_json::Value>,
+  /// Its summary for working memory.
+  pub summary: Option<String>,
 }
 
 /// What a resumed run continues from (`swdl resume`).

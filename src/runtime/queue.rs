@@ -181,7 +181,8 @@ impl Core {
           reason: reason.into(),
         });
       }
-      Ok(true) => match &stage.kind {
+      Ok(true) if self.reuse(i) => {}
+      Ok(true) => match &self.workflow.stages[i].kind {
         StageKind::Gate(_) => self.open_gate(i, "gate"),
         StageKind::Skill(_) if self.needs_approval(i) => self.open_gate(i, "approval"),
         StageKind::Skill(_) => self.push_runnable(i),

@@ -668,6 +668,8 @@ mod tests {
         outputs: Arc::new(serde_json::json!({"x": 1})),
         summary: None,
         duration_ms: 3,
+        reused_from: None,
+        inputs: None,
       }),
       record(Event::GateDecided {
         stage: "g".into(),

@@ -216,6 +216,11 @@ pub fn attempts_of(events: &[EventRecord]) -> Vec<AttemptRow> {
         });
         continue;
       }
+      // A stage reused by `swdl retry` made no attempt.
+      Event::StageCompleted {
+        reused_from: Some(_),
+        ..
+      } => continue,
       Event::StageCompleted {
         stage,
         attempt,

@@ -568,6 +568,7 @@ fn options(workflow: &Workflow) -> CoreOptions {
     masker: mask::Masker::default(),
     hooks: true,
     start_paused: false,
+    reuse: None,
   }
 }
 

@@ -97,6 +97,7 @@ fn run(text: &str, approve: &[&str]) -> (RunOutcome, Vec<EventRecord>, Arc<Scrip
     hooks: Some(Arc::clone(&hooks) as Arc<dyn Hooks>),
     resume: None,
     start_paused: false,
+    reuse: None,
   };
   let runtime = tokio::runtime::Builder::new_multi_thread()
     .worker_threads(2)

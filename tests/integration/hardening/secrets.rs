@@ -102,8 +102,8 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
       error     suspended: waiting for a decision on `gate`
 
       stages
-        gate                     waiting    attempts 0   
-        after                    pending    attempts 0   
+        gate                     waiting    attempts 0
+        after                    pending    attempts 0
       "#,
     )
     .stderr("")

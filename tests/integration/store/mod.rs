@@ -4,6 +4,7 @@
 
 mod crash;
 mod gates;
+mod retry;
 mod sharing;
 
 use crate::{

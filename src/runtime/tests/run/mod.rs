@@ -116,6 +116,7 @@ fn options(workflow: &Workflow) -> RunOptions {
     hooks: None,
     resume: None,
     start_paused: false,
+    reuse: None,
   }
 }
 

@@ -1,0 +1,50 @@
+//! `swdl retry`: a stage that completed in the retried run, with the same definition and the
+//! same resolved inputs, completes again at once with the outputs it had there.
+use super::machine::Core;
+use super::*;
+use crate::event::Event;
+
+impl Core {
+  /// Completes stage `i` with the retried run's outputs when they may be reused; whether it
+  /// did. Called where the stage would otherwise start (or open its gate).
+  pub(super) fn reuse(&mut self, i: usize) -> bool {
+    let Some(reuse) = self.options.reuse.clone() else {
+      return false;
+    };
+    let stage = &self.workflow.stages[i];
+    let Some(old) = reuse.stages.get(&stage.id) else {
+      return false;
+    };
+    if serde_json::to_value(stage).ok().as_ref() != Some(&old.definition) {
+      return false;
+    }
+    let inputs = match stage.skill() {
+      None => None,
+      Some(call) => {
+        let ctx = self.context(i, self.flags(i));
+        // Inputs that do not resolve are the attempt's to report: the stage runs.
+        let Ok(mut inputs) = scope::resolve_with(&call.with, &ctx, &self.workflow.source) else {
+          return false;
+        };
+        // The store keeps inputs masked: compare like with like.
+        self.options.masker.mask_json(&mut inputs);
+        if old.inputs.as_deref() != Some(&inputs) {
+          return false;
+        }
+        Some(Arc::new(inputs))
+      }
+    };
+    let id = stage.id.clone();
+    self.emit(Event::StageCompleted {
+      stage: id,
+      attempt: 0,
+      uses: old.uses.clone(),
+      outputs: Arc::clone(&old.outputs),
+      summary: old.summary.clone(),
+      duration_ms: 0,
+      reused_from: Some(reuse.from_run.clone()),
+      inputs,
+    });
+    true
+  }
+}
