@@ -138,7 +138,7 @@ async fn run_builtins(prepared: &Prepared) -> usize {
     3,
     "bench",
     Vec::new(),
-    Arc::new(swdl::builtin::Builtins),
+    Arc::new(swdl::builtin::Builtins::new()),
   )
   .await
 }
@@ -344,7 +344,7 @@ fn profile_store_child() {
       &echo,
       3,
       &dir,
-      Arc::new(swdl::builtin::Builtins),
+      Arc::new(swdl::builtin::Builtins::new()),
     )));
   }
   let _ = std::fs::remove_dir_all(&dir);
@@ -437,7 +437,7 @@ fn main() {
         verdict(took < Duration::from_millis(20)),
       );
     }
-    let builtins = || -> Arc<dyn StageExecutor> { Arc::new(swdl::builtin::Builtins) };
+    let builtins = || -> Arc<dyn StageExecutor> { Arc::new(swdl::builtin::Builtins::new()) };
     assert_eq!(rt.block_on(run_stored(&echo, 3, &dir, builtins())), 1_000);
     let (took, runs) = measure(Duration::from_secs(5), 5, || {
       black_box(rt.block_on(run_stored(&echo, 3, &dir, builtins())));

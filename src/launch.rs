@@ -104,10 +104,11 @@ impl Launch {
       start_paused,
       reuse,
     };
+    let executor = executor(&workflow, lua);
     Self {
       workflow,
       options,
-      executor: executor(lua),
+      executor,
     }
   }
 
@@ -237,10 +238,16 @@ pub(crate) fn check_lua_skills(workflow: &Workflow, lua: &Lua) -> Diagnostics {
 
 /// What runs a workflow's stages: the Lua host's executor (built-ins included) when the
 /// workflow needs Lua, else the built-ins alone. Making one looks at the skill files afresh.
-fn executor(lua: Option<&Lua>) -> Arc<dyn StageExecutor> {
+/// The executor of a run of `workflow`: built-ins (a relative shell `cwd` taken from the
+/// workflow file's directory), and Lua skills when there is a host.
+fn executor(workflow: &Workflow, lua: Option<&Lua>) -> Arc<dyn StageExecutor> {
+  let dir = Path::new(workflow.source.name()).parent();
+  let builtins = dir.map_or_else(builtin::Builtins::new, builtin::Builtins::in_dir);
   match lua {
-    Some(lua) => Arc::new(lua::Executor::new(lua.host.clone(), lua.skills.clone())),
-    None => Arc::new(builtin::Builtins),
+    Some(lua) => {
+      Arc::new(lua::Executor::new(lua.host.clone(), lua.skills.clone()).with_builtins(builtins))
+    }
+    None => Arc::new(builtins),
   }
 }
 

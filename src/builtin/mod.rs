@@ -89,24 +89,37 @@ pub(crate) fn inputs(name: &str) -> Option<Inputs> {
 }
 
 /// Runs the built-in skills; dispatches on [`StageTask::skill`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Builtins;
+#[derive(Debug, Clone, Default)]
+pub struct Builtins {
+  /// What a relative shell `cwd` is relative to: the workflow file's directory.
+  base: Option<Arc<std::path::Path>>,
+}
 
 impl Builtins {
-  /// An executor for the built-in skills.
+  /// An executor for the built-in skills; a relative `cwd` is relative to the current
+  /// directory.
   pub fn new() -> Self {
-    Self
+    Self::default()
+  }
+
+  /// An executor whose relative shell `cwd`s are relative to `dir` (the workflow file's
+  /// directory).
+  pub fn in_dir(dir: &std::path::Path) -> Self {
+    Self {
+      base: Some(Arc::from(dir)),
+    }
   }
 }
 
 impl StageExecutor for Builtins {
   fn execute(&self, task: StageTask, io: TaskIo) -> BoxFuture<StageResult> {
+    let base = self.base.clone();
     Box::pin(async move {
       match task.skill.as_str() {
         "echo" => echo(&task),
         "sleep" => sleep(&task).await,
         "fail" => fail(&task),
-        "shell" => shell(&task, &io).await,
+        "shell" => shell(&task, &io, base.as_deref()).await,
         "http" => http_skill(&task, &io).await,
         "llm" => llm_skill(&task, &io).await,
         other => StageResult::failed(unavailable(other)),

@@ -116,16 +116,26 @@ pub(super) fn env_var(name: &str, value: &Value) -> Result<(String, String), Str
 }
 
 /// `shell`: runs `run` with `<shell> -c` in its own process group.
-pub(super) async fn shell(task: &StageTask, io: &TaskIo) -> StageResult {
-  match run_shell(task, io).await {
+pub(super) async fn shell(task: &StageTask, io: &TaskIo, base: Option<&Path>) -> StageResult {
+  match run_shell(task, io, base).await {
     Ok(outputs) => StageResult::outputs(outputs),
     Err(error) => StageResult::failed(error),
   }
 }
 
 /// Runs the script and collects its outputs; every error is a message for people.
-pub(super) async fn run_shell(task: &StageTask, io: &TaskIo) -> Result<Map<String, Value>, String> {
-  let spec = ShellSpec::parse(task)?;
+pub(super) async fn run_shell(
+  task: &StageTask,
+  io: &TaskIo,
+  base: Option<&Path>,
+) -> Result<Map<String, Value>, String> {
+  let mut spec = ShellSpec::parse(task)?;
+  // A relative `cwd` is relative to the workflow file's directory, like every path in it.
+  if let (Some(base), Some(cwd)) = (base, &spec.cwd)
+    && cwd.is_relative()
+  {
+    spec.cwd = Some(base.join(cwd));
+  }
   // Checked here so that "No such file or directory" from spawning can only mean the shell.
   if let Some(cwd) = &spec.cwd {
     match tokio::fs::metadata(cwd).await {
@@ -228,7 +238,7 @@ pub(super) async fn run_shell(task: &StageTask, io: &TaskIo) -> Result<Map<Strin
       );
       continue;
     }
-    outputs.insert(key, value.into());
+    outputs.insert(key, value);
   }
   Ok(outputs)
 }
@@ -420,7 +430,7 @@ impl OutputFile {
   }
 
   /// The `key=value` and `key<<DELIMITER` entries the script wrote, in order.
-  async fn read(&self) -> Result<Vec<(String, String)>, String> {
+  async fn read(&self) -> Result<Vec<(String, Value)>, String> {
     let mut bytes = Vec::new();
     let file = tokio::fs::File::open(&self.path)
       .await
@@ -447,7 +457,10 @@ impl Drop for OutputFile {
 /// Parses GitHub's `$GITHUB_OUTPUT` format: `key=value` lines and `key<<DELIMITER` blocks
 /// ending at a line holding only the delimiter. Blank lines are ignored; anything else is an
 /// error, since a silently dropped line would surface much later as a missing output.
-pub(super) fn parse_output_file(text: &str) -> Result<Vec<(String, String)>, String> {
+///
+/// A line's value that is JSON (`n=3`, `ok=true`, `xs=[1,2]`, `s="text"`) is that value;
+/// any other value, and every block, is text.
+pub(super) fn parse_output_file(text: &str) -> Result<Vec<(String, Value)>, String> {
   let mut entries = Vec::new();
   let mut lines = text
     .split('\n')
@@ -468,7 +481,8 @@ pub(super) fn parse_output_file(text: &str) -> Result<Vec<(String, String)>, Str
             "`{key}` is not a valid output name (letters, digits, `_` and `-`, not starting with a digit)"
           )));
         }
-        entries.push((key.to_string(), value.to_string()));
+        let typed = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
+        entries.push((key.to_string(), typed));
       }
       (_, Some(h)) => {
         let (key, delimiter) = (&line[..h], &line[h + 2..]);
@@ -494,7 +508,7 @@ pub(super) fn parse_output_file(text: &str) -> Result<Vec<(String, String)>, Str
             }
           }
         }
-        entries.push((key.to_string(), value.join("\n")));
+        entries.push((key.to_string(), Value::from(value.join("\n"))));
       }
       _ => {
         return Err(bad(&format!(

@@ -247,7 +247,7 @@ async fn builtin_shell_captures_output() {
   assert_eq!(out["stderr"], json!("err"));
   assert_eq!(out["exit_code"], json!(0));
   assert_eq!(out["greeting"], json!("hi there"));
-  assert_eq!(out["count"], json!("2"));
+  assert_eq!(out["count"], json!(2));
   assert_eq!(out["body"], json!("line 1\n\nline=3"));
   assert_eq!(out["ids"], json!("run-1 build 1 run-1/build"));
   let path = out["path"].as_str().unwrap();
@@ -481,14 +481,25 @@ async fn builtin_shell_drop_kills_the_whole_group() {
 
 #[test]
 fn builtin_output_file_format() {
-  let parsed = parse_output_file("a=1\r\n\nb-c=x=y\nmulti<<END\n1\r\n2\nEND\na=3\n").unwrap();
-  let expected = [("a", "1"), ("b-c", "x=y"), ("multi", "1\n2"), ("a", "3")];
-  assert_eq!(
-    parsed,
-    expected
-      .map(|(k, v)| (k.to_string(), v.to_string()))
-      .to_vec()
-  );
+  let parsed = parse_output_file(
+    "a=1\r\n\nb-c=x=y\nmulti<<END\n1\r\n2\nEND\na=3\nok=true\nxs=[1, \"b\"]\nq=\"1.10\"\nv=1.2.3\nnone=null\nempty=\nn<<END\n42\nEND\n",
+  )
+  .unwrap();
+  let expected = [
+    ("a", json!(1)),
+    ("b-c", json!("x=y")),
+    ("multi", json!("1\n2")),
+    ("a", json!(3)),
+    ("ok", json!(true)),
+    ("xs", json!([1, "b"])),
+    ("q", json!("1.10")),
+    ("v", json!("1.2.3")),
+    ("none", json!(null)),
+    ("empty", json!("")),
+    // A block is text even when it reads as JSON.
+    ("n", json!("42")),
+  ];
+  assert_eq!(parsed, expected.map(|(k, v)| (k.to_string(), v)).to_vec());
   assert!(parse_output_file("1a=x").is_err());
   assert!(parse_output_file("=x").is_err());
   assert!(parse_output_file("k<<").is_err());

@@ -152,6 +152,13 @@ impl Executor {
       skills: Arc::new(skills),
     }
   }
+
+  /// The same executor, running the built-in skills with `builtins`.
+  #[must_use]
+  pub fn with_builtins(mut self, builtins: Builtins) -> Self {
+    self.builtins = builtins;
+    self
+  }
 }
 
 impl StageExecutor for Executor {

@@ -105,7 +105,7 @@ fn run(text: &str, approve: &[&str]) -> (RunOutcome, Vec<EventRecord>, Arc<Scrip
     .build()
     .expect("runtime");
   let (_tx, rx) = mpsc::unbounded_channel();
-  let executor: Arc<dyn StageExecutor> = Arc::new(builtin::Builtins);
+  let executor: Arc<dyn StageExecutor> = Arc::new(builtin::Builtins::new());
   let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Collect(Arc::clone(&events)))];
   let outcome = runtime.block_on(execute(workflow, options, executor, sinks, rx));
   let events = events.lock().map(|e| e.clone()).unwrap_or_default();

@@ -77,3 +77,64 @@ stages:
   assert_eq!(outputs["stderr"], "warn");
   assert_eq!(outputs["exit_code"], 0);
 }
+
+#[test]
+fn a_relative_cwd_is_the_workflow_files_and_output_lines_of_json_are_typed() {
+  let test = Test::new().file(
+    "sub/wf.yaml",
+    r#"
+    name: typed
+    stages:
+      - id: here
+        uses: shell
+        with: { run: pwd -P, cwd: dir }
+      - id: typed
+        uses: shell
+        with:
+          run: |
+            echo "n=3" >> "$SWDL_OUTPUT"
+            echo "ok=true" >> "$SWDL_OUTPUT"
+            echo 'xs=[1,"b"]' >> "$SWDL_OUTPUT"
+            echo 'quoted="1.10"' >> "$SWDL_OUTPUT"
+            echo "version=1.2.3" >> "$SWDL_OUTPUT"
+      - id: use
+        depends_on: typed
+        uses: echo
+        with:
+          n: "$<< stages.typed.outputs.n >>"
+          big: "$<< stages.typed.outputs.n > 2 && stages.typed.outputs.ok == true >>"
+          second: "$<< stages.typed.outputs.xs[1] >>"
+          quoted: "$<< stages.typed.outputs.quoted >>"
+          version: "$<< stages.typed.outputs.version >>"
+    "#,
+  );
+  std::fs::create_dir_all(test.path().join("sub/dir")).expect("mkdir");
+  let dir = test
+    .path()
+    .join("sub/dir")
+    .canonicalize()
+    .expect("canonical");
+  let out = test
+    .args([
+      "run",
+      "sub/wf.yaml",
+      "--progress",
+      "none",
+      "--events",
+      "events.jsonl",
+    ])
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
+  assert_eq!(
+    out.outputs("here")["stdout"],
+    dir.display().to_string(),
+    "{}",
+    out.dump()
+  );
+  assert_eq!(
+    out.one("stage_started", "use")["inputs"],
+    json!({ "n": 3, "big": true, "second": "b", "quoted": "1.10", "version": "1.2.3" })
+  );
+}
