@@ -6,8 +6,8 @@
 --   local out = retry.call(function(attempt) return flaky_call() end, { attempts = 4 })
 --   swdl.recovery("retry-then-fallback", retry.strategy{ max_attempts = 3, fallback = "echo" })
 --
--- Durations are written as in workflow files ("250ms", "30s", "1h30m"; a string of bare
--- digits is seconds) or given as a number of milliseconds, as swdl.sleep takes them.
+-- Durations are strings with units ("250ms", "30s", "1h30m"; a string of bare digits is
+-- refused as ambiguous) or numbers of milliseconds, as swdl.sleep takes them.
 
 local M = {}
 
@@ -16,7 +16,7 @@ local UNIT_MS = { ms = 1, s = 1000, m = 60000, h = 3600000, d = 86400000 }
 -- Largest delay computed before capping, so huge attempt numbers cannot overflow.
 local CEILING_MS = 2 ^ 53
 
--- Converts a duration ("250ms", "1h30m", "30", or a number of milliseconds) to whole
+-- Converts a duration ("250ms", "1h30m", or a number of milliseconds) to whole
 -- milliseconds; nil gives `default`. Raises an error naming `what` on anything else.
 function M.ms(d, default, what)
   what = what or "duration"
@@ -33,7 +33,10 @@ function M.ms(d, default, what)
     error(what .. " must be a duration string or a number of milliseconds, got a " .. type(d), 2)
   end
   if d:match("^%d+$") then
-    return math.floor(tonumber(d) * 1000)
+    -- Seconds in a workflow file, milliseconds as a Lua number: refused as ambiguous.
+    error(string.format(
+      '%s "%s" has no unit: write "%sms" or "%ss", or the number %s for milliseconds',
+      what, d, d, d, d), 2)
   end
   local total, pos = 0, 1
   while pos <= #d do

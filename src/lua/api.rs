@@ -65,11 +65,12 @@ pub(super) fn lua_duration(value: &LuaValue) -> Result<Duration, String> {
     LuaValue::Number(ms) => millis(*ms),
     LuaValue::String(text) => {
       let text = text.to_string_lossy();
+      // Workflow files read bare digits as seconds, Lua numbers are milliseconds: a string
+      // of digits could mean either, so it means neither.
       if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        text
-          .parse::<u64>()
-          .map(Duration::from_millis)
-          .map_err(|_| format!("duration `{text}` is too large"))
+        Err(format!(
+          "duration \"{text}\" has no unit: write \"{text}ms\" or \"{text}s\", or the number {text} for milliseconds"
+        ))
       } else {
         duration::parse_duration(&text).map_err(|e| {
           if e.contains("too large") {

@@ -25,6 +25,7 @@ swdl.recovery("retry-then-fallback", function(failure, ctx)
     extra = { action = "retry", dely = "2s" },
     badwith = { action = "retry", with = "x" },
     baddelay = { action = "retry", delay = "soon" },
+    digits = { action = "retry", delay = "250" },
     number = 42,
     nothing = nil,
   }
@@ -158,6 +159,11 @@ async fn recovery_strategies_return_actions_and_bad_ones_fail_clearly() {
     (
       "baddelay",
       "returned a bad `delay`: invalid duration `soon`",
+    ),
+    (
+      "digits",
+      "returned a bad `delay`: duration \"250\" has no unit: write \"250ms\" or \"250s\", or the \
+       number 250 for milliseconds",
     ),
     ("number", "returned 42: return a table like"),
     ("nothing", "returned nothing: return a table like"),

@@ -146,6 +146,8 @@ async fn what_the_sandbox_keeps_works() {
       utf8 = utf8.len("héllo"),
       math = math.max(1, 5),
       json = swdl.json.decode(swdl.json.encode({ a = { 1, swdl.json.null, 3 }, e = swdl.json.array() })),
+      durations = { retry.ms("1m30s"), retry.ms(250), select(2, pcall(retry.ms, "30")) },
+      sleep_digits = (tostring(select(2, pcall(swdl.sleep, "250"))):match("swdl.sleep: ([^\n]*)")),
     }
 "#,
   );
@@ -158,6 +160,8 @@ async fn what_the_sandbox_keeps_works() {
       "time": "number", "date": "1970", "upper": "ABC", "count": "number",
       "coroutine": [2, 10], "g": true, "utf8": 5, "math": 5,
       "json": {"a": [1, null, 3], "e": []},
+      "durations": [90_000, 250, "duration \"30\" has no unit: write \"30ms\" or \"30s\", or the number 30 for milliseconds"],
+      "sleep_digits": "duration \"250\" has no unit: write \"250ms\" or \"250s\", or the number 250 for milliseconds",
     })
   );
 }

@@ -73,7 +73,7 @@ fn a_retry_reuses_what_completed_and_reruns_the_failed_stage() {
   assert_eq!(state["stages"]["a"]["reused_from"], first.as_str());
   assert_eq!(state["stages"]["a"]["attempts"], 0);
   assert_eq!(state["stages"]["a"]["outputs"]["tag"], "v1");
-  assert_eq!(state["stages"]["after"]["inputs"]["env"]["N"], "5");
+  assert_eq!(state["stages"]["after"]["inputs"]["env"]["N"], 5);
   let runs = p.runs();
   assert_eq!(runs.len(), 2);
   let second = runs[0]["id"].as_str().unwrap_or_default().to_string();
