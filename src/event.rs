@@ -71,6 +71,12 @@ pub enum Event {
     /// One-line summary for working memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     summary: Option<String>,
+    /// What the skill produced outside its outputs (file paths, for example).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    artifacts: Vec<serde_json::Value>,
+    /// The skill's advice for later stages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hints: Vec<serde_json::Value>,
     /// Attempt wall time.
     duration_ms: u64,
     /// `swdl retry`: the run whose outputs this stage reused instead of running (attempt 0).

@@ -55,6 +55,12 @@ pub struct MemoryEntry {
   /// The skill's summary, if it gave one.
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub summary: Option<String>,
+  /// What the skill produced outside its outputs, if anything.
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub artifacts: Vec<serde_json::Value>,
+  /// The skill's advice for later stages, if any.
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub hints: Vec<serde_json::Value>,
   /// The stage's outputs.
   pub outputs: Arc<serde_json::Value>,
   /// Wall time of the stage.

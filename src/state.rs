@@ -55,6 +55,12 @@ pub struct StageState {
   /// Summary for working memory.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub summary: Option<String>,
+  /// What the skill produced outside its outputs.
+  #[serde(skip_serializing_if = "Vec::is_empty")]
+  pub artifacts: Vec<serde_json::Value>,
+  /// The skill's advice for later stages.
+  #[serde(skip_serializing_if = "Vec::is_empty")]
+  pub hints: Vec<serde_json::Value>,
   /// The latest error.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub error: Option<String>,
@@ -188,12 +194,16 @@ impl RunState {
         uses,
         outputs,
         summary,
+        artifacts,
+        hints,
         duration_ms,
         reused_from,
         inputs,
         ..
       } => {
         if let Some(s) = self.at(index) {
+          s.artifacts.clone_from(artifacts);
+          s.hints.clone_from(hints);
           s.uses = Some(uses.clone());
           s.reused_from.clone_from(reused_from);
           if inputs.is_some() {

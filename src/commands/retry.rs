@@ -194,6 +194,8 @@ pub(super) fn reusable(
         uses: uses.clone(),
         outputs: Arc::clone(outputs),
         summary: done.summary.clone(),
+        artifacts: done.artifacts.clone(),
+        hints: done.hints.clone(),
       },
     );
   }

@@ -54,6 +54,8 @@ fn completed(stage: &str, attempt: u32, duration_ms: u64) -> Event {
     outputs: Arc::new(json!({})),
     summary: None,
     duration_ms,
+    artifacts: Vec::new(),
+    hints: Vec::new(),
     reused_from: None,
     inputs: None,
   }

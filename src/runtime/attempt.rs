@@ -121,7 +121,10 @@ impl Core {
     let id = stage.id.clone();
     match result {
       Finished::Result(StageResult::Completed {
-        outputs, summary, ..
+        outputs,
+        summary,
+        artifacts,
+        hints,
       }) => {
         if let Err(error) = check_contract(stage, &outputs) {
           self.emit(Event::StageFailed {
@@ -141,6 +144,8 @@ impl Core {
           uses,
           outputs: Arc::new(serde_json::Value::Object(outputs)),
           summary,
+          artifacts,
+          hints,
           duration_ms: elapsed,
           reused_from: None,
           inputs: None,

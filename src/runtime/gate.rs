@@ -193,6 +193,8 @@ impl Core {
           outputs: Arc::new(serde_json::Value::Object(outputs)),
           summary: Some("approved".into()),
           duration_ms: 0,
+          artifacts: Vec::new(),
+          hints: Vec::new(),
           reused_from: None,
           inputs: None,
         });

@@ -138,6 +138,10 @@ pub struct Reusable {
   pub outputs: Arc<serde_json::Value>,
   /// Its summary for working memory.
   pub summary: Option<String>,
+  /// What its skill produced outside the outputs.
+  pub artifacts: Vec<serde_json::Value>,
+  /// Its skill's advice for later stages.
+  pub hints: Vec<serde_json::Value>,
 }
 
 /// What a resumed run continues from (`swdl resume`).

@@ -47,6 +47,8 @@ impl Core {
       status,
       uses: state.and_then(|s| s.uses.clone()),
       summary: state.and_then(|s| s.summary.clone()),
+      artifacts: state.map(|s| s.artifacts.clone()).unwrap_or_default(),
+      hints: state.map(|s| s.hints.clone()).unwrap_or_default(),
       outputs: slot
         .outputs
         .clone()

@@ -41,6 +41,8 @@ impl Core {
       uses: old.uses.clone(),
       outputs: Arc::clone(&old.outputs),
       summary: old.summary.clone(),
+      artifacts: old.artifacts.clone(),
+      hints: old.hints.clone(),
       duration_ms: 0,
       reused_from: Some(reuse.from_run.clone()),
       inputs,

@@ -668,6 +668,8 @@ mod tests {
         outputs: Arc::new(serde_json::json!({"x": 1})),
         summary: None,
         duration_ms: 3,
+        artifacts: Vec::new(),
+        hints: Vec::new(),
         reused_from: None,
         inputs: None,
       }),

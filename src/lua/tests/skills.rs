@@ -95,7 +95,7 @@ async fn ctx_memory_lists_the_stages_finished_before() {
   let dir = Dir::new("memory");
   let path = dir.skill(
     "memory.lua",
-    "return { first = ctx.memory[1].stage, outputs = ctx.memory[1].outputs, text = ctx.memory_text }",
+    "return { first = ctx.memory[1].stage, outputs = ctx.memory[1].outputs, seen_hints = ctx.memory[1].hints, seen_artifacts = ctx.memory[1].artifacts, text = ctx.memory_text }",
   );
   let memory = executor::Memory::default();
   memory.push(MemoryEntry {
@@ -103,6 +103,8 @@ async fn ctx_memory_lists_the_stages_finished_before() {
     status: crate::event::StageStatus::Completed,
     uses: Some("fetch-pages".into()),
     summary: Some("got 3 pages".into()),
+    artifacts: vec![json!("pages.txt")],
+    hints: vec![json!("page 2 is stale")],
     outputs: Arc::new(json!({"pages": 3, "list": []})),
     duration_ms: 12,
   });
@@ -111,6 +113,8 @@ async fn ctx_memory_lists_the_stages_finished_before() {
   let outputs = outputs(run(&host(1), &path, task).await);
   assert_eq!(outputs["first"], json!("fetch"));
   assert_eq!(outputs["outputs"], json!({"pages": 3, "list": []}));
+  assert_eq!(outputs["seen_hints"], json!(["page 2 is stale"]));
+  assert_eq!(outputs["seen_artifacts"], json!(["pages.txt"]));
   assert_eq!(outputs["text"], json!("fetch [completed] got 3 pages\n"));
 }
 

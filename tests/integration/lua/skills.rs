@@ -24,6 +24,7 @@ return {
       level = ctx.env.LEVEL,
       summary = "greeted " .. input.name,
       hints = { "be nice" },
+      artifacts = { "greeting.txt" },
     }
   end,
 }
@@ -42,6 +43,8 @@ return {
       text = ctx.memory_text,
       summary_seen = seen and seen.summary,
       status_seen = seen and seen.status,
+      hints_seen = seen and seen.hints,
+      artifacts_seen = seen and seen.artifacts,
       greeting = input.greeting,
     }
   end,
@@ -62,7 +65,9 @@ stages:
   - id: recall
     depends_on: greet
     uses: recall
-    with: { greeting: "$<< stages.greet.outputs.greeting >>" }
+    with:
+      greeting: "$<< stages.greet.outputs.greeting >>"
+      hints: "$<< memory[0].hints >>"
 outputs:
   greeting: $<< stages.greet.outputs.greeting >>
 "#,
@@ -75,6 +80,8 @@ outputs:
   let completed = out.one("stage_completed", "greet");
   assert_eq!(completed["uses"], "greet");
   assert_eq!(completed["summary"], "greeted bob", "{}", out.dump());
+  assert_eq!(completed["hints"], json!(["be nice"]));
+  assert_eq!(completed["artifacts"], json!(["greeting.txt"]));
   assert_eq!(
     completed["outputs"],
     json!({
@@ -114,6 +121,18 @@ outputs:
   assert_eq!(recall["summary_seen"], "greeted bob");
   assert_eq!(recall["status_seen"], "completed");
   assert_eq!(recall["greeting"], "hello bob");
+  assert_eq!(recall["hints_seen"], json!(["be nice"]));
+  assert_eq!(recall["artifacts_seen"], json!(["greeting.txt"]));
+  assert_eq!(
+    out.one("stage_started", "recall")["inputs"]["hints"],
+    json!(["be nice"])
+  );
+  // The run record keeps them.
+  let id = run_id.as_str().unwrap_or_default();
+  let detail = p.swdl(["runs", id, "--format", "json"]).status(0).run();
+  let greet = &detail.json()["state"]["stages"]["greet"];
+  assert_eq!(greet["hints"], json!(["be nice"]));
+  assert_eq!(greet["artifacts"], json!(["greeting.txt"]));
   assert_matches(
     "greet [completed] greeted bob",
     recall["text"].as_str().unwrap_or_default(),
