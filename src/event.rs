@@ -196,6 +196,9 @@ pub enum Event {
     stream: String,
     /// The line.
     message: String,
+    /// Logged by the stage's compensation rather than an attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    compensation: bool,
   },
   /// The run stopped starting stages.
   RunPaused {

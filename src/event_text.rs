@@ -348,13 +348,15 @@ pub(crate) fn sentence(event: &Event, known: Known) -> String {
       stage,
       stream,
       message,
+      compensation,
       ..
     } => {
       let line = last_segment(message);
+      let source = if *compensation { " compensation" } else { "" };
       if stream == "stderr" {
-        format!("stage {stage} stderr: {line}")
+        format!("stage {stage}{source} stderr: {line}")
       } else {
-        format!("stage {stage}: {line}")
+        format!("stage {stage}{source}: {line}")
       }
     }
     Event::RunPaused { reason, stage } => format!("run {}", paused(reason, stage.as_deref())),

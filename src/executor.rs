@@ -235,6 +235,8 @@ pub struct LogLine {
   pub stream: LogStream,
   /// The line, without its line break.
   pub message: String,
+  /// Logged by the stage's compensation rather than an attempt.
+  pub compensation: bool,
 }
 
 /// The most log lines one attempt records; later ones are counted, not kept.
@@ -293,6 +295,7 @@ pub struct TaskIo {
   attempt: u32,
   sender: Option<mpsc::UnboundedSender<LogLine>>,
   budget: Arc<LogBudget>,
+  compensation: bool,
 }
 
 impl TaskIo {
@@ -303,6 +306,15 @@ impl TaskIo {
       attempt,
       sender: Some(sender),
       budget: Arc::default(),
+      compensation: false,
+    }
+  }
+
+  /// Logs for the compensation of stage `stage` (its index) through `sender`.
+  pub fn compensation(stage: usize, sender: mpsc::UnboundedSender<LogLine>) -> Self {
+    Self {
+      compensation: true,
+      ..Self::new(stage, 1, sender)
     }
   }
 
@@ -313,6 +325,7 @@ impl TaskIo {
       attempt: 0,
       sender: None,
       budget: Arc::default(),
+      compensation: false,
     }
   }
 
@@ -333,6 +346,7 @@ impl TaskIo {
         attempt: self.attempt,
         stream,
         message,
+        compensation: self.compensation,
       });
     }
   }

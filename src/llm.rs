@@ -488,6 +488,7 @@ mod tests {
         attempt: 1,
         stream: "log".into(),
         message: message.into(),
+        compensation: false,
       },
     };
     let events = [

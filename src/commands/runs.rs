@@ -1,7 +1,12 @@
 //! `swdl runs [RUN_ID]`: the run history, or one run's stages, attempts, decisions and logs.
 use super::*;
 use crate::event_text::truncate;
-use crate::{cli::Format, event::EventRecord, state::RunState, store::RunRow};
+use crate::{
+  cli::Format,
+  event::EventRecord,
+  state::RunState,
+  store::{LogRow, RunRow},
+};
 use std::{io::Write, path::Path};
 
 /// The run's state: the fold of its recorded events.
@@ -94,9 +99,7 @@ pub(super) fn list_or_show(
       "state": state,
       "attempts": attempts,
       "decisions": decisions,
-      "logs": logs.iter().map(|(stage, attempt, stream, message)| serde_json::json!({
-        "stage": stage, "attempt": attempt, "stream": stream, "message": message,
-      })).collect::<Vec<_>>(),
+      "logs": logs,
     });
     writeln!(
       out,
@@ -195,8 +198,19 @@ pub(super) fn list_or_show(
   }
   if !logs.is_empty() {
     writeln!(out, "\nlogs")?;
-    for (stage, attempt, stream, message) in &logs {
-      writeln!(out, "  {stage}#{attempt} {stream}: {message}")?;
+    for log in &logs {
+      let LogRow {
+        stage,
+        attempt,
+        stream,
+        message,
+        ..
+      } = log;
+      if log.compensation {
+        writeln!(out, "  {stage} compensation {stream}: {message}")?;
+      } else {
+        writeln!(out, "  {stage}#{attempt} {stream}: {message}")?;
+      }
     }
   }
   Ok(Done::Ok)

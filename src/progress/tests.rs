@@ -88,6 +88,7 @@ fn log(stage: &str, stream: &str, message: &str) -> Event {
     attempt: 1,
     stream: stream.into(),
     message: message.into(),
+    compensation: false,
   }
 }
 

@@ -102,6 +102,22 @@ impl Core {
       attempt,
       stream: stream.as_str().into(),
       message,
+      compensation: false,
+    });
+  }
+
+  /// A log line from the compensation of stage `i`, if it is the one running.
+  pub(super) fn on_compensation_log(&mut self, i: usize, stream: LogStream, message: String) {
+    if !self.compensating(i) {
+      return;
+    }
+    let id = self.id(i);
+    self.emit(Event::Log {
+      stage: id,
+      attempt: 1,
+      stream: stream.as_str().into(),
+      message,
+      compensation: true,
     });
   }
 

@@ -98,6 +98,8 @@ struct Driver {
   aborts: HashMap<(usize, u32), AbortHandle>,
   /// What each attempt in flight has logged, to say what its log budget dropped.
   logged: HashMap<(usize, u32), Arc<LogBudget>>,
+  /// What the compensation in flight (at most one runs at a time) has logged.
+  compensation_logged: Option<(usize, Arc<LogBudget>)>,
   log_tx: mpsc::UnboundedSender<LogLine>,
   log_rx: mpsc::UnboundedReceiver<LogLine>,
   delivery: Delivery,
@@ -121,6 +123,7 @@ impl Driver {
       pending: FuturesUnordered::new(),
       aborts: HashMap::new(),
       logged: HashMap::new(),
+      compensation_logged: None,
       log_tx,
       log_rx,
       delivery: Delivery::new(sinks),
@@ -294,7 +297,9 @@ impl Driver {
         task,
         timeout,
       } => {
-        let future = self.executor.execute(task, TaskIo::discard());
+        let io = TaskIo::compensation(stage, self.log_tx.clone());
+        self.compensation_logged = Some((stage, io.budget()));
+        let future = self.executor.execute(task, io);
         self.pending.push(Box::pin(async move {
           let result = tokio::time::timeout(timeout, future).await;
           Some(Input::Compensated {
@@ -320,6 +325,21 @@ impl Driver {
         self.dropped_logs(stage, attempt, &budget);
       }
     }
+    if let Input::Compensated { stage, .. } = &input {
+      self.take_logs();
+      if let Some((i, budget)) = self.compensation_logged.take()
+        && i == *stage
+        && let Some(message) = budget.dropped_note()
+      {
+        self.log(LogLine {
+          stage: i,
+          attempt: 1,
+          stream: LogStream::Log,
+          message,
+          compensation: true,
+        });
+      }
+    }
     self.handle(input);
     self.drain();
   }
@@ -332,6 +352,7 @@ impl Driver {
         attempt,
         stream: LogStream::Log,
         message,
+        compensation: false,
       });
     }
   }
@@ -348,6 +369,7 @@ impl Driver {
       attempt: line.attempt,
       stream: line.stream,
       message: line.message,
+      compensation: line.compensation,
     });
   }
 

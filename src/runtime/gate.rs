@@ -146,6 +146,7 @@ impl Core {
           attempt: 0,
           stream: "log".into(),
           message: format!("policy `{policy}` leaves the decision to a person{why}"),
+          compensation: false,
         });
       }
       // A broken policy must not let anything through: fail closed.

@@ -74,6 +74,8 @@ pub enum Input {
     stream: LogStream,
     /// The line.
     message: String,
+    /// Logged by the stage's compensation rather than an attempt.
+    compensation: bool,
   },
   /// Time passed; timers due by now fire (every input fires them, this one does nothing else).
   Tick,
@@ -416,8 +418,16 @@ impl Core {
     // Once the run is finishing (compensating, then the final event), nothing but the
     // compensations moves it: late results, decisions and timers no longer count.
     if self.finishing.is_some() {
-      if let Input::Compensated { stage, result } = input {
-        self.on_compensated(stage, result);
+      match input {
+        Input::Compensated { stage, result } => self.on_compensated(stage, result),
+        Input::Log {
+          stage,
+          stream,
+          message,
+          compensation: true,
+          ..
+        } => self.on_compensation_log(stage, stream, message),
+        _ => {}
       }
       return;
     }
@@ -434,8 +444,13 @@ impl Core {
         attempt,
         stream,
         message,
+        compensation: false,
       } => self.on_log(stage, attempt, stream, message),
-      Input::Tick => {}
+      // A compensation logs only while the run is finishing (handled above).
+      Input::Log {
+        compensation: true, ..
+      }
+      | Input::Tick => {}
       Input::Steer(steer) => self.steer(steer),
       Input::Policy {
         stage,

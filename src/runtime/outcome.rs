@@ -212,6 +212,14 @@ impl Core {
     }
   }
 
+  /// Whether the compensation of stage `i` is the one running.
+  pub(super) fn compensating(&self, i: usize) -> bool {
+    self
+      .finishing
+      .as_ref()
+      .is_some_and(|f| f.current.is_some_and(|(current, _)| current == i))
+  }
+
   /// The compensation of stage `i` ended.
   pub(super) fn on_compensated(&mut self, i: usize, result: Finished) {
     let Some(finishing) = self.finishing.as_mut() else {

@@ -28,7 +28,7 @@ use std::{
   time::{Duration, SystemTime, UNIX_EPOCH},
 };
 pub use {
-  projection::{AttemptRow, DecisionRow, attempts_of, decisions_of, logs_of},
+  projection::{AttemptRow, DecisionRow, LogRow, attempts_of, decisions_of, logs_of},
   requests::Request,
   sink::StoreSink,
 };
@@ -660,6 +660,7 @@ mod tests {
         attempt: 1,
         stream: "stdout".into(),
         message: "hi".into(),
+        compensation: false,
       }),
       record(Event::StageCompleted {
         stage: "a".into(),
@@ -690,9 +691,17 @@ mod tests {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].status, "completed");
     assert_eq!(attempts[0].outputs, Some(serde_json::json!({"x": 1})));
+    let logs = store.logs("r1").expect("logs");
+    assert_eq!(logs.len(), 1);
     assert_eq!(
-      store.logs("r1").expect("logs"),
-      vec![("a".into(), 1, "stdout".into(), "hi".into())]
+      (
+        logs[0].stage.as_str(),
+        logs[0].attempt,
+        logs[0].stream.as_str(),
+        logs[0].message.as_str(),
+        logs[0].compensation
+      ),
+      ("a", 1, "stdout", "hi", false)
     );
     let decisions = store.decisions("r1").expect("decisions");
     assert_eq!(decisions[0].decided_by, "user");

@@ -14,12 +14,12 @@ impl Store {
     Ok(attempts_of(&self.events(id)?))
   }
 
-  /// The log lines of run `id`: (stage, attempt, stream, message).
+  /// The log lines of run `id`, in order.
   ///
   /// # Errors
   ///
   /// A failed read.
-  pub fn logs(&self, id: &str) -> Result<Vec<(String, i64, String, String)>, StoreError> {
+  pub fn logs(&self, id: &str) -> Result<Vec<LogRow>, StoreError> {
     Ok(logs_of(&self.events(id)?))
   }
 
@@ -293,8 +293,24 @@ pub fn attempts_of(events: &[EventRecord]) -> Vec<AttemptRow> {
   rows
 }
 
-/// The log lines recorded in a run's events: (stage, attempt, stream, message).
-pub fn logs_of(events: &[EventRecord]) -> Vec<(String, i64, String, String)> {
+/// One log line, as `swdl runs RUN_ID` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogRow {
+  /// Stage id.
+  pub stage: String,
+  /// The attempt that logged it.
+  pub attempt: u32,
+  /// `stdout`, `stderr` or `log`.
+  pub stream: String,
+  /// The line.
+  pub message: String,
+  /// Logged by the stage's compensation rather than an attempt.
+  #[serde(skip_serializing_if = "std::ops::Not::not")]
+  pub compensation: bool,
+}
+
+/// The log lines recorded in a run's events, in order.
+pub fn logs_of(events: &[EventRecord]) -> Vec<LogRow> {
   events
     .iter()
     .filter_map(|record| match &record.event {
@@ -303,12 +319,14 @@ pub fn logs_of(events: &[EventRecord]) -> Vec<(String, i64, String, String)> {
         attempt,
         stream,
         message,
-      } => Some((
-        stage.clone(),
-        i64::from(*attempt),
-        stream.clone(),
-        message.clone(),
-      )),
+        compensation,
+      } => Some(LogRow {
+        stage: stage.clone(),
+        attempt: *attempt,
+        stream: stream.clone(),
+        message: message.clone(),
+        compensation: *compensation,
+      }),
       _ => None,
     })
     .collect()

@@ -77,7 +77,7 @@ name: saga2
 stages:
   - id: a
     uses: echo
-    compensate: { uses: shell, with: { run: "true" } }
+    compensate: { uses: shell, with: { run: "echo undoing a; echo undone a" } }
   - id: b
     depends_on: a
     uses: echo
@@ -101,6 +101,50 @@ stages:
   assert_eq!(out.named("compensation_completed", "a").len(), 1);
   // Compensations never change a stage's status.
   assert_eq!(out.final_status("b"), "completed");
+  // What a compensation prints is logged, marked as the compensation's, between its start and
+  // its end.
+  let lines = |stage: &str| -> Vec<(usize, String, String)> {
+    out
+      .events
+      .iter()
+      .enumerate()
+      .filter(|(_, e)| e["event"] == "log" && e["stage"] == stage)
+      .map(|(i, e)| {
+        assert_eq!(e["compensation"], true, "{e}");
+        (i, e["stream"].to_string(), e["message"].to_string())
+      })
+      .collect()
+  };
+  let a = lines("a");
+  assert_eq!(
+    a.iter()
+      .map(|(_, stream, message)| format!("{stream} {message}"))
+      .collect::<Vec<_>>(),
+    [r#""stdout" "undoing a""#, r#""stdout" "undone a""#],
+    "{}",
+    out.dump()
+  );
+  assert!(a[0].0 > out.index("compensation_started", "a"));
+  assert!(a[1].0 < out.index("compensation_completed", "a"));
+  let b = lines("b");
+  assert_eq!(b.len(), 1, "{}", out.dump());
+  assert_eq!(b[0].1, r#""stderr""#);
+  assert!(b[0].0 < out.index("compensation_failed", "b"));
+  // The run record shows them as the compensation's.
+  let id = out.events[0]["run"]
+    .as_str()
+    .unwrap_or_default()
+    .to_string();
+  let detail = out.then().args(["runs", id.as_str()]).status(0).run();
+  let text = &detail.stdout;
+  assert!(
+    text.contains("  a compensation stdout: undone a\n"),
+    "{text}"
+  );
+  assert!(
+    text.contains("  b compensation stderr: cannot undo\n"),
+    "{text}"
+  );
 }
 
 #[test]
