@@ -184,3 +184,73 @@ fn a_damaged_or_foreign_store_is_a_clear_error() {
   .status(0)
   .run();
 }
+
+#[test]
+fn an_attempt_a_recovery_strategy_started_runs_again_as_it_chose_after_kill_9() {
+  let p = Project::new();
+  std::fs::create_dir_all(p.path().join("skills")).expect("skills dir");
+  p.write(
+    "skills/nope.lua",
+    r#"return { inputs = { run = "string" }, run = function() error("nope", 0) end }"#,
+  );
+  // Each strategy helps once: a second failure (the stage's own skill or inputs run again)
+  // aborts the run.
+  p.write(
+    "hooks.lua",
+    r#"
+swdl.recovery("fix", function(failure)
+  if failure.attempt > 1 then return "abort" end
+  return { action = "retry", with = { run = "test -f s.marker || { touch s.marker; sleep 30; }; echo fixed" } }
+end)
+swdl.recovery("other", function(failure)
+  if failure.uses ~= "nope" then return "abort" end
+  return { action = "fallback", uses = "shell" }
+end)
+"#,
+  );
+  p.write(
+    "restore.yaml",
+    r#"
+name: restore
+config: { hooks: [hooks.lua] }
+stages:
+  - id: s
+    uses: shell
+    with: { run: "exit 3" }
+    recover: fix
+  - id: t
+    uses: nope
+    with: { run: "test -f t.marker || { touch t.marker; sleep 30; }; echo fell back" }
+    recover: other
+"#,
+  );
+  let mut child = p.spawn_run("restore.yaml", &[]);
+  let id = p.wait_run_id();
+  let both = wait_for(Duration::from_secs(20), || {
+    p.path().join("s.marker").exists() && p.path().join("t.marker").exists()
+  });
+  assert!(both, "the strategies' attempts never started");
+  let _ = child.kill();
+  let _ = child.wait();
+  let out = p
+    .swdl(&["resume", &id, "--progress", "none", "--events", "events.jsonl"])
+    .stdout("")
+    .stderr("killed 2 process group(s) the run's previous process left running\n")
+    .status(0)
+    .run();
+  // The attempts cut short start again as the strategy had them: its inputs, its skill (under
+  // a new attempt number, as every restarted attempt).
+  let s = out.one("stage_started", "s");
+  assert_eq!(s["attempt"], 3, "{}", out.dump());
+  assert_eq!(s["uses"], "shell");
+  assert_eq!(
+    s["inputs"]["run"],
+    "test -f s.marker || { touch s.marker; sleep 30; }; echo fixed"
+  );
+  assert_eq!(out.outputs("s")["stdout"], "fixed");
+  let t = out.one("stage_started", "t");
+  assert_eq!(t["attempt"], 3, "{}", out.dump());
+  assert_eq!(t["uses"], "shell");
+  assert_eq!(out.outputs("t")["stdout"], "fell back");
+  assert_eq!(out.count("recovery_decided"), 0, "{}", out.dump());
+}
