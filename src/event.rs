@@ -199,6 +199,9 @@ pub enum Event {
     /// Logged by the stage's compensation rather than an attempt.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     compensation: bool,
+    /// The model tokens the call this line reports on used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens: Option<u64>,
   },
   /// The run stopped starting stages.
   RunPaused {

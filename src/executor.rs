@@ -237,6 +237,8 @@ pub struct LogLine {
   pub message: String,
   /// Logged by the stage's compensation rather than an attempt.
   pub compensation: bool,
+  /// The model tokens a call this line reports on used (the `llm` skill, `swdl.llm`).
+  pub tokens: Option<u64>,
 }
 
 /// The most log lines one attempt records; later ones are counted, not kept.
@@ -336,17 +338,27 @@ impl TaskIo {
 
   /// Sends one line; lost if the run has already moved on or the attempt's budget is spent.
   pub fn log(&self, stream: LogStream, message: impl Into<String>) {
+    let message = message.into();
+    if self.sender.is_some() && self.budget.take(message.len()) {
+      self.send(stream, message, None);
+    }
+  }
+
+  /// Sends the line that reports a model call's `tokens`; it is kept past the log budget,
+  /// because the run's token total is counted from these lines.
+  pub fn usage(&self, tokens: u64, message: impl Into<String>) {
+    self.send(LogStream::Log, message.into(), Some(tokens));
+  }
+
+  fn send(&self, stream: LogStream, message: String, tokens: Option<u64>) {
     if let Some(sender) = &self.sender {
-      let message = message.into();
-      if !self.budget.take(message.len()) {
-        return;
-      }
       let _ = sender.send(LogLine {
         stage: self.stage,
         attempt: self.attempt,
         stream,
         message,
         compensation: self.compensation,
+        tokens,
       });
     }
   }

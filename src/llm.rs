@@ -316,16 +316,13 @@ pub(crate) async fn complete(
   })
 }
 
-/// Tokens a run spent according to its events: the `llm: N tokens ...` log lines each model
-/// call leaves.
+/// Tokens a run spent according to its events: the `tokens` of the log line each model call
+/// leaves.
 pub(crate) fn tokens_in(events: &[crate::event::EventRecord]) -> u64 {
   events
     .iter()
     .filter_map(|r| match &r.event {
-      crate::event::Event::Log { message, .. } => message
-        .strip_prefix("llm: ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse::<u64>().ok()),
+      crate::event::Event::Log { tokens, .. } => *tokens,
       _ => None,
     })
     .fold(0, u64::saturating_add)
@@ -480,7 +477,7 @@ mod tests {
 
   #[test]
   fn tokens_are_counted_back_from_the_log_lines_of_earlier_calls() {
-    let log = |message: &str| crate::event::EventRecord {
+    let log = |message: &str, tokens: Option<u64>| crate::event::EventRecord {
       ts: String::new(),
       run: Arc::from("r"),
       event: crate::event::Event::Log {
@@ -489,12 +486,21 @@ mod tests {
         stream: "log".into(),
         message: message.into(),
         compensation: false,
+        tokens,
       },
     };
     let events = [
-      log("llm: 120 tokens (prompt 100, completion 20; run 120) from m"),
-      log("something else"),
-      log("llm: 30 tokens (prompt 20, completion 10; run 150) from m"),
+      log(
+        "llm: 120 tokens (prompt 100, completion 20; run 120) from m",
+        Some(120),
+      ),
+      log("something else", None),
+      // Only the field counts: a skill that prints a look-alike line adds nothing.
+      log("llm: 999 tokens", None),
+      log(
+        "llm: 30 tokens (prompt 20, completion 10; run 150) from m",
+        Some(30),
+      ),
     ];
     assert_eq!(tokens_in(&events), 150);
     assert!(same_origin(

@@ -30,6 +30,8 @@ pub struct RunState {
   /// Why the run did not complete.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub error: Option<String>,
+  /// Model tokens the run's calls used (the `llm` skill, `swdl.llm`), all attempts counted.
+  pub tokens: u64,
   /// Stages in file order.
   pub stages: indexmap::IndexMap<String, StageState>,
   #[serde(skip)]
@@ -64,6 +66,9 @@ pub struct StageState {
   /// The latest error.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub error: Option<String>,
+  /// Model tokens the stage's calls used, all attempts and its compensation counted.
+  #[serde(skip_serializing_if = "is_zero")]
+  pub tokens: u64,
   /// Why it failed, was skipped or cancelled.
   #[serde(skip_serializing_if = "Option::is_none")]
   pub reason: Option<String>,
@@ -103,6 +108,7 @@ impl RunState {
       params: serde_json::Value::Null,
       outputs: serde_json::Value::Null,
       error: None,
+      tokens: 0,
       stages: workflow
         .stages
         .iter()
@@ -287,8 +293,13 @@ impl RunState {
           }));
         }
       }
-      Event::Log { message, .. } => {
+      Event::Log {
+        message, tokens, ..
+      } => {
+        let tokens = tokens.unwrap_or(0);
+        self.tokens = self.tokens.saturating_add(tokens);
         if let Some(s) = self.at(index) {
+          s.tokens = s.tokens.saturating_add(tokens);
           if s.logs.len() == LOG_LINES_KEPT {
             s.logs.remove(0);
           }
@@ -310,4 +321,12 @@ impl RunState {
     }
     counts
   }
+}
+
+#[expect(
+  clippy::trivially_copy_pass_by_ref,
+  reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(n: &u64) -> bool {
+  *n == 0
 }

@@ -240,7 +240,7 @@ async fn llm_skill(task: &StageTask, io: &TaskIo) -> StageResult {
   let budget = crate::llm::budget(&task.run);
   match crate::llm::complete(&endpoint, &completion, &budget).await {
     Ok(answer) => {
-      io.log(LogStream::Log, usage_line(&answer, &budget));
+      io.usage(answer.usage.total, usage_line(&answer, &budget));
       StageResult::outputs(crate::llm::outputs(&answer))
     }
     Err(error) => StageResult::failed(format!("llm: {error}")),

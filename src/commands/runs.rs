@@ -138,6 +138,9 @@ pub(super) fn list_or_show(
   if let Some(error) = &row.error {
     writeln!(out, "error     {error}")?;
   }
+  if state.tokens > 0 {
+    writeln!(out, "tokens    {} model tokens", state.tokens)?;
+  }
   writeln!(out, "\nstages")?;
   for (id, stage) in &state.stages {
     let reused = stage

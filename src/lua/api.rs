@@ -435,7 +435,10 @@ fn net(lua: &Lua, swdl: &Table) -> mlua::Result<()> {
         let answer = crate::llm::complete(&endpoint, &completion, &budget)
           .await
           .map_err(|e| mlua::Error::runtime(format!("swdl.llm.complete: {e}")))?;
-        call::log(crate::builtin::usage_line(&answer, &budget));
+        call::usage(
+          answer.usage.total,
+          crate::builtin::usage_line(&answer, &budget),
+        );
         convert::to_lua(
           &lua,
           &serde_json::Value::Object(crate::llm::outputs(&answer)),

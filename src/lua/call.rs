@@ -175,9 +175,18 @@ pub(super) fn stopping() -> bool {
 
 /// Sends a line to the current call's log, or to standard error outside a stage.
 pub(super) fn log(line: String) {
+  emit(line, |io, line| io.log(LogStream::Log, line));
+}
+
+/// Sends the line that reports a model call's `tokens` (see [`TaskIo::usage`]).
+pub(super) fn usage(tokens: u64, line: String) {
+  emit(line, |io, line| io.usage(tokens, line));
+}
+
+fn emit(line: String, send: impl FnOnce(&TaskIo, String)) {
   match current() {
     Some(call) => match &call.io {
-      Some(io) => io.log(LogStream::Log, line),
+      Some(io) => send(io, line),
       None => eprintln!("{}: {line}", call.label),
     },
     None => eprintln!("lua: {line}"),

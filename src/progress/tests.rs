@@ -89,6 +89,7 @@ fn log(stage: &str, stream: &str, message: &str) -> Event {
     stream: stream.into(),
     message: message.into(),
     compensation: false,
+    tokens: None,
   }
 }
 

@@ -4,7 +4,7 @@ use super::machine::{Command, Core, Finished, Phase};
 use super::*;
 use crate::{
   event::Event,
-  executor::{LogStream, StageResult, StageTask},
+  executor::{LogLine, StageResult, StageTask},
   workflow::{RetryOn, Stage},
 };
 
@@ -89,35 +89,29 @@ impl Core {
     }
   }
 
-  /// A log line from attempt `attempt` of stage `i`; lines of attempts no longer current are
-  /// dropped.
-  pub(super) fn on_log(&mut self, i: usize, attempt: u32, stream: LogStream, message: String) {
-    let current = self.running.get(i).and_then(Option::as_ref);
-    if current.is_none_or(|r| r.attempt != attempt) {
+  /// A log line from an attempt or a compensation; lines of attempts no longer current, and
+  /// of a compensation no longer running, are dropped.
+  pub(super) fn on_log(&mut self, line: LogLine) {
+    let i = line.stage;
+    let current = if line.compensation {
+      self.compensating(i)
+    } else {
+      self
+        .running
+        .get(i)
+        .and_then(Option::as_ref)
+        .is_some_and(|r| r.attempt == line.attempt)
+    };
+    if !current {
       return;
     }
-    let id = self.id(i);
     self.emit(Event::Log {
-      stage: id,
-      attempt,
-      stream: stream.as_str().into(),
-      message,
-      compensation: false,
-    });
-  }
-
-  /// A log line from the compensation of stage `i`, if it is the one running.
-  pub(super) fn on_compensation_log(&mut self, i: usize, stream: LogStream, message: String) {
-    if !self.compensating(i) {
-      return;
-    }
-    let id = self.id(i);
-    self.emit(Event::Log {
-      stage: id,
-      attempt: 1,
-      stream: stream.as_str().into(),
-      message,
-      compensation: true,
+      stage: self.id(i),
+      attempt: line.attempt,
+      stream: line.stream.as_str().into(),
+      message: line.message,
+      compensation: line.compensation,
+      tokens: line.tokens,
     });
   }
 

@@ -337,6 +337,7 @@ impl Driver {
           stream: LogStream::Log,
           message,
           compensation: true,
+          tokens: None,
         });
       }
     }
@@ -353,6 +354,7 @@ impl Driver {
         stream: LogStream::Log,
         message,
         compensation: false,
+        tokens: None,
       });
     }
   }
@@ -364,13 +366,7 @@ impl Driver {
   }
 
   fn log(&mut self, line: LogLine) {
-    self.handle(Input::Log {
-      stage: line.stage,
-      attempt: line.attempt,
-      stream: line.stream,
-      message: line.message,
-      compensation: line.compensation,
-    });
+    self.handle(Input::Log(line));
   }
 
   /// Answers a query once everything before it is handled and its events are out.

@@ -147,6 +147,7 @@ impl Core {
           stream: "log".into(),
           message: format!("policy `{policy}` leaves the decision to a person{why}"),
           compensation: false,
+          tokens: None,
         });
       }
       // A broken policy must not let anything through: fail closed.

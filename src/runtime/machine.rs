@@ -7,7 +7,7 @@
 use super::*;
 use crate::{
   event::{Event, EventRecord, StageStatus},
-  executor::{LogStream, Memory, StageResult, StageTask},
+  executor::{LogLine, Memory, StageResult, StageTask},
   expr::Value,
   workflow::{RetryOn, Workflow},
 };
@@ -64,19 +64,8 @@ pub enum Input {
     /// How it ended.
     result: Finished,
   },
-  /// An attempt logged a line.
-  Log {
-    /// Stage index.
-    stage: usize,
-    /// The attempt.
-    attempt: u32,
-    /// Which stream.
-    stream: LogStream,
-    /// The line.
-    message: String,
-    /// Logged by the stage's compensation rather than an attempt.
-    compensation: bool,
-  },
+  /// An attempt or a compensation logged a line.
+  Log(LogLine),
   /// Time passed; timers due by now fire (every input fires them, this one does nothing else).
   Tick,
   /// Someone steered the run.
@@ -420,13 +409,7 @@ impl Core {
     if self.finishing.is_some() {
       match input {
         Input::Compensated { stage, result } => self.on_compensated(stage, result),
-        Input::Log {
-          stage,
-          stream,
-          message,
-          compensation: true,
-          ..
-        } => self.on_compensation_log(stage, stream, message),
+        Input::Log(line) if line.compensation => self.on_log(line),
         _ => {}
       }
       return;
@@ -439,18 +422,8 @@ impl Core {
         attempt,
         result,
       } => self.on_finished(stage, attempt, result),
-      Input::Log {
-        stage,
-        attempt,
-        stream,
-        message,
-        compensation: false,
-      } => self.on_log(stage, attempt, stream, message),
-      // A compensation logs only while the run is finishing (handled above).
-      Input::Log {
-        compensation: true, ..
-      }
-      | Input::Tick => {}
+      Input::Log(line) => self.on_log(line),
+      Input::Tick => {}
       Input::Steer(steer) => self.steer(steer),
       Input::Policy {
         stage,

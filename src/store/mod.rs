@@ -661,6 +661,7 @@ mod tests {
         stream: "stdout".into(),
         message: "hi".into(),
         compensation: false,
+        tokens: None,
       }),
       record(Event::StageCompleted {
         stage: "a".into(),

@@ -320,6 +320,7 @@ pub fn logs_of(events: &[EventRecord]) -> Vec<LogRow> {
         stream,
         message,
         compensation,
+        ..
       } => Some(LogRow {
         stage: stage.clone(),
         attempt: *attempt,

@@ -261,6 +261,25 @@ fn the_llm_skill_records_usage_and_stops_at_the_token_budget() {
   let one = &record["stages"]["one"]["outputs"];
   assert_eq!(one["json"]["verdict"], "ok");
   assert_eq!(one["usage"]["total_tokens"], 10);
+  // The totals are fields of the run record: the run's and each stage's.
+  assert_eq!(record["tokens"], 20);
+  assert_eq!(record["stages"]["one"]["tokens"], 10);
+  assert_eq!(record["stages"]["two"]["tokens"], 10);
+  assert_eq!(record["stages"]["three"].get("tokens"), None);
+  assert_eq!(out.named("log", "one")[0]["tokens"], 10);
+  let id = record["run"].as_str().unwrap_or_default().to_string();
+  let stored = out
+    .then()
+    .args(["runs", id.as_str(), "--format", "json"])
+    .status(0)
+    .run();
+  assert_eq!(stored.json()["state"]["tokens"], 20);
+  let text = out.then().args(["runs", id.as_str()]).status(0).run();
+  assert!(
+    text.stdout.contains("\ntokens    20 model tokens\n"),
+    "{}",
+    text.stdout
+  );
   assert_eq!(record["stages"]["two"]["status"], "completed");
   assert_eq!(
     record["stages"]["three"]["error"],
@@ -345,6 +364,8 @@ fn lua_skills_ask_the_model_with_swdl_llm_complete() {
   let record = out.json();
   assert_eq!(record["stages"]["write"]["outputs"]["poem"], "a haiku");
   assert_eq!(record["stages"]["write"]["outputs"]["tokens"], 9);
+  assert_eq!(record["tokens"], 9);
+  assert_eq!(record["stages"]["write"]["tokens"], 9);
   let request = &requests(&server)[0];
   assert_eq!(request["max_tokens"], 40);
   assert_eq!(request["messages"][1]["content"], "autumn");

@@ -124,6 +124,7 @@ fn output_json_prints_only_the_run_record_on_stdout() {
         "outputs": {
           "greeting": "hello world"
         },
+        "tokens": 0,
         "stages": {
           "greet": {
             "status": "completed",

@@ -233,7 +233,14 @@ stages:
   let _ = child.kill();
   let _ = child.wait();
   let out = p
-    .swdl(&["resume", &id, "--progress", "none", "--events", "events.jsonl"])
+    .swdl(&[
+      "resume",
+      &id,
+      "--progress",
+      "none",
+      "--events",
+      "events.jsonl",
+    ])
     .stdout("")
     .stderr("killed 2 process group(s) the run's previous process left running\n")
     .status(0)
