@@ -224,6 +224,7 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
       control_tx.clone(),
       decided,
       Arc::clone(&progress),
+      Arc::clone(&workflow),
     )));
   }
   // `--wait` makes another process the one who decides: this one tells them how.
@@ -264,7 +265,7 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
     process::record_groups_in(None);
     let _ = std::fs::remove_file(dir.join("groups").join(&run_id));
   }
-  // The prompt thread may still hold the display while it waits for an answer nobody gives.
+  // The prompt thread has let go of the display: its prompter joined it when the run ended.
   if let Ok(progress) = Arc::try_unwrap(progress) {
     progress.finish();
   }

@@ -269,3 +269,77 @@ fn risky_stages_need_approval() {
     .status(0)
     .run();
 }
+
+/// `swdl ARGS` in `dir` on a pseudo-terminal (util-linux `script`), its input kept open and
+/// silent; what the terminal showed, or `None` (with the reason printed) without `script`.
+fn on_a_terminal(dir: &Path, args: &str) -> Option<(i32, String)> {
+  let found = Command::new("script")
+    .arg("--version")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()
+    .is_ok();
+  if !found {
+    eprintln!(
+      "skipped: `script` (util-linux) is needed to give swdl a terminal; .ci/run installs it"
+    );
+    return None;
+  }
+  let command = format!("{} {args}", env!("CARGO_BIN_EXE_swdl"));
+  let mut child = Command::new("script")
+    .args(["-qec", &command, "/dev/null"])
+    .current_dir(dir)
+    .env("NO_COLOR", "1")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn script");
+  // Nobody types: the pipe stays open (and silent) until the run is over.
+  let _keyboard = child.stdin.take();
+  let started = Instant::now();
+  let status = loop {
+    if let Ok(Some(status)) = child.try_wait() {
+      break status;
+    }
+    assert!(
+      started.elapsed() < Duration::from_secs(30),
+      "the run on a terminal never ended"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+  };
+  let output = child.wait_with_output().expect("output");
+  let text = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+  Some((status.code().unwrap_or(-1), text))
+}
+
+#[test]
+fn a_gate_decided_by_its_timeout_closes_the_open_terminal_question() {
+  let test = Test::new().workflow(
+    r#"
+name: pty
+stages:
+  - id: g
+    gate: { message: "Ship it?", timeout: 1s, on_timeout: approve }
+  - id: after
+    depends_on: g
+    uses: echo
+"#,
+  );
+  let Some((status, text)) =
+    on_a_terminal(test.path(), "run wf.yaml --progress plain --store none")
+  else {
+    return;
+  };
+  assert_eq!(status, 0, "{text}");
+  let question = text.find("Ship it? Approve `g`? [y/N] ");
+  let closed = text.find(
+    "\nthe question is closed: gate g approved by timeout: no decision before the gate's timeout\n",
+  );
+  let after = text.find("stage after completed");
+  assert!(
+    question.is_some() && closed > question && after > closed,
+    "the question, then its closing, then the rest of the run:\n{text}"
+  );
+  assert!(text.contains("completed 2/2 stages"), "{text}");
+}

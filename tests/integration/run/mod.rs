@@ -19,7 +19,7 @@ use crate::{
 use serde_json::{Value, json};
 use std::{
   path::Path,
-  process::Stdio,
+  process::{Command, Stdio},
   time::{Duration, Instant},
 };
 
