@@ -19,6 +19,7 @@ mod projection;
 mod requests;
 mod schema;
 mod sink;
+mod values;
 
 use projection::{Encoded, ROWS_PER_INSERT, apply_effect, insert_rows};
 use std::{
@@ -349,8 +350,9 @@ impl Store {
       .prepare(&format!("{RUN_COLUMNS} ORDER BY created_ms DESC, id DESC"))?;
     let rows = statement.query_map([], run_row)?;
     let mut runs = Vec::new();
+    let mut cache = HashMap::new();
     for row in rows {
-      let row = row?;
+      let row = whole_run(&self.conn, row?, &mut cache)?;
       if status.is_none_or(|s| row.effective_status() == s) {
         runs.push(row);
       }
@@ -366,19 +368,33 @@ impl Store {
   pub fn events(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
     let mut statement = self
       .conn
-      .prepare("SELECT seq, body FROM events WHERE run = ?1 ORDER BY seq")?;
+      .prepare("SELECT seq, body, refs FROM events WHERE run = ?1 ORDER BY seq")?;
     let rows = statement.query_map([id], |row| {
-      Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+      Ok((
+        row.get::<_, i64>(0)?,
+        row.get::<_, String>(1)?,
+        row.get::<_, Option<String>>(2)?,
+      ))
     })?;
+    let damaged = |seq: i64, why: String| {
+      StoreError::Refused(format!(
+        "{}: event {seq} of run `{id}` is damaged: {why}",
+        self.path.display()
+      ))
+    };
     let mut events = Vec::new();
+    let mut cache = HashMap::new();
     for row in rows {
-      let (seq, body) = row?;
-      let record = serde_json::from_str(&body).map_err(|e| {
-        StoreError::Refused(format!(
-          "{}: event {seq} of run `{id}` is damaged: {e}",
-          self.path.display()
-        ))
-      })?;
+      let (seq, body, refs) = row?;
+      let record = match refs {
+        None => serde_json::from_str(&body).map_err(|e| damaged(seq, e.to_string()))?,
+        Some(refs) => {
+          let mut value = serde_json::from_str(&body).map_err(|e| damaged(seq, e.to_string()))?;
+          values::restore(&self.conn, &mut value, &refs, &mut cache)
+            .map_err(|why| damaged(seq, why))?;
+          serde_json::from_value(value).map_err(|e| damaged(seq, e.to_string()))?
+        }
+      };
       events.push(record);
     }
     Ok(events)
@@ -412,6 +428,9 @@ impl Store {
       .conn
       .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ts_ms = now_ms();
+    for event in events {
+      values::insert_blobs(&tx, &event.blobs)?;
+    }
     // Many rows per statement: a statement's set-up costs about as much as a row.
     let mut chunks = events.chunks_exact(ROWS_PER_INSERT);
     for chunk in &mut chunks {
@@ -502,10 +521,11 @@ pub struct NewRun<'a> {
 
 const RUN_COLUMNS: &str = "SELECT id, workflow, file, status, attempt, pid, host, created_ms, \
                            updated_ms, finished_ms, outputs, error, params, options, source, \
-                           duration_ms FROM runs";
+                           duration_ms, outputs_refs FROM runs";
 
-fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-  Ok(RunRow {
+/// A run's row and where the hashes of its outputs' large strings stand, if any.
+fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRow, Option<String>)> {
+  let run = RunRow {
     id: row.get(0)?,
     workflow: row.get(1)?,
     file: row.get(2)?,
@@ -522,7 +542,25 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     options: json_column(row.get(13)?).unwrap_or_default(),
     source: row.get(14)?,
     duration_ms: row.get(15)?,
-  })
+  };
+  Ok((run, row.get(16)?))
+}
+
+/// The run of [`run_row`] with its outputs whole again.
+fn whole_run(
+  conn: &Connection,
+  (mut run, refs): (RunRow, Option<String>),
+  cache: &mut HashMap<String, Arc<str>>,
+) -> Result<RunRow, StoreError> {
+  if let (Some(refs), Some(outputs)) = (refs, run.outputs.as_mut()) {
+    values::restore(conn, outputs, &refs, cache).map_err(|why| {
+      StoreError::Refused(format!(
+        "the outputs of run `{}` are damaged: {why}",
+        run.id
+      ))
+    })?;
+  }
+  Ok(run)
 }
 
 fn load_run(conn: &Connection, id: &str) -> Result<RunRow, StoreError> {
@@ -530,7 +568,7 @@ fn load_run(conn: &Connection, id: &str) -> Result<RunRow, StoreError> {
     .query_row(&format!("{RUN_COLUMNS} WHERE id = ?1"), [id], run_row)
     .optional()?;
   match found {
-    Some(run) => Ok(run),
+    Some(run) => whole_run(conn, run, &mut HashMap::new()),
     None => {
       let mut statement =
         conn.prepare("SELECT id FROM runs ORDER BY created_ms DESC LIMIT 1000")?;

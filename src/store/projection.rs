@@ -43,7 +43,12 @@ pub(super) struct Encoded {
   pub(super) ts: String,
   pub(super) name: &'static str,
   pub(super) stage: Option<String>,
+  /// The event's JSON, its large strings replaced by their hash.
   pub(super) body: String,
+  /// Where those hashes stand, if any (see [`values`]).
+  pub(super) refs: Option<String>,
+  /// The large strings taken out of the event (and of its effect's outputs), by hash.
+  pub(super) blobs: Vec<(String, String)>,
   pub(super) effect: Option<Effect>,
 }
 
@@ -55,7 +60,10 @@ pub(super) enum Effect {
   Status {
     status: &'static str,
     finished: bool,
+    /// The workflow outputs' JSON, large strings replaced by their hash.
     outputs: Option<String>,
+    /// Where those hashes stand, if any.
+    outputs_refs: Option<String>,
     error: Option<String>,
     /// The run's duration as `run_completed` gives it.
     duration_ms: Option<u64>,
@@ -74,9 +82,11 @@ impl Encoded {
       status,
       finished: false,
       outputs: None,
+      outputs_refs: None,
       error: None,
       duration_ms: None,
     };
+    let split = values::split(body);
     let effect = match &record.event {
       Event::GateDecided { stage, .. } => Some(Effect::Decided(stage.clone())),
       Event::RunPaused { .. } => Some(status("paused")),
@@ -87,13 +97,22 @@ impl Encoded {
         error,
         duration_ms,
         ..
-      } => Some(Effect::Status {
-        status: status.as_str(),
-        finished: *status != RunStatus::Waiting,
-        outputs: Some(outputs.to_string()),
-        error: error.clone(),
-        duration_ms: Some(*duration_ms),
-      }),
+      } => {
+        // The outputs' large strings are among the event's, already hashed: the row takes
+        // the event's outputs as split.
+        let (outputs, outputs_refs) = match &split.refs {
+          None => (outputs.to_string(), None),
+          Some(refs) => values::part(&split.body, refs, "/outputs"),
+        };
+        Some(Effect::Status {
+          status: status.as_str(),
+          finished: *status != RunStatus::Waiting,
+          outputs: Some(outputs),
+          outputs_refs,
+          error: error.clone(),
+          duration_ms: Some(*duration_ms),
+        })
+      }
       _ => None,
     };
     Self {
@@ -102,7 +121,9 @@ impl Encoded {
       ts: record.ts.clone(),
       name: record.event.name(),
       stage: record.event.stage().map(str::to_string),
-      body,
+      body: split.body,
+      refs: split.refs,
+      blobs: split.blobs,
       effect,
     }
   }
@@ -115,15 +136,15 @@ pub(super) fn insert_rows(
   ts_ms: i64,
 ) -> Result<(), StoreError> {
   let mut sql =
-    String::from("INSERT INTO events (run, seq, ts, ts_ms, event, stage, body) VALUES ");
+    String::from("INSERT INTO events (run, seq, ts, ts_ms, event, stage, body, refs) VALUES ");
   for k in 0..events.len() {
     if k > 0 {
       sql.push(',');
     }
-    sql.push_str("(?,?,?,?,?,?,?)");
+    sql.push_str("(?,?,?,?,?,?,?,?)");
   }
   let runs: Vec<&str> = events.iter().map(|e| &*e.run).collect();
-  let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(events.len() * 7);
+  let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(events.len() * 8);
   for (event, run) in events.iter().zip(&runs) {
     values.extend([
       run as &dyn rusqlite::ToSql,
@@ -133,6 +154,7 @@ pub(super) fn insert_rows(
       &event.name,
       &event.stage,
       &event.body,
+      &event.refs,
     ]);
   }
   tx.prepare_cached(&sql)?
@@ -165,12 +187,13 @@ pub(super) fn apply_effect(
       status,
       finished,
       outputs,
+      outputs_refs,
       error,
       duration_ms,
     } => {
       tx.prepare_cached(
         "UPDATE runs SET status = ?2, updated_ms = ?3, finished_ms = ?4, outputs = ?5,
-                         error = ?6, pid = NULL, duration_ms = ?7
+                         error = ?6, pid = NULL, duration_ms = ?7, outputs_refs = ?8
          WHERE id = ?1",
       )?
       .execute(params![
@@ -180,7 +203,8 @@ pub(super) fn apply_effect(
         finished.then_some(ts_ms),
         outputs,
         error,
-        duration_ms.and_then(|ms| i64::try_from(ms).ok())
+        duration_ms.and_then(|ms| i64::try_from(ms).ok()),
+        outputs_refs
       ])?;
     }
   }

@@ -6,6 +6,9 @@ use rusqlite::Connection;
 /// Marks a SQLite file as a swdl store (`PRAGMA application_id`, "swdl" in ASCII).
 pub(super) const APPLICATION_ID: i64 = 0x7377_646c;
 
+/// The most bytes the write-ahead log keeps once checkpointed.
+pub(super) const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+
 /// Schema migrations; the store's `user_version` is how many have been applied.
 pub(super) const MIGRATIONS: &[&str] = &[
   // 1: the first schema.
@@ -102,6 +105,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
   // 4: the run's own measure of how long it took (its `run_completed`), so `swdl runs` says
   // what the run's last line said rather than the time since the row was made.
   "ALTER TABLE runs ADD COLUMN duration_ms INTEGER;",
+  // 5: large strings are stored once, by hash (see `values`): a 50 MB output repeated in
+  // five events wrote 250 MB.
+  "CREATE TABLE blobs (hash TEXT PRIMARY KEY, body TEXT NOT NULL);
+   ALTER TABLE events ADD COLUMN refs TEXT;
+   ALTER TABLE runs ADD COLUMN outputs_refs TEXT;",
 ];
 
 impl Store {
@@ -172,6 +180,9 @@ impl Store {
     // In WAL mode NORMAL survives a crashed process (kill -9); only a power cut may lose the
     // last commits. See docs/runs.md.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // After a checkpoint the log is cut back to this size: one large commit must not leave a
+    // log of its size behind for good.
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;

@@ -4,6 +4,7 @@
 
 mod crash;
 mod gates;
+mod large;
 mod retry;
 mod sharing;
 
