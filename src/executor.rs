@@ -40,6 +40,10 @@ pub struct StageTask {
   pub env: IndexMap<String, String>,
   /// Working memory: one entry per stage finished before this attempt started.
   pub memory: MemoryView,
+  /// Outputs the stage's contract declares as strings: a shell stage's `$SWDL_OUTPUT` keeps
+  /// them as written (`commit=2506175` stays `"2506175"`, `v=1.10` stays `"1.10"`).
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub text_outputs: Vec<String>,
 }
 
 /// One working-memory entry (docs/running.md, "Working memory").

@@ -230,7 +230,7 @@ pub(super) async fn run_shell(
   outputs.insert("stdout".into(), out.text("stdout").into());
   outputs.insert("stderr".into(), err.text("stderr").into());
   outputs.insert("exit_code".into(), code.into());
-  for (key, value) in output_file.read().await? {
+  for (key, value) in output_file.read(&task.text_outputs).await? {
     if matches!(key.as_str(), "stdout" | "stderr" | "exit_code") {
       io.log(
         LogStream::Log,
@@ -429,8 +429,9 @@ impl OutputFile {
     &self.path
   }
 
-  /// The `key=value` and `key<<DELIMITER` entries the script wrote, in order.
-  async fn read(&self) -> Result<Vec<(String, Value)>, String> {
+  /// The `key=value` and `key<<DELIMITER` entries the script wrote, in order; `text` names
+  /// the keys kept as text (see [`parse_output_file`]).
+  async fn read(&self, text: &[String]) -> Result<Vec<(String, Value)>, String> {
     let mut bytes = Vec::new();
     let file = tokio::fs::File::open(&self.path)
       .await
@@ -444,7 +445,7 @@ impl OutputFile {
     if bytes.len() as u64 > OUTPUT_FILE_LIMIT {
       return Err("shell: the $SWDL_OUTPUT file holds more than 8 MiB".into());
     }
-    parse_output_file(&String::from_utf8_lossy(&bytes))
+    parse_output_file(&String::from_utf8_lossy(&bytes), text)
   }
 }
 
@@ -459,8 +460,12 @@ impl Drop for OutputFile {
 /// error, since a silently dropped line would surface much later as a missing output.
 ///
 /// A line's value that is JSON (`n=3`, `ok=true`, `xs=[1,2]`, `s="text"`) is that value;
-/// any other value, and every block, is text.
-pub(super) fn parse_output_file(text: &str) -> Result<Vec<(String, Value)>, String> {
+/// any other value, every block, and the value of a key in `as_text` (outputs the stage's
+/// contract declares as strings) is text.
+pub(super) fn parse_output_file(
+  text: &str,
+  as_text: &[String],
+) -> Result<Vec<(String, Value)>, String> {
   let mut entries = Vec::new();
   let mut lines = text
     .split('\n')
@@ -481,7 +486,11 @@ pub(super) fn parse_output_file(text: &str) -> Result<Vec<(String, Value)>, Stri
             "`{key}` is not a valid output name (letters, digits, `_` and `-`, not starting with a digit)"
           )));
         }
-        let typed = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
+        let typed = if as_text.iter().any(|k| k == key) {
+          Value::from(value)
+        } else {
+          serde_json::from_str(value).unwrap_or_else(|_| Value::from(value))
+        };
         entries.push((key.to_string(), typed));
       }
       (_, Some(h)) => {

@@ -20,6 +20,7 @@ fn task(skill: &str, inputs: Value) -> StageTask {
     permissions: Vec::new(),
     env: IndexMap::new(),
     memory: MemoryView::default(),
+    text_outputs: Vec::new(),
   }
 }
 
@@ -482,7 +483,8 @@ async fn builtin_shell_drop_kills_the_whole_group() {
 #[test]
 fn builtin_output_file_format() {
   let parsed = parse_output_file(
-    "a=1\r\n\nb-c=x=y\nmulti<<END\n1\r\n2\nEND\na=3\nok=true\nxs=[1, \"b\"]\nq=\"1.10\"\nv=1.2.3\nnone=null\nempty=\nn<<END\n42\nEND\n",
+    "a=1\r\n\nb-c=x=y\nmulti<<END\n1\r\n2\nEND\na=3\nok=true\nxs=[1, \"b\"]\nq=\"1.10\"\nv=1.2.3\nnone=null\nempty=\nn<<END\n42\nEND\nsha=2506175\nver=1.10\n",
+    &["sha".to_string(), "ver".to_string()],
   )
   .unwrap();
   let expected = [
@@ -498,11 +500,14 @@ fn builtin_output_file_format() {
     ("empty", json!("")),
     // A block is text even when it reads as JSON.
     ("n", json!("42")),
+    // So is an output the contract declares a string, exactly as written.
+    ("sha", json!("2506175")),
+    ("ver", json!("1.10")),
   ];
   assert_eq!(parsed, expected.map(|(k, v)| (k.to_string(), v)).to_vec());
-  assert!(parse_output_file("1a=x").is_err());
-  assert!(parse_output_file("=x").is_err());
-  assert!(parse_output_file("k<<").is_err());
+  assert!(parse_output_file("1a=x", &[]).is_err());
+  assert!(parse_output_file("=x", &[]).is_err());
+  assert!(parse_output_file("k<<", &[]).is_err());
   assert!(is_output_key("_a-1"));
   assert!(!is_output_key("a.b"));
 }

@@ -86,6 +86,12 @@ impl Core {
         Ok(None) | Err(_) => self.scope.env_strings.clone(),
       },
       memory: self.memory.view(),
+      text_outputs: stage
+        .outputs
+        .iter()
+        .filter(|(_, field)| field.ty == workflow::ValueType::String)
+        .map(|(name, _)| name.clone())
+        .collect(),
     }
   }
 

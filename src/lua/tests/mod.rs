@@ -71,6 +71,7 @@ fn task(inputs: Json) -> StageTask {
     permissions: Vec::new(),
     env: IndexMap::from([("GREETING".to_string(), "hello".to_string())]),
     memory: MemoryView::default(),
+    text_outputs: Vec::new(),
   }
 }
 

@@ -138,3 +138,33 @@ fn a_relative_cwd_is_the_workflow_files_and_output_lines_of_json_are_typed() {
     json!({ "n": 3, "big": true, "second": "b", "quoted": "1.10", "version": "1.2.3" })
   );
 }
+
+#[test]
+fn an_output_the_contract_declares_a_string_stays_the_text_written() {
+  // A short commit hash can be all digits, and a version can read as a number: the
+  // contract says they are text, so they stay exactly as written.
+  let out = run_wf(
+    r#"
+name: text
+stages:
+  - id: checkout
+    uses: shell
+    with:
+      run: |
+        echo "commit=2506175" >> "$SWDL_OUTPUT"
+        echo "version=1.10" >> "$SWDL_OUTPUT"
+        echo "count=3" >> "$SWDL_OUTPUT"
+    outputs: { commit: string, version: string, count: number }
+"#,
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
+  assert_eq!(
+    out.outputs("checkout"),
+    &json!({"stdout": "", "stderr": "", "exit_code": 0, "commit": "2506175", "version": "1.10", "count": 3}),
+    "{}",
+    out.dump()
+  );
+}
