@@ -45,6 +45,17 @@ pub enum ExprKind {
   },
   /// `!operand`.
   Not(Box<Expr>),
+  /// `-operand` (never of a number literal: `-1` and `- 1` are the literal).
+  Neg(Box<Expr>),
+  /// `lhs + rhs` and the other arithmetic operators.
+  Arith {
+    /// Which operator.
+    op: ArithOp,
+    /// Left operand.
+    lhs: Box<Expr>,
+    /// Right operand.
+    rhs: Box<Expr>,
+  },
   /// A comparison.
   Binary {
     /// Which comparison.
@@ -116,6 +127,55 @@ impl BinaryOp {
       Self::Gt => lhs.loose_gt(rhs),
       Self::Ge => lhs.loose_eq(rhs) || lhs.loose_gt(rhs),
     }
+  }
+}
+
+/// An arithmetic operator (SPEC section 11, v1.1 of the language).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+  /// `+`: concatenation of two strings, else addition.
+  Add,
+  /// `-`
+  Sub,
+  /// `*`
+  Mul,
+  /// `/`
+  Div,
+  /// `%`: the remainder, with the sign of the dividend.
+  Rem,
+}
+
+impl ArithOp {
+  /// The operator as written.
+  pub fn symbol(self) -> &'static str {
+    match self {
+      Self::Add => "+",
+      Self::Sub => "-",
+      Self::Mul => "*",
+      Self::Div => "/",
+      Self::Rem => "%",
+    }
+  }
+
+  /// Applies the operator: two strings concatenate under `+`; otherwise both sides coerce to
+  /// numbers as the relational operators do. `None` for a division or remainder by zero.
+  pub(super) fn apply(self, lhs: &Value, rhs: &Value) -> Option<Value> {
+    if let (Self::Add, Value::String(a), Value::String(b)) = (self, lhs, rhs) {
+      let mut text = String::with_capacity(a.len() + b.len());
+      text.push_str(a);
+      text.push_str(b);
+      return Some(Value::from(text));
+    }
+    let (a, b) = (lhs.to_number(), rhs.to_number());
+    Some(Value::Number(match self {
+      Self::Add => a + b,
+      Self::Sub => a - b,
+      Self::Mul => a * b,
+      Self::Div | Self::Rem if b == 0.0 => return None,
+      Self::Div => a / b,
+      // Rust's `%` on doubles is C's fmod: the sign of the dividend, as SPEC asks.
+      Self::Rem => a % b,
+    }))
   }
 }
 
@@ -287,15 +347,18 @@ impl Expr {
   }
 
   /// Calls `f` on each direct child, in source order.
-  pub(super) fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
+  pub fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
     match &self.kind {
       ExprKind::Literal(_) | ExprKind::Name(_) => {}
-      ExprKind::Property { base, .. } | ExprKind::Filter { base } | ExprKind::Not(base) => f(base),
+      ExprKind::Property { base, .. }
+      | ExprKind::Filter { base }
+      | ExprKind::Not(base)
+      | ExprKind::Neg(base) => f(base),
       ExprKind::Index { base, index } => {
         f(base);
         f(index);
       }
-      ExprKind::Binary { lhs, rhs, .. } => {
+      ExprKind::Binary { lhs, rhs, .. } | ExprKind::Arith { lhs, rhs, .. } => {
         f(lhs);
         f(rhs);
       }
@@ -362,7 +425,9 @@ impl fmt::Display for Expr {
         f.write_str(")")
       }
       ExprKind::Not(operand) => write!(f, "!{operand}"),
+      ExprKind::Neg(operand) => write!(f, "-{operand}"),
       ExprKind::Binary { op, lhs, rhs } => write!(f, "({lhs} {} {rhs})", op.symbol()),
+      ExprKind::Arith { op, lhs, rhs } => write!(f, "({lhs} {} {rhs})", op.symbol()),
       ExprKind::Logical { op, operands } => {
         f.write_str("(")?;
         for (i, operand) in operands.iter().enumerate() {
@@ -408,7 +473,9 @@ struct Base<'a>(&'a Expr);
 impl fmt::Display for Base<'_> {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match &self.0.kind {
-      ExprKind::Not(_) | ExprKind::Literal(Value::Number(_)) => write!(f, "({})", self.0),
+      ExprKind::Not(_) | ExprKind::Neg(_) | ExprKind::Literal(Value::Number(_)) => {
+        write!(f, "({})", self.0)
+      }
       _ => write!(f, "{}", self.0),
     }
   }

@@ -180,6 +180,12 @@ pub enum ExprErrorKind {
     super::MAX_BUILT_BYTES >> 20
   )]
   TooLarge,
+  /// `/` or `%` whose right operand is zero.
+  #[error("division by zero in `{expr}`")]
+  DivisionByZero {
+    /// The expression that divides, as the parser read it.
+    expr: String,
+  },
 }
 
 /// `, did you mean `x`?` when there is a suggestion.

@@ -156,6 +156,17 @@ pub(super) fn eval(expr: &Expr, ctx: &dyn Context) -> Result<Value, ExprError> {
     | ExprKind::Filter { .. } => eval_access(expr, ctx).map(|(value, _)| value),
     ExprKind::Call { name, args } => call(name, args, expr.span, ctx),
     ExprKind::Not(operand) => Ok(Value::Bool(!eval(operand, ctx)?.is_truthy())),
+    ExprKind::Neg(operand) => Ok(Value::Number(-eval(operand, ctx)?.to_number())),
+    ExprKind::Arith { op, lhs, rhs } => {
+      let (a, b) = (eval(lhs, ctx)?, eval(rhs, ctx)?);
+      if let (ArithOp::Add, Value::String(a), Value::String(b)) = (op, &a, &b) {
+        charge(a.len() + b.len(), expr.span)?;
+      }
+      op.apply(&a, &b).ok_or_else(|| {
+        let expr_text = format!("{lhs} {} {rhs}", op.symbol());
+        ExprError::new(expr.span, ExprErrorKind::DivisionByZero { expr: expr_text })
+      })
+    }
     ExprKind::Binary { op, lhs, rhs } => {
       let lhs = eval(lhs, ctx)?;
       let rhs = eval(rhs, ctx)?;

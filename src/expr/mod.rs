@@ -14,7 +14,7 @@ use {
 };
 
 pub use {
-  ast::{BinaryOp, Expr, ExprKind, LogicalOp, NAMESPACES, Path},
+  ast::{ArithOp, BinaryOp, Expr, ExprKind, LogicalOp, NAMESPACES, Path},
   error::{ExprError, ExprErrorKind},
   eval::{Context, MapContext, StatusFlags},
   functions::{FUNCTIONS, FunctionInfo, function},

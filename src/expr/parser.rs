@@ -162,6 +162,7 @@ fn parse_number_tail(input: &str) -> PResult<'_, &str> {
 #[derive(Clone, Copy)]
 enum Operator {
   Binary(BinaryOp),
+  Arith(ArithOp),
   Logical(LogicalOp),
 }
 
@@ -173,11 +174,15 @@ impl Operator {
       Self::Logical(LogicalOp::And) => 2,
       Self::Binary(BinaryOp::Eq | BinaryOp::Ne) => 3,
       Self::Binary(_) => 4,
+      Self::Arith(ArithOp::Add | ArithOp::Sub) => 5,
+      Self::Arith(_) => 6,
     }
   }
 }
 
-/// `operator := "==" | "!=" | "<=" | ">=" | "<" | ">" | "&&" | "||"`
+/// `operator := "==" | "!=" | "<=" | ">=" | "<" | ">" | "&&" | "||" | "+" | "-" | "*" | "/"
+/// | "%"`. Only ever read after an operand, so a `-` or `+` here is binary even before a digit
+/// (`a -1` is `a - 1`).
 fn parse_operator(input: &str) -> PResult<'_, Operator> {
   token(alt((
     value(Operator::Binary(BinaryOp::Eq), tag("==")),
@@ -188,6 +193,11 @@ fn parse_operator(input: &str) -> PResult<'_, Operator> {
     value(Operator::Binary(BinaryOp::Gt), tag(">")),
     value(Operator::Logical(LogicalOp::And), tag("&&")),
     value(Operator::Logical(LogicalOp::Or), tag("||")),
+    value(Operator::Arith(ArithOp::Add), tag("+")),
+    value(Operator::Arith(ArithOp::Sub), tag("-")),
+    value(Operator::Arith(ArithOp::Mul), tag("*")),
+    value(Operator::Arith(ArithOp::Div), tag("/")),
+    value(Operator::Arith(ArithOp::Rem), tag("%")),
   )))
   .parse(input)
 }
@@ -327,8 +337,9 @@ impl<'a> ExprParser<'a> {
   /// as tight as `min_precedence` are taken here, tighter ones on the right recursively.
   fn parse_binary(&self, input: &'a str, depth: usize, min_precedence: u8) -> PResult<'a, Expr> {
     let (mut rest, mut lhs) = self.parse_unary(input, depth)?;
-    // A chain of comparisons grows the tree one level per operator without recursing.
-    let mut comparisons = 0;
+    // A chain of comparisons or arithmetic grows the tree one level per operator without
+    // recursing.
+    let mut chain = 0;
     while let Ok((after, op)) = parse_operator(rest) {
       let precedence = op.precedence();
       if precedence < min_precedence {
@@ -340,13 +351,37 @@ impl<'a> ExprParser<'a> {
       lhs = match op {
         Operator::Logical(op) => logical(op, lhs, rhs),
         Operator::Binary(op) => {
-          comparisons += 1;
-          if comparisons >= MAX_DEPTH {
+          chain += 1;
+          if chain >= MAX_DEPTH {
             return Self::too_deep(rest);
           }
           Expr {
             span: lhs.span.join(rhs.span),
             kind: ExprKind::Binary {
+              op,
+              lhs: Box::new(lhs),
+              rhs: Box::new(rhs),
+            },
+          }
+        }
+        Operator::Arith(op) => {
+          chain += 1;
+          if chain >= MAX_DEPTH {
+            return Self::too_deep(rest);
+          }
+          let span = lhs.span.join(rhs.span);
+          // Both sides written as literals: a division by zero is known now, not at run time.
+          if matches!(op, ArithOp::Div | ArithOp::Rem)
+            && let (ExprKind::Literal(_), ExprKind::Literal(divisor)) = (&lhs.kind, &rhs.kind)
+            && divisor.to_number() == 0.0
+          {
+            let expr = format!("{lhs} {} {rhs}", op.symbol());
+            let at = self.text.get(span.offset..).unwrap_or_default();
+            return Self::fail(at, span.len, ExprErrorKind::DivisionByZero { expr });
+          }
+          Expr {
+            span,
+            kind: ExprKind::Arith {
               op,
               lhs: Box::new(lhs),
               rhs: Box::new(rhs),
@@ -359,23 +394,37 @@ impl<'a> ExprParser<'a> {
     Ok((rest, lhs))
   }
 
-  /// `unary := "!" unary | postfix`
+  /// `unary := "!" unary | "-" unary | postfix`; a `-` that starts a number literal is the
+  /// literal's sign (`-1`, `-Infinity`), and minus a number literal folds into the literal
+  /// (`- 1` is `-1`).
   fn parse_unary(&self, input: &'a str, depth: usize) -> PResult<'a, Expr> {
-    let Ok((rest, _)) = symbol('!').parse(input) else {
+    let start = input.trim_start();
+    let negate =
+      start.starts_with('-') && matches!(self.parse_number(start), Err(nom::Err::Error(_)));
+    let (rest, negate) = if negate {
+      (&start[1..], true)
+    } else if let Ok((rest, _)) = symbol('!').parse(input) {
+      (rest, false)
+    } else {
       return self.parse_postfix(input, depth);
     };
     if depth >= MAX_DEPTH {
       return Self::too_deep(input);
     }
     let (rest, operand) = expect("an expression", |i| self.parse_unary(i, depth + 1))(rest)?;
-    let span = self.span(input.trim_start(), rest);
-    Ok((
-      rest,
-      Expr {
-        kind: ExprKind::Not(Box::new(operand)),
-        span,
-      },
-    ))
+    let span = self.span(start, rest);
+    let kind = match (negate, operand.kind) {
+      (true, ExprKind::Literal(Value::Number(n))) => ExprKind::Literal(Value::Number(-n)),
+      (true, kind) => ExprKind::Neg(Box::new(Expr {
+        kind,
+        span: operand.span,
+      })),
+      (false, kind) => ExprKind::Not(Box::new(Expr {
+        kind,
+        span: operand.span,
+      })),
+    };
+    Ok((rest, Expr { kind, span }))
   }
 
   /// `postfix := primary ("." name | "." "*" | "[" "*" "]" | "[" expression "]")*`

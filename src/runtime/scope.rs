@@ -213,25 +213,14 @@ pub(super) fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
 
 /// Whether an expression calls one of the named status functions.
 pub(super) fn calls_any(e: &expr::Expr, names: &[&str]) -> bool {
-  use expr::ExprKind as K;
-  match &e.kind {
-    K::Call { name, args } => {
-      names.iter().any(|n| n.eq_ignore_ascii_case(name)) || args.iter().any(|a| calls_any(a, names))
-    }
-    K::Literal(_) | K::Name(_) => false,
-    K::Property { base, .. } | K::Filter { base } | K::Not(base) => calls_any(base, names),
-    K::Index { base, index } => calls_any(base, names) || calls_any(index, names),
-    K::Binary { lhs, rhs, .. } => calls_any(lhs, names) || calls_any(rhs, names),
-    K::Logical { operands, .. } | K::Array(operands) => {
-      operands.iter().any(|o| calls_any(o, names))
-    }
-    K::Ternary {
-      condition,
-      then,
-      otherwise,
-    } => calls_any(condition, names) || calls_any(then, names) || calls_any(otherwise, names),
-    K::Object(fields) => fields.iter().any(|(_, v)| calls_any(v, names)),
+  if let expr::ExprKind::Call { name, .. } = &e.kind
+    && names.iter().any(|n| n.eq_ignore_ascii_case(name))
+  {
+    return true;
   }
+  let mut found = false;
+  e.for_each_child(|child| found = found || calls_any(child, names));
+  found
 }
 
 /// Evaluates every input of a `with` into one JSON object; `source` is the workflow file, for

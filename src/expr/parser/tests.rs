@@ -135,7 +135,6 @@ fn syntax_errors() {
     "a != " => "expected an expression, found end of expression", 6;
     "é" => "expected an expression, found `é`", 1;
     "x == é" => "expected an expression, found `é`", 6;
-    "-a" => "expected an expression, found `-a`", 1;
   }
 }
 
@@ -148,7 +147,7 @@ fn bad_tokens() {
     "0x" => "invalid number `0x`", 1;
     "0xZZ" => "invalid number `0xZZ`", 1;
     "-0x10" => "invalid number `-0x10`", 1;
-    "a == 1-2" => "expected an operator or end of expression, found `-2`", 7;
+    "a == 1.2-" => "expected an expression, found end of expression", 10;
     "1e-2x" => "invalid number `1e-2x`", 1;
     "'abc" => "unterminated string", 1;
     "x == 'it''s" => "unterminated string", 6;
@@ -239,4 +238,51 @@ fn depth_limit() {
   fails! {
     &nested("(", ")", 51) => "expression nests more than 50 levels deep", 51;
   }
+}
+
+#[test]
+fn arithmetic() {
+  parses! {
+    "1 + 2 * 3" => "(1 + (2 * 3))",
+    "(1 + 2) * 3" => "((1 + 2) * 3)",
+    "a - b - c" => "((a - b) - c)",
+    "a / b % c" => "((a / b) % c)",
+    "a + b < c * d" => "((a + b) < (c * d))",
+    "a == b + 1 && c" => "((a == (b + 1)) && c)",
+    "-a.b" => "-a.b",
+    "-a * b" => "(-a * b)",
+    "- 1" => "-1",
+    "-(1)" => "-1",
+    "--a" => "--a",
+    "!-a" => "!-a",
+    "-!a" => "-!a",
+    "(-a).b" => "(-a).b",
+    // After an operand `-` and `+` are binary, even before a digit.
+    "a -1" => "(a - 1)",
+    "2 -1" => "(2 - 1)",
+    "a +1" => "(a + 1)",
+    "1-2" => "(1 - 2)",
+    "1e-3-1" => "(0.001 - 1)",
+    // Between name characters `-` is part of the name.
+    "a-b" => "a-b",
+    "a-b - c" => "(a-b - c)",
+    "stages.my-step.outputs.n * 2" => "(stages.my-step.outputs.n * 2)",
+  }
+  fails! {
+    "1 / 0" => "division by zero in `1 / 0`", 1;
+    "x + 4 % 0.0" => "division by zero in `4 % 0`", 5;
+    "1 +" => "expected an expression, found end of expression", 4;
+    "* 2" => "expected an expression, found `*`", 1;
+    "-" => "expected an expression, found end of expression", 2;
+  }
+  // Long arithmetic chains are bounded like comparison chains.
+  assert_eq!(
+    parse(&vec!["a"; 100_000].join(" + ")).map_err(|e| e.kind),
+    Err(ExprErrorKind::TooDeep)
+  );
+  assert!(parse(&vec!["a"; 40].join(" - ")).is_ok());
+  assert_eq!(
+    parse(&"-".repeat(100_000)).map_err(|e| e.kind),
+    Err(ExprErrorKind::TooDeep)
+  );
 }

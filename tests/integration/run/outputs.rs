@@ -598,3 +598,58 @@ fn the_summary_shows_the_outputs_masked_and_cut() {
     .status(0)
     .run();
 }
+
+#[test]
+fn arithmetic_computes_inputs_conditions_and_outputs_and_a_zero_divisor_fails_the_stage() {
+  let out = run_wf(
+    r#"
+name: sums
+parameters:
+  n: { type: number, default: 3 }
+  zero: { type: number, default: 0 }
+stages:
+  - id: count
+    uses: echo
+    with: { items: [a, b, c, d] }
+  - id: maths
+    depends_on: count
+    if: "$<< length(stages.count.outputs.items) - 1 == parameters.n >>"
+    uses: echo
+    with:
+      last: "$<< stages.count.outputs.items[length(stages.count.outputs.items) - 1] >>"
+      mean: "$<< (1 + 2 + 3 + 4) / 4 >>"
+      rem: "$<< -7 % parameters.n >>"
+      label: "$<< 'v' + format('{0}', parameters.n * 2) >>"
+      text: "next is $<< parameters.n + 1 >>"
+  - id: skipped
+    if: "$<< parameters.n * 2 < 6 >>"
+    uses: echo
+  - id: broken
+    uses: echo
+    on_failure: continue
+    with: { ratio: "$<< parameters.n / parameters.zero >>" }
+outputs:
+  double: "$<< stages.maths.outputs.mean * 2 >>"
+"#,
+  )
+  .stdout("")
+  .status(1)
+  .run();
+  assert_eq!(
+    out.outputs("maths"),
+    &json!({"last": "d", "mean": 2.5, "rem": -1, "label": "v6", "text": "next is 4"}),
+    "{}",
+    out.dump()
+  );
+  assert_eq!(out.final_status("skipped"), "skipped");
+  let failed = out.one("stage_failed", "broken");
+  assert_eq!(failed["reason"], "inputs");
+  assert_eq!(
+    failed["error"],
+    "inputs could not be evaluated: `$<< parameters.n / parameters.zero >>`: division by zero \
+     in `parameters.n / parameters.zero`",
+    "{}",
+    out.dump()
+  );
+  assert_eq!(out.completed()["outputs"], json!({"double": 5}));
+}
