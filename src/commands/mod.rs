@@ -178,6 +178,8 @@ where
   color::choose(cli.color);
   match dispatch(cli.command) {
     Ok(done) => done.exit_code(),
+    // The reader stopped reading (`swdl runs | head`): what it wanted was written.
+    Err(Error::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
     Err(error) => {
       let _ = std::io::stderr().write_all(error.render(color::stderr()).as_bytes());
       error.exit_code()

@@ -61,22 +61,27 @@ pub(super) fn list_or_show(
       return Ok(Done::Ok);
     }
     if runs.is_empty() {
-      let path = store.as_ref().map_or_else(
-        || dir.join(store::STORE_FILE),
-        |store| store.path().to_path_buf(),
-      );
-      writeln!(out, "no runs in {}", path.display())?;
+      match &store {
+        Some(store) => writeln!(out, "no runs in {}", store.path().display())?,
+        None => writeln!(
+          out,
+          "no runs: there is no run store at {} yet (`swdl run` makes one)",
+          dir.display()
+        )?,
+      }
       return Ok(Done::Ok);
     }
+    // Ids are as wide as they are (28 characters for swdl's own): the columns stay aligned.
+    let width = runs.iter().map(|r| r.id.len()).max().unwrap_or(0).max(3);
     writeln!(
       out,
-      "{:<22} {:<10} {:<24} {:<20} {:>9}",
+      "{:<width$} {:<10} {:<24} {:<20} {:>9}",
       "RUN", "STATUS", "WORKFLOW", "STARTED (UTC)", "DURATION"
     )?;
     for run in &runs {
       writeln!(
         out,
-        "{:<22} {:<10} {:<24} {:<20} {:>9}",
+        "{:<width$} {:<10} {:<24} {:<20} {:>9}",
         run.id,
         run.effective_status(),
         truncate(&run.workflow, 24),
@@ -114,7 +119,11 @@ pub(super) fn list_or_show(
   writeln!(out, "started   {} UTC", utc(row.created_ms))?;
   writeln!(out, "duration  {}", duration_text(&row))?;
   if row.attempt > 1 {
-    writeln!(out, "resumed   {} times", row.attempt - 1)?;
+    writeln!(
+      out,
+      "resumed   {}",
+      event_text::count(usize::try_from(row.attempt - 1).unwrap_or(0), "time", "times")
+    )?;
   }
   if let Some(of) = row.options.get("retry_of").and_then(|v| v.as_str()) {
     let from = row

@@ -48,7 +48,7 @@ fn repl_of_an_invalid_file_exits_2_with_its_diagnostic() {
 fn read_only_commands_never_create_a_store() {
   let out = Test::new()
     .args(["runs"])
-    .stdout("no runs in .swdl/swdl.db\n")
+    .stdout("no runs: there is no run store at .swdl yet (`swdl run` makes one)\n")
     .stderr("")
     .status(0)
     .run();
@@ -250,4 +250,26 @@ fn runs_shows_the_duration_the_run_itself_reported() {
     .stdout(&format!("RUN[..]\n[..] completed  slow [..] {ms}ms\n"))
     .status(0)
     .run();
+}
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_command_quietly() {
+  // `swdl runs | head -0`: the pipe's reading end is closed before swdl writes.
+  for args in [&["eval", "[1, 2, 3]"][..], &["runs"], &["plan", "wf.yaml"]] {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = Test::new()
+      .workflow(HELLO)
+      .args(args.iter().copied())
+      .command()
+      .stdout(writer)
+      .stderr(std::process::Stdio::piped())
+      .output()
+      .expect("swdl runs");
+    assert_eq!(
+      (output.status.code(), String::from_utf8_lossy(&output.stderr).as_ref()),
+      (Some(0), ""),
+      "{args:?}"
+    );
+  }
 }

@@ -101,7 +101,7 @@ fn after_a_crash_the_store_is_checked_before_it_is_used() {
   p.swdl(&["runs"])
     .stdout(
       r"
-      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      RUN                          STATUS     WORKFLOW                 STARTED (UTC)         DURATION
       [..] completed  w                        [..]
       [..] completed  w                        [..]
       [..] completed  w                        [..]

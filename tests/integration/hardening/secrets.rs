@@ -146,7 +146,7 @@ fn a_secret_equal_to_text_of_the_file_still_lets_the_run_resume() {
     p.swdl(&["runs"])
       .stdout(
         r"
-      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      RUN                          STATUS     WORKFLOW                 STARTED (UTC)         DURATION
       [..] completed  devtoken-flow            [..]
       ",
       )

@@ -53,7 +53,7 @@ fn history_lists_runs_and_shows_one_in_detail() {
   p.swdl(&["runs"])
     .stdout(
       r"
-      RUN                    STATUS     WORKFLOW                 STARTED (UTC)         DURATION
+      RUN                          STATUS     WORKFLOW                 STARTED (UTC)         DURATION
       [..] failed     fails                    [..]
       [..] completed  diamond                  [..]
       ",

@@ -77,6 +77,8 @@ outputs:
     Some(SIZE)
   );
   assert_eq!(detail["state"]["stages"]["make"]["outputs"]["small"], 1);
+  let text = p.swdl(&["runs", &id]).status(0).run().stdout;
+  assert!(text.contains("\nresumed   1 time\n"), "{text}");
   let runs = p.runs();
   assert_eq!(runs[0]["outputs"]["big"].as_str().map(str::len), Some(SIZE));
 }
