@@ -233,7 +233,8 @@ pub enum ErrorKind {
   },
   /// `stages.x.foo` where `foo` is not a stage field.
   #[error(
-    "`stages.{id}.{field}` does not exist: a stage exposes `outputs`, `status` and `attempts`"
+    "`stages.{id}.{field}` does not exist{}: a stage exposes `outputs`, `status` and `attempts`",
+    crate::suggest::hint(field, ["outputs", "status", "attempts"])
   )]
   UnknownStageField {
     /// The stage.
@@ -242,7 +243,7 @@ pub enum ErrorKind {
     field: String,
   },
   /// Reading an output a contract does not declare.
-  #[error("stage `{id}` does not declare output `{output}` ({} {})", if *gate { "a gate's outputs are its `inputs` and" } else { "its `outputs` contract declares" }, declared.join(", "))]
+  #[error("stage `{id}` does not declare output `{output}`{} ({} {})", mean(output, declared.iter().map(String::as_str)), if *gate { "a gate's outputs are its `inputs` and" } else { "its `outputs` contract declares" }, declared.join(", "))]
   UndeclaredOutput {
     /// The producer is a gate.
     gate: bool,
@@ -372,4 +373,10 @@ fn name_rule(what: &str) -> &'static str {
   } else {
     "use lowercase letters, digits, `_` and `-`, starting with a letter or digit"
   }
+}
+
+/// `, did you mean `x`?` when a candidate is close to `name`.
+fn mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+  crate::suggest::suggest(name, candidates)
+    .map_or_else(String::new, |s| format!(", did you mean `{s}`?"))
 }
