@@ -21,6 +21,27 @@ pub fn load_file(path: &Path) -> Result<Workflow, LoadError> {
   load(&path.display().to_string(), &text, Some(base)).map_err(LoadError::Invalid)
 }
 
+/// [`load_file`] that keeps the workflow when only its checks failed: the workflow as read
+/// (`None` when it could not be read at all) and every diagnostic, so `validate` can run the
+/// checks that need it built (Lua skills) and report everything at once.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn load_file_with_diagnostics(
+  path: &Path,
+) -> Result<(Option<Workflow>, Diagnostics), LoadError> {
+  let text = crate::source::read_text(path).map_err(|error| LoadError::Io {
+    path: path.display().to_string(),
+    error,
+  })?;
+  let base = path.parent().unwrap_or_else(|| Path::new(""));
+  Ok(read_and_check(
+    &path.display().to_string(),
+    &text,
+    Some(base),
+  ))
+}
+
 /// Loads and checks a workflow from text; `name` is used in error positions. Skill names are
 /// checked only by [`load_file`], which knows where to look for them.
 ///
@@ -32,15 +53,24 @@ pub fn load_str(name: &str, text: &str) -> Result<Workflow, Diagnostics> {
 
 /// Loads from text; with a base directory, skill names are checked against it too.
 fn load(name: &str, text: &str, base: Option<&Path>) -> Result<Workflow, Diagnostics> {
+  match read_and_check(name, text, base) {
+    (Some(workflow), diagnostics) if diagnostics.is_empty() => Ok(workflow),
+    (_, diagnostics) => Err(diagnostics),
+  }
+}
+
+/// The workflow as read (if it could be) and every diagnostic of its checks, sorted.
+fn read_and_check(name: &str, text: &str, base: Option<&Path>) -> (Option<Workflow>, Diagnostics) {
   let source = Source::new(name, text);
   let root = match yaml::parse(&source) {
     Ok(root) => root,
     Err(error) => {
-      return Err(Diagnostics(vec![Diagnostic::new(
+      let yaml = Diagnostic::new(
         &source,
         Span::new(error.offset, 0),
         ErrorKind::Yaml(error.message),
-      )]));
+      );
+      return (None, Diagnostics(vec![yaml]));
     }
   };
   let (workflow, mut diagnostics) = loader::read(&source, &root);
@@ -54,13 +84,8 @@ fn load(name: &str, text: &str, base: Option<&Path>) -> Result<Workflow, Diagnos
       diagnostics.0.extend(index.check_workflow(workflow).0);
     }
   }
-  match workflow {
-    Some(workflow) if diagnostics.is_empty() => Ok(workflow),
-    _ => {
-      diagnostics.sort();
-      Err(diagnostics)
-    }
-  }
+  diagnostics.sort();
+  (workflow, diagnostics)
 }
 
 /// The typed model of `text` without the cross-stage checks (for tests of those checks' parts).

@@ -122,7 +122,11 @@ pub(super) fn list_or_show(
     writeln!(
       out,
       "resumed   {}",
-      event_text::count(usize::try_from(row.attempt - 1).unwrap_or(0), "time", "times")
+      event_text::count(
+        usize::try_from(row.attempt - 1).unwrap_or(0),
+        "time",
+        "times"
+      )
     )?;
   }
   if let Some(of) = row.options.get("retry_of").and_then(|v| v.as_str()) {

@@ -5,19 +5,31 @@ use crate::{cli::Format, compose::LoadError};
 /// Everything `swdl run` would refuse `file` for before its first stage, and what its Lua
 /// skills would refuse: the composer's checks, the hook files and names, each Lua skill
 /// loading and its declared inputs.
+///
+/// Every problem is reported at once: the Lua checks run even when the file has others.
 fn check(file: &std::path::Path) -> Result<crate::workflow::Workflow, Error> {
-  let workflow = compose::load_file(file).map_err(|error| match error {
-    LoadError::Invalid(d) => Error::Diagnostics(d),
-    io @ LoadError::Io { .. } => Error::Usage(io.to_string()),
-  })?;
-  if let Some(lua) = launch::start_lua(&workflow, file, &[])? {
-    let mut problems = launch::check_lua_skills(&workflow, &lua);
-    if !problems.is_empty() {
-      problems.sort();
-      return Err(Error::Diagnostics(problems));
-    }
+  let (workflow, mut problems) =
+    compose::load_file_with_diagnostics(file).map_err(|error| match error {
+      LoadError::Invalid(d) => Error::Diagnostics(d),
+      io @ LoadError::Io { .. } => Error::Usage(io.to_string()),
+    })?;
+  let Some(workflow) = workflow else {
+    return Err(Error::Diagnostics(problems));
+  };
+  match launch::start_lua(&workflow, file, &[]) {
+    Ok(Some(lua)) => problems
+      .0
+      .extend(launch::check_lua_skills(&workflow, &lua).0),
+    Err(Error::Diagnostics(hooks)) => problems.0.extend(hooks.0),
+    // Anything else stops the checks; report what was found first, if anything.
+    Err(error) if problems.is_empty() => return Err(error),
+    Ok(None) | Err(_) => {}
   }
-  Ok(workflow)
+  if problems.is_empty() {
+    return Ok(workflow);
+  }
+  problems.sort();
+  Err(Error::Diagnostics(problems))
 }
 use std::io::Write;
 

@@ -267,7 +267,10 @@ fn a_reader_that_stops_reading_ends_the_command_quietly() {
       .output()
       .expect("swdl runs");
     assert_eq!(
-      (output.status.code(), String::from_utf8_lossy(&output.stderr).as_ref()),
+      (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).as_ref()
+      ),
       (Some(0), ""),
       "{args:?}"
     );

@@ -103,7 +103,7 @@ fn json_format_for_a_valid_file() {
 }
 
 #[test]
-fn lua_skills_that_do_not_load_or_miss_their_inputs_fail_validation() {
+fn lua_skills_that_do_not_load_or_miss_their_inputs_fail_validation_beside_other_errors() {
   Test::new()
     .skill(
       "count.lua",
@@ -135,6 +135,8 @@ fn lua_skills_that_do_not_load_or_miss_their_inputs_fail_validation() {
           uses: count
           with: { text: fine, anything: else }
           fallback: [broken]
+        - id: d
+          uses: shell
       ",
     )
     .args(["validate", "wf.yaml"])
@@ -161,7 +163,11 @@ fn lua_skills_that_do_not_load_or_miss_their_inputs_fail_validation() {
          |
       11 |     fallback: [broken]
          |                ^^^^^^
-      5 errors
+      wf.yaml:13:11: error: skill `shell` needs `run` in `with`
+         |
+      13 |     uses: shell
+         |           ^^^^^
+      6 errors
       ",
     )
     .status(2)
