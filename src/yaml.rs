@@ -165,13 +165,33 @@ pub(crate) fn parse(source: &Source) -> Result<Node, SyntaxError> {
   loop {
     let (event, mark) = parser.next_token().map_err(|e| {
       let offset = source.byte_offset_of_char(e.marker().index());
-      // The scanner reports a tab where the token before it ended; the tab is the problem.
-      if e.info().contains("found a tab")
-        && let Some(tab) = source.text().get(offset..).and_then(|rest| rest.find('\t'))
+      // The scanner reports a tab where the token before it ended, or just past it; the tab
+      // is the problem.
+      if (e.info().contains("found a tab") || e.info().contains("tabs disallowed"))
+        && let Some(tab) = tab_near(source.text(), offset)
       {
         return SyntaxError {
-          offset: offset + tab,
+          offset: tab,
           message: "a tab here: YAML indents with spaces only".into(),
+        };
+      }
+      // A key indented to match nothing above it is found out at its `:`; the line's
+      // indentation is the problem, so point at where the line's text starts.
+      if e.info().contains("did not find expected '-' indicator")
+        || e.info().contains("did not find expected key")
+      {
+        let text = source.text();
+        let at = offset.min(text.len());
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let first = text[line_start..]
+          .find(|c: char| c != ' ')
+          .map_or(at, |i| line_start + i);
+        return SyntaxError {
+          offset: first.min(at),
+          message: format!(
+            "this line's indentation does not fit the list or mapping above it ({})",
+            e.info()
+          ),
         };
       }
       SyntaxError {
@@ -200,6 +220,17 @@ pub(crate) fn parse(source: &Source) -> Result<Node, SyntaxError> {
     span: Span::default(),
     value: NodeValue::Null,
   }))
+}
+
+/// The tab a scanner error at `offset` is about: the first tab of its line before it, else the
+/// next one after it.
+fn tab_near(text: &str, offset: usize) -> Option<usize> {
+  let offset = offset.min(text.len());
+  let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+  if let Some(before) = text.get(line_start..offset).and_then(|l| l.find('\t')) {
+    return Some(line_start + before);
+  }
+  text.get(offset..)?.find('\t').map(|i| offset + i)
 }
 
 /// A container being filled while events stream in.

@@ -93,7 +93,13 @@ impl Loader {
             Some(suggest::GithubKey::Ours(ours)) => ErrorKind::UnknownKey {
               key: name.to_string(),
               context: field.to_string(),
-              suggestion: Some(ours.to_string()),
+              // `timeout-minutes: 30` is `timeout: 30m`, when the value is a number.
+              suggestion: Some(match (name, &value.value) {
+                ("timeout-minutes", NodeValue::Int(minutes)) if *minutes > 0 => {
+                  format!("timeout: {minutes}m")
+                }
+                _ => ours.to_string(),
+              }),
               note: None,
             },
             Some(suggest::GithubKey::Note(note)) => ErrorKind::UnknownKey {
