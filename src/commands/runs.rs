@@ -255,7 +255,13 @@ fn summary_json(run: &RunRow) -> serde_json::Value {
 /// for a run still going or cut short, the time since it was recorded.
 fn duration_text(run: &RunRow) -> String {
   let ms = run.duration_ms.unwrap_or_else(|| {
-    let end = run.finished_ms.unwrap_or(run.updated_ms);
+    // A run executing now (waiting at a gate under `--wait`, or paused) has lasted until now,
+    // not until its row last changed.
+    let end = if run.is_live() {
+      store::now_ms()
+    } else {
+      run.finished_ms.unwrap_or(run.updated_ms)
+    };
     end - run.created_ms
   });
   crate::duration::format_duration(std::time::Duration::from_millis(
