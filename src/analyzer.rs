@@ -7,6 +7,8 @@ use crate::{
 use std::collections::HashMap;
 
 const STAGE_NAMES: &[&str] = &["parameters", "stages", "env", "run", "workflow", "memory"];
+/// What an item of a fanned-out stage reads beside [`STAGE_NAMES`].
+const ITEM_NAMES: &[&str] = &["item", "index", "matrix"];
 const ENV_NAMES: &[&str] = &["parameters", "env", "run", "workflow"];
 const STAGE_FIELDS: &[&str] = &["outputs", "status", "attempts"];
 /// Outputs every gate decision records, beside the gate's declared `inputs`.
@@ -30,6 +32,8 @@ pub(crate) fn analyze(workflow: &Workflow) -> Diagnostics {
 enum Place<'a> {
   /// A stage's `if`.
   Condition(&'a Stage),
+  /// A stage's `for_each` or `matrix`, evaluated once before its items exist.
+  FanSource(&'a Stage),
   /// A stage's `env`, `with` or gate message.
   Stage(&'a Stage),
   /// A stage's compensation, which runs after the stage completed and may read its outputs.
@@ -102,6 +106,11 @@ impl Analyzer<'_> {
       }
     }
     for stage in &workflow.stages {
+      if let Some(fan) = &stage.fan_out {
+        for e in fan.source.expressions() {
+          self.expression(e, Place::FanSource(stage), &mut reach, acyclic);
+        }
+      }
       if let Some(condition) = &stage.condition {
         self.expression(condition, Place::Condition(stage), &mut reach, acyclic);
       }
@@ -146,6 +155,59 @@ impl Analyzer<'_> {
     }
   }
 
+  /// `item`, `index` and `matrix`: only in the `with`, `env` and `compensate` of a fanned-out
+  /// stage (`matrix` of a matrix stage), and `matrix.X` only for one of its dimensions.
+  fn item_name(&mut self, path: &expr::Path, place: Place<'_>, at: &impl Fn(usize) -> Span) {
+    let name = path.segments[0].0.as_str();
+    let fan = match place {
+      Place::Stage(stage) | Place::Compensation(stage) => stage.fan_out.as_ref(),
+      _ => None,
+    };
+    let Some(fan) = fan else {
+      let where_ = match place {
+        Place::Condition(s) | Place::FanSource(s) if s.fan_out.is_some() => {
+          "for each item, in the `with`, `env` and `compensate` of its stage (`if`, `for_each` and `matrix` are evaluated once, before the items)"
+        }
+        _ => "in a stage with `for_each` or `matrix`",
+      };
+      self.error(
+        at(0),
+        ErrorKind::NoItem {
+          name: name.to_string(),
+          where_,
+        },
+      );
+      return;
+    };
+    if !name.eq_ignore_ascii_case("matrix") {
+      return;
+    }
+    if fan.kind != workflow::FanKind::Matrix {
+      self.error(
+        at(0),
+        ErrorKind::NoItem {
+          name: name.to_string(),
+          where_: "in a stage with `matrix` (this one has `for_each`: use `item`)",
+        },
+      );
+      return;
+    }
+    let (Some((dimension, _)), Some(known)) = (path.segments.get(1), fan.matrix_keys()) else {
+      return;
+    };
+    if !known.iter().any(|k| k == dimension) {
+      self.error(
+        at(1),
+        ErrorKind::UnknownDimension {
+          name: dimension.clone(),
+          suggestion: suggest::suggest(dimension, known.iter().map(String::as_str))
+            .map(str::to_string),
+          known,
+        },
+      );
+    }
+  }
+
   fn path(
     &mut self,
     path: &expr::Path,
@@ -158,8 +220,13 @@ impl Analyzer<'_> {
     let segment = |i: usize| path.segments.get(i).map(|(s, _)| s.as_str());
     let Some(name) = segment(0) else { return };
     let name = name.to_ascii_lowercase();
+    if ITEM_NAMES.contains(&name.as_str()) {
+      self.item_name(path, place, &at);
+      return;
+    }
     let (allowed, where_) = match place {
       Place::Condition(_) => (STAGE_NAMES, "in `if`"),
+      Place::FanSource(_) => (STAGE_NAMES, "in `for_each` or `matrix`"),
       Place::Stage(_) | Place::Compensation(_) => (STAGE_NAMES, "in a stage"),
       Place::Env => (ENV_NAMES, "in `config.env`"),
       Place::Outputs => (STAGE_NAMES, "in workflow `outputs`"),
@@ -213,7 +280,9 @@ impl Analyzer<'_> {
           return;
         };
         let reader = match place {
-          Place::Condition(stage) | Place::Stage(stage) => Some((stage, false)),
+          Place::Condition(stage) | Place::Stage(stage) | Place::FanSource(stage) => {
+            Some((stage, false))
+          }
           Place::Compensation(stage) => Some((stage, true)),
           Place::Env | Place::Outputs => None,
         };
@@ -241,10 +310,14 @@ impl Analyzer<'_> {
           }
         }
         let Some(field) = segment(2) else { return };
-        if !STAGE_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(field)) {
+        let fanned = workflow.stages[target].fan_out.is_some();
+        let known = STAGE_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(field))
+          || (fanned && field.eq_ignore_ascii_case("items"));
+        if !known {
           self.error(
             at(2),
             ErrorKind::UnknownStageField {
+              fanned,
               id: workflow.stages[target].id.clone(),
               field: field.to_string(),
             },

@@ -104,6 +104,52 @@ pub enum ErrorKind {
     /// The stage.
     id: String,
   },
+  /// Both `for_each` and `matrix` on one stage.
+  #[error("stage `{id}` has both `for_each` and `matrix`: a stage fans out over one of them")]
+  ForEachAndMatrix {
+    /// The stage.
+    id: String,
+  },
+  /// `max_parallel` or `fail_fast` on a stage that does not fan out.
+  #[error(
+    "`{key}` applies to the items of a fanned-out stage, and stage `{id}` has no `for_each` or `matrix`"
+  )]
+  NeedsFanOut {
+    /// The key.
+    key: &'static str,
+    /// The stage.
+    id: String,
+  },
+  /// More items than one stage may have.
+  #[error(
+    "{count} items: a fanned-out stage has at most {} (docs/running.md, \"Limits\")",
+    workflow::MAX_ITEMS
+  )]
+  TooManyItems {
+    /// How many there would be.
+    count: usize,
+  },
+  /// `matrix: {}`.
+  #[error("`matrix` needs at least one dimension (a key with a list of values)")]
+  EmptyMatrix,
+  /// `item`, `index` or `matrix` where no item exists.
+  #[error("`{name}` is only defined {where_}")]
+  NoItem {
+    /// The name as written.
+    name: String,
+    /// Where it is defined.
+    where_: &'static str,
+  },
+  /// `matrix.X` for an X the matrix does not have.
+  #[error("the matrix has no dimension `{name}`{}; it has {}", did_you_mean(suggestion), known.join(", "))]
+  UnknownDimension {
+    /// The name as written.
+    name: String,
+    /// The closest dimension.
+    suggestion: Option<String>,
+    /// Its dimensions and `include` keys.
+    known: Vec<String>,
+  },
   /// Neither `uses` nor `gate`.
   #[error("stage `{id}` needs `uses` (a skill to run) or `gate` (a decision to wait for)")]
   NoAction {
@@ -233,10 +279,13 @@ pub enum ErrorKind {
   },
   /// `stages.x.foo` where `foo` is not a stage field.
   #[error(
-    "`stages.{id}.{field}` does not exist{}: a stage exposes `outputs`, `status` and `attempts`",
-    crate::suggest::hint(field, ["outputs", "status", "attempts"])
+    "`stages.{id}.{field}` does not exist{}: a stage exposes {}",
+    crate::suggest::hint(field, ["outputs", "status", "attempts", "items"]),
+    if *fanned { "`outputs`, `status`, `attempts` and `items`" } else { "`outputs`, `status` and `attempts`" }
   )]
   UnknownStageField {
+    /// The stage has `for_each` or `matrix`.
+    fanned: bool,
     /// The stage.
     id: String,
     /// The field.

@@ -11,9 +11,30 @@ pub struct EventRecord {
   pub ts: String,
   /// The run id.
   pub run: Arc<str>,
+  /// The item of a fanned-out stage the event is about (0-based), absent for the stage itself.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub item: Option<u32>,
+  /// That item's key: the item when a string, else its compact JSON; a matrix item's values
+  /// joined by `,`.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub key: Option<Arc<str>>,
   /// What happened.
   #[serde(flatten)]
   pub event: Event,
+}
+
+impl EventRecord {
+  /// The event as people read it: an item's event names its unit, `test[3]`, as its stage.
+  pub fn for_display(&self) -> std::borrow::Cow<'_, Event> {
+    let Some(item) = self.item else {
+      return std::borrow::Cow::Borrowed(&self.event);
+    };
+    let mut event = self.event.clone();
+    if let Some(stage) = event.stage_mut() {
+      *stage = format!("{stage}[{item}]");
+    }
+    std::borrow::Cow::Owned(event)
+  }
 }
 
 /// Everything that can happen in a run.
@@ -273,6 +294,28 @@ impl Event {
       | Self::CompensationCompleted { stage, .. }
       | Self::CompensationFailed { stage, .. } => Some(stage),
       Self::RunPaused { stage, .. } => stage.as_deref(),
+      Self::RunStarted { .. } | Self::RunResumed {} | Self::RunCompleted { .. } => None,
+    }
+  }
+
+  /// The stage the event is about, to rename it.
+  fn stage_mut(&mut self) -> Option<&mut String> {
+    match self {
+      Self::StageStarted { stage, .. }
+      | Self::StageRetrying { stage, .. }
+      | Self::StageCompleted { stage, .. }
+      | Self::StageFailed { stage, .. }
+      | Self::StageTimedOut { stage, .. }
+      | Self::StageSkipped { stage, .. }
+      | Self::StageCancelled { stage, .. }
+      | Self::GateWaiting { stage, .. }
+      | Self::GateDecided { stage, .. }
+      | Self::RecoveryDecided { stage, .. }
+      | Self::Log { stage, .. }
+      | Self::CompensationStarted { stage, .. }
+      | Self::CompensationCompleted { stage, .. }
+      | Self::CompensationFailed { stage, .. } => Some(stage),
+      Self::RunPaused { stage, .. } => stage.as_mut(),
       Self::RunStarted { .. } | Self::RunResumed {} | Self::RunCompleted { .. } => None,
     }
   }
@@ -581,6 +624,8 @@ mod tests {
     let record = EventRecord {
       ts: "t".into(),
       run: Arc::from("r"),
+      item: None,
+      key: None,
       event: Event::StageStarted {
         stage: "a".into(),
         attempt: 2,

@@ -215,6 +215,8 @@ pub(crate) struct Known {
   pub(crate) limit: u32,
   /// Whether a decided stage is a gate (rather than a stage that needed a risk approval).
   pub(crate) gate: bool,
+  /// Whether the stage fans out (its completion tells its items, not an attempt).
+  pub(crate) fanned: bool,
 }
 
 impl Known {
@@ -224,6 +226,7 @@ impl Known {
     Self {
       limit: stage.map_or(0, attempt_limit),
       gate: stage.is_some_and(|s| s.gate().is_some()),
+      fanned: stage.is_some_and(|s| s.fan_out.is_some()),
     }
   }
 }
@@ -275,6 +278,15 @@ pub(crate) fn sentence(event: &Event, known: Known) -> String {
       reused_from: Some(run),
       ..
     } => format!("stage {stage} reused the outputs of run {run}"),
+    Event::StageCompleted {
+      stage,
+      duration_ms,
+      summary: Some(summary),
+      ..
+    } if known.fanned => format!(
+      "stage {stage} completed in {} ({summary})",
+      took(*duration_ms)
+    ),
     Event::StageCompleted {
       stage,
       attempt,

@@ -480,6 +480,8 @@ mod tests {
     let log = |message: &str, tokens: Option<u64>| crate::event::EventRecord {
       ts: String::new(),
       run: Arc::from("r"),
+      item: None,
+      key: None,
       event: crate::event::Event::Log {
         stage: "s".into(),
         attempt: 1,

@@ -324,6 +324,8 @@ mod tests {
     EventRecord {
       ts: String::new(),
       run: Arc::from("r"),
+      item: None,
+      key: None,
       event,
     }
   }

@@ -93,6 +93,21 @@ pub struct StageState {
   /// The latest log lines.
   #[serde(skip_serializing_if = "Vec::is_empty")]
   pub logs: Vec<String>,
+  /// A fanned-out stage's items, in item order, as far as their events tell.
+  #[serde(skip_serializing_if = "Vec::is_empty")]
+  pub items: Vec<ItemState>,
+}
+
+/// One item of a fanned-out stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ItemState {
+  /// Its index.
+  pub index: u32,
+  /// Its key.
+  pub key: String,
+  /// Everything known about it, as for a stage.
+  #[serde(flatten)]
+  pub state: StageState,
 }
 
 impl RunState {
@@ -149,6 +164,46 @@ impl RunState {
 
   /// Folds one event whose stage sits at `index` (as [`RunState::position`] finds it).
   pub fn apply_at(&mut self, record: &EventRecord, index: Option<usize>) {
+    let Some(item) = record.item else {
+      self.apply_to(record, index);
+      return;
+    };
+    // An item's event changes the item; its stage only shows that items are under way.
+    if let Event::Log { tokens, .. } = record.event {
+      self.tokens = self.tokens.saturating_add(tokens.unwrap_or(0));
+    }
+    let Some(stage) = self.at(index) else { return };
+    match record.event {
+      Event::StageStarted { .. } => {
+        stage.status = StageStatus::Running;
+        stage.attempts = stage.attempts.saturating_add(1);
+        stage.started_at.get_or_insert_with(|| record.ts.clone());
+      }
+      Event::Log { tokens, .. } => stage.tokens = stage.tokens.saturating_add(tokens.unwrap_or(0)),
+      _ => {}
+    }
+    let k = item as usize;
+    // Items are announced in order, so this grows by one at a time; a gap (a damaged record)
+    // fills with pending items rather than misplacing the event.
+    if k >= stage.items.len() && k < workflow::MAX_ITEMS {
+      let from = stage.items.len();
+      stage.items.extend((from..=k).map(|i| ItemState {
+        index: u32::try_from(i).unwrap_or(u32::MAX),
+        ..ItemState::default()
+      }));
+    }
+    let Some(entry) = stage.items.get_mut(k) else {
+      return;
+    };
+    if let Some(key) = &record.key
+      && entry.key != **key
+    {
+      entry.key = key.to_string();
+    }
+    Self::apply_stage(&mut entry.state, record);
+  }
+
+  fn apply_to(&mut self, record: &EventRecord, index: Option<usize>) {
     let ts = &record.ts;
     match &record.event {
       Event::RunStarted { params, .. } => {
@@ -158,6 +213,9 @@ impl RunState {
       }
       Event::RunPaused { .. } => self.status = RunStatus::Paused,
       Event::RunResumed {} => self.status = RunStatus::Running,
+      Event::Log { tokens, .. } => {
+        self.tokens = self.tokens.saturating_add(tokens.unwrap_or(0));
+      }
       Event::RunCompleted {
         status,
         outputs,
@@ -171,29 +229,36 @@ impl RunState {
         self.finished_at = Some(ts.clone());
         self.duration_ms = Some(*duration_ms);
       }
+      _ => {}
+    }
+    if let Some(s) = self.at(index) {
+      Self::apply_stage(s, record);
+    }
+  }
+
+  /// The part of an event that changes one stage (or one item).
+  fn apply_stage(s: &mut StageState, record: &EventRecord) {
+    let ts = &record.ts;
+    match &record.event {
       Event::StageStarted {
         stage: _,
         attempt,
         uses,
         inputs,
       } => {
-        if let Some(s) = self.at(index) {
-          s.status = StageStatus::Running;
-          s.attempts = *attempt;
-          if s.uses.as_deref() != Some(uses) {
-            s.uses = Some(uses.clone());
-          }
-          s.inputs = Some(Arc::clone(inputs));
-          s.retry_due = None;
-          s.started_at.get_or_insert_with(|| ts.clone());
+        s.status = StageStatus::Running;
+        s.attempts = *attempt;
+        if s.uses.as_deref() != Some(uses) {
+          s.uses = Some(uses.clone());
         }
+        s.inputs = Some(Arc::clone(inputs));
+        s.retry_due = None;
+        s.started_at.get_or_insert_with(|| ts.clone());
       }
       Event::StageRetrying { due, error, .. } => {
-        if let Some(s) = self.at(index) {
-          s.status = StageStatus::Pending;
-          s.retry_due = Some(due.clone());
-          s.error = Some(error.clone());
-        }
+        s.status = StageStatus::Pending;
+        s.retry_due = Some(due.clone());
+        s.error = Some(error.clone());
       }
       Event::StageCompleted {
         stage: _,
@@ -207,22 +272,20 @@ impl RunState {
         inputs,
         ..
       } => {
-        if let Some(s) = self.at(index) {
-          s.artifacts.clone_from(artifacts);
-          s.hints.clone_from(hints);
-          s.uses = Some(uses.clone());
-          s.reused_from.clone_from(reused_from);
-          if inputs.is_some() {
-            s.inputs.clone_from(inputs);
-          }
-          s.status = StageStatus::Completed;
-          s.outputs = Some(Arc::clone(outputs));
-          s.summary.clone_from(summary);
-          s.error = None;
-          s.reason = None;
-          s.duration_ms = Some(*duration_ms);
-          s.finished_at = Some(ts.clone());
+        s.artifacts.clone_from(artifacts);
+        s.hints.clone_from(hints);
+        s.uses = Some(uses.clone());
+        s.reused_from.clone_from(reused_from);
+        if inputs.is_some() {
+          s.inputs.clone_from(inputs);
         }
+        s.status = StageStatus::Completed;
+        s.outputs = Some(Arc::clone(outputs));
+        s.summary.clone_from(summary);
+        s.error = None;
+        s.reason = None;
+        s.duration_ms = Some(*duration_ms);
+        s.finished_at = Some(ts.clone());
       }
       Event::StageFailed {
         stage: _,
@@ -231,13 +294,11 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.at(index) {
-          s.status = StageStatus::Failed;
-          s.error = Some(error.clone());
-          s.reason = Some(reason.clone());
-          s.duration_ms = Some(*duration_ms);
-          s.finished_at = Some(ts.clone());
-        }
+        s.status = StageStatus::Failed;
+        s.error = Some(error.clone());
+        s.reason = Some(reason.clone());
+        s.duration_ms = Some(*duration_ms);
+        s.finished_at = Some(ts.clone());
       }
       Event::StageTimedOut {
         stage: _,
@@ -245,37 +306,29 @@ impl RunState {
         duration_ms,
         ..
       } => {
-        if let Some(s) = self.at(index) {
-          s.status = StageStatus::TimedOut;
-          s.error = Some(format!(
-            "timed out after {}",
-            duration::format_duration(std::time::Duration::from_millis(*timeout_ms))
-          ));
-          s.reason = Some("timeout".into());
-          s.duration_ms = Some(*duration_ms);
-          s.finished_at = Some(ts.clone());
-        }
+        s.status = StageStatus::TimedOut;
+        s.error = Some(format!(
+          "timed out after {}",
+          duration::format_duration(std::time::Duration::from_millis(*timeout_ms))
+        ));
+        s.reason = Some("timeout".into());
+        s.duration_ms = Some(*duration_ms);
+        s.finished_at = Some(ts.clone());
       }
       Event::StageSkipped { reason, .. } => {
-        if let Some(s) = self.at(index) {
-          s.status = StageStatus::Skipped;
-          s.reason = Some(reason.clone());
-          s.finished_at = Some(ts.clone());
-        }
+        s.status = StageStatus::Skipped;
+        s.reason = Some(reason.clone());
+        s.finished_at = Some(ts.clone());
       }
       Event::StageCancelled { reason, .. } => {
-        if let Some(s) = self.at(index) {
-          s.status = StageStatus::Cancelled;
-          s.reason = Some(reason.clone());
-          s.retry_due = None;
-          s.finished_at = Some(ts.clone());
-        }
+        s.status = StageStatus::Cancelled;
+        s.reason = Some(reason.clone());
+        s.retry_due = None;
+        s.finished_at = Some(ts.clone());
       }
       Event::GateWaiting { .. } => {
-        if let Some(s) = self.at(index) {
-          s.status = StageStatus::Waiting;
-          s.started_at.get_or_insert_with(|| ts.clone());
-        }
+        s.status = StageStatus::Waiting;
+        s.started_at.get_or_insert_with(|| ts.clone());
       }
       Event::GateDecided {
         stage: _,
@@ -284,21 +337,18 @@ impl RunState {
         reason,
         inputs,
       } => {
-        if let Some(s) = self.at(index) {
-          s.decision = Some(serde_json::json!({
-            "decision": decision,
-            "decided_by": decided_by,
-            "reason": reason,
-            "inputs": inputs,
-          }));
-        }
+        s.decision = Some(serde_json::json!({
+          "decision": decision,
+          "decided_by": decided_by,
+          "reason": reason,
+          "inputs": inputs,
+        }));
       }
       Event::Log {
         message, tokens, ..
       } => {
         let tokens = tokens.unwrap_or(0);
-        self.tokens = self.tokens.saturating_add(tokens);
-        if let Some(s) = self.at(index) {
+        {
           s.tokens = s.tokens.saturating_add(tokens);
           if s.logs.len() == LOG_LINES_KEPT {
             s.logs.remove(0);
@@ -306,7 +356,11 @@ impl RunState {
           s.logs.push(message.clone());
         }
       }
-      Event::RecoveryDecided { .. }
+      Event::RunStarted { .. }
+      | Event::RunPaused { .. }
+      | Event::RunResumed {}
+      | Event::RunCompleted { .. }
+      | Event::RecoveryDecided { .. }
       | Event::CompensationStarted { .. }
       | Event::CompensationCompleted { .. }
       | Event::CompensationFailed { .. } => {}

@@ -351,12 +351,99 @@ pub struct Stage {
   /// The output contract.
   #[serde(skip_serializing_if = "IndexMap::is_empty")]
   pub outputs: IndexMap<String, OutputField>,
+  /// `for_each` or `matrix`: the stage runs once per item.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub fan_out: Option<FanOut>,
+}
+
+/// Most items one fanned-out stage may have (SPEC section 11).
+pub const MAX_ITEMS: usize = 10_000;
+
+/// Running a stage once per item: `for_each` or `matrix` (docs/workflow-format.md, "Fan-out").
+#[derive(Debug, Clone, Serialize)]
+pub struct FanOut {
+  /// Which of the two keys it is.
+  pub kind: FanKind,
+  /// The list (`for_each`) or the dimensions (`matrix`), as written.
+  #[serde(serialize_with = "ser_input")]
+  pub source: Input,
+  /// Where the key is written.
+  #[serde(skip)]
+  pub span: Span,
+  /// Items of this stage under way at once; `None` is the run's `max_parallel`.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub max_parallel: Option<usize>,
+  /// The first item that fails for good cancels the rest.
+  pub fail_fast: bool,
+}
+
+/// `for_each` or `matrix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanKind {
+  /// One item per list element.
+  ForEach,
+  /// One item per combination of the dimensions.
+  Matrix,
+}
+
+impl FanOut {
+  /// The matrix dimensions and `include` keys known from the file alone, for the checks of
+  /// `matrix.X`; `None` when the matrix is an expression (or this is a `for_each`).
+  pub fn matrix_keys(&self) -> Option<Vec<String>> {
+    if self.kind != FanKind::Matrix {
+      return None;
+    }
+    let entries: Vec<(String, serde_json::Value)> = match &self.source {
+      Input::Map(entries) => entries
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect(),
+      Input::Literal(serde_json::Value::Object(map)) => {
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+      }
+      _ => return None,
+    };
+    let mut keys = Vec::new();
+    for (key, value) in entries {
+      match key.as_str() {
+        "exclude" => {}
+        "include" => match value {
+          serde_json::Value::Array(list) => {
+            for entry in list {
+              let serde_json::Value::Object(map) = entry else {
+                return None;
+              };
+              keys.extend(map.keys().cloned());
+            }
+          }
+          _ => return None,
+        },
+        _ => keys.push(key),
+      }
+    }
+    let mut unique = Vec::with_capacity(keys.len());
+    for key in keys {
+      if !unique.contains(&key) {
+        unique.push(key);
+      }
+    }
+    Some(unique)
+  }
+}
+
+fn ser_input<S: serde::Serializer>(input: &Input, s: S) -> Result<S::Ok, S::Error> {
+  input.to_json().serialize(s)
 }
 
 impl Stage {
-  /// Every expression of the stage: `if`, `env`, `with`, gate message and compensation.
+  /// Every expression of the stage: `if`, `for_each`/`matrix`, `env`, `with`, gate message and
+  /// compensation.
   pub fn expressions(&self) -> Vec<&Expression> {
     let mut exprs: Vec<&Expression> = self.condition.iter().collect();
+    if let Some(fan) = &self.fan_out {
+      exprs.extend(fan.source.expressions());
+    }
     exprs.extend(self.env.values().flat_map(Input::expressions));
     if let Some(call) = self.skill() {
       exprs.extend(call.with.values().flat_map(Input::expressions));

@@ -41,6 +41,8 @@ pub(super) fn cancel(run_id: &str, dir: Option<&Path>) -> Result<Done, Error> {
   let record = |event: Event| EventRecord {
     ts: event::now_rfc3339(),
     run: Arc::from(row.id.as_str()),
+    item: None,
+    key: None,
     event,
   };
   let mut stages = indexmap::IndexMap::new();

@@ -9,7 +9,7 @@ use crate::{
   },
   launch::Settings,
   runtime::{Reusable, Reuse},
-  state::RunState,
+  state::{RunState, StageState},
   workflow::Workflow,
 };
 use indexmap::IndexMap;
@@ -171,36 +171,53 @@ pub(super) fn reusable(
     .map(|&i| workflow.stages[i].id.as_str())
     .collect();
   let mut stages = HashMap::new();
+  let mut items = HashMap::new();
   for stage in &old.stages {
     let Some(done) = state.stage(&stage.id) else {
       continue;
     };
-    let (event::StageStatus::Completed, Some(outputs), Some(uses)) =
-      (done.status, &done.outputs, &done.uses)
-    else {
-      continue;
-    };
+    if !done.items.is_empty()
+      && !skip.contains(stage.id.as_str())
+      && let Ok(definition) = serde_json::to_value(stage)
+    {
+      let list = done
+        .items
+        .iter()
+        .map(|item| (item.key.clone(), completed(&definition, &item.state)))
+        .collect();
+      items.insert(stage.id.clone(), list);
+    }
     if skip.contains(stage.id.as_str()) {
       continue;
     }
     let Ok(definition) = serde_json::to_value(stage) else {
       continue;
     };
-    stages.insert(
-      stage.id.clone(),
-      Reusable {
-        definition,
-        inputs: done.inputs.clone(),
-        uses: uses.clone(),
-        outputs: Arc::clone(outputs),
-        summary: done.summary.clone(),
-        artifacts: done.artifacts.clone(),
-        hints: done.hints.clone(),
-      },
-    );
+    if let Some(reusable) = completed(&definition, done) {
+      stages.insert(stage.id.clone(), reusable);
+    }
   }
   Ok(Reuse {
     from_run: row.id.clone(),
     stages,
+    items,
+  })
+}
+
+/// What a completed stage (or item) left for a retry to reuse; `None` when it did not complete.
+fn completed(definition: &serde_json::Value, done: &StageState) -> Option<Reusable> {
+  let (event::StageStatus::Completed, Some(outputs), Some(uses)) =
+    (done.status, &done.outputs, &done.uses)
+  else {
+    return None;
+  };
+  Some(Reusable {
+    definition: definition.clone(),
+    inputs: done.inputs.clone(),
+    uses: uses.clone(),
+    outputs: Arc::clone(outputs),
+    summary: done.summary.clone(),
+    artifacts: done.artifacts.clone(),
+    hints: done.hints.clone(),
   })
 }

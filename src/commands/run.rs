@@ -207,7 +207,16 @@ pub(super) fn execute(run: Headless<'_>) -> Result<Done, Error> {
     .stages
     .iter()
     .map(|s| (s.id.clone(), event_text::attempt_limit(s)));
-  sinks.push(Box::new(progress_sink.with_attempt_limits(limits)));
+  let fanned = workflow
+    .stages
+    .iter()
+    .filter(|s| s.fan_out.is_some())
+    .map(|s| s.id.clone());
+  sinks.push(Box::new(
+    progress_sink
+      .with_attempt_limits(limits)
+      .with_fanned(fanned),
+  ));
   let progress = Arc::new(progress);
 
   let (control_tx, control_rx) = mpsc::unbounded_channel();

@@ -72,6 +72,10 @@ pub(super) const STAGE_KEYS: &[&str] = &[
   "recover",
   "risk",
   "outputs",
+  "for_each",
+  "matrix",
+  "max_parallel",
+  "fail_fast",
 ];
 /// Keys that only make sense on a skill stage.
 pub(super) const SKILL_ONLY_KEYS: &[&str] = &[
@@ -82,6 +86,10 @@ pub(super) const SKILL_ONLY_KEYS: &[&str] = &[
   "recover",
   "outputs",
   "timeout",
+  "for_each",
+  "matrix",
+  "max_parallel",
+  "fail_fast",
 ];
 pub(super) const GATE_KEYS: &[&str] = &[
   "message",

@@ -165,7 +165,11 @@ impl Loader {
       recover_span: map.get("recover").map_or(id_node.span, |n| n.span),
       risk: map.get("risk").and_then(|n| self.risk(n, "risk")),
       outputs: IndexMap::new(),
+      fan_out: None,
     };
+    if matches!(stage.kind, StageKind::Skill(_)) {
+      stage.fan_out = self.fan_out(&map, &stage.id);
+    }
     if let Some(n) = map.get("fallback") {
       for (name, span) in self.string_list(n, "fallback") {
         if name.trim().is_empty() {
@@ -183,6 +187,103 @@ impl Loader {
       stage.outputs = self.fields(n, "outputs", true);
     }
     Some(stage)
+  }
+
+  /// `for_each` or `matrix`, with `max_parallel` and `fail_fast`, which need one of them.
+  fn fan_out(&mut self, map: &nodes::Mapping<'_>, id: &str) -> Option<FanOut> {
+    let (kind, key, node) = match (map.key_node("for_each"), map.key_node("matrix")) {
+      (Some(_), Some(second)) => {
+        self.error(
+          second.span,
+          ErrorKind::ForEachAndMatrix { id: id.to_string() },
+        );
+        return None;
+      }
+      (Some(key), None) => (FanKind::ForEach, key, map.get("for_each")?),
+      (None, Some(key)) => (FanKind::Matrix, key, map.get("matrix")?),
+      (None, None) => {
+        for key in ["max_parallel", "fail_fast"] {
+          if let Some(k) = map.key_node(key) {
+            self.error(
+              k.span,
+              ErrorKind::NeedsFanOut {
+                key,
+                id: id.to_string(),
+              },
+            );
+          }
+        }
+        return None;
+      }
+    };
+    let source = self.input(node, key.as_str().unwrap_or("for_each"));
+    match kind {
+      FanKind::ForEach => self.check_items(node, &source),
+      FanKind::Matrix => self.check_matrix(node, &source),
+    }
+    let max_parallel = map
+      .get("max_parallel")
+      .and_then(|n| self.integer(n, "max_parallel", 1))
+      .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let fail_fast = map
+      .get("fail_fast")
+      .and_then(|n| self.bool(n, "fail_fast"))
+      .unwrap_or(true);
+    Some(FanOut {
+      kind,
+      source,
+      span: key.span,
+      max_parallel,
+      fail_fast,
+    })
+  }
+
+  /// A `for_each` known from the file alone must be a list within the item limit.
+  fn check_items(&mut self, node: &Node, source: &Input) {
+    match (&node.value, source) {
+      (_, Input::Expr(_)) | (NodeValue::Null, _) => {}
+      (NodeValue::Seq(items), _) => {
+        if items.len() > MAX_ITEMS {
+          self.error(node.span, ErrorKind::TooManyItems { count: items.len() });
+        }
+      }
+      _ => self.wrong_type(node, "for_each", "a list or an expression giving one"),
+    }
+  }
+
+  /// A `matrix` written out: dimensions are lists, `exclude` and `include` lists of mappings.
+  fn check_matrix(&mut self, node: &Node, source: &Input) {
+    if matches!(source, Input::Expr(_)) {
+      return;
+    }
+    let Some(map) = self.mapping(node, "matrix", None) else {
+      return;
+    };
+    if map.entries.is_empty() {
+      self.error(node.span, ErrorKind::EmptyMatrix);
+    }
+    let is_expr =
+      |key: &str| matches!(source, Input::Map(m) if matches!(m.get(key), Some(Input::Expr(_))));
+    let mut count: usize = 1;
+    for (key, _, value) in &map.entries {
+      let field = format!("matrix.{key}");
+      match (*key, &value.value) {
+        (k, NodeValue::String { .. }) if is_expr(k) => {}
+        ("exclude" | "include", NodeValue::Seq(entries)) => {
+          for entry in entries {
+            if !matches!(entry.value, NodeValue::Map(_)) {
+              self.wrong_type(entry, &field, "a mapping of dimension values");
+            }
+          }
+        }
+        ("exclude" | "include", _) => self.wrong_type(value, &field, "a list of mappings"),
+        (_, NodeValue::Seq(values)) => count = count.saturating_mul(values.len()),
+        _ => self.wrong_type(value, &field, "a list of values"),
+      }
+    }
+    if count > MAX_ITEMS {
+      self.error(node.span, ErrorKind::TooManyItems { count });
+    }
   }
 
   /// A skill name with its position; empty names are reported.

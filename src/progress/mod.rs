@@ -148,6 +148,15 @@ impl ProgressSink {
     lock(&self.shared.state).limits.extend(limits);
     self
   }
+
+  /// Names the stages that fan out, whose completion counts items rather than attempts.
+  pub(crate) fn with_fanned<I>(self, stages: I) -> Self
+  where
+    I: IntoIterator<Item = String>,
+  {
+    lock(&self.shared.state).fanned.extend(stages);
+    self
+  }
 }
 
 impl EventSink for ProgressSink {

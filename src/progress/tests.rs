@@ -33,6 +33,8 @@ fn rec(second: u32, event: Event) -> EventRecord {
   EventRecord {
     ts: format!("2026-11-22T14:03:{second:02}.123Z"),
     run: "r1".into(),
+    item: None,
+    key: None,
     event,
   }
 }

@@ -16,6 +16,8 @@ pub(super) struct State {
   pub(super) started: Instant,
   /// Attempts allowed per stage, when the caller told.
   pub(super) limits: HashMap<String, u32>,
+  /// Stages with `for_each` or `matrix`.
+  pub(super) fanned: HashSet<String>,
   /// Stages with something under way, in the order they started.
   pub(super) active: IndexMap<String, Active>,
   /// Final statuses seen so far.
@@ -90,6 +92,7 @@ impl State {
       total,
       started: now,
       limits: HashMap::new(),
+      fanned: HashSet::new(),
       active: IndexMap::new(),
       settled: IndexMap::new(),
       gates: HashMap::new(),
@@ -126,6 +129,7 @@ impl State {
     Known {
       limit: self.limits.get(stage).copied().unwrap_or(0),
       gate: self.gates.get(stage).is_none_or(|kind| kind != "approval"),
+      fanned: self.fanned.contains(stage),
     }
   }
 
@@ -155,8 +159,67 @@ impl State {
     );
   }
 
+  /// An item of a fanned-out stage: shown as `test[3]` while it runs, a line of its own when it
+  /// fails; its stage's own events count it among the stages.
+  fn handle_item(&mut self, record: &EventRecord, now: Instant) {
+    let event = record.for_display();
+    let known = self.known(&record.event);
+    let sentence = event_text::sentence(&event, known);
+    self.plain(&record.ts, &sentence);
+    match &*event {
+      Event::StageStarted { stage, attempt, .. } => {
+        self.activate(stage, *attempt, Phase::Running, None, now);
+      }
+      Event::StageRetrying {
+        stage,
+        attempt,
+        delay_ms,
+        error,
+        ..
+      } => {
+        let due = now + Duration::from_millis(*delay_ms);
+        let error = first_line(error);
+        self.activate(stage, *attempt, Phase::Retrying { due }, Some(error), now);
+      }
+      Event::StageCompleted { stage, .. }
+      | Event::StageSkipped { stage, .. }
+      | Event::StageCancelled { stage, .. } => {
+        self.active.shift_remove(stage.as_str());
+      }
+      Event::StageFailed { stage, error, .. } => {
+        self.active.shift_remove(stage.as_str());
+        self.record(Line::new().push("✗", Style::Red).push(
+          format!(" {stage} failed: {}", first_line(error)),
+          Style::Plain,
+        ));
+      }
+      Event::StageTimedOut { stage, .. } => {
+        self.active.shift_remove(stage.as_str());
+        self.record(
+          Line::new()
+            .push("⏱", Style::Red)
+            .push(format!(" {stage} timed out"), Style::Plain),
+        );
+      }
+      Event::Log { stage, message, .. } => {
+        let line = last_segment(message);
+        if let Some(active) = self.active.get_mut(stage.as_str())
+          && matches!(active.phase, Phase::Running)
+          && !line.trim().is_empty()
+        {
+          active.detail = Some(line.trim().to_owned());
+        }
+      }
+      _ => {}
+    }
+  }
+
   pub(super) fn handle(&mut self, record: &EventRecord, now: Instant) {
     self.seen_events = true;
+    if record.item.is_some() {
+      self.handle_item(record, now);
+      return;
+    }
     self.resolve_held(Some(&record.event));
     let ts = record.ts.as_str();
     let sentence = event_text::sentence(&record.event, self.known(&record.event));
@@ -203,11 +266,14 @@ impl State {
         stage,
         attempt,
         duration_ms,
+        summary,
         ..
       } => {
         self.settle(stage, StageStatus::Completed);
         let took = format_duration(Duration::from_millis(*duration_ms));
-        let on = if *attempt > 1 {
+        let on = if let (true, Some(summary)) = (self.fanned.contains(stage.as_str()), summary) {
+          format!(" ({summary})")
+        } else if *attempt > 1 {
           format!(" (attempt {attempt})")
         } else {
           String::new()

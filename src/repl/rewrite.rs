@@ -50,6 +50,8 @@ impl Session {
       log.push(EventRecord {
         ts: event::now_rfc3339(),
         run,
+        item: None,
+        key: None,
         event: Event::StageSkipped {
           stage: id.clone(),
           reason: "skipped by the user".into(),

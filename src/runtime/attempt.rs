@@ -11,12 +11,13 @@ use crate::{
 impl Core {
   /// Starts an attempt of stage `i` (after a risk approval when one is needed).
   pub(super) fn start_or_wait(&mut self, i: usize) {
-    if self.needs_approval(i) && self.slots[i].attempts == 0 {
+    // An item's stage was approved once, before its items.
+    if self.slots[i].unit.is_none() && self.needs_approval(i) && self.slots[i].attempts == 0 {
       self.open_gate(i, "approval");
       return;
     }
     let workflow = Arc::clone(&self.workflow);
-    let stage = &workflow.stages[i];
+    let stage = &workflow.stages[self.stage_of(i)];
     let Some(call) = stage.skill() else {
       return;
     };
@@ -41,12 +42,15 @@ impl Core {
     let inputs = Arc::new(inputs);
     let attempt = self.slots[i].attempts + 1;
     let task = self.task(i, &uses, attempt, Arc::clone(&inputs), "");
-    self.emit(Event::StageStarted {
-      stage: stage.id.clone(),
-      attempt,
-      uses,
-      inputs,
-    });
+    self.emit_at(
+      i,
+      Event::StageStarted {
+        stage: stage.id.clone(),
+        attempt,
+        uses,
+        inputs,
+      },
+    );
     // It holds its slot from now (the fold counted it in flight).
     self.commands.push_back(Command::Start {
       stage: i,
@@ -65,12 +69,12 @@ impl Core {
     inputs: Arc<serde_json::Value>,
     suffix: &str,
   ) -> StageTask {
-    let stage = &self.workflow.stages[i];
+    let stage = &self.workflow.stages[self.stage_of(i)];
     StageTask {
       run: self.options.run_id.clone(),
       stage: stage.id.clone(),
       attempt,
-      idempotency_key: format!("{}/{}{suffix}", self.options.run_id, stage.id),
+      idempotency_key: format!("{}/{}{suffix}", self.options.run_id, self.unit_name(i)),
       skill: uses.to_string(),
       inputs,
       timeout_ms: machine::millis(stage.timeout),
@@ -111,14 +115,17 @@ impl Core {
     if !current {
       return;
     }
-    self.emit(Event::Log {
-      stage: self.id(i),
-      attempt: line.attempt,
-      stream: line.stream.as_str().into(),
-      message: line.message,
-      compensation: line.compensation,
-      tokens: line.tokens,
-    });
+    self.emit_at(
+      i,
+      Event::Log {
+        stage: self.id(i),
+        attempt: line.attempt,
+        stream: line.stream.as_str().into(),
+        message: line.message,
+        compensation: line.compensation,
+        tokens: line.tokens,
+      },
+    );
   }
 
   /// Attempt `attempt` of stage `i` ended.
@@ -133,7 +140,7 @@ impl Core {
     let uses = running.uses.clone();
     let elapsed = self.now.saturating_sub(running.started);
     let workflow = Arc::clone(&self.workflow);
-    let stage = &workflow.stages[i];
+    let stage = &workflow.stages[self.stage_of(i)];
     let id = stage.id.clone();
     match result {
       Finished::Result(StageResult::Completed {
@@ -143,49 +150,61 @@ impl Core {
         hints,
       }) => {
         if let Err(error) = check_contract(stage, &outputs) {
-          self.emit(Event::StageFailed {
+          self.emit_at(
+            i,
+            Event::StageFailed {
+              stage: id,
+              attempt: Some(attempt),
+              uses: Some(uses),
+              error,
+              reason: "contract".into(),
+              duration_ms: elapsed,
+            },
+          );
+          self.after_failure(i, RetryOn::Error);
+          return;
+        }
+        self.emit_at(
+          i,
+          Event::StageCompleted {
+            stage: id,
+            attempt,
+            uses,
+            outputs: Arc::new(serde_json::Value::Object(outputs)),
+            summary,
+            artifacts,
+            hints,
+            duration_ms: elapsed,
+            reused_from: None,
+            inputs: None,
+          },
+        );
+      }
+      Finished::Result(StageResult::Failed { error }) => {
+        self.emit_at(
+          i,
+          Event::StageFailed {
             stage: id,
             attempt: Some(attempt),
             uses: Some(uses),
             error,
-            reason: "contract".into(),
+            reason: "error".into(),
             duration_ms: elapsed,
-          });
-          self.after_failure(i, RetryOn::Error);
-          return;
-        }
-        self.emit(Event::StageCompleted {
-          stage: id,
-          attempt,
-          uses,
-          outputs: Arc::new(serde_json::Value::Object(outputs)),
-          summary,
-          artifacts,
-          hints,
-          duration_ms: elapsed,
-          reused_from: None,
-          inputs: None,
-        });
-      }
-      Finished::Result(StageResult::Failed { error }) => {
-        self.emit(Event::StageFailed {
-          stage: id,
-          attempt: Some(attempt),
-          uses: Some(uses),
-          error,
-          reason: "error".into(),
-          duration_ms: elapsed,
-        });
+          },
+        );
         self.after_failure(i, RetryOn::Error);
       }
       Finished::TimedOut => {
-        self.emit(Event::StageTimedOut {
-          stage: id,
-          attempt,
-          uses,
-          timeout_ms: machine::millis(stage.timeout),
-          duration_ms: elapsed,
-        });
+        self.emit_at(
+          i,
+          Event::StageTimedOut {
+            stage: id,
+            attempt,
+            uses,
+            timeout_ms: machine::millis(stage.timeout),
+            duration_ms: elapsed,
+          },
+        );
         self.after_failure(i, RetryOn::Timeout);
       }
     }
@@ -200,14 +219,17 @@ impl Core {
 
   pub(super) fn fail_without_attempt(&mut self, i: usize, error: String, reason: &str) {
     let id = self.id(i);
-    self.emit(Event::StageFailed {
-      stage: id,
-      attempt: None,
-      uses: None,
-      error,
-      reason: reason.into(),
-      duration_ms: 0,
-    });
+    self.emit_at(
+      i,
+      Event::StageFailed {
+        stage: id,
+        attempt: None,
+        uses: None,
+        error,
+        reason: reason.into(),
+        duration_ms: 0,
+      },
+    );
     self.final_failure(i);
   }
 }

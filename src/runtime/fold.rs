@@ -12,7 +12,13 @@ use std::cmp::Reverse;
 impl Core {
   /// Folds one event (with its real, unmasked values) into the bookkeeping, at `self.now`.
   pub(super) fn apply(&mut self, record: &EventRecord) {
-    let index = record.event.stage().and_then(|s| self.state.position(s));
+    let mut index = record.event.stage().and_then(|s| self.state.position(s));
+    if let (Some(item), Some(stage)) = (record.item, index) {
+      index = self.unit_of(stage, item);
+      if index.is_none() {
+        return;
+      }
+    }
     self.apply_at(record, index);
   }
 
@@ -38,6 +44,14 @@ impl Core {
     let Some(i) = index else {
       return;
     };
+    if let Some(of) = self.slots[i].unit {
+      self.admit_folded(i);
+      if let Event::StageStarted { .. } = event {
+        let stage = &mut self.slots[of.stage];
+        stage.first_started.get_or_insert(now);
+        stage.attempts = stage.attempts.saturating_add(1);
+      }
+    }
     match event {
       Event::StageStarted { attempt, uses, .. } => {
         self.infer_phase(i, uses);
@@ -69,7 +83,10 @@ impl Core {
         self.end_attempt(i);
         self.slots[i].outputs = Some(Arc::clone(outputs));
         self.slots[i].after = None;
-        self.completion_order.push(i);
+        // A fanned-out stage's items are compensated one by one, not the stage.
+        if self.slots[i].fan.is_none() {
+          self.completion_order.push(i);
+        }
         self.settle(i);
       }
       Event::StageFailed {
@@ -133,7 +150,7 @@ impl Core {
   /// Which skill an attempt that started with `uses` ran: the current phase when it matches,
   /// else the primary skill, a fallback, or a skill a recovery strategy chose.
   fn infer_phase(&mut self, i: usize, uses: &str) {
-    let stage = &self.workflow.stages[i];
+    let stage = &self.workflow.stages[self.stage_of(i)];
     let primary = stage.skill().map(|c| c.uses.as_str());
     let slot = &mut self.slots[i];
     let current = match slot.phase {
@@ -206,7 +223,9 @@ impl Core {
         self.upstream(i);
       }
     }
-    for &i in &order {
+    // Items after the stages, in item order: what a failed item left to decide comes first.
+    let units = order.iter().copied().chain(self.workflow.stages.len()..n);
+    for i in units.collect::<Vec<_>>() {
       if self.slots[i].settled {
         continue;
       }
@@ -231,7 +250,14 @@ impl Core {
         && !slot.in_runnable
         && !slot.asking
       {
-        self.push_ready(i);
+        match slot.unit {
+          None if slot.fan.is_some() => self.fan_checks.push(i),
+          None => self.push_ready(i),
+          // An item whose attempt was cut short starts again; one never admitted waits for
+          // its stage to admit it.
+          Some(_) if slot.admitted && slot.after.is_none() => self.push_runnable(i),
+          Some(_) => {}
+        }
       }
     }
   }

@@ -7,7 +7,7 @@ use crate::{decision::GateDecision, event::Event};
 impl Core {
   /// Whether skill stage `i` must be approved before it starts.
   pub(super) fn needs_approval(&self, i: usize) -> bool {
-    let stage = &self.workflow.stages[i];
+    let stage = &self.workflow.stages[self.stage_of(i)];
     let Some(require) = self
       .workflow
       .config
@@ -23,7 +23,7 @@ impl Core {
   /// Opens the gate (or approval, by `kind`) of stage `i` and has it decided by the first that
   /// can: a decision recorded meanwhile, the flags, a policy, or else a person.
   pub(super) fn open_gate(&mut self, i: usize, kind: &str) {
-    let stage = &self.workflow.stages[i];
+    let stage = &self.workflow.stages[self.stage_of(i)];
     let id = stage.id.clone();
     let gate = stage.gate();
     let message = gate.and_then(|g| g.message.as_ref()).map(|m| {
@@ -96,7 +96,7 @@ impl Core {
   /// Emits `gate_waiting`; the fold makes the stage wait, with its deadline.
   fn announce_gate(&mut self, i: usize, kind: &str, message: Option<String>) {
     let id = self.id(i);
-    let timeout_ms = self.workflow.stages[i]
+    let timeout_ms = self.workflow.stages[self.stage_of(i)]
       .gate()
       .and_then(|g| g.timeout)
       .map(machine::millis);
@@ -175,7 +175,7 @@ impl Core {
       reason: reason.clone(),
       inputs: inputs.clone(),
     });
-    let is_gate = self.workflow.stages[i].gate().is_some();
+    let is_gate = self.workflow.stages[self.stage_of(i)].gate().is_some();
     match decision {
       GateDecision::Approve if is_gate => {
         let mut outputs = serde_json::Map::new();
@@ -201,7 +201,7 @@ impl Core {
           inputs: None,
         });
       }
-      GateDecision::Approve => self.push_runnable(i),
+      GateDecision::Approve => self.admit(i),
       GateDecision::Reject => {
         let why = reason.map_or_else(
           || format!("rejected by {by}"),

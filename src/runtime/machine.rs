@@ -292,6 +292,12 @@ pub(super) struct Slot {
   pub(super) recovery_halts: Option<bool>,
   /// Has a final status.
   pub(super) settled: bool,
+  /// The stage and item this unit runs, for an item of a fanned-out stage.
+  pub(super) unit: Option<fanout::UnitOf>,
+  /// A fanned-out stage's items, once expanded.
+  pub(super) fan: Option<Box<fanout::Fan>>,
+  /// An item that has been let start (it counts against its stage's `max_parallel`).
+  pub(super) admitted: bool,
 }
 
 /// The deterministic core of one run. See the module docs of [`crate::runtime`].
@@ -337,6 +343,8 @@ pub struct Core {
   pub(super) finishing: Option<outcome::Finishing>,
   pub(super) finished: bool,
   pub(super) commands: VecDeque<Command>,
+  /// Fanned-out stages whose items changed: admit more, cancel the rest, or settle the stage.
+  pub(super) fan_checks: Vec<usize>,
   pub(super) outbox: Vec<EventRecord>,
   pub(super) now: Millis,
   run_id: Arc<str>,
@@ -387,6 +395,7 @@ impl Core {
       finishing: None,
       finished: false,
       commands: VecDeque::new(),
+      fan_checks: Vec::new(),
       outbox: Vec::new(),
       now: 0,
       ts_cache: (u64::MAX, String::new()),
@@ -451,7 +460,7 @@ impl Core {
     }
     self.fire_timers();
     self.schedule();
-    if self.finishing.is_none() && self.settled == self.slots.len() {
+    if self.finishing.is_none() && self.settled == self.slots.len() && self.fan_checks.is_empty() {
       self.begin_finish();
     }
   }
@@ -521,7 +530,7 @@ impl Core {
   /// Where the run stands.
   pub fn snapshot(&self) -> Snapshot {
     let names = |list: &mut dyn Iterator<Item = usize>| -> Vec<String> {
-      list.map(|i| self.workflow.stages[i].id.clone()).collect()
+      list.map(|i| self.unit_name(i)).collect()
     };
     Snapshot {
       paused: self.paused,
@@ -609,25 +618,53 @@ impl Core {
     }
   }
 
-  /// Emits an event: the folded state gets it masked, the core's own bookkeeping gets the real
-  /// values, sinks get the masked record.
+  /// Emits an event about the run or a whole stage: the folded state gets it masked, the
+  /// core's own bookkeeping gets the real values, sinks get the masked record.
   pub(super) fn emit(&mut self, event: Event) {
+    let index = event.stage().and_then(|s| self.state.position(s));
+    self.record(event, None, index, index);
+  }
+
+  /// Emits an event about unit `u`: a stage, or one item of a fanned-out stage (tagged with its
+  /// `item` and `key`).
+  pub(super) fn emit_at(&mut self, u: usize, event: Event) {
+    match self.slots[u].unit {
+      None => self.record(event, None, Some(u), Some(u)),
+      Some(of) => {
+        let key = self.slots[of.stage]
+          .fan
+          .as_ref()
+          .and_then(|f| f.keys.get(of.item as usize).cloned());
+        self.record(event, Some((of.item, key)), Some(of.stage), Some(u));
+      }
+    }
+  }
+
+  fn record(
+    &mut self,
+    event: Event,
+    item: Option<(u32, Option<Arc<str>>)>,
+    stage: Option<usize>,
+    unit: Option<usize>,
+  ) {
     let ts = self.rfc3339(self.now);
+    let (item, key) = item.map_or((None, None), |(i, k)| (Some(i), k));
     let record = EventRecord {
       ts,
       run: Arc::clone(&self.run_id),
+      item,
+      key,
       event,
     };
-    let index = record.event.stage().and_then(|s| self.state.position(s));
     if self.options.masker.is_empty() {
-      self.state.apply_at(&record, index);
-      self.apply_at(&record, index);
+      self.state.apply_at(&record, stage);
+      self.apply_at(&record, unit);
       self.outbox.push(record);
     } else {
       let mut masked = record.clone();
       self.options.masker.mask_event(&mut masked.event);
-      self.state.apply_at(&masked, index);
-      self.apply_at(&record, index);
+      self.state.apply_at(&masked, stage);
+      self.apply_at(&record, unit);
       self.outbox.push(masked);
     }
   }
@@ -642,20 +679,32 @@ impl Core {
     format!("{}.{:03}Z", self.ts_cache.1, ms % 1_000)
   }
 
+  /// The id of unit `i`'s stage.
   pub(super) fn id(&self, i: usize) -> String {
-    self.workflow.stages[i].id.clone()
+    self.workflow.stages[self.stage_of(i)].id.clone()
   }
 
   pub(super) fn status(&self, i: usize) -> StageStatus {
     self
-      .state
-      .stages
-      .get_index(i)
-      .map_or(StageStatus::Pending, |(_, s)| s.status)
+      .stage_state(i)
+      .map_or(StageStatus::Pending, |s| s.status)
+  }
+
+  /// What the folded state knows of unit `i`: its stage's, or its item's.
+  pub(super) fn stage_state(&self, i: usize) -> Option<&state::StageState> {
+    match self.slots.get(i).and_then(|s| s.unit) {
+      None => self.state.stages.get_index(i).map(|(_, s)| s),
+      Some(of) => self
+        .state
+        .stages
+        .get_index(of.stage)
+        .and_then(|(_, s)| s.items.get(of.item as usize))
+        .map(|item| &item.state),
+    }
   }
 
   pub(super) fn level(&self, i: usize) -> usize {
-    self.workflow.dag().level[i]
+    self.workflow.dag().level[self.stage_of(i)]
   }
 }
 

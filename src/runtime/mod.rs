@@ -22,6 +22,7 @@ mod attempt;
 mod delivery;
 mod driver;
 mod error;
+mod fanout;
 mod fold;
 mod gate;
 mod machine;
@@ -38,6 +39,7 @@ mod tests;
 
 pub use driver::execute;
 pub use error::{ExprFailure, RunError};
+pub use fanout::{Item, MAX_CROSS_PRODUCT, expand};
 pub use machine::{Command, Core, CoreOptions, Finished, Input, Millis, Steer};
 
 /// Commands that steer a live run: the only way anything outside the runtime changes it.
@@ -123,6 +125,9 @@ pub struct Reuse {
   pub from_run: String,
   /// Stages that completed there and may be reused, by id.
   pub stages: HashMap<String, Reusable>,
+  /// The items of fanned-out stages there, by stage id, in item order: each item's key, and
+  /// what it completed with when it did.
+  pub items: HashMap<String, Vec<(String, Option<Reusable>)>>,
 }
 
 /// A stage that completed in the retried run.

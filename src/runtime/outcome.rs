@@ -21,7 +21,8 @@ pub(super) struct Finishing {
 }
 
 impl Core {
-  /// Stage `i` reached its final status: record it and release its dependents.
+  /// Stage `i` reached its final status: record it and release its dependents. (An item
+  /// reached its final status: its stage looks at what follows.)
   pub(super) fn settle(&mut self, i: usize) {
     if self.slots[i].settled {
       return;
@@ -29,15 +30,39 @@ impl Core {
     self.slots[i].settled = true;
     self.settled += 1;
     let status = self.status(i);
+    if self.slots[i].unit.is_some() {
+      let slot = &mut self.slots[i];
+      let outputs = slot.outputs.as_deref().map_or(Value::Null, Value::from);
+      slot.value = scope::object([
+        ("outputs", outputs),
+        ("status", Value::from(status.as_str())),
+        ("attempts", Value::Number(f64::from(slot.attempts))),
+      ]);
+      self.item_settled(i);
+      return;
+    }
+    let items = if self.slots[i].fan.is_some() {
+      // The event carried these too; computed again so a resume needs nothing more.
+      self.slots[i].outputs = Some(Arc::new(self.fan_outputs(i)));
+      Some(self.fan_items(i))
+    } else {
+      None
+    };
     let now = self.now;
-    let state = self.state.stages.get_index(i).map(|(_, s)| s);
-    let slot = &mut self.slots[i];
+    let slot = &self.slots[i];
     let outputs = slot.outputs.as_deref().map_or(Value::Null, Value::from);
-    slot.value = scope::object([
+    let mut value = vec![
       ("outputs", outputs),
       ("status", Value::from(status.as_str())),
       ("attempts", Value::Number(f64::from(slot.attempts))),
-    ]);
+    ];
+    if let Some(items) = items {
+      value.push(("items", items));
+    }
+    let value = Value::Object(Arc::new(
+      value.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    ));
+    let state = self.stage_state(i);
     let duration_ms = slot.first_started.map_or_else(
       || state.and_then(|s| s.duration_ms).unwrap_or(0),
       |s| now.saturating_sub(s),
@@ -55,6 +80,7 @@ impl Core {
         .unwrap_or_else(|| Arc::new(serde_json::Value::Null)),
       duration_ms,
     };
+    self.slots[i].value = value;
     self.memory.push(entry);
     let workflow = Arc::clone(&self.workflow);
     for &d in &workflow.dag().dependents[i] {
@@ -70,11 +96,14 @@ impl Core {
   /// A stage that never started ends cancelled because the run stopped.
   pub(super) fn cancel_pending(&mut self, i: usize, stop: Stop) {
     let id = self.id(i);
-    self.emit(Event::StageCancelled {
-      stage: id,
-      attempt: None,
-      reason: stop.reason().into(),
-    });
+    self.emit_at(
+      i,
+      Event::StageCancelled {
+        stage: id,
+        attempt: None,
+        reason: stop.reason().into(),
+      },
+    );
   }
 
   /// Stops starting ordinary stages and stops what is in flight, retrying or waiting.
@@ -107,20 +136,26 @@ impl Core {
       let id = self.id(i);
       if stop == Stop::Timeout {
         let duration_ms = self.now.saturating_sub(running.started);
-        self.emit(Event::StageTimedOut {
-          stage: id,
-          attempt: running.attempt,
-          uses: running.uses,
-          timeout_ms: self.workflow.config.timeout.map_or(0, machine::millis),
-          duration_ms,
-        });
+        self.emit_at(
+          i,
+          Event::StageTimedOut {
+            stage: id,
+            attempt: running.attempt,
+            uses: running.uses,
+            timeout_ms: self.workflow.config.timeout.map_or(0, machine::millis),
+            duration_ms,
+          },
+        );
         self.settle(i);
       } else {
-        self.emit(Event::StageCancelled {
-          stage: id,
-          attempt: Some(running.attempt),
-          reason: stop.reason().into(),
-        });
+        self.emit_at(
+          i,
+          Event::StageCancelled {
+            stage: id,
+            attempt: Some(running.attempt),
+            reason: stop.reason().into(),
+          },
+        );
       }
     }
     let delayed: Vec<usize> = self.delayed.drain().map(|Reverse((_, i))| i).collect();
@@ -146,7 +181,10 @@ impl Core {
         .iter()
         .rev()
         .copied()
-        .filter(|&i| !self.compensated.contains(&i) && self.workflow.stages[i].compensate.is_some())
+        .filter(|&i| {
+          !self.compensated.contains(&i)
+            && self.workflow.stages[self.stage_of(i)].compensate.is_some()
+        })
         .collect()
     } else {
       Vec::new()
@@ -174,17 +212,20 @@ impl Core {
       }
       let i = finishing.queue.remove(0);
       let workflow = Arc::clone(&self.workflow);
-      let stage = &workflow.stages[i];
+      let stage = &workflow.stages[self.stage_of(i)];
       let Some(call) = &stage.compensate else {
         continue;
       };
       // A compensation also sees its own stage's outputs.
       let mut ctx = self.context(i, StatusFlags::default());
       ctx.add_stage(&stage.id, self.stage_value(i));
-      self.emit(Event::CompensationStarted {
-        stage: stage.id.clone(),
-        uses: call.uses.clone(),
-      });
+      self.emit_at(
+        i,
+        Event::CompensationStarted {
+          stage: stage.id.clone(),
+          uses: call.uses.clone(),
+        },
+      );
       match scope::resolve_with(&call.with, &ctx, &workflow.source) {
         Ok(inputs) => {
           let task = self.task(i, &call.uses, 1, Arc::new(inputs), "/compensate");
@@ -202,11 +243,14 @@ impl Core {
         Err(failure) => {
           let error = RunError::Inputs(failure);
           self.note(Some(i), &error);
-          self.emit(Event::CompensationFailed {
-            stage: stage.id.clone(),
-            uses: call.uses.clone(),
-            error: error.to_string(),
-          });
+          self.emit_at(
+            i,
+            Event::CompensationFailed {
+              stage: stage.id.clone(),
+              uses: call.uses.clone(),
+              error: error.to_string(),
+            },
+          );
         }
       }
     }
@@ -233,7 +277,7 @@ impl Core {
     }
     finishing.current = None;
     let workflow = Arc::clone(&self.workflow);
-    let stage = &workflow.stages[i];
+    let stage = &workflow.stages[self.stage_of(i)];
     let id = stage.id.clone();
     let uses = stage
       .compensate
@@ -241,39 +285,43 @@ impl Core {
       .map(|c| c.uses.clone())
       .unwrap_or_default();
     let duration_ms = self.now.saturating_sub(started);
-    self.emit(match result {
-      Finished::Result(StageResult::Completed { .. }) => Event::CompensationCompleted {
-        stage: id,
-        uses,
-        duration_ms,
+    self.emit_at(
+      i,
+      match result {
+        Finished::Result(StageResult::Completed { .. }) => Event::CompensationCompleted {
+          stage: id,
+          uses,
+          duration_ms,
+        },
+        Finished::Result(StageResult::Failed { error }) => Event::CompensationFailed {
+          stage: id,
+          uses,
+          error,
+        },
+        Finished::TimedOut => Event::CompensationFailed {
+          stage: id,
+          uses,
+          error: format!(
+            "timed out after {}",
+            duration::format_duration(stage.timeout)
+          ),
+        },
       },
-      Finished::Result(StageResult::Failed { error }) => Event::CompensationFailed {
-        stage: id,
-        uses,
-        error,
-      },
-      Finished::TimedOut => Event::CompensationFailed {
-        stage: id,
-        uses,
-        error: format!(
-          "timed out after {}",
-          duration::format_duration(stage.timeout)
-        ),
-      },
-    });
+    );
     self.next_compensation();
   }
 
   /// Workflow outputs and the final event.
   fn complete(&mut self) {
     let suspended = self.finishing.as_ref().is_some_and(|f| f.suspended);
-    let failed = (0..self.slots.len()).any(|i| {
+    let stages = self.workflow.stages.len();
+    let failed = (0..stages).any(|i| {
       matches!(self.status(i), StageStatus::Failed | StageStatus::TimedOut)
         && !self.slots[i].ignored
     });
     let mut outputs = serde_json::Map::new();
     if !suspended {
-      let all = (0..self.slots.len())
+      let all = (0..stages)
         .map(|i| (self.id(i), self.stage_value(i)))
         .collect();
       let ctx = self.context_with(
@@ -316,7 +364,7 @@ impl Core {
           self
             .waiting
             .iter()
-            .map(|&i| format!("`{}`", self.workflow.stages[i].id))
+            .map(|&i| format!("`{}`", self.workflow.stages[self.stage_of(i)].id))
             .collect::<Vec<_>>()
             .join(", ")
         )),

@@ -16,6 +16,15 @@ impl Core {
     }
   }
 
+  /// Stage `i` may run: a fanned-out stage expands into its items, any other waits for a slot.
+  pub(super) fn admit(&mut self, i: usize) {
+    if self.workflow.stages[i].fan_out.is_some() {
+      self.fan_out(i);
+    } else {
+      self.push_runnable(i);
+    }
+  }
+
   /// Queues stage `i` for a free slot.
   pub(super) fn push_runnable(&mut self, i: usize) {
     if !std::mem::replace(&mut self.slots[i].in_runnable, true) {
@@ -30,8 +39,9 @@ impl Core {
         self.slots[i].in_ready = false;
         self.evaluate(i);
       }
+      self.check_fans();
       self.start_runnable();
-      if self.ready.is_empty() {
+      if self.ready.is_empty() && self.fan_checks.is_empty() {
         break;
       }
     }
@@ -40,6 +50,12 @@ impl Core {
   /// Starts runnable stages while slots are free and the run is not paused.
   fn start_runnable(&mut self) {
     while let Some(&Reverse((_, i))) = self.runnable.peek() {
+      // An item cancelled while it queued (fail-fast) has nothing left to start.
+      if self.slots[i].settled {
+        self.runnable.pop();
+        self.slots[i].in_runnable = false;
+        continue;
+      }
       if let Some(stop) = self.stop
         && !self.runs_while_stopping(i, stop)
       {
@@ -56,12 +72,15 @@ impl Core {
         if self.paused && self.steps == 0 {
           break;
         }
-        let stage = &self.workflow.stages[i];
+        // A fanned-out stage breaks once, before its first item.
+        let b = self.stage_of(i);
+        let stage = &self.workflow.stages[b];
         if self.breakpoints.contains(&stage.id)
-          && !self.slots[i].passed_break
+          && !self.slots[b].passed_break
+          && self.slots[b].attempts == 0
           && self.slots[i].attempts == 0
         {
-          self.slots[i].passed_break = true;
+          self.slots[b].passed_break = true;
           if !self.paused || self.steps == 0 {
             let id = stage.id.clone();
             self.emit(Event::RunPaused {
@@ -83,7 +102,7 @@ impl Core {
 
   /// Whether stage `i` still runs after the run stopped: clean-up stages asking for it.
   pub(super) fn runs_while_stopping(&self, i: usize, stop: Stop) -> bool {
-    let Some(condition) = &self.workflow.stages[i].condition else {
+    let Some(condition) = &self.workflow.stages[self.stage_of(i)].condition else {
       return false;
     };
     let wanted: &[&str] = match stop {
@@ -123,6 +142,8 @@ impl Core {
       || slot.after.is_some()
       || self.running[i].is_some()
       || self.waiting.contains(&i)
+      || slot.fan.is_some()
+      || slot.unit.is_some()
     {
       return;
     }
@@ -135,13 +156,13 @@ impl Core {
     }
     // The stage's `env` is resolved when something reads it: its `if`, or else its start.
     if let Err(error) = self.stage_env(i)
-      && (self.workflow.stages[i].condition.is_some() || self.flags(i).success)
+      && (self.workflow.stages[self.stage_of(i)].condition.is_some() || self.flags(i).success)
     {
       self.fail_stage(i, &error, "inputs");
       return;
     }
     let flags = self.flags(i);
-    let stage = &self.workflow.stages[i];
+    let stage = &self.workflow.stages[self.stage_of(i)];
     let run = match &stage.condition {
       None => Ok(flags.success),
       Some(condition) => {
@@ -163,7 +184,7 @@ impl Core {
     };
     match run {
       Err(error) => {
-        let Some(condition) = &self.workflow.stages[i].condition else {
+        let Some(condition) = &self.workflow.stages[self.stage_of(i)].condition else {
           return;
         };
         let failure = ExprFailure::new(condition, error, &self.workflow.source);
@@ -176,16 +197,19 @@ impl Core {
           "dependency"
         };
         let id = self.id(i);
-        self.emit(Event::StageSkipped {
-          stage: id,
-          reason: reason.into(),
-        });
+        self.emit_at(
+          i,
+          Event::StageSkipped {
+            stage: id,
+            reason: reason.into(),
+          },
+        );
       }
       Ok(true) if self.reuse(i) => {}
-      Ok(true) => match &self.workflow.stages[i].kind {
+      Ok(true) => match &self.workflow.stages[self.stage_of(i)].kind {
         StageKind::Gate(_) => self.open_gate(i, "gate"),
         StageKind::Skill(_) if self.needs_approval(i) => self.open_gate(i, "approval"),
-        StageKind::Skill(_) => self.push_runnable(i),
+        StageKind::Skill(_) => self.admit(i),
       },
     }
   }
@@ -218,7 +242,7 @@ impl Core {
       .collect();
     expired.sort_unstable();
     for i in expired {
-      let on_timeout = self.workflow.stages[i]
+      let on_timeout = self.workflow.stages[self.stage_of(i)]
         .gate()
         .map_or(GateDecision::Reject, |g| g.on_timeout);
       self.decide(

@@ -10,7 +10,7 @@ pub(super) const RECOVERY_ATTEMPTS: u32 = 10;
 impl Core {
   /// The most attempts stage `i` may have under a recovery strategy.
   fn recovery_cap(&self, i: usize) -> u32 {
-    self.workflow.stages[i]
+    self.workflow.stages[self.stage_of(i)]
       .retry
       .max_attempts
       .max(RECOVERY_ATTEMPTS)
@@ -47,7 +47,7 @@ impl Core {
         if let Event::RecoveryDecided { error: slot, .. } = &mut e {
           *slot = Some(error);
         }
-        self.emit(e);
+        self.emit_at(i, e);
         self.final_failure(i);
         return;
       }
@@ -73,7 +73,7 @@ impl Core {
         _ => {}
       }
     }
-    self.emit(decided);
+    self.emit_at(i, decided);
     let cap = self.recovery_cap(i);
     let again = matches!(
       action,
@@ -99,10 +99,13 @@ impl Core {
       }
       hooks::RecoveryAction::Fallback { .. } => self.push_runnable(i),
       hooks::RecoveryAction::Skip => {
-        self.emit(Event::StageSkipped {
-          stage: id,
-          reason: "recovery".into(),
-        });
+        self.emit_at(
+          i,
+          Event::StageSkipped {
+            stage: id,
+            reason: "recovery".into(),
+          },
+        );
       }
       hooks::RecoveryAction::Abort => {
         self.skip_compensation = true;

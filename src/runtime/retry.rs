@@ -11,6 +11,11 @@ use std::time::Duration;
 impl Core {
   /// Retry, fall back, ask a recovery strategy, or give up on stage `i` after a failed attempt.
   pub(super) fn after_failure(&mut self, i: usize, kind: RetryOn) {
+    // A fanned-out stage fails as a whole once its items are done: nothing is tried again.
+    if self.slots[i].fan.is_some() {
+      self.final_failure(i);
+      return;
+    }
     // Once the run stopped, only clean-up stages (which still run) keep their retries.
     if let Some(stop) = self.stop
       && !self.runs_while_stopping(i, stop)
@@ -19,7 +24,7 @@ impl Core {
       return;
     }
     let workflow = Arc::clone(&self.workflow);
-    let stage = &workflow.stages[i];
+    let stage = &workflow.stages[self.stage_of(i)];
     // A recovery strategy replaces the retry and fallback settings of its stage.
     if let Some(strategy) = &stage.recover
       && self.options.hooks
@@ -59,25 +64,31 @@ impl Core {
     let id = self.id(i);
     let attempt = self.slots[i].attempts;
     let error = self
-      .state
-      .stages
-      .get_index(i)
-      .and_then(|(_, s)| s.error.clone())
+      .stage_state(i)
+      .and_then(|s| s.error.clone())
       .unwrap_or_default();
     let delay_ms = machine::millis(delay);
     let due = self.rfc3339(self.now.saturating_add(delay_ms));
-    self.emit(Event::StageRetrying {
-      stage: id,
-      attempt,
-      delay_ms,
-      due,
-      error,
-    });
+    self.emit_at(
+      i,
+      Event::StageRetrying {
+        stage: id,
+        attempt,
+        delay_ms,
+        due,
+        error,
+      },
+    );
   }
 
   /// Applies `on_failure` once nothing more will be tried for stage `i`.
   pub(super) fn final_failure(&mut self, i: usize) {
-    match self.workflow.stages[i].on_failure {
+    // An item's failure is its stage's to judge, once every item is done.
+    if self.slots[i].unit.is_some() {
+      self.settle(i);
+      return;
+    }
+    match self.workflow.stages[self.stage_of(i)].on_failure {
       OnFailure::Halt => {
         self.settle(i);
         self.begin_stop(machine::Stop::Halt);
@@ -92,8 +103,8 @@ impl Core {
 
   /// Hands the failure of stage `i`'s latest attempt to its recovery strategy.
   fn ask_recovery(&mut self, i: usize, kind: RetryOn, strategy: &str) {
-    let stage = &self.workflow.stages[i];
-    let state = self.state.stages.get_index(i).map(|(_, s)| s);
+    let stage = &self.workflow.stages[self.stage_of(i)];
+    let state = self.stage_state(i);
     let attempt = self.slots[i].attempts;
     let failure = hooks::Failure {
       stage: stage.id.clone(),

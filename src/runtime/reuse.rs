@@ -1,5 +1,6 @@
-//! `swdl retry`: a stage that completed in the retried run, with the same definition and the
-//! same resolved inputs, completes again at once with the outputs it had there.
+//! `swdl retry`: a stage (or an item of a fanned-out stage) that completed in the retried run,
+//! with the same definition and the same resolved inputs, completes again at once with the
+//! outputs it had there.
 use super::machine::Core;
 use super::*;
 use crate::event::Event;
@@ -11,8 +12,12 @@ impl Core {
     let Some(reuse) = self.options.reuse.clone() else {
       return false;
     };
-    let stage = &self.workflow.stages[i];
-    let Some(old) = reuse.stages.get(&stage.id) else {
+    let stage = &self.workflow.stages[self.stage_of(i)];
+    let old = match self.slots[i].unit {
+      None => reuse.stages.get(&stage.id),
+      Some(of) => self.old_item(&reuse, &stage.id, of),
+    };
+    let Some(old) = old else {
       return false;
     };
     if serde_json::to_value(stage).ok().as_ref() != Some(&old.definition) {
@@ -35,18 +40,43 @@ impl Core {
       }
     };
     let id = stage.id.clone();
-    self.emit(Event::StageCompleted {
-      stage: id,
-      attempt: 0,
-      uses: old.uses.clone(),
-      outputs: Arc::clone(&old.outputs),
-      summary: old.summary.clone(),
-      artifacts: old.artifacts.clone(),
-      hints: old.hints.clone(),
-      duration_ms: 0,
-      reused_from: Some(reuse.from_run.clone()),
-      inputs,
-    });
+    let old = old.clone();
+    self.emit_at(
+      i,
+      Event::StageCompleted {
+        stage: id,
+        attempt: 0,
+        uses: old.uses.clone(),
+        outputs: Arc::clone(&old.outputs),
+        summary: old.summary.clone(),
+        artifacts: old.artifacts.clone(),
+        hints: old.hints.clone(),
+        duration_ms: 0,
+        reused_from: Some(reuse.from_run.clone()),
+        inputs,
+      },
+    );
     true
+  }
+
+  /// The retried run's item matching item `of`: the same index when the list is unchanged
+  /// (the same keys in the same order), else the first with the same key.
+  fn old_item<'a>(
+    &self,
+    reuse: &'a Reuse,
+    stage: &str,
+    of: fanout::UnitOf,
+  ) -> Option<&'a Reusable> {
+    let old = reuse.items.get(stage)?;
+    let fan = self.slots[of.stage].fan.as_ref()?;
+    let unchanged =
+      old.len() == fan.keys.len() && old.iter().zip(&fan.keys).all(|((k, _), n)| k == &**n);
+    let entry = if unchanged {
+      old.get(of.item as usize)
+    } else {
+      let key = fan.keys.get(of.item as usize)?;
+      old.iter().find(|(k, _)| k == &**key)
+    };
+    entry?.1.as_ref()
   }
 }

@@ -100,7 +100,7 @@ impl Core {
   /// resolved in order against the stage's context (so it may read the entries before it),
   /// with the same values as strings for its task. `None` for a stage without `env`.
   pub(super) fn stage_env(&self, i: usize) -> Result<Option<StageEnv>, RunError> {
-    let stage = &self.workflow.stages[i];
+    let stage = &self.workflow.stages[self.stage_of(i)];
     if stage.env.is_empty() {
       return Ok(None);
     }
@@ -141,6 +141,7 @@ impl Core {
       stages,
       memory_log: self.memory.clone(),
       status,
+      item: None,
     }
   }
 
@@ -157,17 +158,19 @@ impl Core {
 
   /// [`Core::context`] with `env` given.
   fn context_of(&self, i: usize, env: Value, status: StatusFlags) -> StageContext {
-    let reads = &self.workflow.reads()[i];
+    let reads = &self.workflow.reads()[self.stage_of(i)];
     let mut stages = IndexMap::new();
     let visible: Box<dyn Iterator<Item = usize>> = if reads.all {
-      Box::new(0..self.slots.len())
+      Box::new(0..self.workflow.stages.len())
     } else {
       Box::new(reads.stages.iter().copied())
     };
     for r in visible {
       stages.insert(self.workflow.stages[r].id.clone(), self.stage_value(r));
     }
-    self.context_with(env, Value::Object(Arc::new(stages)), status)
+    let mut ctx = self.context_with(env, Value::Object(Arc::new(stages)), status);
+    ctx.item = self.item_of(i);
+    ctx
   }
 
   /// `stages.<id>` for any stage: settled ones have their cached value.
@@ -184,7 +187,7 @@ impl Core {
 
   /// `success()`, `failure()` and `cancelled()` as stage `i` sees them.
   pub(super) fn flags(&self, i: usize) -> StatusFlags {
-    let slot = &self.slots[i];
+    let slot = &self.slots[self.stage_of(i)];
     StatusFlags {
       success: !slot.upstream_failed && !slot.upstream_cancelled,
       failure: slot.upstream_failed,
@@ -274,6 +277,8 @@ pub(super) struct StageContext {
   stages: Value,
   memory_log: Memory,
   status: StatusFlags,
+  /// For an item of a fanned-out stage: `item`, `index`, and whether `matrix` is the item too.
+  item: Option<(Value, usize, bool)>,
 }
 
 impl StageContext {
@@ -295,6 +300,12 @@ impl Context for StageContext {
       "stages" => self.stages.clone(),
       // Built on use: most expressions never read memory.
       "memory" => Value::from(serde_json::to_value(self.memory_log.view()).unwrap_or_default()),
+      "item" => self.item.as_ref()?.0.clone(),
+      "index" => Value::Number(self.item.as_ref()?.1 as f64),
+      "matrix" => match &self.item {
+        Some((value, _, true)) => value.clone(),
+        _ => return None,
+      },
       _ => return None,
     };
     Some(value)

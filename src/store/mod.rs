@@ -684,6 +684,8 @@ mod tests {
     let record = |event: Event| EventRecord {
       ts: "2026-11-22T10:00:00.000Z".into(),
       run: Arc::from("r1"),
+      item: None,
+      key: None,
       event,
     };
     let events = vec![

@@ -5,6 +5,7 @@ mod cancel;
 mod conditions;
 mod details;
 mod failure;
+mod fanout;
 mod gates;
 mod invalid_input;
 mod outputs;

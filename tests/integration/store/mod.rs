@@ -3,6 +3,7 @@
 //! under `kill -9`, many processes sharing one store, and secrets kept out of it.
 
 mod crash;
+mod fanout;
 mod gates;
 mod large;
 mod retry;

@@ -162,6 +162,8 @@ fn record(event: Event) -> EventRecord {
   EventRecord {
     ts: event::now_rfc3339(),
     run: Arc::from("test"),
+    item: None,
+    key: None,
     event,
   }
 }
