@@ -36,7 +36,7 @@ outputs:
   let param = format!("list={list}");
   let mut child = p.spawn_run("many.yaml", &["--param", &param]);
   let id = p.wait_run_id();
-  let started = wait_for(Duration::from_secs(60), || {
+  let started = wait_for(Duration::from_secs(30), || {
     counts(&p, "ran.log").len() >= 200
   });
   assert!(started, "the fan-out did not get going");
