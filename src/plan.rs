@@ -74,6 +74,10 @@ pub struct PlannedStage {
   pub worst_case_ms: Option<u64>,
   /// On the critical path.
   pub critical: bool,
+  /// A fanned-out stage's item count when the parameters alone decide it, `null` when not
+  /// known before the run; absent for a stage that does not fan out.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub items: Option<Option<usize>>,
 }
 
 /// Builds the plan for `workflow` given resolved parameter values.
@@ -210,9 +214,53 @@ pub fn plan(workflow: &Workflow, params: &IndexMap<String, serde_json::Value>) -
         estimate_ms: estimates[i].map(millis),
         worst_case_ms: worst[i].map(millis),
         critical: critical[i],
+        items: stage
+          .fan_out
+          .as_ref()
+          .map(|fan| item_count(fan, &param_ctx)),
       })
       .collect(),
   }
+}
+
+/// How many items a `for_each` or `matrix` gives when it reads nothing but parameters.
+fn item_count(fan: &workflow::FanOut, ctx: &expr::MapContext) -> Option<usize> {
+  let value = known_value(&fan.source, ctx)?;
+  crate::runtime::expand(fan.kind, value)
+    .ok()
+    .map(|items| items.len())
+}
+
+/// The value of an input whose expressions read only parameters.
+fn known_value(input: &workflow::Input, ctx: &expr::MapContext) -> Option<serde_json::Value> {
+  Some(match input {
+    workflow::Input::Literal(v) => v.clone(),
+    workflow::Input::Expr(e) => {
+      let parameters_only = e.template.exprs().all(|(e, _)| {
+        e.paths().iter().all(|p| {
+          p.segments
+            .first()
+            .is_some_and(|(n, _)| n.eq_ignore_ascii_case("parameters"))
+        })
+      });
+      if !parameters_only {
+        return None;
+      }
+      e.template.eval(ctx).ok()?.to_json()
+    }
+    workflow::Input::List(items) => serde_json::Value::Array(
+      items
+        .iter()
+        .map(|i| known_value(i, ctx))
+        .collect::<Option<_>>()?,
+    ),
+    workflow::Input::Map(entries) => serde_json::Value::Object(
+      entries
+        .iter()
+        .map(|(k, v)| Some((k.clone(), known_value(v, ctx)?)))
+        .collect::<Option<_>>()?,
+    ),
+  })
 }
 
 fn max_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -314,7 +362,18 @@ impl Plan {
     );
     let by_id: std::collections::HashMap<&str, &PlannedStage> =
       self.stages.iter().map(|s| (s.id.as_str(), s)).collect();
-    let width = self.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    // Room for a fanned-out stage's `×N` beside its id.
+    let width = self
+      .stages
+      .iter()
+      .map(|s| {
+        s.id.chars().count()
+          + s
+            .items
+            .map_or(0, |n| n.map_or(2, |n| n.to_string().len() + 1) + 1)
+      })
+      .max()
+      .unwrap_or(0);
     for (b, batch) in self.batches.iter().enumerate() {
       let _ = writeln!(out, "\n{}", paint("1;34", &format!("batch {}", b + 1)));
       for id in batch {
@@ -327,7 +386,12 @@ impl Plan {
         } else {
           marker.to_string()
         };
-        let mut line = format!("  {marker} {:<width$}", stage.id);
+        let name = match stage.items {
+          None => stage.id.clone(),
+          Some(Some(n)) => format!("{} ×{n}", stage.id),
+          Some(None) => format!("{} ×?", stage.id),
+        };
+        let mut line = format!("  {marker} {name:<width$}");
         if !stage.depends_on.is_empty() {
           let _ = write!(line, "  <- {}", stage.depends_on.join(", "));
         }

@@ -273,3 +273,52 @@ fn conditions_decided_by_parameters_are_marked() {
     .status(0)
     .run();
 }
+
+#[test]
+fn a_fan_out_known_from_parameters_is_counted_and_one_that_is_not_shows_a_question_mark() {
+  let yaml = r#"
+name: p
+parameters:
+  regions: { type: array, default: [eu, us, ap] }
+stages:
+  - id: list
+    uses: echo
+  - id: deploy
+    for_each: "$<< parameters.regions >>"
+    uses: echo
+  - id: test
+    depends_on: [list]
+    for_each: "$<< stages.list.outputs.x >>"
+    uses: echo
+  - id: build
+    matrix: { os: [a, b, c], rust: [x, y, z], arch: [1, 2, 3], exclude: [{ os: a }] }
+    uses: echo
+"#;
+  Test::new()
+    .workflow(yaml)
+    .args(["plan", "wf.yaml", "--param", r#"regions=["eu","us"]"#])
+    .stdout(
+      "
+      plan p (4 stages, 2 batches, max_parallel 3)
+
+      batch 1
+        * list       uses echo
+                     timeout 2h
+        * deploy ×2  uses echo
+                     timeout 2h
+        * build ×18  uses echo
+                     timeout 2h
+
+      batch 2
+        * test ×?    <- list  uses echo
+                     timeout 2h
+
+      critical path: list -> test
+      estimated duration: 0ms
+      worst case: 4h
+      ",
+    )
+    .stderr("")
+    .status(0)
+    .run();
+}

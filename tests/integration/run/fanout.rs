@@ -291,3 +291,33 @@ stages:
     .status(0)
     .run();
 }
+
+#[test]
+fn on_halt_each_completed_item_is_compensated_in_reverse_completion_order() {
+  let out = run_wf(
+    r#"
+name: saga
+stages:
+  - id: deploy
+    for_each: [eu, us, ap]
+    max_parallel: 1
+    uses: shell
+    with: { run: 'echo "at=$<< item >>-$<< index >>" >> "$SWDL_OUTPUT"' }
+    compensate: { uses: shell, with: { run: 'echo "undo $<< item >> $<< stages.deploy.outputs.at >>" >> undo.log' } }
+  - id: check
+    depends_on: [deploy]
+    uses: fail
+    with: { message: "smoke test failed" }
+"#,
+  )
+  .stdout("")
+  .stderr("")
+  .status(1)
+  .run();
+  let undo = std::fs::read_to_string(out.path().join("undo.log")).expect("compensated");
+  assert_eq!(undo, "undo ap ap-2\nundo us us-1\nundo eu eu-0\n");
+  assert_eq!(
+    items_of(&out, "compensation_completed", "deploy"),
+    [2, 1, 0]
+  );
+}
