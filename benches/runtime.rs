@@ -462,6 +462,69 @@ fn main() {
     ms(sleep),
     verdict(sleep < Duration::from_millis(150)),
   );
+  // Fan-out: a `for_each` of 10,000 `echo` items against 10,000 separate `echo` stages, both at
+  // max_parallel 100 on the built-in skills; and expanding and planning a 3x3x3 matrix.
+  {
+    let list: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    let fanned = prepare(&format!(
+      "name: fanned\nstages:\n  - id: each\n    for_each: [{}]\n    uses: echo\n    with: {{ x: \"$<< item >>\" }}\n",
+      list.join(", ")
+    ));
+    let mut separate = String::from("name: separate\nstages:\n");
+    for i in 0..10_000 {
+      let _ = writeln!(
+        separate,
+        "  - id: s{i}\n    uses: echo\n    with: {{ x: \"{i}\" }}"
+      );
+    }
+    let separate = prepare(&separate);
+    let builtins = || Arc::new(swdl::builtin::Builtins::new());
+    assert_eq!(
+      rt.block_on(run_with(&fanned, 100, "bench", Vec::new(), builtins())),
+      1
+    );
+    assert_eq!(
+      rt.block_on(run_with(&separate, 100, "bench", Vec::new(), builtins())),
+      10_000
+    );
+    let (items, runs) = measure(Duration::from_secs(6), 5, || {
+      black_box(rt.block_on(run_with(&fanned, 100, "bench", Vec::new(), builtins())));
+    });
+    let (stages, _) = measure(Duration::from_secs(6), 5, || {
+      black_box(rt.block_on(run_with(&separate, 100, "bench", Vec::new(), builtins())));
+    });
+    let per_item = items.as_secs_f64() * 1e6 / 10_000.0;
+    let per_stage = stages.as_secs_f64() * 1e6 / 10_000.0;
+    println!(
+      "fanout 10,000 items: {:>8.2} ms, {per_item:>6.2} µs/item; 10,000 stages {:>8.2} ms, {per_stage:>6.2} µs/stage; item/stage {:.2}x (target <= 1, within 5% noise) {} (median of {runs})",
+      ms(items),
+      ms(stages),
+      per_item / per_stage,
+      verdict(per_item <= per_stage * 1.05),
+    );
+    let matrix_text = "name: m\nstages:\n  - id: build\n    matrix: { os: [a, b, c], rust: [x, y, z], arch: [1, 2, 3] }\n    uses: echo\n    with: { t: \"$<< matrix.os >>\" }\n";
+    let matrix = prepare(matrix_text);
+    let spec =
+      serde_json::json!({"os": ["a", "b", "c"], "rust": ["x", "y", "z"], "arch": [1, 2, 3]});
+    let (expand, expand_runs) = measure(Duration::from_secs(1), 100, || {
+      let items = runtime::expand(swdl::workflow::FanKind::Matrix, black_box(spec.clone()));
+      assert_eq!(items.map(|i| i.len()).ok(), Some(27));
+    });
+    let (plan, _) = measure(Duration::from_secs(1), 100, || {
+      black_box(swdl::plan::plan(&matrix.workflow, &matrix.params));
+    });
+    let (load, _) = measure(Duration::from_secs(1), 100, || {
+      black_box(prepare(matrix_text));
+    });
+    println!(
+      "matrix 3x3x3: expand {:.1} µs, plan {:.1} µs, load + validate {:.1} µs (target < 1 ms) {} (median of {expand_runs})",
+      expand.as_secs_f64() * 1e6,
+      plan.as_secs_f64() * 1e6,
+      load.as_secs_f64() * 1e6,
+      verdict((expand + plan + load) < Duration::from_millis(1)),
+    );
+  }
+
   drop(rt);
 
   // 3: peak memory of a 10,000-stage run, in a fresh process.

@@ -212,21 +212,23 @@ pub(super) fn apply_effect(
 }
 
 /// The attempts recorded in a run's events, in the order they started: each `stage_started`
-/// and how it ended. A gate's decision (attempt 0) is not an attempt.
+/// and how it ended. A gate's decision (attempt 0) is not an attempt. An item's attempts are
+/// named by their unit, `test[3]`; the summary event of a fanned-out stage is no attempt.
 pub fn attempts_of(events: &[EventRecord]) -> Vec<AttemptRow> {
   let mut rows: Vec<AttemptRow> = Vec::new();
   let mut started: Vec<Option<u64>> = Vec::new();
-  let mut index: HashMap<(&str, u32), usize> = HashMap::new();
+  let mut index: HashMap<(String, u32), usize> = HashMap::new();
   for record in events {
     let at = event::parse_rfc3339(&record.ts);
-    let (stage, attempt, status, error, outputs, duration) = match &record.event {
+    let event = record.for_display();
+    let (stage, attempt, status, error, outputs, duration) = match &*event {
       Event::StageStarted {
         stage,
         attempt,
         uses,
         inputs,
       } => {
-        index.insert((stage.as_str(), *attempt), rows.len());
+        index.insert((stage.clone(), *attempt), rows.len());
         started.push(at);
         rows.push(AttemptRow {
           stage: stage.clone(),
@@ -300,7 +302,7 @@ pub fn attempts_of(events: &[EventRecord]) -> Vec<AttemptRow> {
       ),
       _ => continue,
     };
-    let Some(&i) = index.get(&(stage.as_str(), attempt)) else {
+    let Some(&i) = index.get(&(stage.clone(), attempt)) else {
       continue;
     };
     let row = &mut rows[i];
@@ -337,7 +339,7 @@ pub struct LogRow {
 pub fn logs_of(events: &[EventRecord]) -> Vec<LogRow> {
   events
     .iter()
-    .filter_map(|record| match &record.event {
+    .filter_map(|record| match &*record.for_display() {
       Event::Log {
         stage,
         attempt,
@@ -361,7 +363,7 @@ pub fn logs_of(events: &[EventRecord]) -> Vec<LogRow> {
 pub fn decisions_of(events: &[EventRecord]) -> Vec<DecisionRow> {
   events
     .iter()
-    .filter_map(|record| match &record.event {
+    .filter_map(|record| match &*record.for_display() {
       Event::GateDecided {
         stage,
         decision,

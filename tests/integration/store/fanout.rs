@@ -102,6 +102,30 @@ outputs:
   let first = p.runs()[0]["id"].as_str().unwrap_or_default().to_string();
   let ran = counts(&p, "ran.log");
   assert_eq!(ran.len(), 4);
+  // `swdl runs ID` lists each item's attempt under its unit's name.
+  let mut attempts: Vec<String> = p.detail(&first)["attempts"]
+    .as_array()
+    .cloned()
+    .unwrap_or_default()
+    .iter()
+    .map(|a| {
+      format!(
+        "{} {}",
+        a["stage"].as_str().unwrap_or_default(),
+        a["status"].as_str().unwrap_or_default()
+      )
+    })
+    .collect();
+  attempts.sort();
+  assert_eq!(
+    attempts,
+    [
+      "each[0] completed",
+      "each[1] completed",
+      "each[2] failed",
+      "each[3] completed"
+    ]
+  );
   std::fs::remove_file(p.path().join("ran.log")).expect("clear the log");
   p.write("fixed", "");
   let out = p
