@@ -2,7 +2,7 @@
 use super::*;
 
 /// Writes a random workflow: a DAG of skill stages and gates with retries, timeouts, `if`,
-/// every `on_failure`, fallbacks, compensations, risk approvals, policies and recovery.
+/// every `on_failure`, fallbacks, compensations, risk approvals, policies, recovery and fan-out.
 #[expect(
   clippy::cast_possible_truncation,
   reason = "`below(8)` fits any `usize`"
@@ -66,6 +66,17 @@ pub(super) fn generate(rng: &mut Rng) -> String {
       }
       if rng.chance(20) {
         text.push_str("    fallback: [backup]\n");
+      }
+      if rng.chance(15) {
+        let items = 1 + rng.below(4);
+        let list: Vec<String> = (0..items).map(|k| format!("i{k}")).collect();
+        let _ = writeln!(text, "    for_each: [{}]", list.join(", "));
+        if rng.chance(50) {
+          let _ = writeln!(text, "    max_parallel: {}", 1 + rng.below(2));
+        }
+        if rng.chance(30) {
+          text.push_str("    fail_fast: false\n");
+        }
       }
       if rng.chance(25) {
         text.push_str("    compensate: undo\n");

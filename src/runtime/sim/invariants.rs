@@ -24,7 +24,8 @@ impl Sim {
               ));
             }
           }
-          if self.done[i] {
+          let unit = (i, record.item);
+          if self.done.contains(&unit) {
             return Err(format!(
               "`{}` ran again after its completion was committed",
               self.workflow.stages[i].id
@@ -33,19 +34,32 @@ impl Sim {
           if let Event::StageStarted { uses, .. } = &record.event {
             let stage = &self.workflow.stages[i];
             if stage.skill().is_some_and(|c| &c.uses == uses) && stage.recover.is_none() {
-              self.tries[i] += 1;
-              if self.tries[i] > stage.retry.max_attempts {
+              let tries = self.tries.entry(unit).or_default();
+              *tries += 1;
+              if *tries > stage.retry.max_attempts {
                 return Err(format!(
                   "`{}` tried {} times with max_attempts {}",
-                  stage.id, self.tries[i], stage.retry.max_attempts
+                  stage.id, tries, stage.retry.max_attempts
                 ));
               }
             }
-            if self.running[i] {
+            if !self.running.insert(unit) {
               return Err(format!("`{}` started while an attempt ran", stage.id));
             }
-            self.running[i] = true;
-            let in_flight = self.running.iter().filter(|r| **r).count();
+            if let Some(limit) = stage.fan_out.as_ref().and_then(|f| f.max_parallel) {
+              let items = self
+                .running
+                .iter()
+                .filter(|(s, item)| *s == i && item.is_some())
+                .count();
+              if items > limit {
+                return Err(format!(
+                  "{items} items of `{}` in flight with its max_parallel {limit}",
+                  stage.id
+                ));
+              }
+            }
+            let in_flight = self.running.len();
             if in_flight > self.core.options.max_parallel {
               return Err(format!(
                 "{in_flight} attempts in flight with max_parallel {}",
@@ -61,20 +75,22 @@ impl Sim {
           | Event::StageCancelled { .. },
           Some(i),
         ) => {
-          self.running[i] = false;
+          self.running.remove(&(i, record.item));
           if let Event::StageCompleted { .. } = record.event {
-            self.done[i] = true;
+            self.done.insert((i, record.item));
           }
         }
         (Event::CompensationStarted { .. }, Some(i)) => {
           self.stats.compensations += 1;
           // Most recently completed first.
-          let completed_at = |log: &[EventRecord], i: usize| {
+          let unit = (i, record.item);
+          let completed_at = |log: &[EventRecord], (i, item): Unit| {
             log.iter().rposition(|r| {
-              matches!(&r.event, Event::StageCompleted { stage, .. } if *stage == self.workflow.stages[i].id)
+              r.item == item
+                && matches!(&r.event, Event::StageCompleted { stage, .. } if *stage == self.workflow.stages[i].id)
             })
           };
-          let this = completed_at(&self.log, i);
+          let this = completed_at(&self.log, unit);
           if this.is_none() {
             return Err(format!(
               "`{}` compensated without completing",
@@ -86,14 +102,14 @@ impl Sim {
           {
             return Err(format!(
               "`{}` compensated after `{}`, which completed before it",
-              self.workflow.stages[i].id, self.workflow.stages[previous].id
+              self.workflow.stages[i].id, self.workflow.stages[previous.0].id
             ));
           }
-          self.compensating = Some(i);
+          self.compensating = Some(unit);
         }
         (Event::StageRetrying { .. }, Some(i)) => {
           self.stats.retries += 1;
-          self.running[i] = false;
+          self.running.remove(&(i, record.item));
         }
         _ => {}
       }
@@ -218,6 +234,39 @@ impl Sim {
             id(f)
           ));
         }
+      }
+    }
+    // SPEC section 11: a fanned-out stage completes when every item did, and fails only when
+    // one of its items failed or timed out.
+    for (i, stage) in self.workflow.stages.iter().enumerate() {
+      if stage.fan_out.is_none() || state.status == RunStatus::Waiting {
+        continue;
+      }
+      let s = &state.stages[i];
+      let done = |st: StageStatus| matches!(st, StageStatus::Completed | StageStatus::Skipped);
+      let items_failed = s.items.iter().any(|item| {
+        matches!(
+          item.state.status,
+          StageStatus::Failed | StageStatus::TimedOut
+        )
+      });
+      let bad = match s.status {
+        StageStatus::Completed => !s.items.iter().all(|item| done(item.state.status)),
+        StageStatus::Failed | StageStatus::TimedOut if s.reason.as_deref() != Some("rejected") => {
+          s.reason.as_deref() == Some("items") && !items_failed
+        }
+        _ => false,
+      };
+      if bad {
+        return Err(format!(
+          "`{}` ended {} with items {:?}",
+          id(i),
+          s.status.as_str(),
+          s.items
+            .iter()
+            .map(|item| item.state.status)
+            .collect::<Vec<_>>()
+        ));
       }
     }
     // A rejected gate or approval fails its stage (reason `rejected`) and the run exits 3.

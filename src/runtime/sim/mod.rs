@@ -121,10 +121,10 @@ struct Sim {
   /// Every event of every incarnation, for the determinism check.
   all: Vec<EventRecord>,
   /// Stages whose completion was committed: they must never start again.
-  done: Vec<bool>,
+  done: HashSet<Unit>,
   /// The observer's fold of the current incarnation's stream.
   seen: state::RunState,
-  running: Vec<bool>,
+  running: HashSet<Unit>,
   incarnation: u32,
   steers: u32,
   cancel_took: bool,
@@ -132,15 +132,18 @@ struct Sim {
   trace: bool,
   stats: Stats,
   /// The stage compensated last in this incarnation.
-  compensating: Option<usize>,
+  compensating: Option<Unit>,
   /// Primary attempts started per stage in this incarnation.
-  tries: Vec<u32>,
+  tries: HashMap<Unit, u32>,
   /// Someone waits at the gates (`--wait`, a prompt) instead of the run suspending.
   waits: bool,
   /// Gates left undecided at a suspension until after their deadline: the resume must decide
   /// each by its timeout.
   overdue: Vec<usize>,
 }
+
+/// A stage, or one item of a fanned-out stage.
+type Unit = (usize, Option<u32>);
 
 const EPOCH: Millis = 1_800_000_000_000;
 
@@ -154,7 +157,6 @@ impl Sim {
     }
     let workflow = Arc::new(compose::load_str("sim.yaml", &text).map_err(|d| d.render(false))?);
     let core = Core::new(Arc::clone(&workflow), options(&workflow));
-    let n = workflow.stages.len();
     Ok(Self {
       seen: state::RunState::new(&workflow, "sim"),
       rng,
@@ -165,8 +167,8 @@ impl Sim {
       log: Vec::new(),
       committed: 0,
       all: Vec::new(),
-      done: vec![false; n],
-      running: vec![false; n],
+      done: HashSet::new(),
+      running: HashSet::new(),
       incarnation: 1,
       steers: 0,
       cancel_took: false,
@@ -174,7 +176,7 @@ impl Sim {
       trace,
       stats: Stats::default(),
       compensating: None,
-      tries: vec![0; n],
+      tries: HashMap::new(),
       waits,
       overdue: Vec::new(),
       workflow,
@@ -477,15 +479,15 @@ impl Sim {
     self.incarnation += 1;
     self.due.clear();
     self.seen = state::RunState::new(&self.workflow, "sim");
-    self.running.iter_mut().for_each(|r| *r = false);
-    self.tries.iter_mut().for_each(|t| *t = 0);
+    self.running.clear();
+    self.tries.clear();
     self.compensating = None;
-    self.done.iter_mut().for_each(|d| *d = false);
+    self.done.clear();
     for record in &self.log {
       if let Event::StageCompleted { stage, .. } = &record.event
         && let Some(i) = self.seen.position(stage)
       {
-        self.done[i] = true;
+        self.done.insert((i, record.item));
       }
       self.seen.apply(record);
     }
@@ -686,6 +688,9 @@ fn the_generator_covers_every_feature() {
     "on_failure: continue",
     "timeout:",
     "policy:",
+    "for_each:",
+    "fail_fast: false",
+    "    max_parallel: ",
   ] {
     assert!(all.contains(feature), "no generated workflow has {feature}");
   }
