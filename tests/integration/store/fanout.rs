@@ -69,9 +69,14 @@ outputs:
       "item {key} was recorded completed and ran again"
     );
   }
-  // Only the items in flight at the kill (at most max_parallel) ran twice.
-  let twice = after.values().filter(|&&n| n > 1).count();
-  assert!(twice <= 4, "{twice} items ran twice");
+  // What ran twice had started without its completion recorded: in flight at the kill, or
+  // finished with its completion not yet committed (which the durability rule allows).
+  for (key, n) in &after {
+    assert!(
+      *n == 1 || !completed.contains(key),
+      "item {key} ran {n} times although recorded completed"
+    );
+  }
   let squares = out.json()["outputs"]["squares"].clone();
   let expected: Vec<u64> = (0..1000u64).map(|i| i * i).collect();
   assert_eq!(squares, serde_json::json!(expected));
