@@ -159,6 +159,29 @@ impl State {
     );
   }
 
+  /// A stage (or item) waits out a retry delay.
+  fn retrying(&mut self, stage: &str, attempt: u32, delay_ms: u64, error: &str, now: Instant) {
+    let due = now + Duration::from_millis(delay_ms);
+    self.activate(
+      stage,
+      attempt,
+      Phase::Retrying { due },
+      Some(first_line(error)),
+      now,
+    );
+  }
+
+  /// A running stage's (or item's) latest line becomes its detail.
+  fn logged(&mut self, stage: &str, message: &str) {
+    let line = last_segment(message);
+    if let Some(active) = self.active.get_mut(stage)
+      && matches!(active.phase, Phase::Running)
+      && !line.trim().is_empty()
+    {
+      active.detail = Some(line.trim().to_owned());
+    }
+  }
+
   /// An item of a fanned-out stage: shown as `test[3]` while it runs, a line of its own when it
   /// fails; its stage's own events count it among the stages.
   fn handle_item(&mut self, record: &EventRecord, now: Instant) {
@@ -176,11 +199,7 @@ impl State {
         delay_ms,
         error,
         ..
-      } => {
-        let due = now + Duration::from_millis(*delay_ms);
-        let error = first_line(error);
-        self.activate(stage, *attempt, Phase::Retrying { due }, Some(error), now);
-      }
+      } => self.retrying(stage, *attempt, *delay_ms, error, now),
       Event::StageCompleted { stage, .. }
       | Event::StageSkipped { stage, .. }
       | Event::StageCancelled { stage, .. } => {
@@ -201,15 +220,7 @@ impl State {
             .push(format!(" {stage} timed out"), Style::Plain),
         );
       }
-      Event::Log { stage, message, .. } => {
-        let line = last_segment(message);
-        if let Some(active) = self.active.get_mut(stage.as_str())
-          && matches!(active.phase, Phase::Running)
-          && !line.trim().is_empty()
-        {
-          active.detail = Some(line.trim().to_owned());
-        }
-      }
+      Event::Log { stage, message, .. } => self.logged(stage, message),
       _ => {}
     }
   }
@@ -257,11 +268,7 @@ impl State {
         delay_ms,
         error,
         ..
-      } => {
-        let due = now + Duration::from_millis(*delay_ms);
-        let error = first_line(error);
-        self.activate(stage, *attempt, Phase::Retrying { due }, Some(error), now);
-      }
+      } => self.retrying(stage, *attempt, *delay_ms, error, now),
       Event::StageCompleted {
         stage,
         attempt,
@@ -378,15 +385,7 @@ impl State {
             .push(format!(" {stage} {text}"), Style::Plain),
         );
       }
-      Event::Log { stage, message, .. } => {
-        let line = last_segment(message);
-        if let Some(active) = self.active.get_mut(stage.as_str())
-          && matches!(active.phase, Phase::Running)
-          && !line.trim().is_empty()
-        {
-          active.detail = Some(line.trim().to_owned());
-        }
-      }
+      Event::Log { stage, message, .. } => self.logged(stage, message),
       Event::RunPaused { reason, stage } => {
         self.paused = Some(event_text::paused(reason, stage.as_deref()));
       }
