@@ -14,6 +14,8 @@ impl Core {
     };
     let stage = &self.workflow.stages[self.stage_of(i)];
     let old = match self.slots[i].unit {
+      // A fanned-out stage is reused item by item, so that each item is compensated as its own.
+      None if stage.fan_out.is_some() => None,
       None => reuse.stages.get(&stage.id),
       Some(of) => self.old_item(&reuse, &stage.id, of),
     };

@@ -151,3 +151,41 @@ outputs:
   assert_eq!(items[0]["reused_from"], first.as_str());
   assert_eq!(items[2].get("reused_from"), None);
 }
+
+#[test]
+fn a_retry_reuses_a_completed_fan_out_item_by_item() {
+  let p = Project::new();
+  p.write(
+    "whole.yaml",
+    r#"
+name: whole
+stages:
+  - id: each
+    for_each: [a, b]
+    uses: shell
+    with: { run: 'echo $<< item >> >> ran.log; echo "v=$<< item >>" >> "$SWDL_OUTPUT"' }
+  - id: later
+    depends_on: [each]
+    uses: shell
+    with: { run: 'test -f fixed' }
+"#,
+  );
+  p.swdl(&["run", "whole.yaml", "--progress", "none"])
+    .stdout("")
+    .stderr("")
+    .status(1)
+    .run();
+  let first = p.runs()[0]["id"].as_str().unwrap_or_default().to_string();
+  std::fs::remove_file(p.path().join("ran.log")).expect("clear the log");
+  p.write("fixed", "");
+  let out = p
+    .swdl(&["retry", &first, "--progress", "none", "--output", "json"])
+    .stderr("")
+    .status(0)
+    .run();
+  assert!(!p.path().join("ran.log").exists(), "no item ran again");
+  let each = &out.json()["stages"]["each"];
+  assert_eq!(each["outputs"]["v"], serde_json::json!(["a", "b"]));
+  assert_eq!(each["items"][0]["reused_from"], first.as_str());
+  assert_eq!(each["items"][1]["reused_from"], first.as_str());
+}
