@@ -52,6 +52,12 @@ pub struct Failure {
   pub stage: String,
   /// The attempt that failed.
   pub attempt: u32,
+  /// The item of a fanned-out stage that failed (its index), absent for a whole stage.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub item: Option<u32>,
+  /// That item's key.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub key: Option<String>,
   /// `error` or `timeout`.
   pub kind: String,
   /// What the attempt reported.

@@ -106,9 +106,16 @@ impl Core {
     let stage = &self.workflow.stages[self.stage_of(i)];
     let state = self.stage_state(i);
     let attempt = self.slots[i].attempts;
+    let item = self.slots[i].unit.map(|of| of.item);
+    let key = self.slots[i].unit.and_then(|of| {
+      let fan = self.slots[of.stage].fan.as_ref()?;
+      fan.keys.get(of.item as usize).map(ToString::to_string)
+    });
     let failure = hooks::Failure {
       stage: stage.id.clone(),
       attempt,
+      item,
+      key,
       kind: match kind {
         RetryOn::Error => "error".into(),
         RetryOn::Timeout => "timeout".into(),

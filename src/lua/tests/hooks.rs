@@ -48,6 +48,8 @@ fn stage(risk: &str) -> PolicyStage {
 
 fn failed(error: &str) -> Failure {
   Failure {
+    item: None,
+    key: None,
     stage: "review".into(),
     attempt: 1,
     kind: "timeout".into(),

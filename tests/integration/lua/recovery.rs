@@ -418,3 +418,52 @@ stages:
   assert_eq!(out.outputs("probe"), &json!({"attempt": 2}));
   assert_eq!(out.outputs("closed"), &json!({"attempt": 2}));
 }
+
+#[test]
+fn a_recovery_strategy_sees_which_item_of_a_fan_out_failed() {
+  let p = Project::new();
+  p.skill("picky", PICKY);
+  p.hooks(
+    r#"
+swdl.recovery("shrink", function(failure, ctx)
+  assert(failure.item ~= nil, "an item's failure names its item")
+  return { action = "retry", with = { size = failure.item, limit = 2 } }
+end)
+"#,
+  );
+  let out = p
+    .run(
+      r#"
+name: items
+config: { hooks: [hooks.lua] }
+stages:
+  - id: s
+    for_each: [1, 9, 2]
+    uses: picky
+    with: { size: "$<< item >>", limit: 2 }
+    recover: shrink
+"#,
+    )
+    .stdout("")
+    .stderr("")
+    .status(0)
+    .run();
+  let decided: Vec<(u64, &str)> = out
+    .named("recovery_decided", "s")
+    .iter()
+    .map(|e| {
+      (
+        e["item"].as_u64().unwrap_or(99),
+        e["key"].as_str().unwrap_or_default(),
+      )
+    })
+    .collect();
+  assert_eq!(decided, [(1, "9")]);
+  let whole: Vec<&serde_json::Value> = out
+    .named("stage_completed", "s")
+    .into_iter()
+    .filter(|e| e.get("item").is_none())
+    .collect();
+  assert_eq!(whole.len(), 1, "{}", out.dump());
+  assert_eq!(whole[0]["outputs"]["size"], serde_json::json!([1, 1, 2]));
+}
