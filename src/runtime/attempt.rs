@@ -26,6 +26,13 @@ impl Core {
       Phase::Fallback(f) => stage.fallback.get(f).cloned().unwrap_or_default(),
       Phase::Chosen => self.slots[i].chosen.clone().unwrap_or_default(),
     };
+    // An item's `env` is resolved here, where its `item` exists.
+    if self.slots[i].unit.is_some()
+      && let Err(error) = self.stage_env(i)
+    {
+      self.fail_stage(i, &error, "inputs");
+      return;
+    }
     let ctx = self.context(i, self.flags(i));
     let mut inputs = match scope::resolve_with(&call.with, &ctx, &self.workflow.source) {
       Ok(inputs) => inputs,

@@ -154,8 +154,10 @@ impl Core {
       self.cancel_pending(i, stop);
       return;
     }
-    // The stage's `env` is resolved when something reads it: its `if`, or else its start.
-    if let Err(error) = self.stage_env(i)
+    // The stage's `env` is resolved when something reads it: its `if`, or else its start (a
+    // fanned-out stage's, per item, as it may read `item`).
+    if self.workflow.stages[i].fan_out.is_none()
+      && let Err(error) = self.stage_env(i)
       && (self.workflow.stages[self.stage_of(i)].condition.is_some() || self.flags(i).success)
     {
       self.fail_stage(i, &error, "inputs");

@@ -29,6 +29,10 @@ impl Core {
     }
     self.slots[i].asking = false;
     self.asks -= 1;
+    // An item cancelled while its strategy was thinking (fail-fast) has nothing left to decide.
+    if self.slots[i].settled {
+      return;
+    }
     let id = self.id(i);
     let event = |action: &str| Event::RecoveryDecided {
       stage: id.clone(),

@@ -321,3 +321,26 @@ stages:
     [2, 1, 0]
   );
 }
+
+#[test]
+fn a_fanned_out_stages_env_is_resolved_per_item() {
+  let out = run_wf(
+    r#"
+name: env
+stages:
+  - id: deploy
+    for_each: [eu, us]
+    env: { REGION: "region-$<< item >>" }
+    uses: shell
+    with: { run: 'echo "where=$REGION/$<< env.REGION >>" >> "$SWDL_OUTPUT"' }
+"#,
+  )
+  .stdout("")
+  .stderr("")
+  .status(0)
+  .run();
+  assert_eq!(
+    whole(&out, "stage_completed", "deploy")["outputs"]["where"],
+    json!(["region-eu/region-eu", "region-us/region-us"])
+  );
+}
